@@ -1,0 +1,3 @@
+from trainlab.cli.main import main
+
+raise SystemExit(main())

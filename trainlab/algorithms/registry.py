@@ -1,0 +1,99 @@
+"""Algorithms by name: baselines with tuned workload-agnostic defaults, or any registered optimizer.
+
+A name is `OPTIMIZER` or `OPTIMIZER+SCHEDULE` (schedule defaults to `cosine`, i.e. linear warm-up +
+cosine decay over the step budget). Overrides come as a mapping, on the command line as
+`--hparams adamw.lr=3e-3`. Unknown names and hyperparameters raise `UsageError` naming valid ones.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Any, Iterable, Mapping
+
+from trainlab import optim
+from trainlab.algorithms.base import ALGORITHM_HPARAMS, AlgorithmSpec
+from trainlab.errors import UsageError
+from trainlab.schedules import SCHEDULE_HPARAMS, SCHEDULES
+
+DEFAULT_SCHEDULE = "cosine"
+
+# The race's baselines (issue: AdamW, NAdamW, SGD+Nesterov, each with warm-up + cosine). Their
+# defaults are workload-agnostic: one value per hyperparameter for every workload (docs/targets.md).
+BASELINE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "adamw": {"lr": 2e-3, "betas": (0.9, 0.999), "weight_decay": 0.01, "warmup_fraction": 0.05},
+    "nadamw": {"lr": 2e-3, "betas": (0.9, 0.999), "weight_decay": 0.01, "warmup_fraction": 0.05},
+    "sgd": {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4, "warmup_fraction": 0.05},
+}
+DEFAULT_ALGORITHMS = ("adamw", "nadamw", "sgd")
+
+
+def available_algorithms() -> list[str]:
+    return optim.available()
+
+
+def valid_hparams(optimizer_name: str, schedule: str) -> dict[str, Any]:
+    """Every hyperparameter an algorithm accepts, with its default."""
+    values = dict(optim.entry(optimizer_name).hyperparameters())
+    values.update(SCHEDULE_HPARAMS[schedule])
+    values.update(ALGORITHM_HPARAMS)
+    values.update(BASELINE_DEFAULTS.get(optimizer_name, {}))
+    return values
+
+
+def parse_name(name: str) -> tuple[str, str]:
+    optimizer_name, _, schedule = name.strip().partition("+")
+    schedule = schedule or DEFAULT_SCHEDULE
+    if optimizer_name not in optim.available():
+        raise UsageError(f"unknown algorithm {optimizer_name!r}; available: "
+                         f"{', '.join(optim.available())} (optionally +SCHEDULE)")
+    if schedule not in SCHEDULES:
+        raise UsageError(f"unknown schedule {schedule!r} in {name!r}; available: "
+                         f"{', '.join(sorted(SCHEDULES))}")
+    return optimizer_name, schedule
+
+
+def make_algorithm(name: str, overrides: Mapping[str, Any] | None = None) -> AlgorithmSpec:
+    optimizer_name, schedule = parse_name(name)
+    defaults = valid_hparams(optimizer_name, schedule)
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise UsageError(f"algorithm {name!r} has no hyperparameter {unknown[0]!r}; "
+                         f"valid: {', '.join(sorted(defaults))}")
+    hparams = {**defaults, **overrides}
+    # Let the optimizer validate types and ranges now, on a throwaway tensor, not mid-race.
+    import torch
+    try:
+        optim.create(optimizer_name, [torch.zeros(2, requires_grad=True)],
+                     **{k: v for k, v in hparams.items() if k in optim.entry(optimizer_name).hyperparameters()})
+    except ValueError as exc:
+        raise UsageError(f"algorithm {name!r}: {exc}") from None
+    entry = optim.entry(optimizer_name)
+    return AlgorithmSpec(name=name.strip(), optimizer=optimizer_name, schedule=schedule,
+                         hparams=hparams, description=f"{entry.summary}; {schedule} schedule")
+
+
+def parse_hparam_overrides(items: Iterable[str], algorithm_names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Parse `NAME.KEY=VALUE` items (VALUE a Python literal) into {algorithm name: {key: value}}."""
+    names = list(algorithm_names)
+    out: dict[str, dict[str, Any]] = {n: {} for n in names}
+    for item in items:
+        head, sep, raw = item.partition("=")
+        name, dot, key = head.rpartition(".")
+        if not sep or not dot or not key:
+            raise UsageError(f"bad --hparams item {item!r}: write ALGORITHM.KEY=VALUE, e.g. adamw.lr=3e-3")
+        if name not in out:
+            raise UsageError(f"--hparams {item!r} names algorithm {name!r}, which is not in this race "
+                             f"({', '.join(names)})")
+        out[name][key] = parse_literal(raw, item)
+    return out
+
+
+def parse_literal(raw: str, context: str) -> Any:
+    try:
+        value = ast.literal_eval(raw.strip())
+    except (ValueError, SyntaxError):
+        if raw.strip().lower() in ("true", "false"):
+            return raw.strip().lower() == "true"
+        return raw.strip()
+    return tuple(value) if isinstance(value, list) else value

@@ -1,0 +1,82 @@
+"""A race: every (workload, algorithm, seed) trial, each committed to the store as it finishes.
+
+Everything a user can get wrong (names, hyperparameters, data paths, the store) is checked before the
+first trial starts, so a bad race fails in a second instead of after an hour. A trial that raises is
+recorded as `failed` with its error and the race goes on.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from trainlab.algorithms import AlgorithmSpec
+from trainlab.benchmark.progress import RaceProgress
+from trainlab.benchmark.results import TrialResult
+from trainlab.benchmark.runner import run_trial
+from trainlab.errors import UsageError
+from trainlab.store import ResultsStore
+from trainlab.utils.environment import describe
+from trainlab.workloads import Workload
+
+
+@dataclass
+class RacePlan:
+    workloads: list[Workload]
+    algorithms: list[AlgorithmSpec]
+    seeds: list[int]
+    device: torch.device
+    stop_at_target: bool = False
+    grad_norm_kind: str | None = None
+    label: str | None = None
+    extra_config: dict[str, Any] = field(default_factory=dict)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "workloads": [w.describe() for w in self.workloads],
+            "algorithms": [{"name": a.name, "optimizer": a.optimizer, "schedule": a.schedule,
+                            "hparams": dict(a.hparams)} for a in self.algorithms],
+            "seeds": list(self.seeds), "device": str(self.device),
+            "stop_at_target": self.stop_at_target, **self.extra_config,
+        }
+
+
+def prepare(plan: RacePlan) -> None:
+    """Load every workload's data up front: a missing corpus or bad path fails before any training."""
+    if not plan.workloads or not plan.algorithms or not plan.seeds:
+        raise UsageError("a race needs at least one workload, one algorithm and one seed")
+    for workload in plan.workloads:
+        workload.splits()
+
+
+def run_race(plan: RacePlan, store: ResultsStore, progress: bool | None = None) -> tuple[int, list[TrialResult]]:
+    prepare(plan)
+    race_id = store.start_race(plan.config(), describe(plan.device), plan.label)
+    trials = [(w, a, s) for w in plan.workloads for a in plan.algorithms for s in plan.seeds]
+    display = RaceProgress(len(trials), enabled=progress)
+    results: list[TrialResult] = []
+    try:
+        for workload, algorithm, seed in trials:
+            label = f"{workload.name} / {algorithm.name} / seed {seed}"
+            trial_id = store.start_trial(race_id, workload.name, algorithm.name, seed, dict(algorithm.hparams))
+            try:
+                result = run_trial(workload, algorithm, seed, plan.device,
+                                   progress=display.start_trial(label, workload.step_budget),
+                                   stop_at_target=plan.stop_at_target, grad_norm_kind=plan.grad_norm_kind)
+            except (KeyboardInterrupt, SystemExit):
+                store.fail_trial(trial_id, "interrupted")
+                raise
+            except Exception as exc:  # a bug in one algorithm must not lose the rest of the race
+                store.fail_trial(trial_id, "".join(traceback.format_exception_only(exc)).strip() +
+                                 "\n" + traceback.format_exc())
+                display.end_trial(None, label, error=f"{type(exc).__name__}: {exc}")
+                continue
+            store.finish_trial(trial_id, result)
+            results.append(result)
+            display.end_trial(result, label)
+    finally:
+        display.close()
+    return race_id, results

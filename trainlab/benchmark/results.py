@@ -1,0 +1,53 @@
+"""What one trial produces: its evaluations and its summary (the unit the store commits)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class EvalRecord:
+    step: int
+    train_seconds: float     # training time on the clock when this evaluation began
+    train_loss: float        # mean training loss over the steps since the previous evaluation
+    metric: float            # the workload's validation metric
+    validation_loss: float
+    eval_seconds: float      # wall time of this evaluation (not on the clock)
+
+
+@dataclass
+class TrialResult:
+    workload: str
+    algorithm: str
+    seed: int
+    hparams: dict[str, Any]
+    metric_name: str
+    higher_is_better: bool
+    target: float
+    step_budget: int
+    status: str = "completed"            # completed | diverged | failed
+    reached: bool = False
+    time_to_target: float = math.inf     # training seconds at the first evaluation meeting the target
+    steps_to_target: int | None = None
+    final_metric: float = math.nan       # validation metric at the last evaluation
+    best_metric: float = math.nan
+    test_metric: float = math.nan        # test metric of the final weights (untimed)
+    steps: int = 0
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    param_bytes: int = 0
+    grad_bytes: int = 0
+    state_bytes: int = 0
+    peak_memory_bytes: int = 0
+    peak_memory_source: str = ""         # "cuda_max_allocated" or "params+grads+state"
+    error: str | None = None
+    evals: list[EvalRecord] = field(default_factory=list)
+    grad_norms: list[float] | None = None
+
+    def summary(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("evals")
+        data.pop("grad_norms")
+        return data

@@ -1,0 +1,1 @@
+"""The `trainlab` command line (also `python -m trainlab`)."""

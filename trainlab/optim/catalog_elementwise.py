@@ -1,0 +1,1 @@
+"""Registry entries of the elementwise optimizers (Lion, diffGrad, signSGD/Signum, Schedule-Free)."""

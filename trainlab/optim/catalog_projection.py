@@ -1,0 +1,1 @@
+"""Registry entries of the matrix-aware optimizers (SWAN, GaLore, Fira, FRUGAL)."""

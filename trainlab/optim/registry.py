@@ -1,0 +1,143 @@
+"""`create(name, params, **hparams)`, `available()` and `state_bytes(optimizer)`.
+
+Every optimizer is registered with its class; its hyperparameters and their defaults are read from
+the constructor's signature, so the registry can never disagree with the class. An unknown or
+ill-typed hyperparameter is an error naming the valid ones: a typo is never silently ignored.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import torch
+
+from trainlab.optim.nadamw import NAdamW
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    factory: Callable[..., torch.optim.Optimizer]
+    summary: str
+    citation: str
+    overrides: dict[str, Any]  # trainlab's defaults where they differ from the constructor's
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """Hyperparameter name -> default, excluding `params` and implementation switches."""
+        sig = inspect.signature(self.factory)
+        found = {}
+        for key, p in sig.parameters.items():
+            if key in ("params", "self") or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                continue
+            if key in _IMPLEMENTATION_SWITCHES:
+                continue
+            found[key] = p.default if p.default is not inspect.Parameter.empty else None
+        found.update(self.overrides)
+        return found
+
+
+# Switches that choose an implementation, not the mathematics; accepted but not listed as tunable.
+_IMPLEMENTATION_SWITCHES = {"foreach", "fused", "capturable", "differentiable", "maximize"}
+
+_REGISTRY: dict[str, Entry] = {}
+
+
+def register(name: str, factory: Callable[..., torch.optim.Optimizer], summary: str, citation: str,
+             **overrides: Any) -> None:
+    _REGISTRY[name] = Entry(name, factory, summary, citation, overrides)
+
+
+def available() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def entry(name: str) -> Entry:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown optimizer {name!r}; available: {', '.join(available())}") from None
+
+
+def create(name: str, params: Iterable, **hparams: Any) -> torch.optim.Optimizer:
+    """Build optimizer `name` over `params` (tensors or param-group dicts) with checked hparams."""
+    found = entry(name)
+    defaults = found.hyperparameters()
+    allowed = set(defaults) | (set(inspect.signature(found.factory).parameters) & _IMPLEMENTATION_SWITCHES)
+    for key, value in hparams.items():
+        if key not in allowed:
+            raise ValueError(f"optimizer {name!r} has no hyperparameter {key!r}; "
+                             f"valid: {', '.join(sorted(defaults))}")
+        _check_type(name, key, value, defaults.get(key))
+    return found.factory(params, **{**found.overrides, **hparams})
+
+
+def _check_type(optimizer: str, key: str, value: Any, default: Any) -> None:
+    if default is None:
+        return
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+        kind = "a bool"
+    elif isinstance(default, (int, float)):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        kind = "a number"
+    elif isinstance(default, tuple):
+        ok = isinstance(value, (tuple, list)) and len(value) == len(default) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        kind = f"a sequence of {len(default)} numbers"
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+        kind = "a string"
+    else:
+        return
+    if not ok:
+        raise ValueError(f"optimizer {optimizer!r}: {key} must be {kind} (default {default!r}), "
+                         f"got {value!r}")
+
+
+def state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes held by tensors in the optimizer's per-parameter state (shared storage counted once)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for state in optimizer.state.values():
+        for value in _tensors(state):
+            key = (value.untyped_storage().data_ptr(), value.untyped_storage().nbytes())
+            if key in seen:
+                continue
+            seen.add(key)
+            total += value.untyped_storage().nbytes()
+    return total
+
+
+def _tensors(value: Any):
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _tensors(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _tensors(item)
+
+
+# ---- the registered optimizers ---------------------------------------------------------------
+
+def _adamw(params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+           weight_decay: float = 0.01, foreach: bool | None = None, fused: bool | None = None):
+    return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                             foreach=foreach, fused=fused)
+
+
+def _sgd(params, lr: float = 0.1, momentum: float = 0.9, nesterov: bool = True,
+         weight_decay: float = 0.0, foreach: bool | None = None):
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
+                           weight_decay=weight_decay, foreach=foreach)
+
+
+register("adamw", _adamw, "AdamW (torch.optim implementation, foreach/fused paths)",
+         "Loshchilov & Hutter, Decoupled Weight Decay Regularization, ICLR 2019")
+register("nadamw", NAdamW, "NAdamW, the AlgoPerf baseline (Nesterov look-ahead, decoupled decay)",
+         "Dozat 2016; Choi et al. 2019 (arXiv 1910.05446); AlgoPerf baseline")
+register("sgd", _sgd, "SGD with Nesterov momentum (torch.optim implementation)",
+         "Sutskever et al., On the importance of initialization and momentum, ICML 2013")

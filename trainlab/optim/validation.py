@@ -1,0 +1,31 @@
+"""Argument checks shared by every optimizer: one message style, naming the parameter and range."""
+
+from __future__ import annotations
+
+import math
+
+
+def check_non_negative(name: str, value: float) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def check_betas(betas, names=("beta1", "beta2")) -> None:
+    try:
+        values = tuple(betas)
+    except TypeError:
+        raise ValueError(f"betas must be a pair of numbers in [0, 1), got {betas!r}") from None
+    if len(values) != len(names):
+        raise ValueError(f"betas must have {len(names)} values in [0, 1), got {betas!r}")
+    for name, beta in zip(names, values):
+        if not isinstance(beta, (int, float)) or isinstance(beta, bool) or not 0.0 <= beta < 1.0:
+            raise ValueError(f"{name} (in betas) must be in [0, 1), got {beta!r}")
+
+
+def check_range(name: str, value: float, low: float, high: float, *, low_open=False, high_open=False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        left, right = "(" if low_open else "[", ")" if high_open else "]"
+        raise ValueError(f"{name} must be in {left}{low}, {high}{right}, got {value!r}")

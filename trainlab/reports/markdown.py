@@ -1,0 +1,60 @@
+"""`write_report`: report.md + PNG plots for one race of a results store."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from trainlab.reports import plots
+from trainlab.reports.summary import format_table, summarize
+from trainlab.store import ResultsStore
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def write_report(store: ResultsStore, out_dir: str | Path, race_id: int | None = None) -> Path:
+    race = store.race(race_id)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    trials = store.trials(race["id"])
+    finished = [t for t in trials if t["status"] in ("completed", "diverged")]
+    rows = summarize(finished)
+    env = race["environment"]
+
+    lines = [f"# trainlab race {race['id']}", "",
+             f"Run {race['created_at']} on {env.get('device')} ({env.get('num_threads')} threads), "
+             f"trainlab {env.get('trainlab_version')}, torch {env.get('torch_version')}, "
+             f"commit {env.get('git_commit') or 'unknown'}.", "",
+             "Time-to-target is training time only (evaluation excluded) at the first evaluation that "
+             "meets the validation target; the median over seeds, a miss counting as infinity.", "",
+             "## Summary", "", format_table(rows), ""]
+    unfinished = [t for t in trials if t["status"] not in ("completed", "diverged")]
+    if unfinished:
+        lines += ["Trials that did not finish: " + ", ".join(
+            f"{t['workload']}/{t['algorithm']}/seed {t['seed']} ({t['status']})" for t in unfinished), ""]
+
+    if rows:
+        bars = plots.time_to_target_bars(rows, out / "time_to_target.png")
+        lines += ["## Time to target", "", f"![time to target]({bars.name})", ""]
+    lines += ["## Validation metric vs training time", ""]
+    for workload in sorted({t["workload"] for t in finished}):
+        items = [t for t in finished if t["workload"] == workload]
+        curves = []
+        for trial in items:
+            evals = store.evals(trial["id"])
+            curves.append({"algorithm": trial["algorithm"], "seconds": [e["train_seconds"] for e in evals],
+                           "metric": [e["metric"] for e in evals], "time_to_target": trial["time_to_target"]})
+        path = plots.metric_vs_time(workload, curves, items[0]["target"], items[0]["metric_name"],
+                                    bool(items[0]["higher_is_better"]), out / f"curve_{_slug(workload)}.png")
+        lines += [f"### {workload}", "", f"![{workload}]({path.name})", ""]
+
+    lines += ["## Hyperparameters", ""]
+    for algorithm in race["config"].get("algorithms", []):
+        hp = ", ".join(f"{k}={v}" for k, v in sorted(algorithm["hparams"].items()))
+        lines.append(f"- **{algorithm['name']}** ({algorithm['optimizer']} + {algorithm['schedule']}): {hp}")
+    lines.append("")
+    report = out / "report.md"
+    report.write_text("\n".join(lines))
+    return report

@@ -1,0 +1,81 @@
+"""One row per (workload, algorithm): the race's result aggregated over seeds.
+
+Time-to-target is the median over seeds with misses counted as infinity (AlgoPerf's convention), so
+a row whose seeds mostly miss reports "missed" rather than the time of its one lucky seed.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+
+@dataclass
+class SummaryRow:
+    workload: str
+    algorithm: str
+    metric_name: str
+    higher_is_better: bool
+    target: float
+    seeds: int
+    reached: int
+    time_to_target: float          # median over seeds, inf when most missed
+    steps_to_target: float         # median over seeds, inf when most missed
+    final_metric: float            # mean over seeds
+    final_metric_std: float        # sample std over seeds (0 for one seed)
+    train_seconds: float           # mean full-budget training time
+    state_bytes: int
+    peak_memory_bytes: int
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else math.inf
+
+
+def summarize(trials: Iterable[dict[str, Any]]) -> list[SummaryRow]:
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for trial in trials:
+        if trial["status"] in ("completed", "diverged"):
+            groups.setdefault((trial["workload"], trial["algorithm"]), []).append(trial)
+    rows = []
+    for (workload, algorithm), items in groups.items():
+        finals = [t["final_metric"] for t in items if t["final_metric"] is not None]
+        steps = [float(t["steps_to_target"]) if t["reached"] else math.inf for t in items]
+        rows.append(SummaryRow(
+            workload=workload, algorithm=algorithm, metric_name=items[0]["metric_name"],
+            higher_is_better=bool(items[0]["higher_is_better"]), target=items[0]["target"],
+            seeds=len(items), reached=sum(bool(t["reached"]) for t in items),
+            time_to_target=_median([t["time_to_target"] for t in items]),
+            steps_to_target=_median(steps),
+            final_metric=statistics.fmean(finals) if finals else math.nan,
+            final_metric_std=statistics.stdev(finals) if len(finals) > 1 else 0.0,
+            train_seconds=statistics.fmean(t["train_seconds"] or 0.0 for t in items),
+            state_bytes=max(t["state_bytes"] or 0 for t in items),
+            peak_memory_bytes=max(t["peak_memory_bytes"] or 0 for t in items)))
+    return rows
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def format_table(rows: list[SummaryRow]) -> str:
+    """A Markdown table (also readable as plain text in a terminal)."""
+    header = ("| workload | algorithm | reached | time-to-target (s) | steps-to-target | "
+              "final metric | train time (s) | optimizer state |")
+    lines = [header, "|" + "---|" * 8]
+    for r in sorted(rows, key=lambda r: (r.workload, r.algorithm)):
+        ttt = f"{r.time_to_target:.1f}" if math.isfinite(r.time_to_target) else "missed"
+        stt = f"{r.steps_to_target:.0f}" if math.isfinite(r.steps_to_target) else "—"
+        spread = f" ± {r.final_metric_std:.4f}" if r.seeds > 1 else ""
+        arrow = "≥" if r.higher_is_better else "≤"
+        lines.append(f"| {r.workload} | {r.algorithm} | {r.reached}/{r.seeds} | {ttt} | {stt} | "
+                     f"{r.metric_name} {r.final_metric:.4f}{spread} (target {arrow} {r.target:g}) | "
+                     f"{r.train_seconds:.1f} | {_bytes(r.state_bytes)} |")
+    return "\n".join(lines)

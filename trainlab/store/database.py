@@ -1,0 +1,181 @@
+"""`ResultsStore`: open (or create) a store by URL and read and write races, trials, evaluations.
+
+Durability: a trial's row is committed as `running` when it starts, and its results and evaluations
+are committed together in one transaction when it ends, so a race killed at any moment keeps every
+finished trial, and an interrupted one is visible as `running` (never half-written). SQLite runs in WAL
+mode with a busy timeout so a report can read while a race writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+
+from trainlab.benchmark.results import TrialResult
+from trainlab.errors import UsageError
+from trainlab.store import schema
+
+SCHEMA_VERSION = 1
+DEFAULT_STORE_URL = "sqlite:///trainlab-results/results.db"
+
+
+def normalise_url(url: str | None) -> str:
+    """Accept a SQLAlchemy URL or a plain file path (taken as a SQLite database)."""
+    if not url:
+        return DEFAULT_STORE_URL
+    return url if "://" in url else f"sqlite:///{url}"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+class ResultsStore:
+    def __init__(self, url: str | None = None, create: bool = True) -> None:
+        self.url = normalise_url(url)
+        try:
+            parsed = make_url(self.url)
+        except ArgumentError:
+            raise UsageError(f"cannot parse store URL {self.url!r}: use sqlite:///PATH.db or "
+                             "postgresql://USER@HOST/DB") from None
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            path = Path(parsed.database)
+            if not create and not path.exists():
+                raise UsageError(f"no results store at {path}: run `trainlab race` first or pass --store")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UsageError(f"cannot create the store's folder {path.parent}: {exc.strerror}") from None
+        try:
+            self.engine = sa.create_engine(self.url, future=True)
+        except (NoSuchModuleError, ImportError, ArgumentError) as exc:
+            raise UsageError(f"cannot open results store {self.url!r}: {exc}; "
+                             "for PostgreSQL install a driver (pip install psycopg2-binary)") from None
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            schema.metadata.create_all(self.engine)
+            self._check_schema_version()
+        except (DBAPIError, SQLAlchemyError) as exc:
+            reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+            raise UsageError(f"cannot use results store {self.url!r}: {reason}; pass --store with a "
+                             "writable SQLite path or database URL") from None
+
+    def _check_schema_version(self) -> None:
+        with self.engine.begin() as conn:
+            found = conn.execute(sa.select(schema.meta.c.value)
+                                 .where(schema.meta.c.key == "schema_version")).scalar()
+            if found is None:
+                conn.execute(schema.meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+            elif int(found) != SCHEMA_VERSION:
+                raise UsageError(f"results store {self.url!r} has schema version {found}, this trainlab "
+                                 f"writes version {SCHEMA_VERSION}: use a new --store")
+
+    # ---- writing ----------------------------------------------------------------------------
+    def start_race(self, config: dict[str, Any], environment: dict[str, Any], label: str | None = None) -> int:
+        with self.engine.begin() as conn:
+            row = conn.execute(schema.races.insert().values(
+                created_at=_now(), label=label, config=json.dumps(config, default=str),
+                environment=json.dumps(environment), trainlab_version=environment.get("trainlab_version"),
+                torch_version=environment.get("torch_version"), device=environment.get("device"),
+                num_threads=environment.get("num_threads"), git_commit=environment.get("git_commit")))
+            return int(row.inserted_primary_key[0])
+
+    def start_trial(self, race_id: int, workload: str, algorithm: str, seed: int,
+                    hparams: dict[str, Any]) -> int:
+        with self.engine.begin() as conn:
+            row = conn.execute(schema.trials.insert().values(
+                race_id=race_id, workload=workload, algorithm=algorithm, seed=seed,
+                hparams=json.dumps(hparams, default=str), status="running", started_at=_now()))
+            return int(row.inserted_primary_key[0])
+
+    def finish_trial(self, trial_id: int, result: TrialResult) -> None:
+        """Write a trial's summary and all its evaluations in one transaction."""
+        values = {
+            "status": result.status, "metric_name": result.metric_name,
+            "higher_is_better": result.higher_is_better, "target": result.target,
+            "step_budget": result.step_budget, "reached": result.reached,
+            "time_to_target": _finite(result.time_to_target), "steps_to_target": result.steps_to_target,
+            "final_metric": _finite(result.final_metric), "best_metric": _finite(result.best_metric),
+            "test_metric": _finite(result.test_metric), "steps": result.steps,
+            "train_seconds": result.train_seconds, "eval_seconds": result.eval_seconds,
+            "param_bytes": result.param_bytes, "grad_bytes": result.grad_bytes,
+            "state_bytes": result.state_bytes, "peak_memory_bytes": result.peak_memory_bytes,
+            "peak_memory_source": result.peak_memory_source, "error": result.error,
+            "grad_norms": json.dumps(result.grad_norms) if result.grad_norms is not None else None,
+            "finished_at": _now(),
+        }
+        rows = [{"trial_id": trial_id, "step": r.step, "train_seconds": r.train_seconds,
+                 "train_loss": _finite(r.train_loss), "metric": _finite(r.metric),
+                 "validation_loss": _finite(r.validation_loss), "eval_seconds": r.eval_seconds}
+                for r in result.evals]
+        with self.engine.begin() as conn:
+            conn.execute(schema.trials.update().where(schema.trials.c.id == trial_id).values(**values))
+            if rows:
+                conn.execute(schema.evals.insert(), rows)
+
+    def fail_trial(self, trial_id: int, error: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(schema.trials.update().where(schema.trials.c.id == trial_id)
+                         .values(status="failed", error=error[:2000], finished_at=_now()))
+
+    # ---- reading ----------------------------------------------------------------------------
+    def races(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(schema.races).order_by(schema.races.c.id)).mappings().all()
+        return [{**row, "config": json.loads(row["config"]),
+                 "environment": json.loads(row["environment"])} for row in rows]
+
+    def race(self, race_id: int | None = None) -> dict[str, Any]:
+        """One race (the newest when `race_id` is None)."""
+        found = self.races()
+        if not found:
+            raise UsageError(f"results store {self.url!r} holds no race yet: run `trainlab race` first")
+        if race_id is None:
+            return found[-1]
+        for race in found:
+            if race["id"] == race_id:
+                return race
+        raise UsageError(f"no race {race_id} in {self.url!r}; races: "
+                         f"{', '.join(str(r['id']) for r in found)}")
+
+    def trials(self, race_id: int, statuses: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+        query = sa.select(schema.trials).where(schema.trials.c.race_id == race_id)
+        if statuses:
+            query = query.where(schema.trials.c.status.in_(statuses))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(schema.trials.c.id)).mappings().all()
+        out = []
+        for row in rows:
+            trial = dict(row)
+            trial["hparams"] = json.loads(trial["hparams"])
+            trial["grad_norms"] = json.loads(trial["grad_norms"]) if trial["grad_norms"] else None
+            if trial["time_to_target"] is None:
+                trial["time_to_target"] = math.inf
+            out.append(trial)
+        return out
+
+    def evals(self, trial_id: int) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(schema.evals).where(schema.evals.c.trial_id == trial_id)
+                                .order_by(schema.evals.c.step)).mappings().all()
+        return [dict(row) for row in rows]
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

@@ -1,0 +1,75 @@
+"""Tables of the results store, in portable SQLAlchemy Core (SQLite today, PostgreSQL for shared
+studies). Misses and non-finite numbers are stored as NULL, never as IEEE infinity/NaN, because
+databases disagree on those; `reached` says whether a NULL time-to-target means "missed".
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (Boolean, Column, Float, ForeignKey, Integer, MetaData, String, Table, Text)
+
+metadata = MetaData()
+
+meta = Table(
+    "trainlab_meta", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+races = Table(
+    "races", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created_at", String(32), nullable=False),
+    Column("label", String(200)),
+    Column("config", Text, nullable=False),          # JSON: workloads, algorithms, seeds, options
+    Column("environment", Text, nullable=False),     # JSON: versions, device, threads, git commit
+    Column("trainlab_version", String(32)),
+    Column("torch_version", String(64)),
+    Column("device", String(200)),
+    Column("num_threads", Integer),
+    Column("git_commit", String(64)),
+)
+
+trials = Table(
+    "trials", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("race_id", Integer, ForeignKey("races.id"), nullable=False, index=True),
+    Column("workload", String(200), nullable=False),
+    Column("algorithm", String(200), nullable=False),
+    Column("seed", Integer, nullable=False),
+    Column("hparams", Text, nullable=False),         # JSON
+    Column("status", String(16), nullable=False),    # running | completed | diverged | failed
+    Column("metric_name", String(64)),
+    Column("higher_is_better", Boolean),
+    Column("target", Float),
+    Column("step_budget", Integer),
+    Column("reached", Boolean),
+    Column("time_to_target", Float),                 # NULL when not reached
+    Column("steps_to_target", Integer),
+    Column("final_metric", Float),
+    Column("best_metric", Float),
+    Column("test_metric", Float),
+    Column("steps", Integer),
+    Column("train_seconds", Float),
+    Column("eval_seconds", Float),
+    Column("param_bytes", Integer),
+    Column("grad_bytes", Integer),
+    Column("state_bytes", Integer),
+    Column("peak_memory_bytes", Integer),
+    Column("peak_memory_source", String(32)),
+    Column("grad_norms", Text),                      # JSON list, when recorded
+    Column("error", Text),
+    Column("started_at", String(32), nullable=False),
+    Column("finished_at", String(32)),
+)
+
+evals = Table(
+    "evals", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("trial_id", Integer, ForeignKey("trials.id"), nullable=False, index=True),
+    Column("step", Integer, nullable=False),
+    Column("train_seconds", Float, nullable=False),
+    Column("train_loss", Float),
+    Column("metric", Float),
+    Column("validation_loss", Float),
+    Column("eval_seconds", Float),
+)

@@ -1,0 +1,166 @@
+"""The workload contract: what is fixed when algorithms race (AlgoPerf's "workload" side).
+
+A workload owns the model, the data and its splits, the loss, the evaluation metric, the validation
+target, the step budget, the default batch size and the evaluation cadence. It never sees the
+optimizer or the clock. Subclass `Workload`, fill in the class attributes and four methods, and
+`trainlab race --workloads path/to/your_module.py` will run it (see README "Your own workload").
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterator
+
+import torch
+from torch import nn
+
+from trainlab.errors import UsageError
+
+Batch = tuple[torch.Tensor, ...]
+
+
+@dataclass(frozen=True)
+class Option:
+    """A constructor option a workload accepts (`--workload-option NAME.KEY=VALUE`)."""
+
+    type: type
+    default: Any
+    help: str
+
+
+# Options every workload accepts: they override the class defaults for one run.
+COMMON_OPTIONS: dict[str, Option] = {
+    "target": Option(float, None, "validation target (default: the workload's documented one)"),
+    "step_budget": Option(int, None, "training steps per trial"),
+    "batch_size": Option(int, None, "training batch size"),
+    "eval_every": Option(int, None, "evaluate every this many steps"),
+}
+
+
+@dataclass
+class Splits:
+    """Train / validation / test data as tensors (kept on the CPU until the runner moves them)."""
+
+    train: Batch
+    validation: Batch
+    test: Batch
+
+    def to(self, device: torch.device) -> "Splits":
+        move = lambda tensors: tuple(t.to(device) for t in tensors)  # noqa: E731
+        return Splits(move(self.train), move(self.validation), move(self.test))
+
+
+class Workload(abc.ABC):
+    """Model + data + loss + metric + target + budget. Subclasses set the ClassVars below."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    metric: ClassVar[str]                # name of the validation metric, e.g. "accuracy"
+    higher_is_better: ClassVar[bool]
+    default_target: ClassVar[float]      # from the documented target-setting run
+    default_step_budget: ClassVar[int]
+    default_batch_size: ClassVar[int]
+    default_eval_every: ClassVar[int]
+    options: ClassVar[dict[str, Option]] = {}
+
+    def __init__(self, **options: Any) -> None:
+        valid = {**COMMON_OPTIONS, **self.options}
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            raise UsageError(f"workload {self.name!r} has no option {unknown[0]!r}; "
+                             f"valid options: {', '.join(sorted(valid))}")
+        values = {}
+        for key, option in valid.items():
+            raw = options.get(key, option.default)
+            values[key] = _coerce(self.name, key, raw, option.type) if raw is not None else None
+        self.option_values = {k: v for k, v in values.items() if k in self.options}
+        self.target = float(values["target"] if values["target"] is not None else self.default_target)
+        self.step_budget = values["step_budget"] or self.default_step_budget
+        self.batch_size = values["batch_size"] or self.default_batch_size
+        self.eval_every = values["eval_every"] or self.default_eval_every
+        for key in ("step_budget", "batch_size", "eval_every"):
+            if getattr(self, key) <= 0:
+                raise UsageError(f"workload {self.name!r}: {key} must be a positive integer")
+        if not math.isfinite(self.target):
+            raise UsageError(f"workload {self.name!r}: target must be a finite number")
+        self._splits: Splits | None = None
+
+    # -- what a subclass provides -------------------------------------------------------------
+    @abc.abstractmethod
+    def load_splits(self) -> Splits:
+        """Load or generate the data (offline). Called once per workload object and cached."""
+
+    @abc.abstractmethod
+    def init_model(self) -> nn.Module:
+        """A freshly initialised model; the runner seeds torch's generator before calling it."""
+
+    @abc.abstractmethod
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """Mean training loss of `model` on `batch` (a scalar that `backward()` is called on)."""
+
+    @abc.abstractmethod
+    def evaluate(self, model: nn.Module, split: Batch) -> dict[str, float]:
+        """{'<metric>': value, 'loss': value} over a whole split, with gradients off."""
+
+    # -- shared behaviour ----------------------------------------------------------------------
+    def splits(self) -> Splits:
+        if self._splits is None:
+            self._splits = self.load_splits()
+        return self._splits
+
+    def batches(self, train: Batch, generator: torch.Generator) -> Iterator[Batch]:
+        """Endless mini-batches: a fresh random permutation per epoch, drawn on the data's device.
+
+        Override for data that is not a tuple of equally long tensors (the text workload samples
+        random windows instead).
+        """
+        n = train[0].shape[0]
+        device = train[0].device
+        while True:
+            order = torch.randperm(n, generator=generator).to(device)
+            for start in range(0, n - self.batch_size + 1, self.batch_size):
+                idx = order[start:start + self.batch_size]
+                yield tuple(t[idx] for t in train)
+
+    def reached(self, value: float) -> bool:
+        """Whether a validation metric value meets the target."""
+        if math.isnan(value):
+            return False
+        return value >= self.target if self.higher_is_better else value <= self.target
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "metric": self.metric, "higher_is_better": self.higher_is_better,
+                "target": self.target, "step_budget": self.step_budget,
+                "batch_size": self.batch_size, "eval_every": self.eval_every,
+                "options": dict(self.option_values)}
+
+
+def _coerce(workload: str, key: str, raw: Any, kind: type) -> Any:
+    if isinstance(raw, kind) and not (kind is int and isinstance(raw, bool)):
+        return raw
+    try:
+        if kind is bool and isinstance(raw, str):
+            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(raw)
+            return raw.lower() in ("true", "1", "yes")
+        return kind(raw)
+    except (TypeError, ValueError):
+        raise UsageError(f"workload {workload!r}: option {key}={raw!r} is not a valid "
+                         f"{kind.__name__}") from None
+
+
+@torch.no_grad()
+def classification_eval(model: nn.Module, split: Batch, batch_size: int = 2048) -> dict[str, float]:
+    """Accuracy and mean cross-entropy of a classifier over a split, in large batches."""
+    x, y = split
+    correct = 0
+    total_loss = 0.0
+    for start in range(0, x.shape[0], batch_size):
+        logits = model(x[start:start + batch_size])
+        target = y[start:start + batch_size]
+        total_loss += nn.functional.cross_entropy(logits.float(), target, reduction="sum").item()
+        correct += (logits.argmax(dim=-1) == target).sum().item()
+    n = x.shape[0]
+    return {"accuracy": correct / n, "loss": total_loss / n}

@@ -1,0 +1,131 @@
+"""`text_lm`: a byte-level causal transformer (nanoGPT-shaped) on Shakespeare's complete works.
+
+Data: the pinned corpus of `trainlab.workloads.data.text` (or any text file: option
+`text_lm.text_file=PATH`), read as bytes (vocabulary 256) and cut into contiguous train / validation /
+test regions (90 / 5 / 5 %), so no validation byte is ever trained on. Training batches are random
+windows of `context` bytes; evaluation uses fixed non-overlapping windows from the start of the split.
+Model: pre-LayerNorm GPT, 3 layers, 4 heads, width 96, context 64, tied embeddings (~0.37 M
+parameters): sized so a trial takes about a minute on two CPU cores; `width`, `layers` and `context`
+scale it up on a GPU (targets then need re-setting). Metric: validation bits per byte (mean cross-entropy in nats / ln 2), lower is better.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from trainlab.workloads.base import Batch, Option, Splits, Workload
+from trainlab.workloads.data.text import load_text
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, c = x.shape
+        q, k, v = self.qkv(x).split(c, dim=2)
+        shape = (b, t, self.heads, c // self.heads)
+        q, k, v = (z.view(shape).transpose(1, 2) for z in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.proj(y.transpose(1, 2).reshape(b, t, c))
+
+
+class Block(nn.Module):
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(width)
+        self.attn = CausalSelfAttention(width, heads)
+        self.ln2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
+
+
+class ByteGPT(nn.Module):
+    def __init__(self, context: int = 128, width: int = 128, layers: int = 4, heads: int = 4) -> None:
+        super().__init__()
+        self.context = context
+        self.embed = nn.Embedding(256, width)
+        self.position = nn.Parameter(torch.zeros(context, width))
+        self.blocks = nn.Sequential(*(Block(width, heads) for _ in range(layers)))
+        self.ln_f = nn.LayerNorm(width)
+        self.head = nn.Linear(width, 256, bias=False)
+        self.head.weight = self.embed.weight  # tied, as in GPT-2 / nanoGPT
+        for name, p in self.named_parameters():
+            if p.dim() >= 2:
+                # GPT-2 initialisation: N(0, 0.02), residual output projections scaled by depth.
+                std = 0.02 / math.sqrt(2 * layers) if name.endswith(("proj.weight", "mlp.2.weight")) else 0.02
+                nn.init.normal_(p, mean=0.0, std=std)
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.embed(idx) + self.position[: idx.shape[1]]
+        return self.head(self.ln_f(self.blocks(x)))
+
+
+class TextLM(Workload):
+    name = "text_lm"
+    description = "Shakespeare (bytes), 3-layer GPT, validation bits per byte"
+    metric = "bits_per_byte"
+    higher_is_better = False
+    default_target = 2.6
+    default_step_budget = 1200
+    default_batch_size = 32
+    default_eval_every = 100
+    options = {
+        "text_file": Option(str, None, "train on this text file instead of the Shakespeare corpus"),
+        "context": Option(int, 64, "bytes of context per sequence"),
+        "width": Option(int, 96, "model width (embedding size)"),
+        "layers": Option(int, 3, "transformer blocks"),
+        "eval_windows": Option(int, 256, "validation windows (of `context` bytes) per evaluation"),
+    }
+
+    def load_splits(self) -> Splits:
+        data = torch.frombuffer(bytearray(load_text(self.option_values["text_file"])), dtype=torch.uint8)
+        n = data.numel()
+        a, b = int(0.9 * n), int(0.95 * n)
+        return Splits((data[:a],), (data[a:b],), (data[b:],))
+
+    def init_model(self) -> nn.Module:
+        o = self.option_values
+        return ByteGPT(context=o["context"], width=o["width"], layers=o["layers"])
+
+    def batches(self, train: Batch, generator: torch.Generator):
+        data = train[0]
+        ctx = self.option_values["context"]
+        offsets = torch.arange(ctx + 1, device=data.device)
+        while True:
+            starts = torch.randint(0, data.numel() - ctx - 1, (self.batch_size, 1), generator=generator)
+            window = data[starts.to(data.device) + offsets].long()
+            yield window[:, :-1], window[:, 1:]
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        x, y = batch
+        logits = model(x)
+        return F.cross_entropy(logits.reshape(-1, 256).float(), y.reshape(-1))
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, split: Batch) -> dict[str, float]:
+        data = split[0]
+        ctx = self.option_values["context"]
+        count = min(self.option_values["eval_windows"], (data.numel() - 1) // ctx)
+        window = data[: count * ctx + 1].long()
+        x = window[:-1].view(count, ctx)
+        y = window[1:].view(count, ctx)
+        total = 0.0
+        for start in range(0, count, 64):
+            logits = model(x[start:start + 64])
+            total += F.cross_entropy(logits.reshape(-1, 256).float(), y[start:start + 64].reshape(-1),
+                                     reduction="sum").item()
+        nats = total / (count * ctx)
+        return {"bits_per_byte": nats / math.log(2), "loss": nats}
