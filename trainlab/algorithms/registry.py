@@ -8,6 +8,9 @@ cosine decay over the step budget). Overrides come as a mapping, on the command 
 from __future__ import annotations
 
 import ast
+import json
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from trainlab import optim
@@ -20,11 +23,26 @@ DEFAULT_SCHEDULE = "cosine"
 # The race's baselines (issue: AdamW, NAdamW, SGD+Nesterov, each with warm-up + cosine). Their
 # defaults are workload-agnostic: one value per hyperparameter for every workload (docs/targets.md).
 BASELINE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "adamw": {"lr": 2e-3, "betas": (0.9, 0.999), "weight_decay": 0.01, "warmup_fraction": 0.05},
-    "nadamw": {"lr": 2e-3, "betas": (0.9, 0.999), "weight_decay": 0.01, "warmup_fraction": 0.05},
-    "sgd": {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4, "warmup_fraction": 0.05},
+    "adamw": {"lr": 4e-3, "betas": (0.9, 0.999), "weight_decay": 0.01, "warmup_fraction": 0.05},
+    "nadamw": {"lr": 4e-3, "betas": (0.9, 0.999), "weight_decay": 0.01, "warmup_fraction": 0.05},
+    "sgd": {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4, "warmup_fraction": 0.05},
 }
 DEFAULT_ALGORITHMS = ("adamw", "nadamw", "sgd")
+# Per-workload learning rates of the baselines, from `trainlab set-targets --write-defaults`
+# (record: docs/targets.md). Only the learning rate is tuned per workload.
+TUNED_PATH = Path(__file__).with_name("tuned.json")
+
+
+@lru_cache(maxsize=1)
+def _tuned() -> dict[str, Any]:
+    return json.loads(TUNED_PATH.read_text()) if TUNED_PATH.exists() else {}
+
+
+def tuned_learning_rate(optimizer_name: str, workload: str | None) -> float | None:
+    """The baseline lr tuned for `workload` by the target-setting run, if there is one."""
+    if workload is None:
+        return None
+    return _tuned().get("learning_rates", {}).get(workload, {}).get(optimizer_name)
 
 
 def available_algorithms() -> list[str]:
@@ -52,9 +70,14 @@ def parse_name(name: str) -> tuple[str, str]:
     return optimizer_name, schedule
 
 
-def make_algorithm(name: str, overrides: Mapping[str, Any] | None = None) -> AlgorithmSpec:
+def make_algorithm(name: str, overrides: Mapping[str, Any] | None = None,
+                   workload: str | None = None) -> AlgorithmSpec:
+    """The spec of algorithm `name`; with `workload`, a baseline gets that workload's tuned lr."""
     optimizer_name, schedule = parse_name(name)
     defaults = valid_hparams(optimizer_name, schedule)
+    tuned = tuned_learning_rate(optimizer_name, workload)
+    if tuned is not None:
+        defaults["lr"] = tuned
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(defaults))
     if unknown:

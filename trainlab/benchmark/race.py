@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from trainlab.algorithms import AlgorithmSpec
+from trainlab.algorithms import AlgorithmSpec, make_algorithm
 from trainlab.benchmark.progress import RaceProgress
 from trainlab.benchmark.results import TrialResult
 from trainlab.benchmark.runner import run_trial
@@ -25,30 +25,42 @@ from trainlab.workloads import Workload
 
 @dataclass
 class RacePlan:
+    """What to run. Algorithms are names (+ overrides); each is specified per workload, because a
+    baseline's learning rate may be tuned per workload (`trainlab.algorithms.registry.TUNED_PATH`)."""
+
     workloads: list[Workload]
-    algorithms: list[AlgorithmSpec]
+    algorithms: list[str]
     seeds: list[int]
     device: torch.device
     stop_at_target: bool = False
     grad_norm_kind: str | None = None
     label: str | None = None
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     extra_config: dict[str, Any] = field(default_factory=dict)
+
+    def spec(self, algorithm: str, workload: Workload) -> AlgorithmSpec:
+        return make_algorithm(algorithm, self.overrides.get(algorithm), workload=workload.name)
 
     def config(self) -> dict[str, Any]:
         return {
             "workloads": [w.describe() for w in self.workloads],
-            "algorithms": [{"name": a.name, "optimizer": a.optimizer, "schedule": a.schedule,
-                            "hparams": dict(a.hparams)} for a in self.algorithms],
+            "algorithms": [{"name": a, "workload": w.name, "optimizer": spec.optimizer,
+                            "schedule": spec.schedule, "hparams": dict(spec.hparams)}
+                           for w in self.workloads for a in self.algorithms
+                           for spec in [self.spec(a, w)]],
             "seeds": list(self.seeds), "device": str(self.device),
             "stop_at_target": self.stop_at_target, **self.extra_config,
         }
 
 
 def prepare(plan: RacePlan) -> None:
-    """Load every workload's data up front: a missing corpus or bad path fails before any training."""
+    """Build every spec and load every workload's data up front: a bad hyperparameter, a missing
+    corpus or a bad path fails before any training."""
     if not plan.workloads or not plan.algorithms or not plan.seeds:
         raise UsageError("a race needs at least one workload, one algorithm and one seed")
     for workload in plan.workloads:
+        for algorithm in plan.algorithms:
+            plan.spec(algorithm, workload)
         workload.splits()
 
 
@@ -59,7 +71,8 @@ def run_race(plan: RacePlan, store: ResultsStore, progress: bool | None = None) 
     display = RaceProgress(len(trials), enabled=progress)
     results: list[TrialResult] = []
     try:
-        for workload, algorithm, seed in trials:
+        for workload, name, seed in trials:
+            algorithm = plan.spec(name, workload)
             label = f"{workload.name} / {algorithm.name} / seed {seed}"
             trial_id = store.start_trial(race_id, workload.name, algorithm.name, seed, dict(algorithm.hparams))
             try:

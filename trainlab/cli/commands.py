@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
+import sys
 from pathlib import Path
 
 import torch
@@ -16,7 +16,7 @@ from trainlab.errors import UsageError
 from trainlab.reports import format_table, summarize, write_report
 from trainlab.store import ResultsStore
 from trainlab.utils.device import choose_device
-from trainlab.workloads import DEFAULT_WORKLOADS, builtin_names, create_workload, workload_class
+from trainlab.workloads import DEFAULT_WORKLOADS, builtin_names, workload_class
 
 
 def _setup_runtime(args: argparse.Namespace) -> torch.device:
@@ -28,9 +28,12 @@ def _setup_runtime(args: argparse.Namespace) -> torch.device:
 
 
 def _workloads(args: argparse.Namespace):
-    names = split_list(args.workloads, "workloads") if args.workloads else list(DEFAULT_WORKLOADS)
+    """Resolve workload specs (names, files, modules); options are addressed by workload name."""
+    specs = split_list(args.workloads, "workloads") if args.workloads else list(DEFAULT_WORKLOADS)
+    classes = [workload_class(spec) for spec in specs]
+    names = [cls.name for cls in classes]
     options = parse_workload_options(args.workload_option, names)
-    return [create_workload(name, **options[name]) for name in names]
+    return [cls(**options[cls.name]) for cls in classes]
 
 
 def race(args: argparse.Namespace) -> int:
@@ -38,12 +41,14 @@ def race(args: argparse.Namespace) -> int:
     workloads = _workloads(args)
     names = split_list(args.algorithms, "algorithms") if args.algorithms else list(DEFAULT_ALGORITHMS)
     overrides = parse_hparam_overrides(args.hparams, names)
-    algorithms = [make_algorithm(name, overrides[name]) for name in names]
     seeds = parse_seeds(args.seeds)
+    plan = RacePlan(workloads, names, seeds, device, stop_at_target=args.stop_at_target,
+                    grad_norm_kind=args.record_grad_norms, label=args.label, overrides=overrides)
+    for workload in workloads:  # every name and hyperparameter checked before anything runs
+        for name in names:
+            plan.spec(name, workload)
     store = ResultsStore(args.store)
-    plan = RacePlan(workloads, algorithms, seeds, device, stop_at_target=args.stop_at_target,
-                    grad_norm_kind=args.record_grad_norms, label=args.label)
-    print(f"race: {len(workloads)} workload(s) x {len(algorithms)} algorithm(s) x {len(seeds)} seed(s) "
+    print(f"race: {len(workloads)} workload(s) x {len(names)} algorithm(s) x {len(seeds)} seed(s) "
           f"on {device} ({torch.get_num_threads()} threads); store {store.url}", flush=True)
     race_id, results = run_race(plan, store, progress=False if args.no_progress else None)
     print(f"\nrace {race_id} summary\n")
@@ -51,7 +56,7 @@ def race(args: argparse.Namespace) -> int:
     if not args.no_report:
         report = write_report(store, args.report_dir, race_id)
         print(f"\nreport: {report}")
-    failed = len(workloads) * len(algorithms) * len(seeds) - len(results)
+    failed = len(workloads) * len(names) * len(seeds) - len(results)
     return 1 if failed else 0
 
 
@@ -106,64 +111,59 @@ def fetch_data(args: argparse.Namespace) -> int:
 
 
 def set_targets(args: argparse.Namespace) -> int:
-    """Tune AdamW's lr on a grid at a reduced budget, re-run the best, take the median best metric."""
-    from trainlab.benchmark.runner import run_trial
+    """Phase 1: targets from tuned AdamW; phase 2: per-workload lrs of the race baselines."""
+    import json
+
+    from trainlab.benchmark.targets import set_target, to_markdown, tune_lr
+    from trainlab.utils.environment import describe
 
     device = _setup_runtime(args)
     if not 0.0 < args.fraction <= 1.0:
         raise UsageError(f"--fraction must be in (0, 1], got {args.fraction}")
-    lrs = []
-    for item in split_list(args.lrs, "lrs"):
-        try:
-            lrs.append(float(item))
-        except ValueError:
-            raise UsageError(f"--lrs: {item!r} is not a number") from None
+    lrs = _floats(args.lrs, "lrs")
+    multipliers = _floats(args.multipliers, "multipliers")
     seeds = parse_seeds(args.seeds)
+    baselines = split_list(args.baselines, "baselines") if args.baselines else []
+    for name in baselines:
+        make_algorithm(name)
     workloads = _workloads(args)
-    store = ResultsStore(args.store)
-    lines = ["# Target-setting record", "",
-             f"Command: `trainlab set-targets --lrs {args.lrs} --seeds {args.seeds} "
-             f"--fraction {args.fraction}` on {device} ({torch.get_num_threads()} threads).", "",
-             "Protocol (after AlgoPerf): AdamW + linear warm-up (5 %) + cosine decay, betas (0.9, 0.999), "
-             f"weight decay 0.01. Each learning rate trains once (seed 0) for {args.fraction:g} x the race "
-             "step budget; the learning rate with the best validation metric is re-run with the seeds "
-             "above; the target is the median over those re-runs of the best validation metric. "
-             "Races get the full budget (4/3 of the target-setting budget, as AlgoPerf v0.5 did).", ""]
+    records, tuning = [], []
     for workload in workloads:
-        full_budget = workload.step_budget
-        workload.step_budget = max(1, round(args.fraction * full_budget))
-        lines += [f"## {workload.name}", "",
-                  f"Budget {workload.step_budget} steps (race: {full_budget}); metric {workload.metric} "
-                  f"({'higher' if workload.higher_is_better else 'lower'} is better).", "",
-                  "| lr | seed | best validation metric | final validation metric |", "|---|---|---|---|"]
-        better = max if workload.higher_is_better else min
-        grid = []
-        for lr in lrs:
-            spec = make_algorithm("adamw", {"lr": lr})
-            result = run_trial(workload, spec, 0, device)
-            grid.append((lr, result.best_metric))
-            lines.append(f"| {lr:g} | 0 | {result.best_metric:.4f} | {result.final_metric:.4f} |")
-            print(f"{workload.name}: lr {lr:g} -> best {result.best_metric:.4f}", flush=True)
-        finite = [g for g in grid if math.isfinite(g[1])]
-        if not finite:
-            raise UsageError(f"{workload.name}: every learning rate diverged; widen --lrs")
-        best_lr = better(finite, key=lambda g: g[1])[0]
-        reruns = []
-        for seed in seeds:
-            result = run_trial(workload, make_algorithm("adamw", {"lr": best_lr}), seed, device)
-            reruns.append(result.best_metric)
-            lines.append(f"| {best_lr:g} | {seed} | {result.best_metric:.4f} | {result.final_metric:.4f} |")
-            print(f"{workload.name}: best lr {best_lr:g}, seed {seed} -> best {result.best_metric:.4f}", flush=True)
-        target = statistics.median(reruns)
-        lines += ["", f"**Target for {workload.name}: {workload.metric} "
-                      f"{'>=' if workload.higher_is_better else '<='} {target:.4f}** "
-                      f"(best lr {best_lr:g}; median of {len(reruns)} re-runs)", ""]
-        print(f"{workload.name}: target {target:.4f}", flush=True)
-        workload.step_budget = full_budget
-    text = "\n".join(lines) + "\n"
+        record = set_target(workload, lrs, seeds, args.fraction, device, log=_log)
+        records.append(record)
+        workload.target = record.target
+        for name in baselines:
+            tuning.append(tune_lr(workload, name, multipliers, device, log=_log))
+    env = describe(device)
+    command = "trainlab " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["set-targets"] else "trainlab set-targets"
+    text = to_markdown(records, tuning, command,
+                       f"{env['device']}, {env['num_threads']} threads, torch {env['torch_version']}, "
+                       f"commit {env['git_commit']}")
     print("\n" + text)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
-    del store  # set-targets trains through run_trial only; the store URL is validated above
+    if args.write_defaults:
+        data = {"targets": {r.workload: round(r.target, 4) for r in records},
+                "learning_rates": {}}
+        for r in tuning:
+            data["learning_rates"].setdefault(r.workload, {})[r.algorithm] = r.best_lr
+        Path(args.write_defaults).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     return 0
+
+
+def _floats(text: str, what: str) -> list[float]:
+    out = []
+    for item in split_list(text, what):
+        try:
+            value = float(item)
+        except ValueError:
+            raise UsageError(f"--{what}: {item!r} is not a number") from None
+        if not math.isfinite(value) or value <= 0:
+            raise UsageError(f"--{what}: {item!r} must be a positive number")
+        out.append(value)
+    return out
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)

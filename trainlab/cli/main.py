@@ -94,22 +94,31 @@ def build_parser() -> argparse.ArgumentParser:
                                        "that nothing is downloaded at run time.")
     fetch.add_argument("--quiet", action="store_true", help="print nothing when all is in place")
 
-    targets = sub.add_parser("set-targets", help="run the target-setting protocol (tuned AdamW + cosine)",
+    targets = sub.add_parser("set-targets", help="run the target-setting protocol and tune baseline lrs",
                              description="AlgoPerf-style target setting: tune AdamW's learning rate on a "
                                          "grid at 3/4 of each workload's step budget, re-run the best "
-                                         "with fresh seeds, and take the median best validation metric.")
+                                         "on fresh seeds and take the median best validation metric; "
+                                         "then tune each race baseline's learning rate at the full budget.")
     targets.add_argument("--workloads", default=None, metavar="LIST",
                          help="workloads to set targets for (default: the three default workloads)")
-    targets.add_argument("--lrs", default="5e-4,1e-3,2e-3,4e-3,8e-3", metavar="LIST",
-                         help="AdamW learning rates to try (default: 5e-4,1e-3,2e-3,4e-3,8e-3)")
+    targets.add_argument("--lrs", default="1e-3,2e-3,4e-3,8e-3,1.6e-2,3.2e-2", metavar="LIST",
+                         help="AdamW learning rates for target setting (default: 1e-3 to 3.2e-2 in factors of 2)")
     targets.add_argument("--seeds", default="100,101,102", metavar="LIST",
                          help="seeds for the re-runs of the best learning rate (default: 100,101,102)")
     targets.add_argument("--fraction", type=float, default=0.75,
                          help="target-setting budget as a fraction of the race budget (default: 0.75)")
+    targets.add_argument("--baselines", default="adamw,nadamw,sgd", metavar="LIST",
+                         help="algorithms whose lr to tune per workload after setting the target "
+                              "(default: adamw,nadamw,sgd; empty string to skip)")
+    targets.add_argument("--multipliers", default="0.25,0.5,1,2,4,8", metavar="LIST",
+                         help="lr grid for baselines, as multiples of each one's default lr "
+                              "(default: 0.25,0.5,1,2,4,8)")
     targets.add_argument("--out", default=None, metavar="FILE",
                          help="also write the Markdown record to FILE (e.g. docs/targets.md)")
+    targets.add_argument("--write-defaults", default=None, metavar="JSON",
+                         help="write targets and tuned lrs as JSON (trainlab/algorithms/tuned.json "
+                              "is the file the race reads its baseline lrs from)")
     _add_workload_options(targets)
-    _add_store(targets)
     return parser
 
 

@@ -20,10 +20,21 @@ import math
 
 import torch
 
+from trainlab.optim.base import ElementwiseOptimizer
 from trainlab.optim.validation import check_betas, check_non_negative
 
 
-class NAdamW(torch.optim.Optimizer):
+class NAdamW(ElementwiseOptimizer):
+    """NAdamW, the AlgoPerf baseline optimizer (update rule in the module docstring).
+
+    Defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8 (the AlgoPerf PyTorch baseline's), weight_decay 0
+    (torch.optim convention; the AlgoPerf baselines tune it).
+    State bytes: 2 * numel * element_size (exp_avg, exp_avg_sq), 8 B/param for fp32 params.
+    bf16 params: state is kept in the parameter's dtype (as torch.optim.AdamW does, and as
+    `load_state_dict` casts it anyway), so bf16 params get bf16 moments; keep fp32 master weights
+    where that precision matters.
+    """
+
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, foreach: bool = True) -> None:
         check_non_negative("lr", lr)
@@ -33,61 +44,37 @@ class NAdamW(torch.optim.Optimizer):
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, foreach=foreach)
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            if any(p.grad.is_sparse for p in params):
-                raise RuntimeError("NAdamW does not support sparse gradients")
-            for p in params:
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["step"] += 1
-            # Parameters of one group may have different step counts (e.g. one froze for a while);
-            # bucket by step so each bucket shares its bias corrections.
-            buckets: dict[int, list[torch.Tensor]] = {}
-            for p in params:
-                buckets.setdefault(self.state[p]["step"], []).append(p)
-            for step, bucket in buckets.items():
-                _nadamw_update(bucket, [p.grad for p in bucket],
-                               [self.state[p]["exp_avg"] for p in bucket],
-                               [self.state[p]["exp_avg_sq"] for p in bucket],
-                               step=step, lr=group["lr"], beta1=group["betas"][0],
-                               beta2=group["betas"][1], eps=group["eps"],
-                               weight_decay=group["weight_decay"], foreach=group["foreach"])
-        return loss
+    def _init_state(self, group, p, state) -> None:
+        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
+    @staticmethod
+    def _scalars(group, step):
+        beta1, beta2 = group["betas"]
+        return group["lr"], beta1, beta2, 1 - beta1 ** step, math.sqrt(1 - beta2 ** step)
 
-def _nadamw_update(params, grads, exp_avgs, exp_avg_sqs, *, step, lr, beta1, beta2, eps,
-                   weight_decay, foreach) -> None:
-    bias_correction1 = 1 - beta1 ** step
-    bias_correction2_sqrt = math.sqrt(1 - beta2 ** step)
-    if not foreach:
-        for p, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs):
-            if weight_decay:
-                p.mul_(1 - lr * weight_decay)
-            m.lerp_(g, 1 - beta1)
-            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-            numerator = m.lerp(g, 1 - beta1)
-            denominator = (v.sqrt() / bias_correction2_sqrt).add_(eps)
-            p.addcdiv_(numerator, denominator, value=-lr / bias_correction1)
-        return
-    if weight_decay:
-        torch._foreach_mul_(params, 1 - lr * weight_decay)
-    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
-    torch._foreach_mul_(exp_avg_sqs, beta2)
-    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
-    numerators = torch._foreach_lerp(exp_avgs, grads, 1 - beta1)
-    denominators = torch._foreach_sqrt(exp_avg_sqs)
-    torch._foreach_div_(denominators, bias_correction2_sqrt)
-    torch._foreach_add_(denominators, eps)
-    torch._foreach_addcdiv_(params, numerators, denominators, value=-lr / bias_correction1)
+    def _update_single(self, group, p, g, state, step) -> None:
+        lr, beta1, beta2, bias_correction1, bias_correction2_sqrt = self._scalars(group, step)
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        if group["weight_decay"]:
+            p.mul_(1 - lr * group["weight_decay"])
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        numerator = m.lerp(g, 1 - beta1)
+        denominator = (v.sqrt() / bias_correction2_sqrt).add_(group["eps"])
+        p.addcdiv_(numerator, denominator, value=-lr / bias_correction1)
+
+    def _update(self, group, params, grads, states, step) -> None:
+        lr, beta1, beta2, bias_correction1, bias_correction2_sqrt = self._scalars(group, step)
+        exp_avgs = [s["exp_avg"] for s in states]
+        exp_avg_sqs = [s["exp_avg_sq"] for s in states]
+        if group["weight_decay"]:
+            torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
+        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+        numerators = torch._foreach_lerp(exp_avgs, grads, 1 - beta1)
+        denominators = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_div_(denominators, bias_correction2_sqrt)
+        torch._foreach_add_(denominators, group["eps"])
+        torch._foreach_addcdiv_(params, numerators, denominators, value=-lr / bias_correction1)

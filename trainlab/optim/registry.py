@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from trainlab.optim.nadamw import NAdamW
+from trainlab.optim.validation import check_betas, check_non_negative, check_range
 
 
 @dataclass(frozen=True)
@@ -125,12 +126,19 @@ def _tensors(value: Any):
 
 def _adamw(params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
            weight_decay: float = 0.01, foreach: bool | None = None, fused: bool | None = None):
+    check_non_negative("lr", lr)
+    check_betas(betas)
+    check_non_negative("eps", eps)
+    check_non_negative("weight_decay", weight_decay)
     return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                              foreach=foreach, fused=fused)
 
 
 def _sgd(params, lr: float = 0.1, momentum: float = 0.9, nesterov: bool = True,
          weight_decay: float = 0.0, foreach: bool | None = None):
+    check_non_negative("lr", lr)
+    check_range("momentum", momentum, 0.0, 1.0, high_open=True)
+    check_non_negative("weight_decay", weight_decay)
     return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
                            weight_decay=weight_decay, foreach=foreach)
 

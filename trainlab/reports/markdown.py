@@ -50,10 +50,10 @@ def write_report(store: ResultsStore, out_dir: str | Path, race_id: int | None =
                                     bool(items[0]["higher_is_better"]), out / f"curve_{_slug(workload)}.png")
         lines += [f"### {workload}", "", f"![{workload}]({path.name})", ""]
 
-    lines += ["## Hyperparameters", ""]
+    lines += ["## Hyperparameters", "", "| algorithm | workload | hyperparameters |", "|---|---|---|"]
     for algorithm in race["config"].get("algorithms", []):
         hp = ", ".join(f"{k}={v}" for k, v in sorted(algorithm["hparams"].items()))
-        lines.append(f"- **{algorithm['name']}** ({algorithm['optimizer']} + {algorithm['schedule']}): {hp}")
+        lines.append(f"| {algorithm['name']} | {algorithm.get('workload', 'all')} | {hp} |")
     lines.append("")
     report = out / "report.md"
     report.write_text("\n".join(lines))

@@ -28,6 +28,7 @@ class SummaryRow:
     train_seconds: float           # mean full-budget training time
     state_bytes: int
     peak_memory_bytes: int
+    diverged: int = 0
 
 
 def _median(values: list[float]) -> float:
@@ -53,7 +54,8 @@ def summarize(trials: Iterable[dict[str, Any]]) -> list[SummaryRow]:
             final_metric_std=statistics.stdev(finals) if len(finals) > 1 else 0.0,
             train_seconds=statistics.fmean(t["train_seconds"] or 0.0 for t in items),
             state_bytes=max(t["state_bytes"] or 0 for t in items),
-            peak_memory_bytes=max(t["peak_memory_bytes"] or 0 for t in items)))
+            peak_memory_bytes=max(t["peak_memory_bytes"] or 0 for t in items),
+            diverged=sum(t["status"] == "diverged" for t in items)))
     return rows
 
 
@@ -75,7 +77,10 @@ def format_table(rows: list[SummaryRow]) -> str:
         stt = f"{r.steps_to_target:.0f}" if math.isfinite(r.steps_to_target) else "—"
         spread = f" ± {r.final_metric_std:.4f}" if r.seeds > 1 else ""
         arrow = "≥" if r.higher_is_better else "≤"
+        final = f"{r.final_metric:.4f}{spread}" if math.isfinite(r.final_metric) else "nan"
+        if r.diverged:
+            final += f", {r.diverged} diverged"
         lines.append(f"| {r.workload} | {r.algorithm} | {r.reached}/{r.seeds} | {ttt} | {stt} | "
-                     f"{r.metric_name} {r.final_metric:.4f}{spread} (target {arrow} {r.target:g}) | "
+                     f"{r.metric_name} {final} (target {arrow} {r.target:g}) | "
                      f"{r.train_seconds:.1f} | {_bytes(r.state_bytes)} |")
     return "\n".join(lines)

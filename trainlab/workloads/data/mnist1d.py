@@ -23,8 +23,8 @@ class MNIST1DSpec:
     """How many samples to draw and how to split them (train / validation / test, disjoint)."""
 
     num_train: int = 20_000
-    num_validation: int = 2_000
-    num_test: int = 2_000
+    num_validation: int = 5_000
+    num_test: int = 5_000
     seed: int = 42
 
     @property

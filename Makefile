@@ -1,0 +1,32 @@
+# trainlab: one command to set up and race, one to set up and test (see README).
+VENV   ?= .venv
+PYTHON ?= python3
+BIN    := $(VENV)/bin
+
+.PHONY: setup data race test bench clean
+
+setup: $(VENV)/.installed data
+
+# torch first and pinned, so pip never resolves another (CUDA) build for the project's `torch>=2.4`.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q torch==2.13.0
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+	touch $@
+
+# The pinned text corpus and the MNIST-1D cache, fetched/generated once (never at run time).
+data: $(VENV)/.installed
+	$(BIN)/trainlab fetch-data --quiet
+
+race: setup
+	$(BIN)/trainlab race
+
+test: setup
+	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/harness_overhead.py
+	$(BIN)/python benchmarks/optimizer_step.py
+
+clean:
+	rm -rf $(VENV) trainlab-results *.egg-info

@@ -1,0 +1,52 @@
+"""Small synthetic workloads used by the runner and store tests (and loaded by path in CLI tests)."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+from trainlab.workloads import Option, Splits, Workload
+
+
+class TinyRegression(Workload):
+    """Linear regression on fixed synthetic data; `eval_sleep` makes evaluation artificially slow."""
+
+    name = "tiny_regression"
+    description = "synthetic linear regression (tests)"
+    metric = "mse"
+    higher_is_better = False
+    default_target = 0.05
+    default_step_budget = 60
+    default_batch_size = 32
+    default_eval_every = 10
+    options = {"eval_sleep": Option(float, 0.0, "seconds to sleep in every evaluation"),
+               "train_sleep": Option(float, 0.0, "seconds to sleep in every training loss call")}
+
+    def load_splits(self) -> Splits:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(1200, 16, generator=g)
+        w = torch.randn(16, 1, generator=g)
+        y = x @ w + 0.1 * torch.randn(1200, 1, generator=g)
+        return Splits((x[:1000], y[:1000]), (x[1000:1100], y[1000:1100]), (x[1100:], y[1100:]))
+
+    def init_model(self) -> nn.Module:
+        return nn.Linear(16, 1)
+
+    def loss(self, model, batch):
+        if self.option_values["train_sleep"]:
+            time.sleep(self.option_values["train_sleep"])
+        x, y = batch
+        return nn.functional.mse_loss(model(x), y)
+
+    @torch.no_grad()
+    def evaluate(self, model, split):
+        if self.option_values["eval_sleep"]:
+            time.sleep(self.option_values["eval_sleep"])
+        x, y = split
+        mse = nn.functional.mse_loss(model(x), y).item()
+        return {"mse": mse, "loss": mse}
+
+
+WORKLOAD = TinyRegression

@@ -1,0 +1,385 @@
+"""Elementwise optimizers: each checked against an independent float64 re-derivation of its rule.
+
+The references below are written from the formulas in the papers / official code (see each class's
+docstring and /work/shared/algorithms.md), with plain dense torch ops in float64: they share no code
+with the implementations.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from trainlab.optim import create, state_bytes
+from trainlab.optim.catalog_elementwise import (DiffGrad, Lion, ScheduleFreeAdamW, SignSGD,
+                                                Signum)
+from trainlab.optim.nadamw import NAdamW
+
+SHAPES = [(48, 80), (80, 48), (80,)]
+STEPS = 4
+LR2_FACTOR = 2.5  # the second param group (the 1-D parameter) runs at lr * LR2_FACTOR
+
+
+# ---- float64 references: one step of one parameter --------------------------------------------
+
+def ref_adamw(p, g, s, t, lr, h):
+    b1, b2 = h["betas"]
+    s.setdefault("m", torch.zeros_like(p)); s.setdefault("v", torch.zeros_like(p))
+    p = p * (1 - lr * h["weight_decay"])
+    s["m"] = b1 * s["m"] + (1 - b1) * g
+    s["v"] = b2 * s["v"] + (1 - b2) * g * g
+    m_hat = s["m"] / (1 - b1 ** t)
+    return p - lr * m_hat / (torch.sqrt(s["v"]) / math.sqrt(1 - b2 ** t) + h["eps"])
+
+
+def ref_nadamw(p, g, s, t, lr, h):
+    b1, b2 = h["betas"]
+    s.setdefault("m", torch.zeros_like(p)); s.setdefault("v", torch.zeros_like(p))
+    p = p * (1 - lr * h["weight_decay"])
+    s["m"] = b1 * s["m"] + (1 - b1) * g
+    s["v"] = b2 * s["v"] + (1 - b2) * g * g
+    m_bar = b1 * s["m"] + (1 - b1) * g
+    return p - lr * (m_bar / (1 - b1 ** t)) / (torch.sqrt(s["v"]) / math.sqrt(1 - b2 ** t) + h["eps"])
+
+
+def ref_sgd_nesterov(p, g, s, t, lr, h):
+    mu = h["momentum"]
+    g = g + h["weight_decay"] * p
+    s["buf"] = g.clone() if t == 1 else mu * s["buf"] + g
+    return p - lr * (g + mu * s["buf"])
+
+
+def ref_lion(p, g, s, t, lr, h):
+    b1, b2 = h["betas"]
+    s.setdefault("m", torch.zeros_like(p))
+    p = p * (1 - lr * h["weight_decay"])
+    p = p - lr * torch.sign(b1 * s["m"] + (1 - b1) * g)
+    s["m"] = b2 * s["m"] + (1 - b2) * g
+    return p
+
+
+def ref_diffgrad(p, g, s, t, lr, h):
+    b1, b2 = h["betas"]
+    for key in ("m", "v", "prev"):
+        s.setdefault(key, torch.zeros_like(p))
+    g = g + h["weight_decay"] * p
+    s["m"] = b1 * s["m"] + (1 - b1) * g
+    s["v"] = b2 * s["v"] + (1 - b2) * g * g
+    xi = 1.0 / (1.0 + torch.exp(-torch.abs(s["prev"] - g)))
+    s["prev"] = g.clone()
+    step_size = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+    return p - step_size * xi * s["m"] / (torch.sqrt(s["v"]) + h["eps"])
+
+
+def ref_signsgd(p, g, s, t, lr, h):
+    beta = h.get("momentum", 0.0)
+    if beta:
+        s["m"] = beta * s.get("m", torch.zeros_like(p)) + (1 - beta) * g
+        direction = torch.sign(s["m"])
+    else:
+        direction = torch.sign(g)
+    return p * (1 - lr * h["weight_decay"]) - lr * direction
+
+
+def ref_sfadamw(p, g, s, t, lr, h):
+    """The x/y/z form (adamw_schedulefree_reference.py's recursion); p is y. Keeps x in s["x"]."""
+    b1, b2 = h["betas"]
+    if "z" not in s:
+        s.update(z=p.clone(), x=p.clone(), v=torch.zeros_like(p), lr_max=-1.0, weight_sum=0.0)
+    k = t - 1
+    warm = h.get("warmup_steps", 0)
+    gamma = lr * ((k + 1) / warm if k < warm else 1.0)
+    s["lr_max"] = max(s["lr_max"], gamma)
+    w = (k + 1) ** h.get("r", 0.0) * s["lr_max"] ** h.get("weight_lr_power", 2.0)
+    s["weight_sum"] += w
+    c = w / s["weight_sum"]
+    y = p
+    s["v"] = b2 * s["v"] + (1 - b2) * g * g
+    u = g / (torch.sqrt(s["v"] / (1 - b2 ** t)) + h["eps"]) + h["weight_decay"] * y
+    s["z"] = s["z"] - gamma * u
+    s["x"] = (1 - c) * s["x"] + c * s["z"]
+    return b1 * s["x"] + (1 - b1) * s["z"]
+
+
+# name -> (factory(params_or_groups, **h), hparams used in the test (lr included), reference)
+CASES = {
+    "adamw": (lambda ps, **h: create("adamw", ps, **h),
+              dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1), ref_adamw),
+    "sgd": (lambda ps, **h: create("sgd", ps, **h),
+            dict(lr=0.05, momentum=0.9, weight_decay=0.01), ref_sgd_nesterov),
+    "nadamw": (NAdamW, dict(lr=1e-3, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1), ref_nadamw),
+    "lion": (Lion, dict(lr=1e-3, betas=(0.9, 0.99), weight_decay=0.5), ref_lion),
+    "diffgrad": (DiffGrad, dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05),
+                 ref_diffgrad),
+    "signsgd": (SignSGD, dict(lr=1e-3, weight_decay=0.5), ref_signsgd),
+    "signum": (Signum, dict(lr=1e-3, momentum=0.9, weight_decay=0.5), ref_signsgd),
+    "sfadamw": (ScheduleFreeAdamW, dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1,
+                                        warmup_steps=2, r=0.5, weight_lr_power=2.0), ref_sfadamw),
+}
+NAMES = list(CASES)
+# Only our ElementwiseOptimizer subclasses take foreach=False through the same code as the registry's.
+OURS = ["nadamw", "lion", "diffgrad", "signsgd", "signum", "sfadamw"]
+
+
+def make_params(dtype=torch.float32, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(s, generator=gen).to(dtype).requires_grad_() for s in SHAPES]
+
+
+def make_grads(steps, dtype=torch.float32, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    return [[torch.randn(s, generator=gen).to(dtype) for s in SHAPES] for _ in range(steps)]
+
+
+def build(name, params, **override):
+    factory, h, _ = CASES[name]
+    h = {**h, **override}
+    groups = [{"params": params[:2]}, {"params": params[2:], "lr": h["lr"] * LR2_FACTOR}]
+    return factory(groups, **h)
+
+
+def run_steps(opt, params, grads):
+    for step_grads in grads:
+        for p, g in zip(params, step_grads):
+            p.grad = g.clone()
+        opt.step()
+
+
+# ---- exactness against the references ---------------------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_matches_float64_reference(name):
+    _, h, ref = CASES[name]
+    params = make_params()
+    grads = make_grads(STEPS)
+    ref_p = [p.detach().double() for p in params]
+    ref_s = [{} for _ in params]
+    opt = build(name, params)
+    for t, step_grads in enumerate(grads, start=1):
+        for p, g in zip(params, step_grads):
+            p.grad = g.clone()
+        opt.step()
+        for i, g in enumerate(step_grads):
+            lr = h["lr"] * (LR2_FACTOR if i == 2 else 1.0)
+            ref_p[i] = ref(ref_p[i], g.double(), ref_s[i], t, lr, h)
+        for p, r in zip(params, ref_p):
+            assert p.dtype == torch.float32
+            assert (p.detach().double() - r).abs().max().item() <= 1e-6, (name, t)
+    if name == "sfadamw":  # p holds y in training; eval() must give x, train() y again
+        opt.eval()
+        for p, r, s in zip(params, ref_p, ref_s):
+            assert (p.detach().double() - r).abs().max().item() > 1e-4  # x is not y: a real check
+            assert (p.detach().double() - s["x"]).abs().max().item() <= 1e-6
+        opt.train()
+        for p, r in zip(params, ref_p):
+            assert (p.detach().double() - r).abs().max().item() <= 1e-6
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_foreach_and_per_tensor_agree(name):
+    grads = make_grads(STEPS)
+    a, b = make_params(), make_params()
+    run_steps(build(name, a, foreach=True), a, grads)
+    run_steps(build(name, b, foreach=False), b, grads)
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("name", [n for n in OURS if n != "sfadamw"])
+def test_parameters_with_different_step_counts(name):
+    """A parameter that missed steps is bucketed apart: its bias corrections use its own count."""
+    grads = make_grads(3)
+    params = make_params()
+    opt = build(name, params)
+    for t, step_grads in enumerate(grads):
+        for i, (p, g) in enumerate(zip(params, step_grads)):
+            p.grad = None if (i == 1 and t == 0) else g.clone()  # params[1] skips step 1
+        opt.step()
+    assert opt.state[params[0]]["step"] == 3 and opt.state[params[1]]["step"] == 2
+    alone = make_params()[1]
+    solo = CASES[name][0]([alone], **CASES[name][1])  # same lr as params[1]'s group
+    run_steps(solo, [alone], [[g[1]] for g in grads[1:]])
+    assert torch.equal(alone, params[1])
+
+
+# ---- state_dict, state bytes --------------------------------------------------------------------
+
+def _roundtrip(state_dict):
+    buffer = io.BytesIO()
+    torch.save(state_dict, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_dict_round_trip_is_bit_exact(name):
+    grads = make_grads(10)
+    straight = make_params()
+    opt = build(name, straight)
+    run_steps(opt, straight, grads)
+
+    first = make_params()
+    opt1 = build(name, first)
+    run_steps(opt1, first, grads[:5])
+    saved = _roundtrip(opt1.state_dict())
+    resumed = [p.detach().clone().requires_grad_() for p in first]
+    opt2 = build(name, resumed, lr=123.0, weight_decay=0.0)  # the loaded groups must win
+    opt2.load_state_dict(saved)
+    run_steps(opt2, resumed, grads[5:])
+    for x, y in zip(straight, resumed):
+        assert torch.equal(x, y)
+    if name == "sfadamw":
+        opt.eval(); opt2.eval()
+        for x, y in zip(straight, resumed):
+            assert torch.equal(x, y)
+
+
+def _numel(params):
+    return sum(p.numel() for p in params)
+
+
+EXPECTED_STATE_BYTES = {  # fp32: bytes per parameter entry, plus torch.optim's per-tensor step
+    "adamw": lambda ps: 8 * _numel(ps) + 4 * len(ps),  # torch keeps `step` as a 0-d fp32 tensor
+    "sgd": lambda ps: 4 * _numel(ps),
+    "nadamw": lambda ps: 8 * _numel(ps),
+    "lion": lambda ps: 4 * _numel(ps),
+    "diffgrad": lambda ps: 12 * _numel(ps),
+    "signsgd": lambda ps: 0,
+    "signum": lambda ps: 4 * _numel(ps),
+    "sfadamw": lambda ps: 8 * _numel(ps),
+}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_bytes_match_documented_formula(name):
+    params = make_params()
+    opt = build(name, params)
+    assert state_bytes(opt) == 0  # state is created lazily
+    run_steps(opt, params, make_grads(2))
+    assert state_bytes(opt) == EXPECTED_STATE_BYTES[name](params)
+
+
+# ---- dtypes, closure, compile ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bf16_parameters(name):
+    params = make_params(torch.bfloat16)
+    opt = build(name, params)
+    run_steps(opt, params, make_grads(3, torch.bfloat16))
+    if name == "sfadamw":
+        opt.eval(); opt.train()
+    for p in params:
+        assert p.dtype == torch.bfloat16 and torch.isfinite(p).all()
+    if name in OURS:  # documented: state in the parameter's dtype
+        for state in opt.state.values():
+            assert all(v.dtype == torch.bfloat16 for v in state.values() if torch.is_tensor(v))
+
+
+@pytest.mark.parametrize("name", OURS)
+def test_closure_and_sparse(name):
+    params = make_params()
+    opt = build(name, params)
+    target = torch.ones(48, 80)
+
+    def closure():
+        opt.zero_grad()
+        loss = ((params[0] - target) ** 2).mean()
+        loss.backward()
+        return loss
+
+    before = params[0].detach().clone()
+    loss = opt.step(closure)
+    assert torch.is_tensor(loss) and not torch.equal(before, params[0])
+    assert params[1].grad is None and opt.state[params[1]] == {}  # no grad: untouched, no state
+    sparse = torch.zeros(5, 3, requires_grad=True)
+    sparse.grad = torch.sparse_coo_tensor([[0]], torch.ones(1, 3), (5, 3), check_invariants=True)
+    with pytest.raises(RuntimeError, match="sparse"):
+        CASES[name][0]([sparse], **CASES[name][1]).step()
+
+
+@pytest.fixture(scope="module")
+def compiled_model():
+    if not hasattr(torch, "compile"):
+        pytest.skip("torch.compile unavailable")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 4))
+    try:
+        compiled = torch.compile(model, backend="aot_eager")  # traced by dynamo + AOTAutograd
+        compiled(torch.randn(2, 8)).sum().backward()
+    except Exception as exc:  # pragma: no cover - depends on the platform
+        pytest.skip(f"torch.compile unavailable: {exc}")
+    return model, compiled, {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_works_with_compiled_model(name, compiled_model):
+    model, compiled, initial = compiled_model
+    x, y = torch.randn(16, 8, generator=torch.Generator().manual_seed(3)), torch.randn(16, 4)
+    results = []
+    for module in (model, compiled):
+        model.load_state_dict(initial)
+        params = list(model.parameters())
+        opt = CASES[name][0](params, **CASES[name][1])
+        for _ in range(2):
+            opt.zero_grad()
+            nn.functional.mse_loss(module(x), y).backward()
+            opt.step()
+        if name == "sfadamw":
+            opt.eval()
+        results.append([p.detach().clone() for p in params])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+# ---- Schedule-Free modes, bad input ----------------------------------------------------------------
+
+def test_schedule_free_modes():
+    params = make_params()
+    opt = build("sfadamw", params)
+    opt.eval()  # before any step: x = y = z, nothing to swap
+    assert torch.equal(params[0], make_params()[0])
+    opt.train()
+    run_steps(opt, params, make_grads(2))
+    y = [p.detach().clone() for p in params]
+    opt.eval(); opt.eval()  # idempotent
+    with pytest.raises(RuntimeError, match=r"train\(\)"):
+        opt.step()
+    opt.train(); opt.train()
+    for a, b in zip(params, y):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+CLASSES = [NAdamW, Lion, DiffGrad, SignSGD, Signum, ScheduleFreeAdamW]
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_bad_hyperparameters(cls):
+    p = [torch.zeros(3, requires_grad=True)]
+    with pytest.raises(ValueError, match=r"\blr\b.*>= 0"):
+        cls(p, lr=-1.0)
+    with pytest.raises(ValueError, match="weight_decay"):
+        cls(p, weight_decay=-0.1)
+    if cls in (SignSGD, Signum):
+        with pytest.raises(ValueError, match=r"momentum must be in \[0.0, 1.0\)"):
+            cls(p, momentum=1.0)
+    else:
+        with pytest.raises(ValueError, match=r"beta1 \(in betas\) must be in \[0, 1\)"):
+            cls(p, betas=(1.0, 0.9))
+        with pytest.raises(ValueError, match="beta2"):
+            cls(p, betas=(0.9, -0.5))
+
+
+def test_bad_input_through_registry():
+    p = [torch.zeros(3, requires_grad=True)]
+    with pytest.raises(ValueError, match=r"no hyperparameter 'lrr'; valid: betas, lr, weight_decay"):
+        create("lion", p, lrr=1)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        create("sfadamw", p, warmup_steps=-1)
+    with pytest.raises(ValueError, match=r"beta1 .*\(0, 1\)"):
+        create("sfadamw", p, betas=(0.0, 0.9))
+    with pytest.raises(ValueError, match="betas"):
+        create("diffgrad", p, betas=0.9)

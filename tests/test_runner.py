@@ -1,0 +1,111 @@
+"""The runner and its clock: what is timed, when a trial scores, and determinism."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from support_scripted import ScriptedMetric
+from support_workloads import TinyRegression
+from trainlab.algorithms import TrainingAlgorithm, make_algorithm
+from trainlab.benchmark import runner
+from trainlab.benchmark.clock import TrainingClock
+from trainlab.benchmark.runner import run_trial
+from trainlab.workloads import create_workload
+
+CPU = torch.device("cpu")
+
+
+def test_clock_accumulates_only_running_stretches():
+    now = [0.0]
+    clock = TrainingClock(CPU, timer=lambda: now[0])
+    clock.start()
+    now[0] = 2.0
+    assert clock.pause() == 2.0
+    now[0] = 10.0          # paused: these 8 seconds are evaluation
+    clock.resume()
+    now[0] = 11.5
+    assert clock.pause() == 3.5
+    with pytest.raises(RuntimeError):
+        clock.pause()
+
+
+def test_slow_evaluation_does_not_change_training_time():
+    spec = make_algorithm("adamw")
+    fast = run_trial(TinyRegression(train_sleep=0.004), spec, 0, CPU)
+    slow = run_trial(TinyRegression(train_sleep=0.004, eval_sleep=0.1), spec, 0, CPU)
+    assert len(slow.evals) == 6 and slow.eval_seconds >= 0.6
+    assert fast.train_seconds >= 60 * 0.004                 # training time is counted ...
+    assert abs(slow.train_seconds - fast.train_seconds) < 0.1  # ... evaluation time is not
+    # every evaluation's clock reading excludes all earlier evaluations
+    for a, b in zip(fast.evals, slow.evals):
+        assert abs(a.train_seconds - b.train_seconds) < 0.1
+
+
+def test_time_to_target_is_taken_at_the_first_evaluation_meeting_it():
+    workload = ScriptedMetric([0.1, 0.3, 0.6, 0.4, 0.7, 0.9])
+    result = run_trial(workload, make_algorithm("adamw"), 0, CPU)
+    assert result.reached and result.steps_to_target == 30
+    assert result.time_to_target == result.evals[2].train_seconds
+    assert result.final_metric == 0.9 and result.best_metric == 0.9
+    assert [e.step for e in result.evals] == [10, 20, 30, 40, 50, 60]
+
+
+def test_a_trial_that_never_meets_the_target_scores_infinity():
+    result = run_trial(ScriptedMetric([0.1, 0.2, 0.49]), make_algorithm("adamw"), 0, CPU)
+    assert not result.reached and result.time_to_target == math.inf and result.steps_to_target is None
+
+
+def test_stop_at_target_ends_the_trial_at_the_first_hit():
+    result = run_trial(ScriptedMetric([0.1, 0.6, 0.9]), make_algorithm("adamw"), 0, CPU,
+                       stop_at_target=True)
+    assert result.steps == 20 and len(result.evals) == 2
+
+
+def test_same_seed_gives_an_identical_curve_and_another_seed_does_not():
+    def curve(seed):
+        workload = create_workload("mnist1d_mlp", step_budget=120, eval_every=40)
+        result = run_trial(workload, make_algorithm("adamw"), seed, CPU)
+        return [(e.train_loss, e.metric, e.validation_loss) for e in result.evals]
+
+    assert curve(3) == curve(3)
+    assert curve(3) != curve(4)
+
+
+def test_a_non_finite_loss_marks_the_trial_diverged():
+    result = run_trial(TinyRegression(), make_algorithm("sgd", {"lr": 1e6}), 0, CPU)
+    assert result.status == "diverged" and not result.reached
+    assert result.steps == 10  # stopped at the first evaluation that saw it
+
+
+def test_eval_hooks_wrap_every_evaluation(monkeypatch):
+    calls = []
+
+    class Spy(TrainingAlgorithm):
+        def prepare_for_eval(self, model):
+            calls.append("eval")
+
+        def prepare_for_train(self, model):
+            calls.append("train")
+
+    monkeypatch.setattr(runner, "TrainingAlgorithm", Spy)
+    run_trial(TinyRegression(), make_algorithm("adamw"), 0, CPU)
+    # six evaluations; no swap back to training weights after the last (the test split sees eval weights)
+    assert calls == ["eval", "train"] * 5 + ["eval"]
+
+
+def test_trial_records_memory_accounting():
+    result = run_trial(TinyRegression(), make_algorithm("adamw"), 0, CPU)
+    params = 17
+    assert result.param_bytes == result.grad_bytes == 4 * params
+    # torch AdamW: exp_avg + exp_avg_sq per parameter tensor, plus a 4-byte step tensor each
+    assert result.state_bytes == 2 * 4 * params + 2 * 4
+    assert result.peak_memory_bytes == result.param_bytes + result.grad_bytes + result.state_bytes
+    assert result.peak_memory_source == "params+grads+state"
+
+
+def test_recorded_grad_norms_have_one_value_per_step():
+    result = run_trial(TinyRegression(), make_algorithm("adamw"), 0, CPU, grad_norm_kind="l1")
+    assert len(result.grad_norms) == 60 and all(v > 0 for v in result.grad_norms)

@@ -1,0 +1,100 @@
+"""diffGrad (Dubey, Chakraborty, Roy, Mukherjee, Singh, Chaudhuri; IEEE TNNLS 2020, arXiv 1909.11015).
+
+Adam whose first moment is damped, per element, by a "friction" that is small where the gradient is
+changing slowly. Paper Eqs. (11)-(20), with t the 1-based step and lambda the (coupled, L2) weight
+decay:
+
+    g      <- g + lambda * theta                         # coupled L2, before everything else
+    m      <- beta1 * m + (1 - beta1) * g
+    v      <- beta2 * v + (1 - beta2) * g^2
+    xi     = sigmoid(|g_prev - g|)     in [0.5, 1)       # AbsSig friction, Eq. (19); g_prev = 0 at t=1
+    theta  <- theta - lr * sqrt(1 - beta2^t) / (1 - beta1^t) * xi * m / (sqrt(v) + eps)
+    g_prev <- g                                          # a copy of the (decayed) gradient
+
+Sources: the paper PDF in shivram1987/diffGrad (commit 4da5b9e) and its code diffGrad_v2.py.
+
+Choices, documented:
+- eps placement follows the official code, not Eq. (20): eps is added to sqrt(v) *uncorrected* and
+  the bias corrections are folded into the step size lr*sqrt(1-beta2^t)/(1-beta1^t) (the usual
+  "efficient Adam" form). Written in Eq. (20)'s form, this is sqrt(v_hat) + eps/sqrt(1-beta2^t):
+  only eps's effective size differs (larger early in training), negligible once v is not tiny.
+- The friction multiplies only m in the update; the stored m is not modified (paper and code).
+- g_prev is stored as a COPY. The original diffGrad.py stored a reference to p.grad, so when the
+  gradient buffer was zeroed and refilled in place, g_prev - g was identically 0 and xi = 0.5
+  everywhere (diffGrad_v2.py fixed it with .clone(); torch_optimizer.DiffGrad still has the bug).
+- g_prev holds the weight-decayed gradient (the official code adds the decay to the gradient in
+  place, so that is what it stores); unlike the official code, p.grad itself is left unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from trainlab.optim.base import ElementwiseOptimizer
+from trainlab.optim.validation import check_betas, check_non_negative
+
+
+class DiffGrad(ElementwiseOptimizer):
+    """diffGrad (Dubey et al., IEEE TNNLS 2020, arXiv 1909.11015, Eq. 20): Adam with AbsSig friction.
+
+    Update (per element, see the module docstring for the exact form):
+    theta -= lr*sqrt(1-beta2^t)/(1-beta1^t) * sigmoid(|g_prev - g|) * m / (sqrt(v) + eps),
+    with coupled L2 weight decay g += wd*theta first.
+    Defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight_decay 0, those of the official
+    diffGrad_v2.py (shivram1987/diffGrad).
+    State bytes: 3 * numel * element_size (exp_avg, exp_avg_sq, previous_grad): 12 B/param in fp32.
+    bf16 params: state is kept in the parameter's dtype (as torch.optim.AdamW; `load_state_dict`
+    casts state to it anyway). Runs on bf16; the friction's |g_prev - g| then has bf16 resolution.
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0, foreach: bool = True) -> None:
+        check_non_negative("lr", lr)
+        check_betas(betas)
+        check_non_negative("eps", eps)
+        check_non_negative("weight_decay", weight_decay)
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, foreach=foreach)
+        super().__init__(params, defaults)
+
+    def _init_state(self, group, p, state) -> None:
+        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["previous_grad"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+    @staticmethod
+    def _step_size(group, step) -> float:
+        beta1, beta2 = group["betas"]
+        return group["lr"] * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
+
+    def _update_single(self, group, p, g, state, step) -> None:
+        beta1, beta2 = group["betas"]
+        m, v, prev = state["exp_avg"], state["exp_avg_sq"], state["previous_grad"]
+        if group["weight_decay"]:
+            g = g.add(p, alpha=group["weight_decay"])   # out of place: p.grad is not modified
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        friction = prev.sub(g).abs_().sigmoid_()
+        prev.copy_(g)
+        denominator = v.sqrt().add_(group["eps"])
+        p.addcdiv_(friction.mul_(m), denominator, value=-self._step_size(group, step))
+
+    def _update(self, group, params, grads, states, step) -> None:
+        beta1, beta2 = group["betas"]
+        exp_avgs = [s["exp_avg"] for s in states]
+        exp_avg_sqs = [s["exp_avg_sq"] for s in states]
+        previous = [s["previous_grad"] for s in states]
+        if group["weight_decay"]:
+            grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+        friction = torch._foreach_sub(previous, grads)
+        torch._foreach_abs_(friction)
+        torch._foreach_sigmoid_(friction)
+        torch._foreach_copy_(previous, grads)
+        torch._foreach_mul_(friction, exp_avgs)
+        denominators = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_add_(denominators, group["eps"])
+        torch._foreach_addcdiv_(params, friction, denominators, value=-self._step_size(group, step))

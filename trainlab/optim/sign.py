@@ -1,0 +1,83 @@
+"""signSGD and Signum (Bernstein, Wang, Azizzadenesheli, Anandkumar, "signSGD: Compressed
+Optimisation for Non-Convex Problems", ICML 2018, arXiv 1802.04434; Algorithms 1 and 2).
+
+Per parameter, with lr the (scheduled) learning rate, beta the momentum and lambda the weight decay:
+
+    signSGD (beta = 0):   theta <- theta * (1 - lr * lambda);  theta <- theta - lr * sign(g)
+    Signum  (beta > 0):   m     <- beta * m + (1 - beta) * g   # m_0 = 0
+                          theta <- theta * (1 - lr * lambda);  theta <- theta - lr * sign(m)
+
+torch.sign(0) = 0. The paper's algorithms have no weight decay; the optional decay here is decoupled
+(AdamW/Lion style: it is not passed through the sign), applied before the signed step.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from trainlab.optim.base import ElementwiseOptimizer
+from trainlab.optim.validation import check_non_negative, check_range
+
+
+class SignSGD(ElementwiseOptimizer):
+    """signSGD (Bernstein et al., ICML 2018, Algorithm 1); with momentum > 0, Signum (Algorithm 2).
+
+    Update: theta *= 1 - lr*wd; theta -= lr * sign(g) (momentum 0), or, with momentum beta > 0,
+    m = beta*m + (1-beta)*g; theta -= lr * sign(m).
+    Defaults: lr 1e-4, momentum 0, weight_decay 0. The paper gives no default lr (it tunes it per
+    task); 1e-4 is trainlab's choice, Lion's default, which has the same per-coordinate step size.
+    State bytes: 0 with momentum 0 (stateless; the step count is a Python int); otherwise
+    numel * element_size (momentum_buffer), 4 B/param in fp32.
+    bf16 params: any momentum is kept in the parameter's dtype (as torch.optim.SGD; `load_state_dict`
+    casts state to it anyway). Runs without error on bf16.
+    """
+
+    def __init__(self, params, lr: float = 1e-4, momentum: float = 0.0, weight_decay: float = 0.0,
+                 foreach: bool = True) -> None:
+        check_non_negative("lr", lr)
+        check_range("momentum", momentum, 0.0, 1.0, high_open=True)
+        check_non_negative("weight_decay", weight_decay)
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=foreach)
+        super().__init__(params, defaults)
+
+    @staticmethod
+    def _buffer(p, state):
+        if "momentum_buffer" not in state:  # created lazily, only when momentum is used
+            state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return state["momentum_buffer"]
+
+    def _update_single(self, group, p, g, state, step) -> None:
+        lr, beta, wd = group["lr"], group["momentum"], group["weight_decay"]
+        if beta:
+            direction = self._buffer(p, state).lerp_(g, 1 - beta).sign()
+        else:
+            direction = g.sign()
+        if wd:
+            p.mul_(1 - lr * wd)
+        p.add_(direction, alpha=-lr)
+
+    def _update(self, group, params, grads, states, step) -> None:
+        lr, beta, wd = group["lr"], group["momentum"], group["weight_decay"]
+        if beta:
+            buffers = [self._buffer(p, s) for p, s in zip(params, states)]
+            torch._foreach_lerp_(buffers, grads, 1 - beta)
+            directions = torch._foreach_sign(buffers)
+        else:
+            directions = torch._foreach_sign(grads)
+        if wd:
+            torch._foreach_mul_(params, 1 - lr * wd)
+        torch._foreach_add_(params, directions, alpha=-lr)
+
+
+class Signum(SignSGD):
+    """Signum (Bernstein et al., ICML 2018, Algorithm 2): sign of an exponential momentum.
+
+    Update: m = beta*m + (1-beta)*g; theta *= 1 - lr*wd (decoupled, optional); theta -= lr*sign(m).
+    Defaults: lr 1e-4 (trainlab's choice, see SignSGD), momentum 0.9, weight_decay 0.
+    State bytes: numel * element_size (momentum_buffer): 4 B/param for fp32 params (0 if momentum=0).
+    bf16 params: momentum kept in the parameter's dtype; runs without error.
+    """
+
+    def __init__(self, params, lr: float = 1e-4, momentum: float = 0.9, weight_decay: float = 0.0,
+                 foreach: bool = True) -> None:
+        super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=foreach)
