@@ -118,3 +118,21 @@ def test_list_names_workloads_algorithms_and_hyperparameters():
 def test_python_dash_m_and_version():
     done = run_cli("--version")
     assert done.returncode == 0 and done.stdout.startswith("trainlab ")
+
+
+def test_set_targets_records_the_protocol_and_writes_defaults(tmp_path):
+    import json
+
+    done = run_cli("set-targets", "--workloads", str(ROOT / "tests" / "support_workloads.py"),
+                   "--lrs", "0.01,0.1", "--seeds", "100,101,102", "--baselines", "adamw,sgd",
+                   "--multipliers", "0.5,1", "--out", str(tmp_path / "targets.md"),
+                   "--write-defaults", str(tmp_path / "tuned.json"), "--threads", "1", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    record = (tmp_path / "targets.md").read_text()
+    data = json.loads((tmp_path / "tuned.json").read_text())
+    target = data["targets"]["tiny_regression"]
+    reruns = [float(line.split("|")[2]) for line in record.splitlines()
+              if line.startswith("| 10") and line.count("|") == 4]
+    assert len(reruns) == 3 and abs(sorted(reruns)[1] - target) < 1e-4   # the median of the re-runs
+    assert set(data["learning_rates"]["tiny_regression"]) == {"adamw", "sgd"}
+    assert "**Target: mse <= " in record and "(chosen)" in record

@@ -1,7 +1,7 @@
 """Algorithms by name: baselines with tuned workload-agnostic defaults, or any registered optimizer.
 
 A name is `OPTIMIZER` or `OPTIMIZER+SCHEDULE` (schedule defaults to `cosine`, i.e. linear warm-up +
-cosine decay over the step budget). Overrides come as a mapping, on the command line as
+cosine decay over the step budget; Schedule-Free, which needs no schedule, defaults to `constant`). Overrides come as a mapping, on the command line as
 `--hparams adamw.lr=3e-3`. Unknown names and hyperparameters raise `UsageError` naming valid ones.
 """
 
@@ -58,9 +58,13 @@ def valid_hparams(optimizer_name: str, schedule: str) -> dict[str, Any]:
     return values
 
 
+# Optimizers whose paper prescribes no decay schedule get a constant one unless the name says otherwise.
+OPTIMIZER_SCHEDULES: dict[str, str] = {"sfadamw": "constant"}
+
+
 def parse_name(name: str) -> tuple[str, str]:
     optimizer_name, _, schedule = name.strip().partition("+")
-    schedule = schedule or DEFAULT_SCHEDULE
+    schedule = schedule or OPTIMIZER_SCHEDULES.get(optimizer_name, DEFAULT_SCHEDULE)
     if optimizer_name not in optim.available():
         raise UsageError(f"unknown algorithm {optimizer_name!r}; available: "
                          f"{', '.join(optim.available())} (optionally +SCHEDULE)")

@@ -99,6 +99,11 @@ def to_markdown(targets: list[TargetRecord], tuning: list[LrTuningRecord], comma
     lines = ["# Target-setting record", "",
              "Produced by the command below; see `trainlab/benchmark/targets.py` for the protocol.", "",
              f"    {command}", "", f"Environment: {environment}.", ""]
+    for workload in dict.fromkeys(r.workload for r in tuning):
+        if not any(t.workload == workload for t in targets):
+            lines += [f"## {workload}: baseline learning rates", "", "| algorithm | lr | steps to target | best |",
+                      "|---|---|---|---|"]
+            lines += _tuning_rows([r for r in tuning if r.workload == workload]) + [""]
     for t in targets:
         arrow = ">=" if t.higher_is_better else "<="
         lines += [f"## {t.workload}", "",
@@ -115,9 +120,14 @@ def to_markdown(targets: list[TargetRecord], tuning: list[LrTuningRecord], comma
             lines += [f"Baseline learning rates at the full budget ({t.race_budget} steps), "
                       f"seed {TUNING_SEED}:", "", "| algorithm | lr | steps to target | best |",
                       "|---|---|---|---|"]
-            for r in rows:
-                for lr, steps, best in r.rows:
-                    mark = " **(chosen)**" if lr == r.best_lr else ""
-                    lines.append(f"| {r.algorithm} | {lr:g}{mark} | {steps if steps else 'missed'} | {best:.4f} |")
-            lines.append("")
+            lines += _tuning_rows(rows) + [""]
     return "\n".join(lines) + "\n"
+
+
+def _tuning_rows(records: list[LrTuningRecord]) -> list[str]:
+    lines = []
+    for r in records:
+        for lr, steps, best in r.rows:
+            mark = " **(chosen)**" if lr == r.best_lr else ""
+            lines.append(f"| {r.algorithm} | {lr:g}{mark} | {steps if steps else 'missed'} | {best:.4f} |")
+    return lines

@@ -129,9 +129,10 @@ def set_targets(args: argparse.Namespace) -> int:
     workloads = _workloads(args)
     records, tuning = [], []
     for workload in workloads:
-        record = set_target(workload, lrs, seeds, args.fraction, device, log=_log)
-        records.append(record)
-        workload.target = record.target
+        if not args.tune_only:
+            record = set_target(workload, lrs, seeds, args.fraction, device, log=_log)
+            records.append(record)
+            workload.target = record.target
         for name in baselines:
             tuning.append(tune_lr(workload, name, multipliers, device, log=_log))
     env = describe(device)

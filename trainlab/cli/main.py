@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     targets.add_argument("--multipliers", default="0.25,0.5,1,2,4,8", metavar="LIST",
                          help="lr grid for baselines, as multiples of each one's default lr "
                               "(default: 0.25,0.5,1,2,4,8)")
+    targets.add_argument("--tune-only", action="store_true",
+                         help="skip target setting: tune baseline lrs against each workload's current "
+                              "target (set it with --workload-option W.target=VALUE)")
     targets.add_argument("--out", default=None, metavar="FILE",
                          help="also write the Markdown record to FILE (e.g. docs/targets.md)")
     targets.add_argument("--write-defaults", default=None, metavar="JSON",

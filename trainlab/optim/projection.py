@@ -68,11 +68,11 @@ torch's default loader would cast to the parameter dtype.
 from __future__ import annotations
 
 import math
-from itertools import chain
 from typing import Any
 
 import torch
 
+from trainlab.optim.state import restore_saved_dtypes
 from trainlab.optim.validation import check_betas, check_non_negative, check_range
 
 # Projector kinds; stored as Python ints (a str in optimizer state is mangled by torch's loader).
@@ -338,16 +338,7 @@ class SubspaceAdam(torch.optim.Optimizer):
         and fp32 moments of bf16 parameters would be mangled); here each is restored as saved.
         """
         super().load_state_dict(state_dict)
-        saved_ids = chain.from_iterable(g["params"] for g in state_dict["param_groups"])
-        params = chain.from_iterable(g["params"] for g in self.param_groups)
-        by_id = dict(zip(saved_ids, params))
-        for pid, saved in state_dict["state"].items():
-            p = by_id.get(pid)
-            if p is None:
-                continue
-            for key, value in saved.items():
-                if isinstance(value, torch.Tensor):
-                    self.state[p][key] = value.to(device=p.device, copy=True)
+        restore_saved_dtypes(self, state_dict)
 
     # ---- step ----------------------------------------------------------------------------------
 

@@ -45,11 +45,11 @@ parameters (the paper: bf16 weights and gradients, fp32 whitening) and the updat
 from __future__ import annotations
 
 import math
-from itertools import chain
 from typing import Any
 
 import torch
 
+from trainlab.optim.state import restore_saved_dtypes
 from trainlab.optim.validation import check_betas, check_non_negative
 
 _NONMATRIX_RULES = ("adamw", "sgd")
@@ -107,15 +107,7 @@ class SWAN(torch.optim.Optimizer):
         """torch's loader, then the saved tensors again in their saved dtype (fp32 moments of bf16
         parameters would otherwise be cast to bf16)."""
         super().load_state_dict(state_dict)
-        saved_ids = chain.from_iterable(g["params"] for g in state_dict["param_groups"])
-        by_id = dict(zip(saved_ids, chain.from_iterable(g["params"] for g in self.param_groups)))
-        for pid, saved in state_dict["state"].items():
-            p = by_id.get(pid)
-            if p is None:
-                continue
-            for key, value in saved.items():
-                if isinstance(value, torch.Tensor):
-                    self.state[p][key] = value.to(device=p.device, copy=True)
+        restore_saved_dtypes(self, state_dict)
 
     @torch.no_grad()
     def step(self, closure=None):

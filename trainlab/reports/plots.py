@@ -67,12 +67,14 @@ def time_to_target_bars(rows: list[SummaryRow], path: Path) -> Path:
                 continue
             if math.isfinite(row.time_to_target):
                 ax.bar(i, row.time_to_target, color=colors[name], label=name)
-                ax.text(i, row.time_to_target, f"{row.time_to_target:.1f}", ha="center", va="bottom", fontsize=7)
+                ax.text(i, row.time_to_target, f"{row.time_to_target:.3g} s\n{row.steps_to_target:.0f} steps",
+                        ha="center", va="bottom", fontsize=7)
             else:
                 ax.bar(i, stub, color="white", edgecolor=colors[name], hatch="//", label=name)
                 ax.text(i, stub, "missed", ha="center", va="bottom", fontsize=7)
         ax.set_xticks(range(len(algorithms)), algorithms, rotation=30, ha="right", fontsize=8)
         ax.set_title(workload, fontsize=9)
+        ax.margins(y=0.18)  # room for the labels above the bars
         ax.set_ylabel("time-to-target (s)")
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()

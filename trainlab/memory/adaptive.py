@@ -1,0 +1,217 @@
+"""Adaptive per-tensor bit widths for activation compression: GACT's auto-precision.
+
+GACT (Liu, Zheng, Chen, Jayasinghe, Zhu, Gonzalez, Stoica, Zhang: "GACT: Activation Compressed
+Training for Generic Network Architectures", ICML 2022, arXiv 2206.11357) models the extra gradient
+variance that compressing saved tensor l at b_l bits adds as `C_l / (2^b_l - 1)^2`, and picks the
+bits that minimise the total under an average-bits budget:
+
+    minimise  sum_l C_l / (2^b_l - 1)^2   subject to   sum_l b_l * d_l <= bbar * sum_l d_l
+
+(d_l = numel of tensor l). `allocate_bits` is its greedy solver: every tensor starts at the top level,
+and the tensor whose variance increase per saved bit is smallest is lowered one level at a time until
+the budget holds.
+
+Levels: (32, 8, 4, 2). 32 means "kept exact" (zero variance; it still costs 32 bits per entry in the
+budget, as in GACT, whatever the tensor's dtype). GACT also allows 1 bit; trainlab stops at 2 because
+the public quantizer supports {2, 4, 8} and 1-bit activations are rarely worth their variance.
+
+Sensitivity estimators (`C_l`):
+- "probe" (GACT's, faithful): for each tensor l, with every other tensor at its current bits and
+  noise seeds, re-run the user's forward+backward closure three times: tensor l at 1 bit (g0), at 1
+  bit with the next seed (g1), at 8 bits (g2); `C_l = max(||g0-g1||^2, 2 max(||g0-g2||^2,
+  ||g1-g2||^2))` over the full flattened parameter gradient, set to 1e10 when NaN, inf or larger.
+  During the probes the RNG is reset before each run (dropout and augmentation match) and the model's
+  buffers (BatchNorm running statistics) are restored after each run. Cost: 3 extra forward+backward
+  passes per compressed tensor at every adaptation: use a long `adapt_interval` (GACT: 1000).
+- "range" (cheap, trainlab's, a heuristic): `C_l = sum_groups group_size * range_g^2 / 4`, the
+  largest variance of tensor l's own stochastic-rounding noise at 1 bit. No extra passes, but it
+  ignores how strongly that noise reaches the parameter gradient (ActNN's estimator multiplies by a
+  gradient scale; a saved-tensor hook never sees that scale), so it only favours wide-range tensors.
+
+Tensors are identified by their order of saving within a step (their index among the tensors that
+are eligible for compression). This assumes the autograd graph saves the same sequence of tensors
+every step; when the sequence of sizes differs from the one the bits were allocated for, the table is
+dropped and every tensor uses the initial bits (which respect the budget) until the next adaptation.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import warnings
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import torch
+
+if TYPE_CHECKING:
+    from trainlab.memory.activations import ActivationCompressor
+
+BIT_LEVELS = (32, 8, 4, 2)
+ESTIMATORS = ("probe", "range")
+_CAP = 1e10  # GACT's ceiling on a sensitivity (also used for NaN / inf)
+
+
+def _variance_factor(bits: int) -> float:
+    """1 / (2^b - 1)^2, with 32 bits treated as exact (zero variance), as GACT does."""
+    return 0.0 if bits >= 32 else 1.0 / (2 ** bits - 1) ** 2
+
+
+def allocate_bits(sensitivity: Sequence[float], numel: Sequence[int], average_bits: float,
+                  levels: Sequence[int] = BIT_LEVELS) -> list[int]:
+    """GACT's greedy bit allocation: bits per tensor with `sum b*d <= average_bits * sum d`.
+
+    Start every tensor at `max(levels)`; repeatedly lower by one level the tensor with the smallest
+    `C * (1/(2^b'-1)^2 - 1/(2^b-1)^2) / (d * (b - b'))` until the budget holds.
+    """
+    if len(sensitivity) != len(numel):
+        raise ValueError(f"{len(sensitivity)} sensitivities for {len(numel)} tensors")
+    order = sorted(set(int(b) for b in levels), reverse=True)
+    if average_bits < order[-1]:
+        raise ValueError(f"average_bits {average_bits} is below the lowest level {order[-1]}")
+    bits = [order[0]] * len(numel)
+    budget = average_bits * sum(numel)
+    used = order[0] * sum(numel)
+    level = [0] * len(numel)
+
+    def cost(i: int) -> float:
+        b, lower = order[level[i]], order[level[i] + 1]
+        c = _clean(sensitivity[i])
+        increase = c * (_variance_factor(lower) - _variance_factor(b))
+        return increase / (max(numel[i], 1) * (b - lower))
+
+    heap = [(cost(i), i) for i in range(len(numel)) if len(order) > 1]
+    heapq.heapify(heap)
+    while used > budget and heap:
+        _, i = heapq.heappop(heap)
+        used -= (order[level[i]] - order[level[i] + 1]) * numel[i]
+        level[i] += 1
+        bits[i] = order[level[i]]
+        if level[i] + 1 < len(order):
+            heapq.heappush(heap, (cost(i), i))
+    return bits
+
+
+def gact_sensitivity(g0: torch.Tensor, g1: torch.Tensor, g2: torch.Tensor) -> float:
+    """GACT's C_l from three flattened gradients: 1 bit (g0), 1 bit next seed (g1), 8 bits (g2)."""
+    d01 = torch.sum((g0 - g1) ** 2).item()
+    d02 = torch.sum((g0 - g2) ** 2).item()
+    d12 = torch.sum((g1 - g2) ** 2).item()
+    return _clean(max(d01, 2.0 * max(d02, d12)))
+
+
+def range_sensitivity(ranges: torch.Tensor, group_size: int) -> float:
+    """The "range" estimator: sum over groups of group_size * range^2 / 4 (see module docstring)."""
+    return _clean(float(group_size) * torch.sum(ranges.float() ** 2).item() / 4.0)
+
+
+def _clean(c: float) -> float:
+    c = float(c)
+    return _CAP if math.isnan(c) or math.isinf(c) or c > _CAP else c
+
+
+class AdaptivePrecision:
+    """The per-tensor bit table and its bookkeeping across steps (used by `ActivationCompressor`)."""
+
+    def __init__(self, average_bits: float = 4.0, adapt_interval: int = 1000, estimator: str = "probe",
+                 levels: Sequence[int] = BIT_LEVELS) -> None:
+        self.average_bits = float(average_bits)
+        self.adapt_interval = int(adapt_interval)
+        self.estimator = estimator
+        self.levels = tuple(sorted(set(levels), reverse=True))
+        # Before the first adaptation every tensor gets the largest level within the budget.
+        self.initial_bits = max(b for b in self.levels if b <= self.average_bits)
+        self.bits: list[int] | None = None          # per tensor index, after an adaptation
+        self.numels: list[int] | None = None        # the layout `bits` was allocated for
+        self.sensitivity: list[float] | None = None
+        self.last_layout: list[int] = []             # sizes seen in the last complete step
+        self.last_range_sensitivity: list[float] = []
+        self._seen: list[int] = []
+        self._range: list[float] = []
+        self._warned = False
+
+    def bits_for(self, index: int, numel: int) -> int:
+        if self.bits is not None and index < len(self.bits) and self.numels[index] == numel:
+            return self.bits[index]
+        return self.initial_bits
+
+    def begin_step(self) -> None:
+        self._seen, self._range = [], []
+
+    def observe(self, index: int, numel: int, range_sens: float | None) -> None:
+        self._seen.append(numel)
+        if range_sens is not None:
+            self._range.append(range_sens)
+
+    def end_step(self) -> None:
+        self.last_layout = self._seen
+        self.last_range_sensitivity = self._range
+        if self.numels is not None and self._seen != self.numels:
+            if not self._warned:
+                warnings.warn("adaptive activation bits: the saved-tensor sequence changed since the "
+                              "last adaptation; using the initial bits until the next one", stacklevel=3)
+                self._warned = True
+            self.bits = self.numels = None
+
+    def allocate(self, sensitivity: Sequence[float], layout: Sequence[int]) -> list[int]:
+        self.sensitivity = [float(c) for c in sensitivity]
+        self.numels = list(layout)
+        self.bits = allocate_bits(self.sensitivity, self.numels, self.average_bits, self.levels)
+        self._warned = False
+        return self.bits
+
+
+def probe_sensitivities(compressor: ActivationCompressor, closure: Callable[[], object]) -> tuple[list[float], list[int]]:
+    """GACT's gradient-difference probes: (C_l per tensor, the layout probed). See module docstring.
+
+    `closure` runs forward and backward (it must not zero gradients or step the optimizer). The
+    parameters' `.grad`, the model's buffers, the RNG state and the meter's peak are restored after.
+    """
+    model = compressor.model
+    params = [p for p in model.parameters() if p.requires_grad]
+    saved_grads = [p.grad for p in params]
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    cuda = sorted({p.device.index or 0 for p in params if p.device.type == "cuda"})
+    peak = compressor._peak
+
+    def run(override):
+        torch.set_rng_state(cpu_rng)
+        if cuda:
+            for dev, state in zip(cuda, cuda_rng):
+                torch.cuda.set_rng_state(state, dev)
+        for p in params:
+            p.grad = None
+        compressor._override = override
+        try:
+            with torch.enable_grad(), compressor:
+                closure()
+        finally:
+            compressor._override = None
+            with torch.no_grad():
+                for b, value in buffers:
+                    b.copy_(value)
+        layout = list(compressor.policy._seen)
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float()
+                          for p in params]) if params else torch.zeros(0)
+        return flat, layout
+
+    compressor._probing = True
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            cpu_rng = torch.get_rng_state()
+            cuda_rng = [torch.cuda.get_rng_state(d) for d in cuda]
+            _, layout = run(None)
+            sens = []
+            for index in range(len(layout)):
+                g0, l0 = run((index, 1, 0))
+                g1, l1 = run((index, 1, 1))
+                g2, l2 = run((index, 8, 0))
+                if not (l0 == l1 == l2 == layout):
+                    raise RuntimeError("the saved-tensor sequence changed between probe runs; adaptive "
+                                       "bits need the closure to build the same graph every time")
+                sens.append(gact_sensitivity(g0, g1, g2))
+    finally:
+        compressor._probing = False
+        for p, g in zip(params, saved_grads):
+            p.grad = g
+        compressor._peak = peak
+    return sens, layout
