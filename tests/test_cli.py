@@ -20,7 +20,7 @@ TINY = ["--workload-option", "mnist1d_mlp.step_budget=60", "--workload-option", 
 
 def _trial_count(db: Path) -> int:
     with sa.create_engine(f"sqlite:///{db}").connect() as conn:
-        return conn.execute(sa.text("select count(*) from trials")).scalar()
+        return conn.execute(sa.text("select count(*) from trainlab_trials")).scalar()
 
 
 @pytest.fixture(scope="module")

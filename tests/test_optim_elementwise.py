@@ -1,7 +1,7 @@
 """Elementwise optimizers: each checked against an independent float64 re-derivation of its rule.
 
 The references below are written from the formulas in the papers / official code (see each class's
-docstring and /work/shared/algorithms.md), with plain dense torch ops in float64: they share no code
+docstring and the paper), with plain dense torch ops in float64: they share no code
 with the implementations.
 """
 

@@ -1,6 +1,6 @@
 """GaLore, Fira, FRUGAL and SWAN against independent float64 re-derivations, plus state handling.
 
-The references below are written from /work/shared/algorithms.md with plain dense torch math in
+The references below are written from the papers' update rules with plain dense torch math in
 float64; they share no code with trainlab.optim.projection / swan. The one thing they take from
 the implementation's inputs is the SVD: they call the same routine (torch.linalg.svd) on the same
 fp32 gradient, so singular-vector signs agree (GaLore/Fira moments live in the basis coordinates,

@@ -77,7 +77,7 @@ def _count(db: Path, status: str) -> int:
         return 0
     try:
         with sa.create_engine(f"sqlite:///{db}").connect() as conn:
-            return conn.execute(sa.text("select count(*) from trials where status = :s"), {"s": status}).scalar()
+            return conn.execute(sa.text("select count(*) from trainlab_trials where status = :s"), {"s": status}).scalar()
     except sa.exc.OperationalError:
         return 0
 
@@ -109,3 +109,10 @@ def test_a_race_killed_between_trials_keeps_every_finished_trial(tmp_path):
                           str(tmp_path / "rep")], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "did not finish" in (tmp_path / "rep" / "report.md").read_text() or completed == 9
+
+
+def test_every_table_is_prefixed_so_optuna_can_share_the_database(store_url):
+    store = ResultsStore(store_url)
+    names = sa.inspect(store.engine).get_table_names()
+    assert names and all(name.startswith("trainlab_") for name in names)
+    assert "trials" not in names  # Optuna's RDB storage owns that name

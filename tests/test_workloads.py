@@ -121,3 +121,14 @@ def test_workload_reached_respects_direction():
     assert accuracy.reached(0.8) and not accuracy.reached(0.79) and not accuracy.reached(float("nan"))
     bpb = create_workload("text_lm", target=2.5)
     assert bpb.reached(2.5) and not bpb.reached(2.51)
+
+
+def test_default_targets_are_the_ones_the_target_setting_run_recorded():
+    import json
+
+    from trainlab.algorithms.registry import TUNED_PATH
+
+    recorded = json.loads(TUNED_PATH.read_text())["targets"]
+    for name in ("mnist1d_mlp", "mnist1d_cnn", "text_lm"):
+        assert workload_class(name).default_target == pytest.approx(recorded[name], abs=1e-4)
+    assert (ROOT / "docs" / "targets.md").exists()

@@ -58,7 +58,8 @@ def set_target(workload: Workload, lrs: list[float], seeds: list[int], fraction:
         for lr in lrs:
             result = run_trial(workload, make_algorithm("adamw", {"lr": lr}), TUNING_SEED, device)
             record.grid.append((lr, result.best_metric, result.final_metric))
-            log(f"{workload.name}: adamw lr {lr:g} -> best {result.best_metric:.4f}")
+            log(f"{workload.name}: adamw lr {lr:g} -> best {result.best_metric:.4f}, "
+                f"final {result.final_metric:.4f}")
         finite = [row for row in record.grid if math.isfinite(row[1])]
         if not finite:
             raise RuntimeError(f"{workload.name}: every learning rate diverged; widen the grid")
@@ -67,7 +68,8 @@ def set_target(workload: Workload, lrs: list[float], seeds: list[int], fraction:
         for seed in seeds:
             result = run_trial(workload, make_algorithm("adamw", {"lr": record.best_lr}), seed, device)
             record.reruns.append((seed, result.best_metric, result.final_metric))
-            log(f"{workload.name}: adamw lr {record.best_lr:g} seed {seed} -> best {result.best_metric:.4f}")
+            log(f"{workload.name}: adamw lr {record.best_lr:g} seed {seed} -> best {result.best_metric:.4f}, "
+                f"final {result.final_metric:.4f}")
         record.target = statistics.median(row[1] for row in record.reruns)
     finally:
         workload.step_budget = race_budget

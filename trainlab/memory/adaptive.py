@@ -15,18 +15,20 @@ Levels: (32, 8, 4, 2). 32 means "kept exact" (zero variance; it still costs 32 b
 budget, as in GACT, whatever the tensor's dtype). GACT also allows 1 bit; trainlab stops at 2 because
 the public quantizer supports {2, 4, 8} and 1-bit activations are rarely worth their variance.
 
-Sensitivity estimators (`C_l`):
-- "probe" (GACT's, faithful): for each tensor l, with every other tensor at its current bits and
-  noise seeds, re-run the user's forward+backward closure three times: tensor l at 1 bit (g0), at 1
-  bit with the next seed (g1), at 8 bits (g2); `C_l = max(||g0-g1||^2, 2 max(||g0-g2||^2,
-  ||g1-g2||^2))` over the full flattened parameter gradient, set to 1e10 when NaN, inf or larger.
-  During the probes the RNG is reset before each run (dropout and augmentation match) and the model's
-  buffers (BatchNorm running statistics) are restored after each run. Cost: 3 extra forward+backward
-  passes per compressed tensor at every adaptation: use a long `adapt_interval` (GACT: 1000).
-- "range" (cheap, trainlab's, a heuristic): `C_l = sum_groups group_size * range_g^2 / 4`, the
-  largest variance of tensor l's own stochastic-rounding noise at 1 bit. No extra passes, but it
-  ignores how strongly that noise reaches the parameter gradient (ActNN's estimator multiplies by a
-  gradient scale; a saved-tensor hook never sees that scale), so it only favours wide-range tensors.
+Sensitivity estimate `C_l` (GACT's gradient-difference probes, as in its `autoprec.py`): for each
+tensor l, with every other tensor at its current bits and noise seeds, re-run the user's
+forward+backward closure three times: tensor l at 1 bit (g0), at 1 bit with the next seed (g1), at
+8 bits (g2); `C_l = max(||g0-g1||^2, 2 max(||g0-g2||^2, ||g1-g2||^2))` over the full flattened
+parameter gradient, set to 1e10 when NaN, inf or larger. During the probes the RNG is reset before
+each run (dropout and augmentation match) and the model's buffers (BatchNorm running statistics) are
+restored after each run. Cost: 1 + 3 L extra forward+backward passes at every adaptation (L =
+compressed tensors per step), so keep `adapt_interval` long (GACT: 1000).
+
+No cheaper estimator is offered. On ByteGPT(context=16, width=32, layers=1), batch 8, at 4 average
+bits, the relative error of the full gradient (mean of 5 seeds) was 0.094 with uniform 4 bits and
+0.035 with the probes; an estimator from each saved tensor's value ranges alone (the variance of its
+own rounding noise) did worse than uniform bits (0.16), and weighting it by the gradient reaching
+the saved tensor only matched uniform bits (0.090).
 
 Tensors are identified by their order of saving within a step (their index among the tensors that
 are eligible for compression). This assumes the autograd graph saves the same sequence of tensors
@@ -47,7 +49,6 @@ if TYPE_CHECKING:
     from trainlab.memory.activations import ActivationCompressor
 
 BIT_LEVELS = (32, 8, 4, 2)
-ESTIMATORS = ("probe", "range")
 _CAP = 1e10  # GACT's ceiling on a sensitivity (also used for NaN / inf)
 
 
@@ -99,11 +100,6 @@ def gact_sensitivity(g0: torch.Tensor, g1: torch.Tensor, g2: torch.Tensor) -> fl
     return _clean(max(d01, 2.0 * max(d02, d12)))
 
 
-def range_sensitivity(ranges: torch.Tensor, group_size: int) -> float:
-    """The "range" estimator: sum over groups of group_size * range^2 / 4 (see module docstring)."""
-    return _clean(float(group_size) * torch.sum(ranges.float() ** 2).item() / 4.0)
-
-
 def _clean(c: float) -> float:
     c = float(c)
     return _CAP if math.isnan(c) or math.isinf(c) or c > _CAP else c
@@ -112,11 +108,10 @@ def _clean(c: float) -> float:
 class AdaptivePrecision:
     """The per-tensor bit table and its bookkeeping across steps (used by `ActivationCompressor`)."""
 
-    def __init__(self, average_bits: float = 4.0, adapt_interval: int = 1000, estimator: str = "probe",
+    def __init__(self, average_bits: float = 4.0, adapt_interval: int = 1000,
                  levels: Sequence[int] = BIT_LEVELS) -> None:
         self.average_bits = float(average_bits)
         self.adapt_interval = int(adapt_interval)
-        self.estimator = estimator
         self.levels = tuple(sorted(set(levels), reverse=True))
         # Before the first adaptation every tensor gets the largest level within the budget.
         self.initial_bits = max(b for b in self.levels if b <= self.average_bits)
@@ -124,9 +119,7 @@ class AdaptivePrecision:
         self.numels: list[int] | None = None        # the layout `bits` was allocated for
         self.sensitivity: list[float] | None = None
         self.last_layout: list[int] = []             # sizes seen in the last complete step
-        self.last_range_sensitivity: list[float] = []
         self._seen: list[int] = []
-        self._range: list[float] = []
         self._warned = False
 
     def bits_for(self, index: int, numel: int) -> int:
@@ -135,16 +128,13 @@ class AdaptivePrecision:
         return self.initial_bits
 
     def begin_step(self) -> None:
-        self._seen, self._range = [], []
+        self._seen = []
 
-    def observe(self, index: int, numel: int, range_sens: float | None) -> None:
+    def observe(self, numel: int) -> None:
         self._seen.append(numel)
-        if range_sens is not None:
-            self._range.append(range_sens)
 
     def end_step(self) -> None:
         self.last_layout = self._seen
-        self.last_range_sensitivity = self._range
         if self.numels is not None and self._seen != self.numels:
             if not self._warned:
                 warnings.warn("adaptive activation bits: the saved-tensor sequence changed since the "
@@ -160,7 +150,8 @@ class AdaptivePrecision:
         return self.bits
 
 
-def probe_sensitivities(compressor: ActivationCompressor, closure: Callable[[], object]) -> tuple[list[float], list[int]]:
+def probe_sensitivities(compressor: ActivationCompressor,
+                        closure: Callable[[], object]) -> tuple[list[float], list[int]]:
     """GACT's gradient-difference probes: (C_l per tensor, the layout probed). See module docstring.
 
     `closure` runs forward and backward (it must not zero gradients or step the optimizer). The

@@ -1,13 +1,12 @@
 """Per-group quantization of a float tensor to 8, 4 or 2 bits, packed into uint8.
 
-The scheme of ActNN and GACT (GACT: Liu et al., ICML 2022, arXiv 2206.11357, section 5 of
-docs' algorithms notes): flatten the tensor, zero-pad it to a multiple of `group_size` (256 by
-default), and per group keep `offset = min` and `scale = (max - min) / (2^b - 1)` (the width of one
-quantization step). Each entry becomes the integer code `q = floor((x - offset) / scale + u)` with
-`u ~ U[0, 1)`: stochastic rounding, so `E[q] = (x - offset) / scale` and the dequantized value
-`q * scale + offset` is an unbiased estimate of `x` (the property the gradient-variance analysis of
-both papers rests on). With `stochastic=False` it rounds to nearest instead (error <= scale / 2, but
-biased).
+The scheme of ActNN and GACT (Liu et al., ICML 2022, arXiv 2206.11357): flatten the tensor,
+zero-pad it to a multiple of `group_size` (256 by default), and per group keep `offset = min` and
+`scale = (max - min) / (2^b - 1)` (the width of one quantization step). Each entry becomes the
+integer code `q = floor((x - offset) / scale + u)` with `u ~ U[0, 1)`: stochastic rounding, so
+`E[q] = (x - offset) / scale` and the dequantized value `q * scale + offset` is an unbiased estimate
+of `x` (the property the gradient-variance analysis of both papers rests on). With
+`stochastic=False` it rounds to nearest instead (error <= scale / 2, but biased).
 
 Error bound per entry (what the tests check): `|x_hat - x| < scale` of its group with stochastic
 rounding, `<= scale / 2` with round-to-nearest, where `scale ~= (max - min) / (2^b - 1)`.
@@ -16,6 +15,12 @@ Codes are packed little-end first into bytes: 8 bits one code per byte, 4 bits t
 `scale` and `offset` are stored in `meta_dtype`: fp32 by default (exact), or bf16 (ActNN's choice,
 half the metadata). With bf16 the offset is rounded down and the scale up so that every code still
 lies in [0, 2^b - 1]; the error bound then holds with the stored (slightly wider) bf16 scale.
+
+ReLU outputs: ReLU's backward reads only `output > 0`, so an entry in (0, scale) rounded to 0 would
+silently drop that entry's whole gradient (at 8 bits on a small MLP this alone made a 5 % gradient
+error). With `keep_positive=True` (the default), in a group whose minimum is exactly 0, a positive
+entry is never coded 0: it becomes at least one step. This biases entries smaller than one step
+upward (the error bound above still holds) and keeps the ReLU mask exact.
 
 Non-finite entries make their whole group non-finite after dequantization (they are not hidden).
 """
@@ -66,20 +71,23 @@ def packed_nbytes(packed: PackedTensor) -> int:
 
 def quantize(x: torch.Tensor, bits: int = 4, group_size: int | Literal["row"] = 256, *,
              stochastic: bool = True, generator: torch.Generator | None = None,
-             meta_dtype: torch.dtype = torch.float32) -> PackedTensor:
+             meta_dtype: torch.dtype = torch.float32, keep_positive: bool = True) -> PackedTensor:
     """Quantize `x` (any float dtype, any shape) to `bits` in {2, 4, 8} per group of `group_size`.
 
     `group_size="row"`: one group per row of the last dimension (no padding needed). `generator`
     draws the rounding noise (on `x`'s device), so a seeded generator makes the codes reproducible.
+    `stochastic=False`: round to nearest. `meta_dtype`: torch.float32 or torch.bfloat16 for the
+    per-group scale and offset. `keep_positive`: see the module docstring (ReLU outputs).
     """
     if bits not in ALLOWED_BITS:
         raise ValueError(f"bits must be one of {', '.join(map(str, ALLOWED_BITS))}; got {bits!r}")
-    return _quantize(x, bits, group_size, stochastic=stochastic, generator=generator, meta_dtype=meta_dtype)
+    return _quantize(x, bits, group_size, stochastic=stochastic, generator=generator, meta_dtype=meta_dtype,
+                     keep_positive=keep_positive)
 
 
 def _quantize(x: torch.Tensor, bits: int, group_size: int | Literal["row"], *, stochastic: bool = True,
               generator: torch.Generator | None = None,
-              meta_dtype: torch.dtype = torch.float32) -> PackedTensor:
+              meta_dtype: torch.dtype = torch.float32, keep_positive: bool = True) -> PackedTensor:
     """`quantize` without the public bit-width check (also accepts 1 bit, for GACT's probes)."""
     if bits not in _PACKABLE_BITS:
         raise ValueError(f"bits must be one of {', '.join(map(str, _PACKABLE_BITS))}; got {bits!r}")
@@ -96,13 +104,16 @@ def _quantize(x: torch.Tensor, bits: int, group_size: int | Literal["row"], *, s
         offset, scale = _metadata(lo, hi, levels, meta_dtype)
         off32 = offset.float().unsqueeze(1)
         scale32 = scale.float().unsqueeze(1)
-        inv = torch.where(scale32 > 0, 1.0 / scale32, torch.zeros_like(scale32))
-        y = (groups - off32) * inv
+        # a constant group (scale 0) codes to 0, which dequantizes to its value exactly
+        y = torch.where(scale32 > 0, (groups - off32) / scale32, torch.zeros_like(groups))
         if stochastic:
             y = y + torch.rand(y.shape, generator=generator, device=y.device, dtype=y.dtype)
         else:
             y = y + 0.5
-        codes = y.floor_().clamp_(0, levels).to(torch.uint8).reshape(-1)
+        codes = y.floor_().clamp_(0, levels)
+        if keep_positive:
+            codes = torch.where((lo.unsqueeze(1) == 0) & (groups > 0), codes.clamp(min=1), codes)
+        codes = codes.to(torch.uint8).reshape(-1)
         data = _pack(codes, bits)
     return PackedTensor(data, scale, offset, bits, group, x.numel(), x.shape, x.dtype)
 
@@ -114,13 +125,6 @@ def dequantize(packed: PackedTensor) -> torch.Tensor:
     groups = codes.view(n_groups, packed.group_size).float()
     x = groups * packed.scale.float().unsqueeze(1) + packed.offset.float().unsqueeze(1)
     return x.reshape(-1)[: packed.numel].view(packed.shape).to(packed.dtype)
-
-
-def group_ranges(x: torch.Tensor, group_size: int | Literal["row"] = 256) -> torch.Tensor:
-    """Per-group `max - min` (fp32) of `x`, grouped exactly as `quantize` groups it."""
-    with torch.no_grad():
-        groups = _groups(x, _group_length(x, group_size))
-        return groups.amax(dim=1) - groups.amin(dim=1)
 
 
 # ---- helpers -----------------------------------------------------------------------------------

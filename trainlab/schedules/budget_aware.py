@@ -6,7 +6,7 @@ problem that is robust to curvature variation; phi is tied to the condition numb
 
 FORMULA FROM A THIRD-PARTY IMPLEMENTATION, NOT CONFIRMED AGAINST THE PAPER. The paper's text
 (arXiv PDF/HTML, NeurIPS page) could not be reached beyond its abstract, and no official code was
-found. The form below is the one recorded in /work/shared/algorithms.md section 1, from a
+found. The form below is the one recorded in the team's algorithm notes (formulas with sources), from a
 third-party `UBAScheduler` whose comment reads
 eta_t = (eta_max - eta_min) * 2(1 + cos) / (2 phi + (2 - phi)(1 + cos)) + eta_min.
 As a multiplier (eta_min = 0), with theta = pi * (progress over the post-warm-up budget):

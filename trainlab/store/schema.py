@@ -1,5 +1,6 @@
 """Tables of the results store, in portable SQLAlchemy Core (SQLite today, PostgreSQL for shared
-studies). Misses and non-finite numbers are stored as NULL, never as IEEE infinity/NaN, because
+studies). Every table name starts with `trainlab_`, so Optuna's RDB tables (`studies`, `trials`,
+...) can live in the same database. Misses and non-finite numbers are stored as NULL, never as IEEE infinity/NaN, because
 databases disagree on those; `reached` says whether a NULL time-to-target means "missed".
 """
 
@@ -16,7 +17,7 @@ meta = Table(
 )
 
 races = Table(
-    "races", metadata,
+    "trainlab_races", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("created_at", String(32), nullable=False),
     Column("label", String(200)),
@@ -30,9 +31,9 @@ races = Table(
 )
 
 trials = Table(
-    "trials", metadata,
+    "trainlab_trials", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("race_id", Integer, ForeignKey("races.id"), nullable=False, index=True),
+    Column("race_id", Integer, ForeignKey("trainlab_races.id"), nullable=False, index=True),
     Column("workload", String(200), nullable=False),
     Column("algorithm", String(200), nullable=False),
     Column("seed", Integer, nullable=False),
@@ -63,9 +64,9 @@ trials = Table(
 )
 
 evals = Table(
-    "evals", metadata,
+    "trainlab_evals", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("trial_id", Integer, ForeignKey("trials.id"), nullable=False, index=True),
+    Column("trial_id", Integer, ForeignKey("trainlab_trials.id"), nullable=False, index=True),
     Column("step", Integer, nullable=False),
     Column("train_seconds", Float, nullable=False),
     Column("train_loss", Float),

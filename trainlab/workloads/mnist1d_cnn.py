@@ -33,7 +33,7 @@ class _ConvNet(nn.Module):
 class MNIST1DCNN(MNIST1DWorkload):
     name = "mnist1d_cnn"
     description = "MNIST-1D (20k train), 3-block 1-D CNN with BatchNorm, validation accuracy"
-    default_target = 0.90
+    default_target = 0.9852    # docs/targets.md: median best of tuned AdamW at 3/4 budget
     default_step_budget = 600
     default_batch_size = 128
     default_eval_every = 50

@@ -1,0 +1,443 @@
+"""Memory savers: quantizer bounds and bytes, compressed-activation gradients, GACT bit allocation,
+freezing, bf16 helpers.
+
+Tolerances, and why:
+- quantize: |x_hat - x| < one quantization step of its group (stochastic rounding moves a value to
+  one of the two grid points around it), <= half a step when rounding to nearest.
+- gradients at 8 bits: relative error of the full flattened parameter gradient < 2e-2. The 8-bit
+  rounding noise is about range/255 per entry; measured 0.4-0.6 % on these models, so 2e-2 leaves a
+  3x margin and still fails on any systematic error (e.g. ReLU masks lost to rounding gave 5 %).
+- 4-bit saved bytes: >= 7x smaller than uncompressed with bf16 metadata (measured 7.08x on the small
+  transformer); >= 6.5x with fp32 metadata (measured 6.89x). The ceiling is 1024 / 136 = 7.53x
+  (fp32 metadata) per 256-entry group; what is kept exact (int64 token ids, LayerNorm mean/rstd,
+  attention logsumexp: GACT's rule compresses only tensors that require grad) takes the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from trainlab.errors import UsageError
+from trainlab.memory import (ActivationCompressor, ChangeBasedFreezer, SavedTensorMeter, allocate_bits,
+                             bf16_autocast, cast_model_bf16, compress_activations, dequantize, freeze,
+                             packed_nbytes, parameter_units, quantize, trainable_parameters)
+from trainlab.optim import create
+from trainlab.workloads.mnist1d_cnn import _ConvNet
+from trainlab.workloads.text_lm import ByteGPT
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: a second thread only adds contention on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _per_entry(values: torch.Tensor, group: int, n: int) -> torch.Tensor:
+    return values.float().repeat_interleave(group)[:n]
+
+
+# ---- quantize ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("meta", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_error_is_below_one_step_per_group(bits, meta):
+    g = torch.Generator().manual_seed(bits)
+    x = torch.randn(3, 7, 50, generator=g) * 3 + 1  # 1050 entries: the last group is zero-padded
+    packed = quantize(x, bits, generator=g, meta_dtype=meta)
+    x_hat = dequantize(packed)
+    assert x_hat.shape == x.shape and x_hat.dtype == x.dtype
+    assert packed.scale.dtype == meta and packed.offset.dtype == meta
+    step = _per_entry(packed.scale, 256, x.numel())
+    err = (x_hat - x).reshape(-1).abs()
+    assert torch.all(err <= step * (1 + 1e-5))
+    # the stored step is the group's range over 2^b - 1 (bf16 rounds it up by at most ~2^-8)
+    groups = torch.nn.functional.pad(x.reshape(-1), (0, 1280 - 1050)).view(-1, 256)
+    ideal = (groups.amax(1) - groups.amin(1)) / (2 ** bits - 1)
+    assert torch.all(packed.scale.float() >= ideal * (1 - 1e-6))
+    assert torch.all(packed.scale.float() <= ideal * (1 + 2 ** -7) + 1e-6)
+    nearest = dequantize(quantize(x, bits, stochastic=False, meta_dtype=meta))
+    assert torch.all((nearest - x).reshape(-1).abs() <= step / 2 * (1 + 1e-4) + 1e-6)
+
+
+def test_restores_bf16_dtype_and_per_row_groups():
+    x = torch.randn(5, 33).to(torch.bfloat16)
+    packed = quantize(x, 8, group_size="row")
+    assert packed.group_size == 33 and packed.scale.numel() == 5
+    x_hat = dequantize(packed)
+    assert x_hat.dtype == torch.bfloat16 and x_hat.shape == (5, 33)
+    step = packed.scale.float().unsqueeze(1)
+    # one step, plus the rounding of the bf16 output (2^-8 relative)
+    assert torch.all((x_hat.float() - x.float()).abs() <= step + 0.01 * x.float().abs())
+
+
+def test_stochastic_rounding_is_unbiased():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, generator=g)  # one group, min < 0
+    draws = 10_000
+    # 10k copies of the same group in one call = 10k independent roundings of each entry
+    x_hat = dequantize(quantize(x.repeat(draws), 2, generator=g)).view(draws, 256)
+    err = x_hat - x
+    mean_all, se_all = err.mean(), err.std() / math.sqrt(err.numel())
+    assert abs(mean_all) < 3 * se_all
+    per_entry_se = err.std(dim=0) / math.sqrt(draws)
+    assert torch.all(err.mean(dim=0).abs() <= 5 * per_entry_se + 1e-7)
+    # and the noise is real: at 2 bits a step is ~ range / 3, so the spread is far from zero
+    assert err.std() > 0.1
+
+
+def test_relu_outputs_keep_their_mask():
+    g = torch.Generator().manual_seed(1)
+    x = torch.relu(torch.randn(4096, generator=g))
+    for bits in (2, 4, 8):
+        x_hat = dequantize(quantize(x, bits, generator=g))
+        assert torch.equal(x_hat > 0, x > 0)
+    # without keep_positive, small positive entries round to exactly 0 (what it prevents)
+    x_hat = dequantize(quantize(x, 2, generator=g, keep_positive=False))
+    assert not torch.equal(x_hat > 0, x > 0)
+
+
+@pytest.mark.parametrize("meta,meta_bytes", [(torch.float32, 4), (torch.bfloat16, 2)])
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_packed_size_is_bits_times_entries_plus_metadata(bits, meta, meta_bytes):
+    packed = quantize(torch.randn(64, 64), bits, meta_dtype=meta)  # 4096 entries = 16 groups
+    assert packed.data.dtype == torch.uint8
+    assert packed_nbytes(packed) == bits * 4096 // 8 + 2 * 16 * meta_bytes
+    padded = quantize(torch.randn(1000), bits, meta_dtype=meta)  # padded to 1024 = 4 groups
+    assert packed_nbytes(padded) == bits * 1024 // 8 + 2 * 4 * meta_bytes == padded.nbytes
+
+
+def test_unsupported_bits_name_the_allowed_values():
+    with pytest.raises(ValueError, match="2, 4, 8"):
+        quantize(torch.randn(10), bits=3)
+    with pytest.raises(ValueError, match="2, 4, 8"):
+        ActivationCompressor(bits=3)
+
+
+# ---- saved-tensor meter and compressor ---------------------------------------------------------
+
+def _mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(64, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
+
+
+def _mlp_loss(model):
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(128, 64, generator=g), torch.randint(0, 10, (128,), generator=g)
+    return lambda: F.cross_entropy(model(x), y)
+
+
+def _gpt(width: int = 32) -> nn.Module:
+    torch.manual_seed(0)
+    return ByteGPT(context=16, width=width, layers=1)
+
+
+def _gpt_loss(model):
+    x = torch.randint(0, 256, (8, 16), generator=torch.Generator().manual_seed(1))
+    return lambda: F.cross_entropy(model(x).reshape(-1, 256), x.reshape(-1))
+
+
+def _cnn():
+    torch.manual_seed(0)
+    return _ConvNet()
+
+
+def _cnn_loss(model):
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(64, 40, generator=g), torch.randint(0, 10, (64,), generator=g)
+    return lambda: F.cross_entropy(model(x), y)
+
+
+MODELS = {"mlp": (_mlp, _mlp_loss), "transformer": (_gpt, _gpt_loss), "cnn": (_cnn, _cnn_loss)}
+
+
+def _step(model, loss_fn, meter, autocast=None):
+    """One forward+backward under `meter`; (flat gradient, peak saved bytes)."""
+    model.zero_grad(set_to_none=True)
+    meter.reset_peak()
+    with meter:
+        with autocast or contextlib.nullcontext():
+            loss = loss_fn()
+        loss.backward()
+    del loss
+    assert meter.current_bytes == 0  # everything saved was released by backward
+    return torch.cat([p.grad.reshape(-1) for p in model.parameters()]), meter.peak_bytes
+
+
+def _rel(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_8bit_gradients_match_uncompressed(name):
+    make, loss_of = MODELS[name]
+    model = make()
+    loss_fn = loss_of(model)
+    exact, _ = _step(model, loss_fn, SavedTensorMeter(model))
+    compressed, _ = _step(model, loss_fn, compress_activations(8, model=model))
+    assert _rel(compressed, exact) < 2e-2
+    coarse, _ = _step(model, loss_fn, compress_activations(4, model=model))
+    assert _rel(coarse, exact) > _rel(compressed, exact)  # fewer bits, more noise: it is really on
+
+
+def test_4bit_saved_activation_bytes_are_7x_smaller():
+    model = _gpt()
+    loss_fn = _gpt_loss(model)
+    _, raw = _step(model, loss_fn, SavedTensorMeter(model))
+    _, bf16_meta = _step(model, loss_fn, ActivationCompressor(4, model=model, meta_dtype=torch.bfloat16))
+    _, fp32_meta = _step(model, loss_fn, ActivationCompressor(4, model=model))
+    assert raw / bf16_meta >= 7.0
+    assert raw / fp32_meta >= 6.5
+    _, eight = _step(model, loss_fn, ActivationCompressor(8, model=model))
+    _, two = _step(model, loss_fn, ActivationCompressor(2, model=model))
+    assert raw / eight > 3.5 and raw / two > 11
+
+
+def test_meter_counts_shared_storage_once_and_skips_parameters():
+    lin = nn.Linear(64, 64)
+    x = torch.randn(64, 64)
+    meter = SavedTensorMeter(lin)
+    with meter:
+        h = lin(x)         # saves x (16 KiB) and the weight (a parameter: not counted)
+        y = h.view(-1) * h.view(-1)  # saves the same storage twice: counted once
+        assert meter.current_bytes == 2 * 64 * 64 * 4
+        y.sum().backward()
+    assert meter.current_bytes == 0 and meter.peak_bytes == 2 * 64 * 64 * 4
+    meter.reset_peak()
+    assert meter.peak_bytes == 0
+    # compressed: the twice-saved tensor is packed once
+    comp = ActivationCompressor(8, model=lin)
+    with comp:
+        h = lin(x)
+        y = h.view(-1) * h.view(-1)
+        assert comp.current_bytes == 64 * 64 * 4 + (4096 + 16 * 8)  # x kept (no grad) + one pack
+        y.sum().backward()
+    assert comp.current_bytes == 0
+
+
+def test_views_of_one_buffer_share_a_pack_and_restore_their_layout():
+    a = torch.randn(32, 128, requires_grad=True)
+
+    def loss():
+        b = a * 1.0                  # non-leaf, dense
+        return b.sin().sum() + b.t().cos().sum()  # saves b and a transposed view of the same bytes
+
+    exact = torch.autograd.grad(loss(), a)[0]
+    comp = ActivationCompressor(8)
+    with comp:
+        out = loss()
+        assert comp.current_bytes == 4096 + 16 * 8  # one 8-bit pack for both
+        grad = torch.autograd.grad(out, a)[0]
+    assert _rel(grad, exact) < 2e-2
+
+
+@pytest.mark.parametrize("meter", [SavedTensorMeter(), ActivationCompressor(8, min_numel=0)])
+def test_in_place_change_of_a_saved_tensor_is_still_an_error(meter):
+    # saved-tensor hooks switch off autograd's version check; the meter and compressor redo it
+    a = torch.randn(64, 32, requires_grad=True)
+    with meter:
+        h = torch.relu(a * 2)  # relu saves its output...
+        h.sigmoid_()           # ...which is then overwritten
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            h.sum().backward()
+
+
+def test_in_place_relu_network_trains_under_compression():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(1, 16, 5, padding=2), nn.BatchNorm1d(16), nn.ReLU(inplace=True),
+                          nn.Conv1d(16, 16, 5, padding=2), nn.ReLU(inplace=True), nn.Flatten(),
+                          nn.Linear(640, 10))
+    x, y = torch.randn(32, 1, 40), torch.randint(0, 10, (32,))
+    exact, _ = _step(model, lambda: F.cross_entropy(model(x), y), SavedTensorMeter(model))
+    compressed, _ = _step(model, lambda: F.cross_entropy(model(x), y), ActivationCompressor(8, model=model))
+    assert _rel(compressed, exact) < 2e-2
+
+
+def test_autocast_bf16_with_compression():
+    model = _gpt()
+    loss_fn = _gpt_loss(model)
+    cast = lambda: bf16_autocast("cpu")  # noqa: E731
+    exact, raw = _step(model, loss_fn, SavedTensorMeter(model), cast())
+    compressed, packed = _step(model, loss_fn, ActivationCompressor(8, model=model), cast())
+    assert torch.isfinite(compressed).all()
+    assert _rel(compressed, exact) < 2e-2
+    # bf16 activations go from 2 bytes to ~1; the bf16 weight copies autocast makes (about 40 KB of
+    # the 350 KB here) are kept exact: measured 2.2x
+    assert raw / packed > 2
+
+
+# ---- adaptive bits (GACT) ----------------------------------------------------------------------
+
+def test_allocation_respects_budget_and_favours_sensitive_tensors():
+    numel = [1000, 1000, 1000, 1000]
+    bits = allocate_bits([100.0, 1.0, 1.0, 1.0], numel, average_bits=4)
+    assert sum(b * d for b, d in zip(bits, numel)) <= 4 * sum(numel)
+    assert bits[0] > max(bits[1:])
+    g = torch.Generator().manual_seed(0)
+    for budget in (2, 3, 4, 6, 8, 32):
+        sens = (torch.rand(20, generator=g) * 10).pow(4).tolist()
+        sizes = torch.randint(1, 5000, (20,), generator=g).tolist()
+        bits = allocate_bits(sens, sizes, budget)
+        assert set(bits) <= {32, 8, 4, 2}
+        assert sum(b * d for b, d in zip(bits, sizes)) <= budget * sum(sizes)
+    assert allocate_bits([1.0, 1.0], [10, 10], 32) == [32, 32]
+    with pytest.raises(ValueError):
+        allocate_bits([1.0], [10], 1.5)
+
+
+class _TwoBranches(nn.Module):
+    """Branch `a`'s saved tanh output reaches the loss amplified 100x, branch `b`'s not."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(32, 64), nn.Linear(32, 64)
+        self.head_a, self.head_b = nn.Linear(64, 4), nn.Linear(64, 4)
+
+    def forward(self, x):
+        return 100 * self.head_a(torch.tanh(self.a(x))).square().mean() + \
+            self.head_b(torch.tanh(self.b(x))).square().mean()
+
+
+def test_probes_give_more_bits_to_the_sensitive_tensor():
+    torch.manual_seed(0)
+    model = _TwoBranches()
+    x = torch.randn(64, 32)
+    comp = ActivationCompressor("adaptive", model=model, average_bits=4, adapt_interval=10)
+    with comp:
+        model(x).backward()
+    bits = comp.iterate(lambda: model(x).backward())
+    sens = comp.policy.sensitivity
+    assert len(bits) == 2 and sens[0] > 100 * sens[1]
+    assert bits[0] > bits[1]
+    assert sum(b * d for b, d in zip(bits, comp.policy.numels)) <= 4 * sum(comp.policy.numels)
+    assert comp.iterate(lambda: model(x).backward()) is None  # next adaptation only after 10 steps
+
+
+def test_adaptive_beats_uniform_bits_and_leaves_training_state_alone():
+    model = _gpt()
+    loss_fn = _gpt_loss(model)
+    exact, _ = _step(model, loss_fn, SavedTensorMeter(model))
+    comp = ActivationCompressor("adaptive", model=model, average_bits=4)
+    _step(model, loss_fn, comp)
+    grads = [p.grad.clone() for p in model.parameters()]
+    rng = torch.get_rng_state()
+    bits = comp.iterate(lambda: loss_fn().backward())
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(p.grad, g) for p, g in zip(model.parameters(), grads))
+    assert sum(b * d for b, d in zip(bits, comp.policy.numels)) <= 4 * sum(comp.policy.numels)
+    uniform = ActivationCompressor(4, model=model)
+    adaptive_err = sum(_rel(_step(model, loss_fn, comp)[0], exact) for _ in range(3))
+    uniform_err = sum(_rel(_step(model, loss_fn, uniform)[0], exact) for _ in range(3))
+    assert adaptive_err < uniform_err
+
+
+def test_probes_restore_batchnorm_statistics():
+    model = _cnn()
+    loss_fn = _cnn_loss(model)
+    comp = ActivationCompressor("adaptive", model=model, average_bits=4)
+    _step(model, loss_fn, comp)
+    buffers = [b.clone() for b in model.buffers()]
+    comp.iterate(lambda: loss_fn().backward())
+    assert all(torch.equal(b, c) for b, c in zip(model.buffers(), buffers))
+
+
+# ---- freezing ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("build", ["trainable_only", "all_params"])
+def test_frozen_parameters_are_bit_identical_and_stateless(build):
+    model = _gpt()
+    loss_fn = _gpt_loss(model)
+    names = freeze(model, modules=["embed", "blocks.0.attn"])
+    assert names == ["embed.weight", "blocks.0.attn.qkv.weight", "blocks.0.attn.qkv.bias",
+                     "blocks.0.attn.proj.weight", "blocks.0.attn.proj.bias"]
+    params = dict(model.named_parameters())
+    before = {n: p.detach().clone() for n, p in params.items()}
+    opt = torch.optim.AdamW(trainable_parameters(model) if build == "trainable_only" else model.parameters(),
+                            lr=1e-2, weight_decay=0.1)
+    for _ in range(3):
+        loss_fn().backward()
+        opt.step()
+        opt.zero_grad()
+    for n, p in params.items():
+        if n in names:
+            assert torch.equal(p, before[n]) and p.grad is None and p not in opt.state
+        else:
+            assert not torch.equal(p, before[n])
+
+
+def test_freeze_first_k_counts_parameter_owning_modules():
+    model = _gpt()
+    assert [u for u, _ in parameter_units(model)][:3] == ["", "embed", "blocks.0.ln1"]
+    assert freeze(model, first_k=3) == ["position", "embed.weight", "blocks.0.ln1.weight",
+                                        "blocks.0.ln1.bias"]
+    assert freeze(_gpt(), modules=["blocks.*.mlp"]) == ["blocks.0.mlp.0.weight", "blocks.0.mlp.0.bias",
+                                                       "blocks.0.mlp.2.weight", "blocks.0.mlp.2.bias"]
+
+
+def test_freeze_rule_matching_nothing_is_a_usage_error():
+    expected = (r"freeze rule 'block.0' matches no parameter; "
+                r"module names look like: \(root\), embed, blocks\.0\.ln1")
+    with pytest.raises(UsageError, match=expected):
+        freeze(_gpt(), modules=["block.0"])
+    with pytest.raises(UsageError):
+        freeze(_gpt(), first_k=0)
+    with pytest.raises(UsageError):
+        freeze(_gpt())
+
+
+class _Pair(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.moving = nn.Parameter(torch.zeros(100))
+        self.still = nn.Parameter(torch.ones(100))
+
+    def loss(self):
+        return (self.moving - 5).square().sum() + 1e-6 * self.still.sum()
+
+
+def test_change_based_freezer_freezes_what_stopped_moving_and_drops_its_state():
+    model = _Pair()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    freezer = ChangeBasedFreezer(model, window=5, threshold=1e-3, optimizer=opt)
+    frozen_at = None
+    for step in range(10):
+        model.loss().backward()
+        opt.step()
+        opt.zero_grad()
+        newly = freezer.step()
+        if newly:
+            frozen_at = step
+            assert newly == ["still"]
+            assert freezer.last_change["still"] < 1e-3 < freezer.last_change["moving"]
+            still = model.still.detach().clone()
+    assert frozen_at == 4 and freezer.frozen == ["still"]
+    assert not model.still.requires_grad and model.still not in opt.state
+    assert all(p is not model.still for g in opt.param_groups for p in g["params"])
+    assert torch.equal(model.still, still)  # untouched by the 5 steps after freezing
+    assert model.moving.requires_grad
+
+
+# ---- precision ---------------------------------------------------------------------------------
+
+def test_bf16_helpers_and_optimizer_state_dtypes():
+    lin = nn.Linear(8, 8)
+    with bf16_autocast("cpu"):
+        assert lin(torch.randn(2, 8)).dtype == torch.bfloat16
+    with pytest.raises(UsageError):
+        bf16_autocast("meta")
+    model = cast_model_bf16(nn.Linear(16, 16))
+    assert all(p.dtype == torch.bfloat16 for p in model.parameters())
+    model(torch.randn(4, 16, dtype=torch.bfloat16)).sum().backward()
+    elementwise, projection = create("nadamw", [model.weight]), create("galore", [model.weight])
+    elementwise.step()
+    projection.step()
+    assert elementwise.state[model.weight]["exp_avg"].dtype == torch.bfloat16  # state in the param dtype
+    assert projection.state[model.weight]["exp_avg"].dtype == torch.float32    # projection: fp32 state

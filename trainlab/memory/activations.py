@@ -1,0 +1,436 @@
+"""Measure, and optionally compress, the tensors autograd saves for backward.
+
+Activations saved for backward usually dominate training memory (they scale with batch x sequence
+x depth), and optimizer-side savings are moot if they stay. Both classes here install
+`torch.autograd.graph.saved_tensors_hooks`, so they work on any architecture without changing the
+model (GACT's approach; ActNN instead swaps layers):
+
+- `SavedTensorMeter` stores saved tensors as they are and counts the bytes they hold. Use it to
+  measure the uncompressed baseline.
+- `ActivationCompressor` (or `compress_activations(...)`) quantizes eligible saved tensors to
+  2/4/8 bits (per-group min/scale, stochastic rounding: `trainlab.memory.quantize`), keeps the packed
+  form, dequantizes in backward, and counts the bytes it holds in the same way. With
+  `bits="adaptive"` the bits are chosen per tensor by GACT's algorithm (`trainlab.memory.adaptive`).
+
+Usage (one `with` block per forward+backward, i.e. per step; the object is reused across steps):
+
+    compressor = ActivationCompressor(bits=4, model=model)      # or SavedTensorMeter(model)
+    closure = lambda: loss_fn(model, batch).backward()          # only for bits="adaptive"
+    for batch in batches:
+        compressor.reset_peak()
+        with compressor:
+            loss = loss_fn(model, batch)
+            loss.backward()
+        optimizer.step(); optimizer.zero_grad()
+        compressor.iterate(closure)    # adaptive bits only (GACT's controller.iterate); else a no-op
+        record(compressor.peak_bytes)
+
+Backward may also run outside the block (the hooks travel with the graph); a block in which nothing
+compressible is saved (backward alone, evaluation) does not count as a step.
+
+What is counted (`current_bytes`, `peak_bytes`): bytes the saved-tensor hooks hold, from the pack
+until autograd frees the saved variable (after backward, or when the graph is dropped); the peak is
+over everything since `reset_peak()`. It is an exact count of what the hooks reference, not of the
+allocator: a saved tensor that the caller also keeps alive is still counted.
+- Tensors kept as they are count by storage: a storage saved several times (a tensor saved by two
+  ops, q/k/v views of one qkv output) counts once, at its full size (a view keeps it all alive).
+- Packed tensors count `packed_nbytes` each. A tensor saved twice unchanged (same bytes, same
+  version) is packed once; so are views covering exactly the same bytes (SDPA's output and the
+  reshaped projection input made from it), because dense tensors are packed in memory order. Views
+  of different parts of one storage (q, k, v) are packed separately, each holding only its part.
+- Model state is not counted: the model's parameters and buffers (matched by storage when `model`
+  is given), any `nn.Parameter` or view of one, and any leaf tensor that requires grad (what the
+  optimizer trains) -- they exist whether or not autograd saves them. Parameter copies made by
+  autocast (bf16 weights) are counted, and kept exact.
+
+What is compressed: floating-point tensors that require grad (GACT's rule: it leaves out the input
+batch and the per-row statistics kernels save -- LayerNorm mean/rstd, attention logsumexp -- which
+are small and enter the gradient multiplicatively), with at least `min_numel` entries (smaller ones
+cost more in metadata and Python overhead than they save), and not model state. All else is kept as is.
+
+Noise: the rounding noise of the i-th compressed tensor of step k comes from a generator seeded by
+(seed, k, i), so runs are reproducible and GACT's probes can hold every other tensor's noise fixed.
+
+Limits: dequantized tensors carry no autograd history, so higher-order gradients (create_graph=True)
+see compressed saved tensors as constants; use no compression there. One compressor serves one
+thread's forward passes at a time (the saving order is what identifies tensors).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import Callable, Literal
+
+import torch
+from torch import nn
+
+from trainlab.errors import UsageError
+from trainlab.memory import adaptive as _adaptive
+from trainlab.memory.quantize import ALLOWED_BITS, PackedTensor, _quantize, dequantize, packed_nbytes
+
+_UNCOMPRESSED = (None, 32)
+
+
+class _Saved:
+    """What a pack hook returns: the tensor itself, or its packed form. Freed with the saved variable.
+
+    A packed dense tensor is held as a view: `base` is the `_Saved` owning the pack (in memory
+    order), `view` the (shape, stride) to rebuild with `as_strided`. The pack lives while any view does.
+    `version` is the saved tensor's version counter at pack time and `source` a weak reference to it:
+    saved-tensor hooks switch off autograd's check that a saved tensor was not modified in place
+    afterwards, so `_unpack` repeats it (for packed tensors, while the original is still alive).
+    """
+
+    __slots__ = ("tensor", "packed", "base", "view", "version", "source", "__weakref__")
+
+    def __init__(self, t: torch.Tensor, tensor: torch.Tensor | None = None, packed: PackedTensor | None = None,
+                 base: _Saved | None = None) -> None:
+        self.tensor = tensor
+        self.packed = packed
+        self.base = base
+        self.view = None if base is None else (tuple(t.shape), tuple(t.stride()))
+        self.version = t._version
+        self.source = None if tensor is not None else weakref.ref(t)
+
+
+def _view_of(base: _Saved, t: torch.Tensor) -> _Saved:
+    return _Saved(t, base=base)
+
+
+class SavedTensorMeter:
+    """Context manager that keeps saved tensors as they are and measures the bytes they hold.
+
+    `model` (optional) lets parameters and buffers be recognised by storage; without it, only
+    `nn.Parameter`s, their views and leaf tensors requiring grad are recognised as model state.
+    """
+
+    def __init__(self, model: nn.Module | None = None) -> None:
+        self.model = model
+        self._lock = threading.RLock()  # finalizers can run from the garbage collector mid-update
+        self._current = 0
+        self._peak = 0
+        self._storages: dict[tuple, list[int]] = {}
+        self._model_storages: set[tuple] = set()
+        self._hooks: list = []
+
+    # ---- measurements ------------------------------------------------------------------------
+
+    @property
+    def current_bytes(self) -> int:
+        """Bytes held by saved tensors now."""
+        return self._current
+
+    @property
+    def peak_bytes(self) -> int:
+        """Largest `current_bytes` since construction or the last `reset_peak()`."""
+        return self._peak
+
+    def reset_peak(self) -> None:
+        """Start a new peak window (at the current holding, normally 0 between steps)."""
+        with self._lock:
+            self._peak = self._current
+
+    # ---- context manager ---------------------------------------------------------------------
+
+    def __enter__(self):
+        if not self._hooks:
+            self._model_storages = set()
+            if self.model is not None:
+                for t in (*self.model.parameters(), *self.model.buffers()):
+                    key = _storage_key(t)[0]
+                    if key is not None:
+                        self._model_storages.add(key)
+            self._begin_step()
+        hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
+        hooks.__enter__()
+        self._hooks.append(hooks)
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self._hooks.pop().__exit__(*exc)
+        if not self._hooks:
+            self._end_step()
+        return False
+
+    def _begin_step(self) -> None:
+        pass
+
+    def _end_step(self) -> None:
+        pass
+
+    # ---- hooks -------------------------------------------------------------------------------
+
+    def _pack(self, t: torch.Tensor) -> _Saved:
+        kind = self._classify(t)
+        if kind == "state":
+            return _Saved(t, tensor=t)
+        return self._hold(t)
+
+    def _unpack(self, saved: _Saved) -> torch.Tensor:
+        original = saved.tensor if saved.tensor is not None else saved.source()
+        if original is not None and original._version != saved.version:
+            raise RuntimeError(
+                "one of the variables needed for gradient computation has been modified by an inplace "
+                f"operation: [{original.type()} {list(original.shape)}] is at version {original._version}; "
+                f"expected version {saved.version} instead (detected by trainlab.memory's saved-tensor hooks)")
+        if saved.base is not None:
+            shape, stride = saved.view
+            return dequantize(saved.base.packed).as_strided(shape, stride)
+        return saved.tensor if saved.packed is None else dequantize(saved.packed)
+
+    def _classify(self, t: torch.Tensor) -> str:
+        """"state" (model state: not counted, kept), "copy" (autocast copy of a parameter: counted,
+        kept exact), or "activation"."""
+        base = t._base if t._base is not None else t
+        if isinstance(t, nn.Parameter) or isinstance(base, nn.Parameter):
+            return "state"
+        if base.is_leaf and base.requires_grad:
+            return "state"
+        if self._model_storages:
+            key = _storage_key(t)[0]
+            if key is not None and key in self._model_storages:
+                return "state"
+        fn = base.grad_fn
+        if fn is not None and type(fn).__name__ == "ToCopyBackward0" and fn.next_functions:
+            source = fn.next_functions[0][0]
+            if source is not None and isinstance(getattr(source, "variable", None), nn.Parameter):
+                return "copy"
+        return "activation"
+
+    def _hold(self, t: torch.Tensor) -> _Saved:
+        """Keep `t` as is, counting its storage once however many saved tensors share it."""
+        saved = _Saved(t, tensor=t)
+        key, nbytes = _storage_key(t)
+        if key is None:
+            key = ("tensor", id(saved))
+        with self._lock:
+            entry = self._storages.get(key)
+            if entry is None:
+                self._storages[key] = [1, nbytes]
+                self._add(nbytes)
+            else:
+                entry[0] += 1
+        weakref.finalize(saved, self._release_storage, key)
+        return saved
+
+    def _release_storage(self, key: tuple) -> None:
+        with self._lock:
+            entry = self._storages[key]
+            entry[0] -= 1
+            if entry[0] == 0:
+                del self._storages[key]
+                self._current -= entry[1]
+
+    def _add(self, nbytes: int) -> None:
+        with self._lock:
+            self._current += nbytes
+            if self._current > self._peak:
+                self._peak = self._current
+
+    def _release_bytes(self, nbytes: int) -> None:
+        with self._lock:
+            self._current -= nbytes
+
+
+class ActivationCompressor(SavedTensorMeter):
+    """Context manager that stores eligible saved tensors quantized, and measures what it holds.
+
+    bits: 2, 4 or 8 (fixed), "adaptive" (GACT: per-tensor bits under `average_bits`), or None / 32
+    (no compression: behaves as `SavedTensorMeter`). `group_size`: entries per quantization group
+    (256, as ActNN and GACT), or "row". `min_numel`: smaller tensors are kept as is. `meta_dtype`:
+    dtype of the per-group scale and offset (fp32, or bf16 for half the metadata). `model`: needed for
+    adaptive bits; recommended always (see `SavedTensorMeter`). `seed`: of the rounding noise.
+    Adaptive options: `average_bits` (the budget b-bar, >= 2), `adapt_interval` (steps between
+    adaptations; GACT uses 1000). See `trainlab.memory.adaptive`.
+    """
+
+    def __init__(self, bits: int | Literal["adaptive"] | None = 4, group_size: int | Literal["row"] = 256,
+                 min_numel: int = 1024, *, model: nn.Module | None = None,
+                 meta_dtype: torch.dtype = torch.float32, stochastic: bool = True, seed: int = 0,
+                 average_bits: float = 4.0, adapt_interval: int = 1000) -> None:
+        super().__init__(model)
+        if isinstance(bits, bool) or bits not in (*ALLOWED_BITS, "adaptive", *_UNCOMPRESSED) or not (
+                bits is None or isinstance(bits, (int, str))):
+            raise UsageError(f"activation bits must be one of 2, 4, 8, 'adaptive', or None / 32 for no "
+                             f"compression; got {bits!r}")
+        if group_size != "row" and (isinstance(group_size, bool) or not isinstance(group_size, int)
+                                    or group_size < 1):
+            raise UsageError(f"group_size must be a positive int or 'row', got {group_size!r}")
+        if isinstance(min_numel, bool) or not isinstance(min_numel, int) or min_numel < 0:
+            raise UsageError(f"min_numel must be a non-negative int, got {min_numel!r}")
+        if meta_dtype not in (torch.float32, torch.bfloat16):
+            raise UsageError(f"meta_dtype must be torch.float32 or torch.bfloat16, got {meta_dtype}")
+        self.bits = bits
+        self.group_size = group_size
+        self.min_numel = min_numel
+        self.meta_dtype = meta_dtype
+        self.stochastic = stochastic
+        self.seed = int(seed)
+        self.iteration = 0  # calls to iterate()
+        self.policy: _adaptive.AdaptivePrecision | None = None
+        if bits == "adaptive":
+            if not 2 <= average_bits:
+                raise UsageError(f"average_bits must be at least 2 (the lowest level), got {average_bits!r}")
+            if isinstance(adapt_interval, bool) or not isinstance(adapt_interval, int) or adapt_interval < 1:
+                raise UsageError(f"adapt_interval must be a positive int, got {adapt_interval!r}")
+            if model is None:
+                raise UsageError("bits='adaptive' needs model=... (its gradients are what GACT's "
+                                 "sensitivity probes compare)")
+            self.policy = _adaptive.AdaptivePrecision(average_bits, adapt_interval)
+        self._step = 0                 # noise step: completed `with` blocks outside probes
+        self._index = 0                # compressible tensors seen in the current step
+        self._override: tuple[int, int, int] | None = None  # (index, bits, seed offset) during probes
+        self._probing = False
+        self._generators: dict[torch.device, torch.Generator] = {}
+        self._dedupe: dict[tuple, tuple[weakref.ref, weakref.ref, bool]] = {}
+
+    @property
+    def compressing(self) -> bool:
+        return self.bits not in _UNCOMPRESSED
+
+    @property
+    def bits_per_tensor(self) -> list[int] | None:
+        """Adaptive mode: bits per compressible tensor (in saving order) since the last adaptation."""
+        return None if self.policy is None or self.policy.bits is None else list(self.policy.bits)
+
+    # ---- step boundaries -----------------------------------------------------------------------
+
+    def _begin_step(self) -> None:
+        self._index = 0
+        self._dedupe.clear()
+        if self.policy is not None:
+            self.policy.begin_step()
+
+    def _end_step(self) -> None:
+        self._dedupe.clear()
+        if self._probing or self._index == 0:
+            return  # a block that saved nothing compressible (e.g. backward only) is not a step
+        self._step += 1
+        if self.policy is not None:
+            self.policy.end_step()
+
+    def iterate(self, closure: Callable[[], object] | None = None) -> list[int] | None:
+        """Call once per training step, after `optimizer.step()` (GACT's `controller.iterate`).
+
+        In adaptive mode, every `adapt_interval` calls (including the first) it re-estimates the
+        sensitivities by running `closure` (forward + backward on the current batch; no zeroing, no
+        optimizer step) 1 + 3 times per compressed tensor, and re-allocates the bits. Returns the
+        new bits when it adapted, else None. A no-op for fixed bits.
+        """
+        if self._hooks:
+            raise RuntimeError("call iterate() outside the compressor's `with` block")
+        adapted = None
+        policy = self.policy
+        if policy is not None and self.iteration % policy.adapt_interval == 0:
+            if closure is None:
+                raise UsageError("bits='adaptive' needs iterate(closure): the closure runs forward and "
+                                 "backward for GACT's sensitivity probes")
+            sens, layout = _adaptive.probe_sensitivities(self, closure)
+            if layout:
+                adapted = policy.allocate(sens, layout)
+        self.iteration += 1
+        return adapted
+
+    # ---- hooks -------------------------------------------------------------------------------
+
+    def _pack(self, t: torch.Tensor) -> _Saved:
+        kind = self._classify(t)
+        if kind == "state":
+            return _Saved(t, tensor=t)
+        if kind == "copy" or not self.compressing or not self._eligible(t):
+            return self._hold(t)
+        dense = _is_dense(t)
+        key = _identity_key(t, dense)
+        if key is not None:
+            hit = self._dedupe.get(key)
+            if hit is not None and hit[0]() is not None and hit[1]() is not None:
+                return _view_of(hit[1](), t) if hit[2] else hit[1]()
+        index = self._index
+        self._index += 1
+        bits, seed_offset = self._bits_for(index, t)
+        if bits >= 32:
+            saved = self._hold(t)
+        else:
+            # A dense tensor is quantized in memory order, so every view covering the same bytes
+            # (SDPA's output and the reshaped input of the projection after it) shares one pack.
+            source = t.as_strided((t.numel(),), (1,)) if dense else t
+            packed = _quantize(source, bits, self.group_size, stochastic=self.stochastic,
+                               generator=self._generator(t.device, index, seed_offset),
+                               meta_dtype=self.meta_dtype)
+            saved = _Saved(t, packed=packed)
+            nbytes = packed_nbytes(packed)
+            self._add(nbytes)
+            weakref.finalize(saved, self._release_bytes, nbytes)
+            if dense:
+                saved = _view_of(saved, t)
+        if key is not None:
+            shared = saved.base if saved.base is not None else saved
+            self._dedupe[key] = (weakref.ref(t), weakref.ref(shared), saved.base is not None)
+        return saved
+
+    def _eligible(self, t: torch.Tensor) -> bool:
+        return t.is_floating_point() and t.requires_grad and t.numel() >= max(self.min_numel, 1)
+
+    def _bits_for(self, index: int, t: torch.Tensor) -> tuple[int, int]:
+        """(bits, seed offset) for the `index`-th compressible tensor of this step."""
+        if self.policy is not None:
+            self.policy.observe(t.numel())
+        if self._override is not None and self._override[0] == index:
+            return self._override[1], self._override[2]
+        if self.policy is None:
+            return self.bits, 0
+        return self.policy.bits_for(index, t.numel()), 0
+
+    def _generator(self, device: torch.device, index: int, seed_offset: int) -> torch.Generator | None:
+        gen = self._generators.get(device)
+        if gen is None:
+            try:
+                gen = torch.Generator(device=device)
+            except RuntimeError:  # a backend without generator objects: unseeded global RNG
+                return None
+            self._generators[device] = gen
+        seed = (self.seed * 1_000_003 + self._step) * 65_537 + index + seed_offset
+        gen.manual_seed(seed % (2 ** 63))
+        return gen
+
+
+def compress_activations(bits: int | Literal["adaptive"] | None = 4, group_size: int | Literal["row"] = 256,
+                         min_numel: int = 1024, **options) -> ActivationCompressor:
+    """`ActivationCompressor(bits, group_size, min_numel, **options)`, named for `with` statements."""
+    return ActivationCompressor(bits, group_size, min_numel, **options)
+
+
+def _storage_key(t: torch.Tensor) -> tuple[tuple | None, int]:
+    """((device, storage address), storage bytes), or (None, tensor bytes) for storage-less tensors."""
+    try:
+        storage = t.untyped_storage()
+        return (t.device.type, t.device.index, storage.data_ptr()), storage.nbytes()
+    except (RuntimeError, NotImplementedError, TypeError):
+        return None, t.numel() * t.element_size()
+
+
+def _identity_key(t: torch.Tensor, dense: bool) -> tuple | None:
+    """Equal keys mean equal values: same bytes (unmodified: same version) read the same way.
+
+    A dense tensor is keyed by the memory range it covers (any view of that range can share its
+    pack); any other by its exact view (offset, shape, strides)."""
+    key, _ = _storage_key(t)
+    if key is None:
+        return None
+    if dense:
+        return (key, t.storage_offset(), t.numel(), t.dtype, t._version)
+    return (key, t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype, t._version)
+
+
+def _is_dense(t: torch.Tensor) -> bool:
+    """Whether `t`'s entries occupy exactly `numel` consecutive elements of its storage (any order)."""
+    if t.numel() == 0:
+        return False
+    dims = sorted((st, size) for st, size in zip(t.stride(), t.shape) if size != 1)
+    expected = 1
+    for st, size in dims:
+        if st != expected:
+            return False
+        expected *= size
+    return True
