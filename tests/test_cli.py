@@ -45,7 +45,7 @@ def test_report_has_every_algorithm_and_its_plots(small_race):
     for name in ("adamw", "nadamw", "sgd", "mnist1d_mlp", "mnist1d_cnn", "text_lm"):
         assert f"| {name} |" in report or f"### {name}" in report
     images = [line.split("(")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")]
-    assert len(images) == 4  # bars + one curve per workload
+    assert len(images) == 5  # bars + memory vs time + one curve per workload
     for image in images:
         png = (tmp / "report" / image).read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000

@@ -102,8 +102,12 @@ def test_trial_records_memory_accounting():
     assert result.param_bytes == result.grad_bytes == 4 * params
     # torch AdamW: exp_avg + exp_avg_sq per parameter tensor, plus a 4-byte step tensor each
     assert result.state_bytes == 2 * 4 * params + 2 * 4
-    assert result.peak_memory_bytes == result.param_bytes + result.grad_bytes + result.state_bytes
-    assert result.peak_memory_source == "params+grads+state"
+    # saved for backward: the input batch (32 x 16, for the weight gradient), and the prediction and
+    # target mse_loss keeps (32 x 1 each), all fp32
+    assert result.saved_activation_bytes == 4 * (32 * 16 + 32 + 32)
+    assert result.peak_memory_bytes == (result.param_bytes + result.grad_bytes + result.state_bytes
+                                        + result.saved_activation_bytes)
+    assert result.peak_memory_source == "params+grads+state+activations"
 
 
 def test_recorded_grad_norms_have_one_value_per_step():

@@ -16,7 +16,7 @@ import torch
 from trainlab.algorithms import AlgorithmSpec, make_algorithm
 from trainlab.benchmark.progress import RaceProgress
 from trainlab.benchmark.results import TrialResult
-from trainlab.benchmark.runner import run_trial
+from trainlab.benchmark.runner import apply_freeze, check_memory_options, run_trial
 from trainlab.errors import UsageError
 from trainlab.store import ResultsStore
 from trainlab.utils.environment import describe
@@ -26,7 +26,11 @@ from trainlab.workloads import Workload
 @dataclass
 class RacePlan:
     """What to run. Algorithms are names (+ overrides); each is specified per workload, because a
-    baseline's learning rate may be tuned per workload (`trainlab.algorithms.registry.TUNED_PATH`)."""
+    baseline's learning rate may be tuned per workload (`trainlab.algorithms.registry.TUNED_PATH`).
+
+    Memory savers apply to every trial of the race (see `trainlab.benchmark.runner`):
+    `compress_activations` (2, 4, 8, "adaptive" or None), `precision` ("fp32", "bf16-autocast",
+    "bf16"), `freeze` (module-name rules; each must match a parameter of every workload)."""
 
     workloads: list[Workload]
     algorithms: list[str]
@@ -37,6 +41,9 @@ class RacePlan:
     label: str | None = None
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     extra_config: dict[str, Any] = field(default_factory=dict)
+    compress_activations: int | str | None = None
+    precision: str = "fp32"
+    freeze: list[str] | None = None
 
     def spec(self, algorithm: str, workload: Workload) -> AlgorithmSpec:
         return make_algorithm(algorithm, self.overrides.get(algorithm), workload=workload.name)
@@ -49,8 +56,19 @@ class RacePlan:
                            for w in self.workloads for a in self.algorithms
                            for spec in [self.spec(a, w)]],
             "seeds": list(self.seeds), "device": str(self.device),
-            "stop_at_target": self.stop_at_target, **self.extra_config,
+            "stop_at_target": self.stop_at_target, "compress_activations": self.compress_activations,
+            "precision": self.precision, "freeze": list(self.freeze) if self.freeze else None,
+            **self.extra_config,
         }
+
+    def check_memory_options(self) -> None:
+        """Check the memory savers, each freeze rule on a fresh model of every workload (cheap: no
+        data, no training), so a typo fails before any trial instead of in every one."""
+        check_memory_options(self.compress_activations, self.precision, self.freeze, self.device)
+        if self.freeze:
+            for workload in self.workloads:
+                with torch.random.fork_rng(devices=[]):
+                    apply_freeze(workload.init_model(), self.freeze, workload.name)
 
 
 def prepare(plan: RacePlan) -> None:
@@ -61,6 +79,8 @@ def prepare(plan: RacePlan) -> None:
     for workload in plan.workloads:
         for algorithm in plan.algorithms:
             plan.spec(algorithm, workload)
+    plan.check_memory_options()
+    for workload in plan.workloads:
         workload.splits()
 
 
@@ -78,7 +98,9 @@ def run_race(plan: RacePlan, store: ResultsStore, progress: bool | None = None) 
             try:
                 result = run_trial(workload, algorithm, seed, plan.device,
                                    progress=display.start_trial(label, workload.step_budget),
-                                   stop_at_target=plan.stop_at_target, grad_norm_kind=plan.grad_norm_kind)
+                                   stop_at_target=plan.stop_at_target, grad_norm_kind=plan.grad_norm_kind,
+                                   compress_activations=plan.compress_activations,
+                                   precision=plan.precision, freeze=plan.freeze)
             except (KeyboardInterrupt, SystemExit):
                 store.fail_trial(trial_id, "interrupted")
                 raise

@@ -41,7 +41,11 @@ class TrialResult:
     grad_bytes: int = 0
     state_bytes: int = 0
     peak_memory_bytes: int = 0
-    peak_memory_source: str = ""         # "cuda_max_allocated" or "params+grads+state"
+    peak_memory_source: str = ""         # "cuda_max_allocated" or "params+grads+state+activations"
+    saved_activation_bytes: int | None = None  # peak bytes held by saved-tensor hooks in a step (measured)
+    compress_activations: int | str | None = None  # 2, 4, 8, "adaptive" or None (off)
+    precision: str = "fp32"              # fp32 | bf16-autocast | bf16
+    frozen_params: int = 0               # parameter entries (scalars) frozen by the freeze rules
     error: str | None = None
     evals: list[EvalRecord] = field(default_factory=list)
     grad_norms: list[float] | None = None

@@ -5,22 +5,87 @@ final test evaluation. Timed: drawing each batch, forward, backward, optimizer a
 the algorithm's prepare_for_eval / prepare_for_train hooks (as in AlgoPerf). The trial's score is the
 training time and step count at the first evaluation whose validation metric meets the target; a trial
 that never meets it scores infinity. A non-finite training loss ends the trial as `diverged`.
+
+Memory savers (`trainlab.memory`), all off by default; with all off the timed loop is exactly the
+plain one (the workload's own loss function goes to the algorithm, no hooks, no autocast):
+- `freeze`: module-name rules (`trainlab.memory.freeze`), applied right after the model is built and
+  before the optimizer, so frozen parameters get no gradient, no optimizer state and no update.
+- `precision`: "fp32"; "bf16-autocast" (fp32 parameters, the forward pass and loss of every timed
+  step under bf16 autocast; evaluation runs in fp32, as the weights are fp32); "bf16" (parameters and
+  buffers cast to bf16 before the optimizer is built, so its state follows the optimizer's own dtype
+  policy; training forward and every evaluation run under bf16 autocast, which casts the fp32 data).
+- `compress_activations`: 2, 4, 8 or "adaptive" (GACT bits, 4 bits on average, adapting at the first
+  step and every 1000 after): an `ActivationCompressor` wraps the forward pass of every timed step.
+  Compressing (and, for "adaptive", its sensitivity probes) is the algorithm's cost, so it is on the clock.
+
+Saved-activation bytes (the peak bytes held by saved-tensor hooks during a step: measured, not
+estimated) are recorded for every trial, without charging the clock for measuring them:
+- compression on: the compressor measures what it holds on every timed step; the trial records its
+  peak over all steps (it has to run anyway, so measuring adds nothing).
+- compression off: one untimed probe step at set-up, before the clock starts: forward and backward on
+  the trial's first batch (drawn from a separate iterator with the same seed) inside a
+  `SavedTensorMeter`, with the same precision and frozen parameters as training. Its gradients are
+  discarded, the model's buffers (BatchNorm statistics) and the RNG states are restored, so the trial
+  trains exactly as it would without the probe, and the timed steps carry no hooks at all. Batches of
+  a fixed shape save the same bytes every step, so one step is the per-step peak.
+Peak memory: on CUDA `torch.cuda.max_memory_allocated` over the timed steps; elsewhere the sum of
+parameters, gradients, optimizer state and saved-activation bytes ("params+grads+state+activations").
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
 
 from trainlab.algorithms import AlgorithmSpec, TrainingAlgorithm
 from trainlab.benchmark.clock import TrainingClock
 from trainlab.benchmark.results import EvalRecord, TrialResult
+from trainlab.errors import UsageError
+from trainlab.memory import (ActivationCompressor, SavedTensorMeter, bf16_autocast, bf16_supported,
+                             cast_model_bf16, freeze as freeze_modules)
 from trainlab.optim import state_bytes
 from trainlab.utils.device import peak_device_memory, reset_peak_device_memory
 from trainlab.workloads import Workload
+
+
+PRECISIONS = ("fp32", "bf16-autocast", "bf16")
+ACTIVATION_BITS = (2, 4, 8, "adaptive")
+ADAPTIVE_AVERAGE_BITS = 4.0
+ADAPTIVE_INTERVAL = 1000
+
+
+def check_memory_options(compress_activations: int | str | None = None, precision: str = "fp32",
+                         freeze: list[str] | None = None, device: torch.device | None = None) -> None:
+    """Raise `UsageError` for a value `run_trial` cannot use (freeze rules are checked per model)."""
+    if compress_activations is not None and (
+            isinstance(compress_activations, bool) or not isinstance(compress_activations, (int, str))
+            or compress_activations not in ACTIVATION_BITS):
+        raise UsageError(f"compress_activations must be one of 2, 4, 8, adaptive (or off), "
+                         f"got {compress_activations!r}")
+    if precision not in PRECISIONS:
+        raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "fp32" and device is not None and not bf16_supported(device):
+        raise UsageError(f"precision {precision!r} needs bf16, which device {str(device)!r} does not "
+                         "support: use fp32 (CUDA needs an Ampere or newer GPU)")
+    if freeze is not None and (isinstance(freeze, str) or not all(isinstance(r, str) and r for r in freeze)):
+        raise UsageError(f"freeze must be a list of module-name rules, got {freeze!r}")
+
+
+def apply_freeze(model: torch.nn.Module, rules: list[str], workload: str) -> int:
+    """Freeze `rules` on `model`; returns the number of parameter entries frozen. A rule matching no
+    parameter, or rules that leave nothing to train, are a `UsageError` naming the workload."""
+    try:
+        freeze_modules(model, modules=list(rules))
+    except UsageError as exc:
+        raise UsageError(f"--freeze on workload {workload!r}: {exc}") from None
+    if not any(p.requires_grad for p in model.parameters()):
+        raise UsageError(f"--freeze {','.join(rules)} freezes every parameter of workload {workload!r}; "
+                         "leave something to train")
+    return sum(p.numel() for p in model.parameters() if not p.requires_grad)
 
 
 class TrialProgress(Protocol):
@@ -30,24 +95,100 @@ class TrialProgress(Protocol):
     def on_eval(self, record: EvalRecord, reached: bool) -> None: ...
 
 
+def _training_loss(workload: Workload, device: torch.device, autocast: bool,
+                   compressor: ActivationCompressor | None) -> Callable:
+    """The loss function the algorithm calls each timed step: the workload's own when nothing is on."""
+    if not autocast and compressor is None:
+        return workload.loss
+    cast = (lambda: bf16_autocast(device)) if autocast else contextlib.nullcontext
+    hooks = compressor if compressor is not None else contextlib.nullcontext()
+
+    def forward(model, batch):
+        with hooks, cast():
+            return workload.loss(model, batch)
+
+    if compressor is None or compressor.bits != "adaptive":
+        return forward
+
+    def adaptive(model, batch):
+        # GACT's controller.iterate, run before this step's forward rather than after the previous
+        # step's update (the same weights): its probes see this batch, the first step uses adapted bits.
+        def closure():
+            with cast():
+                workload.loss(model, batch).backward()
+        compressor.iterate(closure)
+        return forward(model, batch)
+
+    return adaptive
+
+
+def _autocast_evaluate(workload: Workload, device: torch.device) -> Callable:
+    def evaluate(model, split):
+        with bf16_autocast(device):
+            return workload.evaluate(model, split)
+    return evaluate
+
+
+def _probe_saved_bytes(workload: Workload, model: torch.nn.Module, splits, seed: int,
+                       device: torch.device, autocast: bool) -> int:
+    """Saved-activation bytes of one forward+backward on the trial's first batch (see module doc)."""
+    meter = SavedTensorMeter(model)
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            batch = next(iter(workload.batches(splits.train, torch.Generator().manual_seed(seed))))
+            with meter, torch.enable_grad():
+                with bf16_autocast(device) if autocast else contextlib.nullcontext():
+                    loss = workload.loss(model, batch)
+                loss.backward()
+            del loss, batch
+    finally:
+        for p in model.parameters():
+            p.grad = None
+        with torch.no_grad():
+            for b, value in buffers:
+                b.copy_(value)
+    return meter.peak_bytes
+
+
 def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.device,
               progress: TrialProgress | None = None, stop_at_target: bool = False,
-              grad_norm_kind: str | None = None) -> TrialResult:
+              grad_norm_kind: str | None = None, *, compress_activations: int | str | None = None,
+              precision: str = "fp32", freeze: list[str] | None = None) -> TrialResult:
+    check_memory_options(compress_activations, precision, freeze, device)
     result = TrialResult(workload=workload.name, algorithm=spec.name, seed=seed,
                          hparams=dict(spec.hparams), metric_name=workload.metric,
                          higher_is_better=workload.higher_is_better, target=workload.target,
-                         step_budget=workload.step_budget)
+                         step_budget=workload.step_budget, compress_activations=compress_activations,
+                         precision=precision)
 
     # ---- set-up: not on the clock ----
     splits = workload.splits().to(device)
     torch.manual_seed(seed)
     model = workload.init_model().to(device)
+    if freeze:
+        result.frozen_params = apply_freeze(model, freeze, workload.name)
+    if precision == "bf16":
+        cast_model_bf16(model)
+    autocast = precision != "fp32"
     algorithm = TrainingAlgorithm(spec, model, workload.step_budget, grad_norm_kind)
     batches = workload.batches(splits.train, torch.Generator().manual_seed(seed))
     result.param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     result.grad_bytes = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
-    reset_peak_device_memory(device)
     model.train()
+    compressor = None
+    if compress_activations is not None:
+        compressor = ActivationCompressor(compress_activations, model=model, seed=seed,
+                                          average_bits=ADAPTIVE_AVERAGE_BITS,
+                                          adapt_interval=ADAPTIVE_INTERVAL)
+    else:
+        result.saved_activation_bytes = _probe_saved_bytes(workload, model, splits, seed, device, autocast)
+    training_loss = _training_loss(workload, device, autocast, compressor)
+    # bf16 parameters need bf16 inputs: evaluate under autocast too (fp32 weights evaluate in fp32)
+    evaluate = _autocast_evaluate(workload, device) if precision == "bf16" else workload.evaluate
+    reset_peak_device_memory(device)
     clock = TrainingClock(device)
     loss_sum = torch.zeros((), device=device)
     losses_since_eval = 0
@@ -55,7 +196,7 @@ def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.
     clock.start()
     for step in range(1, workload.step_budget + 1):
         batch = next(batches)
-        loss = algorithm.update(model, batch, workload.loss)
+        loss = algorithm.update(model, batch, training_loss)
         loss_sum += loss
         losses_since_eval += 1
         if progress is not None:
@@ -69,7 +210,7 @@ def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.
         eval_started = time.perf_counter()
         train_loss = (loss_sum / losses_since_eval).item()
         model.eval()
-        metrics = workload.evaluate(model, splits.validation)
+        metrics = evaluate(model, splits.validation)
         model.train()
         record = EvalRecord(step=step, train_seconds=train_seconds, train_loss=train_loss,
                             metric=float(metrics[workload.metric]),
@@ -103,14 +244,17 @@ def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.
         result.best_metric = max(finite) if workload.higher_is_better else min(finite)
     if result.status != "diverged":
         model.eval()
-        result.test_metric = float(workload.evaluate(model, splits.test)[workload.metric])
+        result.test_metric = float(evaluate(model, splits.test)[workload.metric])
     result.state_bytes = state_bytes(algorithm.optimizer)
+    if compressor is not None:
+        result.saved_activation_bytes = compressor.peak_bytes
     peak = peak_device_memory(device)
     if peak is not None:
         result.peak_memory_bytes, result.peak_memory_source = peak, "cuda_max_allocated"
     else:
-        result.peak_memory_bytes = result.param_bytes + result.grad_bytes + result.state_bytes
-        result.peak_memory_source = "params+grads+state"
+        result.peak_memory_bytes = (result.param_bytes + result.grad_bytes + result.state_bytes
+                                    + result.saved_activation_bytes)
+        result.peak_memory_source = "params+grads+state+activations"
     if grad_norm_kind is not None:
         result.grad_norms = algorithm.grad_norms()
     return result

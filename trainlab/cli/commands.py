@@ -11,6 +11,7 @@ import torch
 
 from trainlab.algorithms import DEFAULT_ALGORITHMS, make_algorithm, parse_hparam_overrides, valid_hparams
 from trainlab.benchmark.race import RacePlan, run_race
+from trainlab.benchmark.runner import PRECISIONS
 from trainlab.cli.options import parse_seeds, parse_workload_options, split_list
 from trainlab.errors import UsageError
 from trainlab.reports import format_table, summarize, write_report
@@ -36,17 +37,34 @@ def _workloads(args: argparse.Namespace):
     return [cls(**options[cls.name]) for cls in classes]
 
 
+def _memory_options(args: argparse.Namespace) -> tuple[int | str | None, str, list[str] | None]:
+    """--compress-activations, --precision, --freeze, checked with one-line errors."""
+    bits = args.compress_activations
+    if bits is not None:
+        allowed = {"2": 2, "4": 4, "8": 8, "adaptive": "adaptive"}
+        if bits.strip().lower() not in allowed:
+            raise UsageError(f"--compress-activations must be one of 2, 4, 8, adaptive; got {bits!r}")
+        bits = allowed[bits.strip().lower()]
+    if args.precision not in PRECISIONS:
+        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}; got {args.precision!r}")
+    rules = split_list(args.freeze, "freeze") if args.freeze is not None else None
+    return bits, args.precision, rules
+
+
 def race(args: argparse.Namespace) -> int:
     device = _setup_runtime(args)
+    bits, precision, rules = _memory_options(args)
     workloads = _workloads(args)
     names = split_list(args.algorithms, "algorithms") if args.algorithms else list(DEFAULT_ALGORITHMS)
     overrides = parse_hparam_overrides(args.hparams, names)
     seeds = parse_seeds(args.seeds)
     plan = RacePlan(workloads, names, seeds, device, stop_at_target=args.stop_at_target,
-                    grad_norm_kind=args.record_grad_norms, label=args.label, overrides=overrides)
+                    grad_norm_kind=args.record_grad_norms, label=args.label, overrides=overrides,
+                    compress_activations=bits, precision=precision, freeze=rules)
     for workload in workloads:  # every name and hyperparameter checked before anything runs
         for name in names:
             plan.spec(name, workload)
+    plan.check_memory_options()  # freeze rules too: a typo fails before any training
     store = ResultsStore(args.store)
     print(f"race: {len(workloads)} workload(s) x {len(names)} algorithm(s) x {len(seeds)} seed(s) "
           f"on {device} ({torch.get_num_threads()} threads); store {store.url}", flush=True)

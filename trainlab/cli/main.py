@@ -18,6 +18,7 @@ EPILOG = """examples:
   trainlab race --workloads text_lm --algorithms adamw,nadamw --seeds 0,1,2
   trainlab race --algorithms adamw --hparams adamw.lr=3e-3 --hparams adamw.betas=(0.9,0.95)
   trainlab race --workloads ./my_workload.py       # your own workload module
+  trainlab race --compress-activations 4 --precision bf16-autocast --freeze blocks.0
   trainlab list                                    # workloads, algorithms and hyperparameters
   trainlab report --race 3 --out my-report         # Markdown + PNG report of race 3
 """
@@ -72,6 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
                            "final metric is then the metric at the target)")
     race.add_argument("--record-grad-norms", choices=["l1", "l2"], default=None,
                       help="record each step's gradient norm (for refined schedules; costs a little time)")
+    race.add_argument("--compress-activations", default=None, metavar="{2,4,8,adaptive}",
+                      help="store the activations saved for backward quantized to 2, 4 or 8 bits, or "
+                           "with per-tensor bits chosen by GACT ('adaptive', 4 bits on average); "
+                           "the compression runs on the clock (default: off)")
+    race.add_argument("--precision", default="fp32", metavar="{fp32,bf16-autocast,bf16}",
+                      help="fp32; bf16-autocast (fp32 weights, forward pass in bf16); or bf16 (bf16 "
+                           "weights and gradients, optimizer state in the optimizer's own dtype) "
+                           "(default: fp32)")
+    race.add_argument("--freeze", default=None, metavar="RULE[,RULE...]",
+                      help="freeze parameters by module name before the optimizer is built, e.g. "
+                           "blocks.0 or 'blocks.*.attn' (shell wildcards; every rule must match a "
+                           "parameter of every workload in the race) (default: nothing frozen)")
     race.add_argument("--label", default=None, help="a free-text label stored with the race")
     race.add_argument("--no-progress", action="store_true", help="no progress bars, one line per trial")
 

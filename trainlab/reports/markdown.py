@@ -14,6 +14,19 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
+def _memory_savers(config: dict) -> str:
+    parts = []
+    bits = config.get("compress_activations")
+    if bits is not None:
+        parts.append("saved activations compressed " + ("with adaptive (GACT) bits" if bits == "adaptive"
+                                                         else f"to {bits} bits"))
+    if config.get("precision") not in (None, "fp32"):
+        parts.append(f"precision {config['precision']}")
+    if config.get("freeze"):
+        parts.append("frozen: " + ", ".join(f"`{r}`" for r in config["freeze"]))
+    return "; ".join(parts)
+
+
 def write_report(store: ResultsStore, out_dir: str | Path, race_id: int | None = None) -> Path:
     race = store.race(race_id)
     out = Path(out_dir)
@@ -29,7 +42,13 @@ def write_report(store: ResultsStore, out_dir: str | Path, race_id: int | None =
              f"commit {env.get('git_commit') or 'unknown'}.", "",
              "Time-to-target is training time only (evaluation excluded) at the first evaluation that "
              "meets the validation target; the median over seeds, a miss counting as infinity.", "",
-             "## Summary", "", format_table(rows), ""]
+             "Saved activations: peak bytes the tensors autograd keeps for backward hold during a step "
+             "(measured with saved-tensor hooks). Peak memory: on CUDA the allocator's peak; elsewhere "
+             "parameters + gradients + optimizer state + saved activations.", ""]
+    savers = _memory_savers(race["config"])
+    if savers:
+        lines += [f"Memory savers in this race: {savers}.", ""]
+    lines += ["## Summary", "", format_table(rows), ""]
     unfinished = [t for t in trials if t["status"] not in ("completed", "diverged")]
     if unfinished:
         lines += ["Trials that did not finish: " + ", ".join(
@@ -38,6 +57,11 @@ def write_report(store: ResultsStore, out_dir: str | Path, race_id: int | None =
     if rows:
         bars = plots.time_to_target_bars(rows, out / "time_to_target.png")
         lines += ["## Time to target", "", f"![time to target]({bars.name})", ""]
+        memory = plots.memory_vs_time(rows, out / "memory_vs_time.png")
+        lines += ["## Memory vs time to target", "",
+                  "One point per algorithm (and memory options); hollow markers at the top missed the "
+                  "target; the dashed step line is the Pareto front (nothing else is both smaller and "
+                  "faster).", "", f"![memory vs time to target]({memory.name})", ""]
     lines += ["## Validation metric vs training time", ""]
     for workload in sorted({t["workload"] for t in finished}):
         items = [t for t in finished if t["workload"] == workload]

@@ -52,13 +52,13 @@ def metric_vs_time(workload: str, curves: list[dict[str, Any]], target: float, m
 def time_to_target_bars(rows: list[SummaryRow], path: Path) -> Path:
     """Median time-to-target per workload and algorithm; misses drawn as hatched stubs."""
     workloads = sorted({r.workload for r in rows})
-    algorithms = sorted({r.algorithm for r in rows})
+    algorithms = sorted({r.label for r in rows})
     colors = _colors(algorithms)
     width = 0.8 / max(1, len(algorithms))
     fig, axes = plt.subplots(1, len(workloads), figsize=(3.4 * len(workloads) + 0.6, 3.6), dpi=120,
                              squeeze=False)
     for ax, workload in zip(axes[0], workloads):
-        found = {r.algorithm: r for r in rows if r.workload == workload}
+        found = {r.label: r for r in rows if r.workload == workload}
         finite = [r.time_to_target for r in found.values() if math.isfinite(r.time_to_target)]
         stub = (max(finite) if finite else 1.0) * 1.08
         for i, name in enumerate(algorithms):
@@ -78,6 +78,80 @@ def time_to_target_bars(rows: list[SummaryRow], path: Path) -> Path:
         ax.set_ylabel("time-to-target (s)")
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point beats on both axes (smaller memory and smaller time), by memory.
+
+    Only finite times count (a miss is on no front); of equal memory only the fastest can be on it."""
+    front: list[tuple[float, float]] = []
+    for x, y in sorted((x, y) for x, y in points if math.isfinite(y)):
+        if not front or y < front[-1][1]:
+            front.append((x, y))
+    return front
+
+
+def _byte_ticks(value: float, _pos: Any) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.3g} {unit}"
+        value /= 1024
+    return f"{value:.3g}"
+
+
+def memory_vs_time(rows: list[SummaryRow], path: Path) -> Path:
+    """Per workload: peak memory (x) against median time-to-target (y), one point per row (algorithm
+    and memory options). Misses sit on a line above the plotted times as hollow markers; the dashed
+    step line is the Pareto front (no other row is both smaller and faster)."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    workloads = sorted({r.workload for r in rows})
+    labels = sorted({r.label for r in rows})
+    colors = _colors(labels)
+    fig, axes = plt.subplots(1, len(workloads), figsize=(3.8 * len(workloads) + 2.2, 3.8), dpi=120,
+                             squeeze=False)
+    for ax, workload in zip(axes[0], workloads):
+        found = [r for r in rows if r.workload == workload]
+        finite = [r.time_to_target for r in found if math.isfinite(r.time_to_target)]
+        top = (max(finite) if finite else 1.0) * 1.15
+        xs = [float(r.peak_memory_bytes) for r in found]
+        for r in found:
+            hit = math.isfinite(r.time_to_target)
+            y = r.time_to_target if hit else top
+            ax.scatter([r.peak_memory_bytes], [y], s=42, zorder=3,
+                       facecolors=colors[r.label] if hit else "none", edgecolors=colors[r.label],
+                       linewidths=1.4)
+            ax.annotate(r.label, (r.peak_memory_bytes, y), xytext=(4, 4), textcoords="offset points",
+                        fontsize=6.5)
+        front = pareto_front([(float(r.peak_memory_bytes), r.time_to_target) for r in found])
+        if front:
+            fx = [x for x, _ in front] + [max(xs)]
+            fy = [y for _, y in front] + [front[-1][1]]
+            ax.step(fx, fy, where="post", color="black", lw=1, ls="--", alpha=0.7, zorder=2)
+        if len(finite) < len(found):
+            ax.axhline(top, color="grey", lw=0.6, ls=":", zorder=1)
+            ax.text(0.01, top, "missed", transform=ax.get_yaxis_transform(), fontsize=7, va="bottom",
+                    color="grey")
+        if xs and min(xs) > 0 and max(xs) / min(xs) > 20:
+            ax.set_xscale("log")
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+        ax.xaxis.set_major_formatter(FuncFormatter(_byte_ticks))
+        ax.tick_params(axis="x", labelsize=7)
+        ax.margins(x=0.25, y=0.15)
+        ax.set_xlabel("peak memory")
+        ax.set_ylabel("time-to-target (s)")
+        ax.set_title(workload, fontsize=9)
+        ax.grid(alpha=0.3)
+    handles = [Line2D([], [], ls="", marker="o", color=colors[name], label=name) for name in labels]
+    handles += [Line2D([], [], ls="", marker="o", markerfacecolor="none", color="grey", label="missed target"),
+                Line2D([], [], ls="--", color="black", lw=1, label="Pareto front")]
+    fig.legend(handles=handles, loc="center right", frameon=False, fontsize=7)
+    fig.tight_layout(rect=(0, 0, 1 - 2.0 / fig.get_figwidth(), 1))
     fig.savefig(path)
     plt.close(fig)
     return path

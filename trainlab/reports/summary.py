@@ -1,7 +1,10 @@
-"""One row per (workload, algorithm): the race's result aggregated over seeds.
+"""One row per (workload, algorithm, memory options): the race's result aggregated over seeds.
 
 Time-to-target is the median over seeds with misses counted as infinity (AlgoPerf's convention), so
 a row whose seeds mostly miss reports "missed" rather than the time of its one lucky seed.
+Memory options (activation compression, precision, frozen parameters) are part of a row's identity:
+the same algorithm with other memory savers is another row, labelled "algorithm [options]".
+Trials stored before the memory columns existed count as fp32, uncompressed, nothing frozen.
 """
 
 from __future__ import annotations
@@ -29,19 +32,44 @@ class SummaryRow:
     state_bytes: int
     peak_memory_bytes: int
     diverged: int = 0
+    saved_activation_bytes: int | None = None  # max over seeds; None when not measured (old trials)
+    options: str = ""              # memory savers, e.g. "acts 4-bit, bf16-autocast"; "" when none
+
+    @property
+    def label(self) -> str:
+        """The algorithm, with its memory options when it has any."""
+        return f"{self.algorithm} [{self.options}]" if self.options else self.algorithm
 
 
 def _median(values: list[float]) -> float:
     return statistics.median(values) if values else math.inf
 
 
+def memory_options(trial: dict[str, Any]) -> str:
+    """A short label of a trial's memory savers ("" for none)."""
+    parts = []
+    bits = trial.get("compress_activations")
+    if bits not in (None, "", "none"):
+        parts.append("acts adaptive" if str(bits) == "adaptive" else f"acts {bits}-bit")
+    if trial.get("precision") not in (None, "", "fp32"):
+        parts.append(str(trial["precision"]))
+    if trial.get("frozen_params"):
+        parts.append(f"{_count(trial['frozen_params'])} frozen")
+    return ", ".join(parts)
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
+
+
 def summarize(trials: Iterable[dict[str, Any]]) -> list[SummaryRow]:
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for trial in trials:
         if trial["status"] in ("completed", "diverged"):
-            groups.setdefault((trial["workload"], trial["algorithm"]), []).append(trial)
+            groups.setdefault((trial["workload"], trial["algorithm"], memory_options(trial)), []).append(trial)
     rows = []
-    for (workload, algorithm), items in groups.items():
+    for (workload, algorithm, options), items in groups.items():
+        saved = [t["saved_activation_bytes"] for t in items if t.get("saved_activation_bytes") is not None]
         finals = [t["final_metric"] for t in items if t["final_metric"] is not None]
         steps = [float(t["steps_to_target"]) if t["reached"] else math.inf for t in items]
         rows.append(SummaryRow(
@@ -55,7 +83,8 @@ def summarize(trials: Iterable[dict[str, Any]]) -> list[SummaryRow]:
             train_seconds=statistics.fmean(t["train_seconds"] or 0.0 for t in items),
             state_bytes=max(t["state_bytes"] or 0 for t in items),
             peak_memory_bytes=max(t["peak_memory_bytes"] or 0 for t in items),
-            diverged=sum(t["status"] == "diverged" for t in items)))
+            diverged=sum(t["status"] == "diverged" for t in items),
+            saved_activation_bytes=max(saved) if saved else None, options=options))
     return rows
 
 
@@ -70,9 +99,9 @@ def _bytes(n: int) -> str:
 def format_table(rows: list[SummaryRow]) -> str:
     """A Markdown table (also readable as plain text in a terminal)."""
     header = ("| workload | algorithm | reached | time-to-target (s) | steps-to-target | "
-              "final metric | train time (s) | optimizer state |")
-    lines = [header, "|" + "---|" * 8]
-    for r in sorted(rows, key=lambda r: (r.workload, r.algorithm)):
+              "final metric | train time (s) | optimizer state | saved activations | peak memory |")
+    lines = [header, "|" + "---|" * 10]
+    for r in sorted(rows, key=lambda r: (r.workload, r.algorithm, r.options)):
         ttt = f"{r.time_to_target:.1f}" if math.isfinite(r.time_to_target) else "missed"
         stt = f"{r.steps_to_target:.0f}" if math.isfinite(r.steps_to_target) else "—"
         spread = f" ± {r.final_metric_std:.4f}" if r.seeds > 1 else ""
@@ -80,7 +109,9 @@ def format_table(rows: list[SummaryRow]) -> str:
         final = f"{r.final_metric:.4f}{spread}" if math.isfinite(r.final_metric) else "nan"
         if r.diverged:
             final += f", {r.diverged} diverged"
-        lines.append(f"| {r.workload} | {r.algorithm} | {r.reached}/{r.seeds} | {ttt} | {stt} | "
+        saved = "—" if r.saved_activation_bytes is None else _bytes(r.saved_activation_bytes)
+        peak = _bytes(r.peak_memory_bytes) if r.peak_memory_bytes else "—"
+        lines.append(f"| {r.workload} | {r.label} | {r.reached}/{r.seeds} | {ttt} | {stt} | "
                      f"{r.metric_name} {final} (target {arrow} {r.target:g}) | "
-                     f"{r.train_seconds:.1f} | {_bytes(r.state_bytes)} |")
+                     f"{r.train_seconds:.1f} | {_bytes(r.state_bytes)} | {saved} | {peak} |")
     return "\n".join(lines)

@@ -4,6 +4,10 @@ Durability: a trial's row is committed as `running` when it starts, and its resu
 are committed together in one transaction when it ends, so a race killed at any moment keeps every
 finished trial, and an interrupted one is visible as `running` (never half-written). SQLite runs in WAL
 mode with a busy timeout so a report can read while a race writes.
+
+Upgrades: a store written by an older schema version is upgraded in place when opened, by adding
+the newer nullable columns (`ALTER TABLE ... ADD COLUMN`, compiled by SQLAlchemy for the database's
+dialect); rows already stored are never rewritten or dropped. A store from a newer trainlab is refused.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from trainlab.benchmark.results import TrialResult
 from trainlab.errors import UsageError
 from trainlab.store import schema
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: memory-saver columns on trainlab_trials; version-1 stores are upgraded in place
 DEFAULT_STORE_URL = "sqlite:///trainlab-results/results.db"
 
 
@@ -78,9 +82,38 @@ class ResultsStore:
                                  .where(schema.meta.c.key == "schema_version")).scalar()
             if found is None:
                 conn.execute(schema.meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
-            elif int(found) != SCHEMA_VERSION:
-                raise UsageError(f"results store {self.url!r} has schema version {found}, this trainlab "
-                                 f"writes version {SCHEMA_VERSION}: use a new --store")
+                return
+        try:
+            version = int(found)
+        except ValueError:
+            version = None
+        if version is None or not 1 <= version <= SCHEMA_VERSION:
+            raise UsageError(f"results store {self.url!r} has schema version {found}, this trainlab "
+                             f"writes version {SCHEMA_VERSION}: use a new --store")
+        if version < SCHEMA_VERSION:
+            self._upgrade(version)
+
+    def _upgrade(self, version: int) -> None:
+        """Add the columns of newer schema versions (nullable, so every stored row stays as it was)."""
+        for table_name, names in schema.ADDED_COLUMNS.items():
+            table = schema.metadata.tables[table_name]
+            for name in names:
+                if name in self._columns(table_name):
+                    continue
+                column = sa.schema.CreateColumn(table.c[name]).compile(dialect=self.engine.dialect)
+                preparer = self.engine.dialect.identifier_preparer
+                try:
+                    with self.engine.begin() as conn:
+                        conn.execute(sa.text(f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN {column}"))
+                except (DBAPIError, SQLAlchemyError):
+                    if name not in self._columns(table_name):  # not a concurrent upgrade that won
+                        raise
+        with self.engine.begin() as conn:
+            conn.execute(schema.meta.update().where(schema.meta.c.key == "schema_version")
+                         .where(schema.meta.c.value == str(version)).values(value=str(SCHEMA_VERSION)))
+
+    def _columns(self, table_name: str) -> set[str]:
+        return {c["name"] for c in sa.inspect(self.engine).get_columns(table_name)}
 
     # ---- writing ----------------------------------------------------------------------------
     def start_race(self, config: dict[str, Any], environment: dict[str, Any], label: str | None = None) -> int:
@@ -114,6 +147,10 @@ class ResultsStore:
             "state_bytes": result.state_bytes, "peak_memory_bytes": result.peak_memory_bytes,
             "peak_memory_source": result.peak_memory_source, "error": result.error,
             "grad_norms": json.dumps(result.grad_norms) if result.grad_norms is not None else None,
+            "saved_activation_bytes": result.saved_activation_bytes,
+            "compress_activations": (None if result.compress_activations is None
+                                     else str(result.compress_activations)),
+            "precision": result.precision, "frozen_params": result.frozen_params,
             "finished_at": _now(),
         }
         rows = [{"trial_id": trial_id, "step": r.step, "train_seconds": r.train_seconds,

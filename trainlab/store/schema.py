@@ -2,6 +2,9 @@
 studies). Every table name starts with `trainlab_`, so Optuna's RDB tables (`studies`, `trials`,
 ...) can live in the same database. Misses and non-finite numbers are stored as NULL, never as IEEE infinity/NaN, because
 databases disagree on those; `reached` says whether a NULL time-to-target means "missed".
+
+Schema versions (stored in `trainlab_meta`): 1, the first; 2 adds the memory-saver columns of
+`trainlab_trials` (`ADDED_COLUMNS`). Upgrades only ever add nullable columns, so no row is rewritten.
 """
 
 from __future__ import annotations
@@ -61,7 +64,17 @@ trials = Table(
     Column("error", Text),
     Column("started_at", String(32), nullable=False),
     Column("finished_at", String(32)),
+    # schema version 2: memory savers (nullable: version-1 rows, upgraded in place, hold NULL)
+    Column("saved_activation_bytes", Integer),       # peak bytes held by saved-tensor hooks in a step
+    Column("compress_activations", String(16)),      # "2", "4", "8", "adaptive"; NULL when off
+    Column("precision", String(16)),                 # fp32 | bf16-autocast | bf16
+    Column("frozen_params", Integer),                # parameter entries frozen
 )
+
+# Columns added after version 1, by table: opening an older store adds them (`ResultsStore`).
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "trainlab_trials": ("saved_activation_bytes", "compress_activations", "precision", "frozen_params"),
+}
 
 evals = Table(
     "trainlab_evals", metadata,
