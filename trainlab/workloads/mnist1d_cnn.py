@@ -1,7 +1,7 @@
 """`mnist1d_cnn`: MNIST-1D with a small 1-D convolutional network with BatchNorm.
 
 Same data as `mnist1d_mlp`. Model: three Conv1d(k=5) + BatchNorm + ReLU blocks (1 -> 32 -> 32 -> 32
-channels, the last two with stride 2), flatten, Linear -> 10 (~20 k parameters). Convolutions see the
+channels, the last two with stride 2), flatten, Linear -> 10 (~14 k parameters). Convolutions see the
 translation structure an MLP cannot, so the target is much higher (see docs/targets.md). The budget
 is short on purpose: the network saturates near 99 % accuracy, and a target on that plateau would
 make time-to-target a coin toss; 600 steps put the target on the rising part of the curve.
