@@ -45,7 +45,8 @@ def test_report_has_every_algorithm_and_its_plots(small_race):
     for name in ("adamw", "nadamw", "sgd", "mnist1d_mlp", "mnist1d_cnn", "text_lm"):
         assert f"| {name} |" in report or f"### {name}" in report
     images = [line.split("(")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")]
-    assert len(images) == 5  # bars + memory vs time + one curve per workload
+    # bars + memory vs time + one curve and one schedule plot per workload
+    assert len(images) == 8 and sum(i.startswith("schedules_") for i in images) == 3
     for image in images:
         png = (tmp / "report" / image).read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000
@@ -101,7 +102,7 @@ def test_unreadable_store_is_one_line_error(tmp_path):
 def test_every_option_of_every_command_is_documented():
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(sub.choices) == {"race", "list", "report", "fetch-data", "set-targets"}
+    assert set(sub.choices) == {"race", "list", "report", "fetch-data", "set-targets", "refine"}
     for name, command in sub.choices.items():
         assert command.description, name
         for action in command._actions:
@@ -136,3 +137,26 @@ def test_set_targets_records_the_protocol_and_writes_defaults(tmp_path):
     assert len(reruns) == 3 and abs(sorted(reruns)[1] - target) < 1e-4   # the median of the re-runs
     assert set(data["learning_rates"]["tiny_regression"]) == {"adamw", "sgd"}
     assert "**Target: mse <= " in record and "(chosen)" in record
+
+
+def test_refine_runs_both_passes_and_plots_the_refinement(tmp_path):
+    done = run_cli("refine", "--workloads", str(ROOT / "tests" / "support_workloads.py"), "--seeds", "0,1",
+                   "--store", str(tmp_path / "r.db"), "--report-dir", str(tmp_path / "rep"),
+                   "--no-progress", "--threads", "1", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "pass 1: tiny_regression / adamw+linear / seed 1000" in done.stdout
+    report = (tmp_path / "rep" / "report.md").read_text()
+    for name in ("adamw+cosine", "adamw+linear", "adamw+refined"):
+        assert f"| tiny_regression | {name} |" in report
+    assert "refinement_tiny_regression.png" in report and "grad_norms=<60 values>" in report
+    assert _trial_count(tmp_path / "r.db") == 6
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["refine", "--pass1-seed", "0", "--seeds", "0,1"], "is also an evaluation seed"),
+    (["refine", "--algorithm", "adamw+cosine"], "without a schedule"),
+    (["refine", "--algorithm", "adamx"], "unknown algorithm"),
+])
+def test_refine_bad_input_is_one_line(tmp_path, argv, message):
+    done = run_cli(*argv, "--store", str(tmp_path / "r.db"), cwd=tmp_path)
+    assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -40,13 +40,18 @@ class RacePlan:
     grad_norm_kind: str | None = None
     label: str | None = None
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # (algorithm, workload name) -> hyperparameters for that pair only, e.g. a refined schedule's
+    # gradient norms, which come from a first run on that workload.
+    workload_overrides: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     extra_config: dict[str, Any] = field(default_factory=dict)
     compress_activations: int | str | None = None
     precision: str = "fp32"
     freeze: list[str] | None = None
 
     def spec(self, algorithm: str, workload: Workload) -> AlgorithmSpec:
-        return make_algorithm(algorithm, self.overrides.get(algorithm), workload=workload.name)
+        hparams = {**self.overrides.get(algorithm, {}),
+                   **self.workload_overrides.get((algorithm, workload.name), {})}
+        return make_algorithm(algorithm, hparams, workload=workload.name)
 
     def config(self) -> dict[str, Any]:
         return {

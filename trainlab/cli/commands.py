@@ -186,3 +186,47 @@ def _floats(text: str, what: str) -> list[float]:
 
 def _log(message: str) -> None:
     print(message, flush=True)
+
+
+def refine(args: argparse.Namespace) -> int:
+    """Two passes (Defazio et al. 2023): record gradient norms under linear decay, derive the refined
+    schedule per workload, then race it against the comparison schedules on the evaluation seeds."""
+    from trainlab.algorithms.registry import parse_name
+    from trainlab.benchmark.runner import run_trial
+    from trainlab.schedules.refined import KIND_NORM, kind_for
+
+    device = _setup_runtime(args)
+    optimizer_name, _ = parse_name(args.algorithm)
+    if "+" in args.algorithm:
+        raise UsageError(f"--algorithm takes an optimizer name without a schedule (got {args.algorithm!r}); "
+                         "the schedules come from --compare and the refinement")
+    kind = kind_for(optimizer_name)
+    compare = split_list(args.compare, "compare") if args.compare else []
+    names = [f"{optimizer_name}+{s}" for s in compare] + [f"{optimizer_name}+refined"]
+    overrides = parse_hparam_overrides(args.hparams, [optimizer_name])[optimizer_name]
+    seeds = parse_seeds(args.seeds)
+    if args.pass1_seed in seeds:
+        raise UsageError(f"--pass1-seed {args.pass1_seed} is also an evaluation seed: the refined "
+                         "schedule would be evaluated on the run it was derived from")
+    workloads = _workloads(args)
+    first = f"{optimizer_name}+linear"
+    for workload in workloads:  # every name and hyperparameter checked before anything runs
+        for name in names[:-1] + [first]:
+            make_algorithm(name, overrides, workload=workload.name)
+    store = ResultsStore(args.store)
+    plan = RacePlan(workloads, names, seeds, device, label=args.label or f"refine {optimizer_name}",
+                    overrides={name: dict(overrides) for name in names})
+    for workload in workloads:
+        spec = make_algorithm(first, overrides, workload=workload.name)
+        print(f"pass 1: {workload.name} / {first} / seed {args.pass1_seed}, recording "
+              f"{KIND_NORM[kind].upper()} gradient norms", flush=True)
+        result = run_trial(workload, spec, args.pass1_seed, device, grad_norm_kind=KIND_NORM[kind])
+        plan.workload_overrides[(names[-1], workload.name)] = {"grad_norms": result.grad_norms,
+                                                                "refine_kind": kind}
+    print(f"pass 2: {len(workloads)} workload(s) x {', '.join(names)} x {len(seeds)} seed(s)", flush=True)
+    race_id, results = run_race(plan, store, progress=False if args.no_progress else None)
+    print(f"\nrace {race_id} summary\n")
+    print(format_table(summarize(store.trials(race_id))))
+    report_path = write_report(store, args.report_dir, race_id)
+    print(f"\nreport: {report_path}")
+    return 0 if len(results) == len(workloads) * len(names) * len(seeds) else 1

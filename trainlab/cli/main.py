@@ -135,6 +135,30 @@ def build_parser() -> argparse.ArgumentParser:
                          help="write targets and tuned lrs as JSON (trainlab/algorithms/tuned.json "
                               "is the file the race reads its baseline lrs from)")
     _add_workload_options(targets)
+    refine = sub.add_parser("refine", help="derive a schedule from a first run's gradient norms and race it",
+                            description="Schedule refinement (Defazio et al. 2023): pass 1 trains OPTIMIZER+linear "
+                                        "on --pass1-seed recording per-step gradient norms (L1 for Adam-like, "
+                                        "L2 for SGD-like optimizers); the refined schedule is derived per "
+                                        "workload; pass 2 races OPTIMIZER+refined against the --compare "
+                                        "schedules on the evaluation seeds, and writes the report.")
+    refine.add_argument("--algorithm", default="adamw", metavar="OPTIMIZER",
+                        help="optimizer to refine, without a schedule (default: adamw)")
+    refine.add_argument("--workloads", default=None, metavar="LIST",
+                        help="comma-separated workloads (default: mnist1d_mlp,mnist1d_cnn,text_lm)")
+    refine.add_argument("--compare", default="cosine,linear", metavar="LIST",
+                        help="schedules to race the refined one against (default: cosine,linear)")
+    refine.add_argument("--seeds", default="0,1,2", metavar="LIST",
+                        help="evaluation seeds for pass 2 (default: 0,1,2)")
+    refine.add_argument("--pass1-seed", type=int, default=1000, metavar="SEED",
+                        help="seed of the first (recording) run; must not be an evaluation seed (default: 1000)")
+    refine.add_argument("--hparams", action="append", default=[], metavar="OPT.KEY=VALUE",
+                        help="override a hyperparameter for every schedule, e.g. adamw.lr=3e-3 (repeatable)")
+    _add_workload_options(refine)
+    _add_store(refine)
+    refine.add_argument("--report-dir", default="trainlab-results/refine-report", metavar="DIR",
+                        help="where to write the report (default: trainlab-results/refine-report)")
+    refine.add_argument("--label", default=None, help="a free-text label stored with the race")
+    refine.add_argument("--no-progress", action="store_true", help="no progress bars, one line per trial")
     return parser
 
 

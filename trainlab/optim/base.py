@@ -32,6 +32,8 @@ from typing import Any
 
 import torch
 
+from trainlab.optim.validation import check_dense_real
+
 
 class ElementwiseOptimizer(torch.optim.Optimizer):
     """Base class: lazy state, Python-int step counts, step bucketing, foreach dispatch."""
@@ -72,10 +74,7 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                if p.grad.is_sparse:
-                    raise RuntimeError(f"{name} does not support sparse gradients")
-                if torch.is_complex(p):
-                    raise RuntimeError(f"{name} does not support complex parameters")
+                check_dense_real(name, p)
                 params.append(p)
             if not params:
                 continue

@@ -33,7 +33,7 @@ import math
 import torch
 
 from trainlab.optim.base import ElementwiseOptimizer
-from trainlab.optim.validation import check_betas, check_non_negative
+from trainlab.optim.validation import check_adam_hparams
 
 
 class DiffGrad(ElementwiseOptimizer):
@@ -51,10 +51,7 @@ class DiffGrad(ElementwiseOptimizer):
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, foreach: bool = True) -> None:
-        check_non_negative("lr", lr)
-        check_betas(betas)
-        check_non_negative("eps", eps)
-        check_non_negative("weight_decay", weight_decay)
+        check_adam_hparams(lr, betas, eps, weight_decay)
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, foreach=foreach)
         super().__init__(params, defaults)
 

@@ -73,7 +73,7 @@ from typing import Any
 import torch
 
 from trainlab.optim.state import restore_saved_dtypes
-from trainlab.optim.validation import check_betas, check_non_negative, check_range
+from trainlab.optim.validation import check_betas, check_dense_real, check_non_negative, check_range
 
 # Projector kinds; stored as Python ints (a str in optimizer state is mangled by torch's loader).
 RIGHT, LEFT, COLUMNS, FULL, EMPTY = 0, 1, 2, 3, 4
@@ -356,10 +356,7 @@ class SubspaceAdam(torch.optim.Optimizer):
                 index += 1
                 if p.grad is None:
                     continue
-                if p.grad.is_sparse:
-                    raise RuntimeError(f"{name} does not support sparse gradients")
-                if torch.is_complex(p):
-                    raise RuntimeError(f"{name} does not support complex parameters")
+                check_dense_real(name, p)
                 if self.is_projected(p, group):
                     self._projected_update(p, group, index)
                 else:

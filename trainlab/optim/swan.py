@@ -50,7 +50,7 @@ from typing import Any
 import torch
 
 from trainlab.optim.state import restore_saved_dtypes
-from trainlab.optim.validation import check_betas, check_non_negative
+from trainlab.optim.validation import check_betas, check_dense_real, check_non_negative
 
 _NONMATRIX_RULES = ("adamw", "sgd")
 
@@ -119,10 +119,7 @@ class SWAN(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                if p.grad.is_sparse:
-                    raise RuntimeError("SWAN does not support sparse gradients")
-                if torch.is_complex(p):
-                    raise RuntimeError("SWAN does not support complex parameters")
+                check_dense_real("SWAN", p)
                 if group["whiten"] and p.ndim >= 2:
                     self._matrix_update(p, group)
                 elif group["nonmatrix_rule"] == "sgd":

@@ -29,3 +29,19 @@ def check_range(name: str, value: float, low: float, high: float, *, low_open=Fa
     if not ok:
         left, right = "(" if low_open else "[", ")" if high_open else "]"
         raise ValueError(f"{name} must be in {left}{low}, {high}{right}, got {value!r}")
+
+
+def check_adam_hparams(lr: float, betas, eps: float, weight_decay: float) -> None:
+    """The checks every Adam-family constructor makes, in one place."""
+    check_non_negative("lr", lr)
+    check_betas(betas)
+    check_non_negative("eps", eps)
+    check_non_negative("weight_decay", weight_decay)
+
+
+def check_dense_real(optimizer: str, p) -> None:
+    """Reject what no trainlab optimizer implements: sparse gradients and complex parameters."""
+    if p.grad.is_sparse:
+        raise RuntimeError(f"{optimizer} does not support sparse gradients")
+    if p.is_complex():
+        raise RuntimeError(f"{optimizer} does not support complex parameters")

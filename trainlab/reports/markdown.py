@@ -74,11 +74,51 @@ def write_report(store: ResultsStore, out_dir: str | Path, race_id: int | None =
                                     bool(items[0]["higher_is_better"]), out / f"curve_{_slug(workload)}.png")
         lines += [f"### {workload}", "", f"![{workload}]({path.name})", ""]
 
+    lines += _schedule_section(race, out)
     lines += ["## Hyperparameters", "", "| algorithm | workload | hyperparameters |", "|---|---|---|"]
     for algorithm in race["config"].get("algorithms", []):
-        hp = ", ".join(f"{k}={v}" for k, v in sorted(algorithm["hparams"].items()))
+        hp = ", ".join(f"{k}={_short(v)}" for k, v in sorted(algorithm["hparams"].items()))
         lines.append(f"| {algorithm['name']} | {algorithm.get('workload', 'all')} | {hp} |")
     lines.append("")
     report = out / "report.md"
     report.write_text("\n".join(lines))
     return report
+
+
+def _short(value) -> str:
+    """Hyperparameter values for the table; long lists (recorded gradient norms) are summarised."""
+    if isinstance(value, (list, tuple)) and len(value) > 8:
+        return f"<{len(value)} values>"
+    return str(value)
+
+
+def _schedule_section(race: dict, out: Path) -> list[str]:
+    """LR multiplier vs step per workload, and for refined schedules the norms they came from."""
+    from trainlab.algorithms import AlgorithmSpec
+    from trainlab.schedules import build_schedule, refine
+    from trainlab.schedules.refined import KIND_NORM
+
+    budgets = {w["name"]: w["step_budget"] for w in race["config"].get("workloads", [])}
+    lines = ["## Learning-rate schedules", ""]
+    by_workload: dict[str, dict[str, list[float]]] = {}
+    for entry in race["config"].get("algorithms", []):
+        workload = entry.get("workload")
+        if workload not in budgets:
+            continue
+        spec = AlgorithmSpec(entry["name"], entry["optimizer"], entry["schedule"], entry["hparams"])
+        try:
+            schedule = build_schedule(spec.schedule, budgets[workload], spec.schedule_hparams())
+        except (KeyError, ValueError):
+            continue
+        by_workload.setdefault(workload, {})[spec.name] = [schedule(t) for t in range(budgets[workload])]
+        norms = entry["hparams"].get("grad_norms")
+        if norms:
+            kind = entry["hparams"].get("refine_kind", "adam")
+            refined = refine(norms, kind, entry["hparams"].get("refine_tau", 0.1)).tolist()
+            path = plots.refinement(workload, norms, refined, KIND_NORM[kind].upper(),
+                                    out / f"refinement_{_slug(workload)}.png")
+            lines += [f"![{workload} refinement]({path.name})", ""]
+    for workload, schedules in sorted(by_workload.items()):
+        path = plots.lr_schedules(workload, schedules, out / f"schedules_{_slug(workload)}.png")
+        lines += [f"![{workload} schedules]({path.name})", ""]
+    return lines if len(lines) > 2 else []

@@ -155,3 +155,42 @@ def memory_vs_time(rows: list[SummaryRow], path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def lr_schedules(workload: str, schedules: dict[str, list[float]], path: Path) -> Path:
+    """Learning-rate multiplier against step for each algorithm's schedule on one workload."""
+    colors = _colors(list(schedules))
+    fig, ax = plt.subplots(figsize=(7, 3.4), dpi=120)
+    for name, values in sorted(schedules.items()):
+        ax.plot(range(len(values)), values, color=colors[name], lw=1.6, label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning-rate multiplier")
+    ax.set_title(f"{workload}: schedules")
+    ax.set_ylim(-0.03, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def refinement(workload: str, norms: list[float], schedule: list[float], norm_name: str, path: Path) -> Path:
+    """A first run's per-step gradient norms and the refined schedule derived from them."""
+    fig, ax = plt.subplots(figsize=(7, 3.4), dpi=120)
+    ax.plot(range(len(norms)), norms, color="tab:gray", lw=0.8, alpha=0.8, label=f"gradient {norm_name} norm (pass 1)")
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"gradient {norm_name} norm")
+    ax.set_yscale("log")
+    twin = ax.twinx()
+    twin.plot(range(len(schedule)), schedule, color="tab:red", lw=1.8, label="refined schedule")
+    twin.set_ylabel("learning-rate multiplier")
+    twin.set_ylim(-0.03, 1.05)
+    handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], frameon=False, fontsize=8, loc="upper center")
+    ax.set_title(f"{workload}: refinement")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
