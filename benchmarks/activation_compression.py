@@ -27,7 +27,7 @@ per byte, and the paragraph says so.
 
     python benchmarks/activation_compression.py [--workloads mnist1d_mlp,mnist1d_cnn,text_lm]
         [--seeds 0] [--modes none,8,4,2,adaptive] [--threads 1] [--device auto]
-        [--step-budget-scale 1.0] [--output table.md]
+        [--step-budget-scale 1.0] [--output table.md] [--json trials.json]
 
 `--step-budget-scale 0.1` gives a quick smoke run (10 % of each workload's budget; the verdict then
 does not answer the goal, which is stated at the full budget). Full run, three workloads, five modes,
@@ -37,6 +37,8 @@ one seed, one CPU thread: roughly 20-25 minutes, most of it text_lm with compres
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import math
 import statistics
 import sys
@@ -270,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step-budget-scale", type=float, default=1.0,
                         help="multiply each workload's step budget (default: 1.0 = the full budget)")
     parser.add_argument("--output", default=None, help="also write the table and verdict to this Markdown file")
+    parser.add_argument("--json", default=None,
+                        help="also write every trial's full result (evaluations included) to this JSON file")
     args = parser.parse_args(argv)
 
     try:
@@ -314,6 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
             fh.write(out + "\n")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump([dict(dataclasses.asdict(t), mode=r.mode) for r in rows for t in r.trials], fh,
+                      indent=1, default=str)
     return 0 if all(not r.errors for r in rows) else 1
 
 
