@@ -254,3 +254,27 @@ def test_pareto_front_keeps_what_nothing_beats_on_memory_and_time():
               (20.0, 4.0)]
     assert pareto_front(points) == [(10.0, 5.0), (20.0, 3.0), (40.0, 1.0)]
     assert pareto_front([(1.0, float("inf"))]) == []
+
+
+def test_first_k_and_change_based_freezing_in_a_race(tmp_path):
+    from trainlab.algorithms import make_algorithm
+    from trainlab.benchmark.runner import run_trial
+    from trainlab.workloads import create_workload
+
+    cpu = torch.device("cpu")
+    workload = create_workload("mnist1d_mlp", step_budget=200, eval_every=20)
+    spec = make_algorithm("adamw", workload="mnist1d_mlp")
+    first = run_trial(workload, spec, 0, cpu, freeze=["first:1"])
+    assert first.frozen_params == 40 * 256 + 256            # the first Linear layer
+    assert first.state_bytes == 8 * (78858 - 10496) + 4 * 4  # no state for it (+4 B step per tensor)
+    # a huge threshold freezes as much as allowed (at most 90 % of entries) after 10 % of the budget
+    changed = run_trial(workload, spec, 0, cpu, freeze_change=1e9)
+    assert 0 < changed.frozen_params <= 0.9 * 78858
+    unfrozen = run_trial(workload, spec, 0, cpu)
+    assert unfrozen.state_bytes - changed.state_bytes >= 8 * changed.frozen_params  # their state is gone
+    done = run_cli("race", "--workloads", "mnist1d_mlp", "--algorithms", "adamw", "--freeze-change", "-1",
+                   "--store", str(tmp_path / "r.db"), cwd=tmp_path)
+    assert done.returncode == 2 and "--freeze-change must be a positive threshold" in done.stderr
+    bad = run_cli("race", "--workloads", "mnist1d_mlp", "--freeze", "first:x", "--store", str(tmp_path / "r.db"),
+                  cwd=tmp_path)
+    assert bad.returncode == 2 and "first:K" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

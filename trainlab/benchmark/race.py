@@ -47,6 +47,7 @@ class RacePlan:
     compress_activations: int | str | None = None
     precision: str = "fp32"
     freeze: list[str] | None = None
+    freeze_change: float | None = None   # FAR-style freezing threshold (see runner.run_trial)
 
     def spec(self, algorithm: str, workload: Workload) -> AlgorithmSpec:
         hparams = {**self.overrides.get(algorithm, {}),
@@ -63,13 +64,15 @@ class RacePlan:
             "seeds": list(self.seeds), "device": str(self.device),
             "stop_at_target": self.stop_at_target, "compress_activations": self.compress_activations,
             "precision": self.precision, "freeze": list(self.freeze) if self.freeze else None,
-            **self.extra_config,
+            "freeze_change": self.freeze_change, **self.extra_config,
         }
 
     def check_memory_options(self) -> None:
         """Check the memory savers, each freeze rule on a fresh model of every workload (cheap: no
         data, no training), so a typo fails before any trial instead of in every one."""
         check_memory_options(self.compress_activations, self.precision, self.freeze, self.device)
+        if self.freeze_change is not None and not self.freeze_change > 0:
+            raise UsageError(f"--freeze-change must be a positive threshold, got {self.freeze_change}")
         if self.freeze:
             for workload in self.workloads:
                 with torch.random.fork_rng(devices=[]):
@@ -105,7 +108,8 @@ def run_race(plan: RacePlan, store: ResultsStore, progress: bool | None = None) 
                                    progress=display.start_trial(label, workload.step_budget),
                                    stop_at_target=plan.stop_at_target, grad_norm_kind=plan.grad_norm_kind,
                                    compress_activations=plan.compress_activations,
-                                   precision=plan.precision, freeze=plan.freeze)
+                                   precision=plan.precision, freeze=plan.freeze,
+                                   freeze_change=plan.freeze_change)
             except (KeyboardInterrupt, SystemExit):
                 store.fail_trial(trial_id, "interrupted")
                 raise

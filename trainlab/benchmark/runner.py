@@ -8,8 +8,14 @@ that never meets it scores infinity. A non-finite training loss ends the trial a
 
 Memory savers (`trainlab.memory`), all off by default; with all off the timed loop is exactly the
 plain one (the workload's own loss function goes to the algorithm, no hooks, no autocast):
-- `freeze`: module-name rules (`trainlab.memory.freeze`), applied right after the model is built and
-  before the optimizer, so frozen parameters get no gradient, no optimizer state and no update.
+- `freeze`: module-name rules (`trainlab.memory.freeze`), or `first:K` for the model's first K
+  parameter-owning modules, applied right after the model is built and before the optimizer, so
+  frozen parameters get no gradient, no optimizer state and no update.
+- `freeze_change`: a threshold for Freeze-And-Reconfigure-style freezing during training
+  (`trainlab.memory.ChangeBasedFreezer`): every `eval_every` steps, after the first 10 % of the
+  budget, parameter tensors whose relative change over that window fell below the threshold are
+  frozen and dropped from the optimizer with their state, up to 90 % of the parameter entries (so
+  something always trains). Measuring the change is part of the algorithm, so it is on the clock.
 - `precision`: "fp32"; "bf16-autocast" (fp32 parameters, the forward pass and loss of every timed
   step under bf16 autocast; evaluation runs in fp32, as the weights are fp32); "bf16" (parameters and
   buffers cast to bf16 before the optimizer is built, so its state follows the optimizer's own dtype
@@ -45,8 +51,8 @@ from trainlab.algorithms import AlgorithmSpec, TrainingAlgorithm
 from trainlab.benchmark.clock import TrainingClock
 from trainlab.benchmark.results import EvalRecord, TrialResult
 from trainlab.errors import UsageError
-from trainlab.memory import (ActivationCompressor, SavedTensorMeter, bf16_autocast, bf16_supported,
-                             cast_model_bf16, freeze as freeze_modules)
+from trainlab.memory import (ActivationCompressor, ChangeBasedFreezer, SavedTensorMeter, bf16_autocast,
+                             bf16_supported, cast_model_bf16, freeze as freeze_modules)
 from trainlab.optim import state_bytes
 from trainlab.utils.device import peak_device_memory, reset_peak_device_memory
 from trainlab.workloads import Workload
@@ -77,9 +83,18 @@ def check_memory_options(compress_activations: int | str | None = None, precisio
 
 def apply_freeze(model: torch.nn.Module, rules: list[str], workload: str) -> int:
     """Freeze `rules` on `model`; returns the number of parameter entries frozen. A rule matching no
-    parameter, or rules that leave nothing to train, are a `UsageError` naming the workload."""
+    parameter, or rules that leave nothing to train, are a `UsageError` naming the workload.
+    A rule `first:K` freezes the model's first K parameter-owning modules."""
+    names = [r for r in rules if not r.startswith("first:")]
     try:
-        freeze_modules(model, modules=list(rules))
+        for rule in rules:
+            if rule.startswith("first:"):
+                count = rule.partition(":")[2]
+                if not count.isdigit():
+                    raise UsageError(f"rule {rule!r}: write first:K with K a positive integer")
+                freeze_modules(model, first_k=int(count))
+        if names:
+            freeze_modules(model, modules=names)
     except UsageError as exc:
         raise UsageError(f"--freeze on workload {workload!r}: {exc}") from None
     if not any(p.requires_grad for p in model.parameters()):
@@ -156,8 +171,11 @@ def _probe_saved_bytes(workload: Workload, model: torch.nn.Module, splits, seed:
 def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.device,
               progress: TrialProgress | None = None, stop_at_target: bool = False,
               grad_norm_kind: str | None = None, *, compress_activations: int | str | None = None,
-              precision: str = "fp32", freeze: list[str] | None = None) -> TrialResult:
+              precision: str = "fp32", freeze: list[str] | None = None,
+              freeze_change: float | None = None) -> TrialResult:
     check_memory_options(compress_activations, precision, freeze, device)
+    if freeze_change is not None and not (isinstance(freeze_change, (int, float)) and freeze_change > 0):
+        raise UsageError(f"freeze_change must be a positive threshold, got {freeze_change!r}")
     result = TrialResult(workload=workload.name, algorithm=spec.name, seed=seed,
                          hparams=dict(spec.hparams), metric_name=workload.metric,
                          higher_is_better=workload.higher_is_better, target=workload.target,
@@ -174,6 +192,11 @@ def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.
         cast_model_bf16(model)
     autocast = precision != "fp32"
     algorithm = TrainingAlgorithm(spec, model, workload.step_budget, grad_norm_kind)
+    freezer = None
+    if freeze_change is not None:
+        freezer = ChangeBasedFreezer(model, window=workload.eval_every, threshold=float(freeze_change),
+                                     start_step=workload.step_budget // 10, max_fraction=0.9,
+                                     optimizer=algorithm.optimizer)
     batches = workload.batches(splits.train, torch.Generator().manual_seed(seed))
     result.param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     result.grad_bytes = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
@@ -197,6 +220,8 @@ def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.
     for step in range(1, workload.step_budget + 1):
         batch = next(batches)
         loss = algorithm.update(model, batch, training_loss)
+        if freezer is not None:
+            freezer.step()
         loss_sum += loss
         losses_since_eval += 1
         if progress is not None:
@@ -245,6 +270,8 @@ def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.
     if result.status != "diverged":
         model.eval()
         result.test_metric = float(evaluate(model, splits.test)[workload.metric])
+    if freezer is not None:  # parameters frozen during training count too
+        result.frozen_params = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     result.state_bytes = state_bytes(algorithm.optimizer)
     if compressor is not None:
         result.saved_activation_bytes = compressor.peak_bytes

@@ -60,7 +60,8 @@ def race(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds)
     plan = RacePlan(workloads, names, seeds, device, stop_at_target=args.stop_at_target,
                     grad_norm_kind=args.record_grad_norms, label=args.label, overrides=overrides,
-                    compress_activations=bits, precision=precision, freeze=rules)
+                    compress_activations=bits, precision=precision, freeze=rules,
+                    freeze_change=args.freeze_change)
     for workload in workloads:  # every name and hyperparameter checked before anything runs
         for name in names:
             plan.spec(name, workload)

@@ -84,7 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     race.add_argument("--freeze", default=None, metavar="RULE[,RULE...]",
                       help="freeze parameters by module name before the optimizer is built, e.g. "
                            "blocks.0 or 'blocks.*.attn' (shell wildcards; every rule must match a "
-                           "parameter of every workload in the race) (default: nothing frozen)")
+                           "parameter of every workload in the race), or first:K for the first K "
+                           "parameter-owning modules (default: nothing frozen)")
+    race.add_argument("--freeze-change", type=float, default=None, metavar="THRESHOLD",
+                      help="Freeze-And-Reconfigure-style freezing during training: every eval_every "
+                           "steps (after the first 10 %%), freeze parameter tensors whose relative "
+                           "change over that window fell below THRESHOLD, e.g. 1e-3 (default: off)")
     race.add_argument("--label", default=None, help="a free-text label stored with the race")
     race.add_argument("--no-progress", action="store_true", help="no progress bars, one line per trial")
 
