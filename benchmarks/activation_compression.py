@@ -18,6 +18,8 @@ per (workload, mode):
 - whether the workload's validation target was reached, and at which step;
 - training seconds on the runner's clock (compression and adaptive probes included, evaluation
   excluded). Timings from a shared or loaded machine are rough.
+A trial whose training loss turns non-finite ends as "diverged" (runner's rule): its metric counts
+as a failure, its saved bytes and seconds (up to that point) are still shown.
 With several seeds, cells show means over seeds, differences are per-seed paired differences
 averaged, and "reached" counts seeds.
 
@@ -91,13 +93,20 @@ class Row:
     errors: list[str] = field(default_factory=list)
 
     def ok(self) -> list[TrialResult]:
+        """Trials that trained to the end (their metrics count)."""
         return [t for t in self.trials if t.status == "completed"]
 
-    def by_seed(self) -> dict[int, TrialResult]:
-        return {t.seed: t for t in self.ok()}
+    def diverged(self) -> list[TrialResult]:
+        return [t for t in self.trials if t.status == "diverged"]
 
-    def mean(self, attr: str) -> float:
-        values = [getattr(t, attr) for t in self.ok() if getattr(t, attr) is not None]
+    def by_seed(self, all_trials: bool = False) -> dict[int, TrialResult]:
+        return {t.seed: t for t in (self.trials if all_trials else self.ok())}
+
+    def mean(self, attr: str, all_trials: bool = False) -> float:
+        """Mean over completed trials; `all_trials`: over every trial that ran (diverged included),
+        for what divergence does not invalidate (saved bytes, seconds)."""
+        values = [getattr(t, attr) for t in (self.trials if all_trials else self.ok())
+                  if getattr(t, attr) is not None]
         return statistics.fmean(values) if values else math.nan
 
 
@@ -123,7 +132,7 @@ def run_all(workloads: list[str], modes: list[int | str | None], seeds: list[int
                                        compress_activations=mode)
                     row.trials.append(result)
                     if result.status != "completed":
-                        row.errors.append(f"seed {seed}: {result.status}")
+                        row.errors.append(f"seed {seed}: {result.status} by step {result.steps}")
                     msg = (f"{result.status}, {workload.metric} {result.final_metric:.4f}, saved "
                            f"{(result.saved_activation_bytes or 0) / MIB:.3f} MiB, "
                            f"train {result.train_seconds:.1f} s")
@@ -139,14 +148,15 @@ def run_all(workloads: list[str], modes: list[int | str | None], seeds: list[int
 
 # ---- comparisons against the uncompressed row ------------------------------------------------
 
-def paired(row: Row, base: Row, attr: str, fn) -> list[float]:
-    a, b = row.by_seed(), base.by_seed()
+def paired(row: Row, base: Row, attr: str, fn, all_trials: bool = False) -> list[float]:
+    a, b = row.by_seed(all_trials), base.by_seed(all_trials)
     return [fn(getattr(a[s], attr), getattr(b[s], attr)) for s in sorted(set(a) & set(b))]
 
 
 def reduction(row: Row, base: Row) -> float:
     """none / mode saved-activation bytes (how many times fewer), mean over paired seeds."""
-    values = paired(row, base, "saved_activation_bytes", lambda m, n: n / m if m else math.inf)
+    values = paired(row, base, "saved_activation_bytes", lambda m, n: n / m if m else math.inf,
+                    all_trials=True)
     return statistics.fmean(values) if values else math.nan
 
 
@@ -173,7 +183,7 @@ def fmt_metric(row: Row) -> str:
     v = row.mean("final_metric")
     if math.isnan(v):
         return "n/a"
-    return f"{100 * v:.2f} %" if row.higher_is_better else f"{v:.4f}"
+    return f"{100 * v:.2f} %" if row.higher_is_better else f"{v:.4f} bpb"
 
 
 def fmt_diff(row: Row, base: Row | None) -> str:
@@ -181,22 +191,22 @@ def fmt_diff(row: Row, base: Row | None) -> str:
         return "--"
     d, loss = metric_loss(row, base)
     if math.isnan(d):
-        return "n/a"
+        return "diverged" if row.diverged() and not row.ok() else "n/a"
     if row.higher_is_better:
         return f"{d:+.2f} pt"
     return f"{d:+.4f} bpb ({loss:+.2f} %)"
 
 
 def fmt_reached(row: Row) -> str:
-    ok = row.ok()
-    if not ok:
+    ran = row.trials
+    if not ran:
         return "n/a"
-    hits = [t.steps_to_target for t in ok if t.reached]
-    if len(ok) == 1:
+    hits = [t.steps_to_target for t in ran if t.reached]
+    if len(ran) == 1:
         return f"yes ({hits[0]})" if hits else "no"
     if not hits:
-        return f"0/{len(ok)}"
-    return f"{len(hits)}/{len(ok)} (median {statistics.median(hits):.0f})"
+        return f"0/{len(ran)}"
+    return f"{len(hits)}/{len(ran)} (median {statistics.median(hits):.0f})"
 
 
 def table(rows: list[Row], bases: dict[str, Row]) -> str:
@@ -205,42 +215,53 @@ def table(rows: list[Row], bases: dict[str, Row]) -> str:
              "|---|---|---:|---:|---:|---:|---|---:|"]
     for row in rows:
         base = bases.get(row.workload)
-        saved = row.mean("saved_activation_bytes")
-        red = "1.00x" if row is base else (f"{reduction(row, base):.2f}x" if base and base.ok() else "n/a")
-        metric = f"{fmt_metric(row)}" + ("" if row.higher_is_better else " bpb")
+        saved = row.mean("saved_activation_bytes", all_trials=True)
+        red = "1.00x" if row is base else (f"{reduction(row, base):.2f}x" if base and base.trials else "n/a")
+        metric = fmt_metric(row)
         if row.errors:
-            metric += " (" + "; ".join(row.errors) + ")"
+            metric = ("" if metric == "n/a" else metric + " ") + "(" + "; ".join(row.errors) + ")"
         lines.append(f"| {row.workload} | {row.mode} | {saved / MIB:.3f} | {red} | {metric} | "
-                     f"{fmt_diff(row, base)} | {fmt_reached(row)} | {row.mean('train_seconds'):.1f} |")
+                     f"{fmt_diff(row, base)} | {fmt_reached(row)} | "
+                     f"{row.mean('train_seconds', all_trials=True):.1f} |")
     return "\n".join(lines)
+
+
+def _quality(row: Row, base: Row) -> tuple[str, float]:
+    """(words for the metric change of `row` against `base`, loss in goal units)."""
+    d, loss = metric_loss(row, base)
+    if row.higher_is_better:
+        words = f"{-d:.2f} points of accuracy lost" if d < 0 else f"no accuracy lost ({d:+.2f} points)"
+    else:
+        words = f"bits per byte {d:+.4f} ({loss:+.2f} % relative)"
+    return words, loss
 
 
 def verdict(rows: list[Row], bases: dict[str, Row], seeds: list[int], scale: float) -> str:
     parts = []
-    passed_all = True
-    checked = 0
+    passed = 0
     for name, base in bases.items():
         goal = next((r for r in rows if r.workload == name and r.mode == GOAL_BITS), None)
-        if goal is None or not goal.ok() or not base.ok():
-            parts.append(f"{name}: not evaluated (no completed 4-bit and uncompressed runs)")
-            passed_all = False
+        if goal is None or not goal.trials or not base.ok():
+            parts.append(f"{name}: not evaluated (needs a 4-bit run and a completed uncompressed run)")
             continue
-        checked += 1
         red = reduction(goal, base)
-        d, loss = metric_loss(goal, base)
-        unit = "points" if goal.higher_is_better else "% relative bits per byte"
-        ok_mem, ok_q = red >= GOAL_RATIO, loss <= GOAL_POINTS
-        passed_all &= ok_mem and ok_q
-        quality = (f"{-d:+.2f} points of accuracy lost" if goal.higher_is_better
-                   else f"bits per byte {d:+.4f} ({loss:+.2f} % relative)")
+        ok_mem = red >= GOAL_RATIO
+        if goal.ok():
+            quality, loss = _quality(goal, base)
+            ok_q = loss <= GOAL_POINTS and not goal.diverged()
+            unit = "points" if goal.higher_is_better else "% relative bits per byte"
+            quality += f" ({'<=' if ok_q else '>'} {GOAL_POINTS:g} {unit})"
+        else:
+            ok_q, quality = False, "training diverged"
+        if goal.diverged() and goal.ok():
+            quality += f", and {len(goal.diverged())} of {len(goal.trials)} seeds diverged"
+        passed += ok_mem and ok_q
         text = (f"{name} {'PASSES' if ok_mem and ok_q else 'FAILS'}: {red:.2f}x less saved-activation "
-                f"memory ({'>=' if ok_mem else '<'} {GOAL_RATIO:g}x) with {quality} "
-                f"({'<=' if ok_q else '>'} {GOAL_POINTS:g} {unit})")
-        adaptive = next((r for r in rows if r.workload == name and r.mode == "adaptive" and r.ok()), None)
+                f"memory ({'>=' if ok_mem else '<'} {GOAL_RATIO:g}x) with {quality}")
+        adaptive = next((r for r in rows if r.workload == name and r.mode == "adaptive" and r.trials), None)
         if adaptive is not None:
-            ad, aloss = metric_loss(adaptive, base)
-            aq = f"{-ad:+.2f} points lost" if adaptive.higher_is_better else f"{aloss:+.2f} % bpb"
-            text += f"; adaptive (4 bits on average): {reduction(adaptive, base):.2f}x, {aq}"
+            aq = _quality(adaptive, base)[0] if adaptive.ok() else "diverged"
+            text += f" (adaptive, 4 bits on average: {reduction(adaptive, base):.2f}x, {aq})"
         parts.append(text)
     n = len(seeds)
     caveats = (f"Equal steps: every mode trains the workload's full step budget"
@@ -253,8 +274,7 @@ def verdict(rows: list[Row], bases: dict[str, Row], seeds: list[int], scale: flo
                  "a 0.5 % relative increase in bits per byte.")
     head = ("Verdict on the goal \"at 4 bits >= 7x less saved-activation memory with <= 0.5 point loss "
             "in the workload's target metric at equal steps\": ")
-    overall = (f"met on all {checked} workloads. " if passed_all and checked
-               else "not met on every workload. ")
+    overall = f"met on {passed} of {len(bases)} workload{'s' if len(bases) != 1 else ''}. "
     return head + overall + "; ".join(parts) + ". " + caveats
 
 

@@ -192,12 +192,12 @@ def test_4bit_saved_activation_bytes_are_7x_smaller():
     model = _gpt()
     loss_fn = _gpt_loss(model)
     _, raw = _step(model, loss_fn, SavedTensorMeter(model))
-    _, bf16_meta = _step(model, loss_fn, ActivationCompressor(4, model=model, meta_dtype=torch.bfloat16))
-    _, fp32_meta = _step(model, loss_fn, ActivationCompressor(4, model=model))
+    _, bf16_meta = _step(model, loss_fn, ActivationCompressor(4, model=model, meta_dtype=torch.bfloat16, scope="all"))
+    _, fp32_meta = _step(model, loss_fn, ActivationCompressor(4, model=model, scope="all"))
     assert raw / bf16_meta >= 7.0
     assert raw / fp32_meta >= 6.5
-    _, eight = _step(model, loss_fn, ActivationCompressor(8, model=model))
-    _, two = _step(model, loss_fn, ActivationCompressor(2, model=model))
+    _, eight = _step(model, loss_fn, ActivationCompressor(8, model=model, scope="all"))
+    _, two = _step(model, loss_fn, ActivationCompressor(2, model=model, scope="all"))
     assert raw / eight > 3.5 and raw / two > 11
 
 
@@ -214,7 +214,7 @@ def test_meter_counts_shared_storage_once_and_skips_parameters():
     meter.reset_peak()
     assert meter.peak_bytes == 0
     # compressed: the twice-saved tensor is packed once
-    comp = ActivationCompressor(8, model=lin)
+    comp = ActivationCompressor(8, model=lin, scope="all")
     with comp:
         h = lin(x)
         y = h.view(-1) * h.view(-1)
@@ -266,7 +266,7 @@ def test_autocast_bf16_with_compression():
     loss_fn = _gpt_loss(model)
     cast = lambda: bf16_autocast("cpu")  # noqa: E731
     exact, raw = _step(model, loss_fn, SavedTensorMeter(model), cast())
-    compressed, packed = _step(model, loss_fn, ActivationCompressor(8, model=model), cast())
+    compressed, packed = _step(model, loss_fn, ActivationCompressor(8, model=model, scope="all"), cast())
     assert torch.isfinite(compressed).all()
     assert _rel(compressed, exact) < 2e-2
     # bf16 activations go from 2 bytes to ~1; the bf16 weight copies autocast makes (about 40 KB of
@@ -441,3 +441,24 @@ def test_bf16_helpers_and_optimizer_state_dtypes():
     projection.step()
     assert elementwise.state[model.weight]["exp_avg"].dtype == torch.bfloat16  # state in the param dtype
     assert projection.state[model.weight]["exp_avg"].dtype == torch.float32    # projection: fp32 state
+
+
+def test_model_scope_keeps_the_losss_saved_tensors_exact():
+    """Default scope: only tensors saved inside the model's forward are compressed; cross-entropy's
+    log-probabilities (saved after it) stay exact, so 4-bit training does not blow up."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(40, 256), nn.ReLU(), nn.Linear(256, 10))
+    x, y = torch.randn(128, 40), torch.randint(0, 10, (128,))
+    exact = SavedTensorMeter(model)
+    with exact:
+        nn.functional.cross_entropy(model(x), y).backward()
+    scoped = ActivationCompressor(4, model=model, min_numel=1)
+    everything = ActivationCompressor(4, model=model, min_numel=1, scope="all")
+    for compressor in (scoped, everything):
+        with compressor:
+            nn.functional.cross_entropy(model(x), y).backward()
+    loss_bytes = 128 * 10 * 4        # the log-probabilities, kept exact only in model scope
+    assert scoped.peak_bytes > everything.peak_bytes + loss_bytes // 2
+    assert scoped.peak_bytes < exact.peak_bytes
+    with pytest.raises(ValueError, match="scope"):
+        ActivationCompressor(4, model=model, scope="loss")
