@@ -33,8 +33,8 @@ per byte, and the paragraph says so.
 
 `--step-budget-scale 0.1` gives a quick smoke run (10 % of each workload's budget; the verdict then
 does not answer the goal, which is stated at the full budget). Full run, three workloads, five modes,
-one seed, one CPU thread: about 15 minutes (measured 15.3 on a loaded 2-core machine), most of it
-text_lm with compression on.
+one seed, one CPU thread: about 15 minutes (13.5 and 15.3 measured on a loaded 2-core machine),
+most of it text_lm with compression on.
 """
 
 from __future__ import annotations
@@ -292,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--step-budget-scale", type=float, default=1.0,
                         help="multiply each workload's step budget (default: 1.0 = the full budget)")
-    parser.add_argument("--output", default=None, help="also write the table and verdict to this Markdown file")
+    parser.add_argument("--output", default=None,
+                        help="also write the table and verdict to this Markdown file")
     parser.add_argument("--json", default=None,
                         help="also write every trial's full result (evaluations included) to this JSON file")
     args = parser.parse_args(argv)
@@ -334,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
              "metric after the last step. Train s: runner's clock, compression and adaptive probes "
              "included, evaluation excluded; timings on a shared or loaded machine are rough. "
              f"Budgets: {budgets}.")
-    out = "\n\n".join([header, table(rows, bases), notes, verdict(rows, bases, seeds, args.step_budget_scale)])
+    out = "\n\n".join([header, table(rows, bases), notes,
+                       verdict(rows, bases, seeds, args.step_budget_scale)])
     print(out)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
