@@ -222,6 +222,9 @@ def refine(args: argparse.Namespace) -> int:
         print(f"pass 1: {workload.name} / {first} / seed {args.pass1_seed}, recording "
               f"{KIND_NORM[kind].upper()} gradient norms", flush=True)
         result = run_trial(workload, spec, args.pass1_seed, device, grad_norm_kind=KIND_NORM[kind])
+        reached = f"step {result.steps_to_target}" if result.reached else "missed"
+        print(f"pass 1: {workload.name}: {result.metric_name} {result.final_metric:.4f}, target {reached}; "
+              f"refined schedule derived from {len(result.grad_norms)} norms", flush=True)
         plan.workload_overrides[(names[-1], workload.name)] = {"grad_norms": result.grad_norms,
                                                                 "refine_kind": kind}
     print(f"pass 2: {len(workloads)} workload(s) x {', '.join(names)} x {len(seeds)} seed(s)", flush=True)
