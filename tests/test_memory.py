@@ -32,13 +32,7 @@ from trainlab.workloads.mnist1d_cnn import _ConvNet
 from trainlab.workloads.text_lm import ByteGPT
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second thread only adds contention on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _per_entry(values: torch.Tensor, group: int, n: int) -> torch.Tensor:

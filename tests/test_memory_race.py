@@ -32,12 +32,7 @@ TINY = {"mnist1d_cnn": dict(step_budget=6, eval_every=3),
         "text_lm": dict(step_budget=4, eval_every=2, eval_windows=8)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _curve(result):

@@ -30,14 +30,7 @@ BETAS = (0.9, 0.999)
 TOL = 1e-6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny matmuls: with a second busy process on a 2-core box, OpenMP's thread hand-offs make a
-    48 x 48 matmul ~1000x slower; one thread keeps this module well under its time budget."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _setup(seed=0, dtype=torch.float32, zeros=False):

@@ -72,7 +72,7 @@ from typing import Any
 
 import torch
 
-from trainlab.optim.state import restore_saved_dtypes
+from trainlab.optim.state import KeepsSavedStateDtypes
 from trainlab.optim.validation import check_betas, check_dense_real, check_non_negative, check_range
 
 # Projector kinds; stored as Python ints (a str in optimizer state is mangled by torch's loader).
@@ -251,7 +251,7 @@ class StateFreeResidual:
 
 # ---- the shared optimizer engine ---------------------------------------------------------------
 
-class SubspaceAdam(torch.optim.Optimizer):
+class SubspaceAdam(KeepsSavedStateDtypes):
     """Engine shared by GaLoreAdamW, FiraAdamW and FRUGAL (not meant to be built directly).
 
     A subclass sets `_group_keys` (dict-group keys that switch projection on), `_adam_form`,
@@ -328,17 +328,6 @@ class SubspaceAdam(torch.optim.Optimizer):
         if mode == "all":
             return True
         return self._auto_projects(group, *matrix_shape(p))
-
-    # ---- state_dict ----------------------------------------------------------------------------
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """torch's loader, then the saved tensors again with their saved dtypes (copied).
-
-        torch casts every state tensor but "step" to its parameter's dtype (int64 column indices
-        and fp32 moments of bf16 parameters would be mangled); here each is restored as saved.
-        """
-        super().load_state_dict(state_dict)
-        restore_saved_dtypes(self, state_dict)
 
     # ---- step ----------------------------------------------------------------------------------
 

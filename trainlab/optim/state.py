@@ -24,3 +24,12 @@ def restore_saved_dtypes(optimizer: torch.optim.Optimizer, state_dict: dict[str,
         for key, value in saved.items():
             if isinstance(value, torch.Tensor):
                 optimizer.state[p][key] = value.to(device=p.device, copy=True)
+
+
+class KeepsSavedStateDtypes(torch.optim.Optimizer):
+    """Base for optimizers whose state dtype is not the parameter's (fp32 moments of bf16 weights,
+    int64 indices): `load_state_dict` restores every state tensor as it was saved."""
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        restore_saved_dtypes(self, state_dict)

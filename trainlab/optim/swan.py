@@ -49,7 +49,7 @@ from typing import Any
 
 import torch
 
-from trainlab.optim.state import restore_saved_dtypes
+from trainlab.optim.state import KeepsSavedStateDtypes
 from trainlab.optim.validation import check_betas, check_dense_real, check_non_negative
 
 _NONMATRIX_RULES = ("adamw", "sgd")
@@ -80,7 +80,7 @@ def grad_whitening(g: torch.Tensor, steps: int, beta: float) -> torch.Tensor:
     return delta.T if transpose else delta
 
 
-class SWAN(torch.optim.Optimizer):
+class SWAN(KeepsSavedStateDtypes):
     """SWAN: GradNorm + GradWhitening for matrices (no state), AdamW (default) for the rest.
 
     Formulas, defaults and their sources are in the module docstring. Group keys: `whiten` (True:
@@ -102,12 +102,6 @@ class SWAN(torch.optim.Optimizer):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         _validate({**self.defaults, **param_group})
         super().add_param_group(param_group)
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """torch's loader, then the saved tensors again in their saved dtype (fp32 moments of bf16
-        parameters would otherwise be cast to bf16)."""
-        super().load_state_dict(state_dict)
-        restore_saved_dtypes(self, state_dict)
 
     @torch.no_grad()
     def step(self, closure=None):
