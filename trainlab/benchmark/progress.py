@@ -56,3 +56,22 @@ class RaceProgress:
 
     def close(self) -> None:
         self.overall.close()
+
+
+class TrialBar:
+    """A single trial's step bar (used by tuning workers); silent when not on a terminal."""
+
+    def __init__(self, label: str, steps: int, enabled: bool | None = None) -> None:
+        interactive = sys.stderr.isatty() if enabled is None else enabled
+        self.bar = tqdm(total=steps, desc=label, unit="step", leave=False, disable=not interactive,
+                        dynamic_ncols=True, mininterval=0.25)
+
+    def on_step(self, step: int) -> None:
+        self.bar.update(1)
+
+    def on_eval(self, record: EvalRecord, reached: bool) -> None:
+        self.bar.set_postfix(val=_format_metric(record.metric), t=f"{record.train_seconds:.1f}s",
+                             hit="yes" if reached else "no", refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()

@@ -172,7 +172,12 @@ def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.
               progress: TrialProgress | None = None, stop_at_target: bool = False,
               grad_norm_kind: str | None = None, *, compress_activations: int | str | None = None,
               precision: str = "fp32", freeze: list[str] | None = None,
-              freeze_change: float | None = None) -> TrialResult:
+              freeze_change: float | None = None, eval_split: str = "validation") -> TrialResult:
+    """Train `spec` on `workload` with `seed` under the clock (see module doc). `eval_split` is the
+    split whose metric is checked against the target: "validation" (races, tuning) or "test" (the
+    held-out evaluation runs of a tuning protocol, on data the tuning never selected on)."""
+    if eval_split not in ("validation", "test"):
+        raise UsageError(f"eval_split must be 'validation' or 'test', got {eval_split!r}")
     check_memory_options(compress_activations, precision, freeze, device)
     if freeze_change is not None and not (isinstance(freeze_change, (int, float)) and freeze_change > 0):
         raise UsageError(f"freeze_change must be a positive threshold, got {freeze_change!r}")
@@ -235,7 +240,7 @@ def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.
         eval_started = time.perf_counter()
         train_loss = (loss_sum / losses_since_eval).item()
         model.eval()
-        metrics = evaluate(model, splits.validation)
+        metrics = evaluate(model, getattr(splits, eval_split))
         model.train()
         record = EvalRecord(step=step, train_seconds=train_seconds, train_loss=train_loss,
                             metric=float(metrics[workload.metric]),

@@ -234,3 +234,154 @@ def refine(args: argparse.Namespace) -> int:
     report_path = write_report(store, args.report_dir, race_id)
     print(f"\nreport: {report_path}")
     return 0 if len(results) == len(workloads) * len(names) * len(seeds) else 1
+
+
+# ---- tuning: trainlab tune / worker / score ---------------------------------------------------
+def _tuning_storage(args: argparse.Namespace, create: bool = True):
+    from trainlab.tuning.storage import open_storage
+    if args.heartbeat_interval < 1 or args.grace_period <= args.heartbeat_interval:
+        raise UsageError(f"--heartbeat-interval must be >= 1 s and --grace-period longer than it "
+                         f"(got {args.heartbeat_interval} and {args.grace_period})")
+    return open_storage(args.store, args.heartbeat_interval, args.grace_period, create=create)
+
+
+def _search_space_files(items: list[str], algorithms: list[str]) -> dict[str, str]:
+    files: dict[str, str] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep:
+            if len(algorithms) != 1:
+                raise UsageError(f"--search-space {item!r}: with several algorithms write ALGORITHM=FILE.json")
+            name, path = algorithms[0], item
+        if name not in algorithms:
+            raise UsageError(f"--search-space {item!r} names {name!r}, which is not tuned here "
+                             f"({', '.join(algorithms)})")
+        files[name] = path
+    return files
+
+
+def build_tuning_plan(args: argparse.Namespace):
+    """Everything `trainlab tune` needs, checked before any trial: names, spaces, data, seeds."""
+    from trainlab.algorithms.registry import parse_name
+    from trainlab.tuning.plan import TuningPlan
+    from trainlab.tuning.search_space import load_search_space, to_hparams
+
+    algorithms = split_list(args.algorithms, "algorithms")
+    specs = split_list(args.workloads, "workloads") if args.workloads else list(DEFAULT_WORKLOADS)
+    classes = [workload_class(spec) for spec in specs]
+    options = parse_workload_options(args.workload_option, [c.name for c in classes])
+    files = _search_space_files(args.search_space, algorithms)
+    spaces = {}
+    for algorithm in algorithms:
+        optimizer_name, schedule = parse_name(algorithm)
+        valid = valid_hparams(optimizer_name, schedule)
+        space = load_search_space(files.get(algorithm, optimizer_name), valid)
+        for corner in space.corner_configs():
+            try:
+                make_algorithm(algorithm, to_hparams(corner, valid))
+            except UsageError as exc:
+                raise UsageError(f"search space {space.source}: a value in it is invalid: {exc}") from None
+        spaces[algorithm] = space.to_json()
+    eval_seeds = parse_seeds(args.eval_seeds) if args.eval_seeds else []
+    plan = TuningPlan(name=args.name, algorithms=algorithms, workloads=specs, trials=args.trials,
+                      studies=args.studies, eval_seeds=eval_seeds, protocol=args.protocol, seed=args.seed,
+                      search_spaces=spaces,
+                      workload_options={spec: options[cls.name] for spec, cls in zip(specs, classes)},
+                      stop_at_target=not args.full_budget, variants=args.variants,
+                      workload_names={spec: cls.name for spec, cls in zip(specs, classes)})
+    plan.check()
+    for spec, cls in zip(specs, classes):
+        workload = cls(**options[cls.name])
+        workload.splits()  # a missing corpus or a bad data path fails now, not in a worker
+        if args.variants:
+            from trainlab.workloads.variants import variants_of
+            for variant in variants_of(workload.name):
+                workload_class(variant)
+    return plan
+
+
+def _variants_of():
+    try:
+        from trainlab.workloads.variants import variants_of
+    except ImportError:
+        return None
+    return variants_of
+
+
+def tune(args: argparse.Namespace) -> int:
+    from trainlab.benchmark.progress import TrialBar
+    from trainlab.reports.tuning_report import write_tuning_report
+    from trainlab.tuning.coordinator import run_experiment
+    from trainlab.tuning.outcomes import collect
+
+    device = _setup_runtime(args)
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    plan = build_tuning_plan(args)
+    if args.baseline is not None and args.baseline not in plan.algorithms:
+        raise UsageError(f"--baseline {args.baseline!r} is not tuned here ({', '.join(plan.algorithms)})")
+    storage = _tuning_storage(args)
+    store_url = args.store
+    total = len(plan.algorithms) * len(plan.workloads) * plan.studies * plan.trials
+    print(f"tune {plan.name!r}: {', '.join(plan.algorithms)} on {', '.join(map(plan.display, plan.workloads))}; "
+          f"{plan.studies} studies x {plan.trials} trials = {total} tuning trials, then "
+          f"{'evaluation on seeds ' + ','.join(map(str, plan.eval_seeds)) if plan.protocol == 'held-out' else 'no re-runs (same-split)'}"
+          f"; {args.workers} worker(s) on {device}; store {store_url}",
+          flush=True)
+    bars = None if args.no_progress else (lambda label, steps: TrialBar(label, steps))
+    run_experiment(storage, store_url, plan, device, workers=args.workers, threads=args.threads,
+                   heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
+                   report=lambda line: print(line, flush=True), progress_factory=bars,
+                   variants_of=_variants_of() if plan.variants else None)
+    outcomes = collect(storage, plan)
+    return _print_scores(outcomes, args, None if args.no_report else args.report_dir)
+
+
+def _print_scores(outcomes, args: argparse.Namespace, report_dir: str | None) -> int:
+    from trainlab.reports.tuning_report import score_experiment, write_tuning_report
+
+    if report_dir:
+        command = "trainlab " + " ".join(sys.argv[1:]) if len(sys.argv) > 1 else None
+        path, scores = write_tuning_report(outcomes, report_dir, args.baseline, command)
+    else:
+        scores = {"time": score_experiment(outcomes, "time", args.baseline)}
+    print(f"\nscores of {outcomes.plan.name!r} (time to target)\n")
+    print(scores["time"].table())
+    if outcomes.missing:
+        print("\nincomplete: " + "; ".join(outcomes.missing))
+    if report_dir:
+        print(f"\nreport: {path}")
+    return 0
+
+
+def worker(args: argparse.Namespace) -> int:
+    from trainlab.benchmark.progress import TrialBar
+    from trainlab.tuning.coordinator import run_worker
+
+    device = _setup_runtime(args)
+    storage = _tuning_storage(args)
+    bars = None if args.no_progress else (lambda label, steps: TrialBar(label, steps))
+    ran = run_worker(storage, args.name, device, parent_pid=args.parent_pid,
+                     exit_when_idle=args.exit_when_idle, progress_factory=bars,
+                     report=lambda line: print(f"[worker {__import__('os').getpid()}] {line}", flush=True))
+    print(f"[worker] ran {ran} trial(s)", flush=True)
+    return 0
+
+
+def score(args: argparse.Namespace) -> int:
+    from trainlab.tuning.experiment import list_experiments, load_plan
+    from trainlab.tuning.outcomes import collect
+
+    storage = _tuning_storage(args, create=False)
+    if args.name is None:
+        names = list_experiments(storage)
+        if not names:
+            raise UsageError("no tuning experiments in this store: run `trainlab tune` first")
+        args.name = names[-1] if len(names) == 1 else None
+        if args.name is None:
+            raise UsageError(f"this store has several experiments ({', '.join(names)}): pick one with --name")
+    plan = load_plan(storage, args.name)
+    if args.baseline is not None and args.baseline not in plan.algorithms:
+        raise UsageError(f"--baseline {args.baseline!r} is not an algorithm of {plan.name!r} "
+                         f"({', '.join(plan.algorithms)})")
+    return _print_scores(collect(storage, plan), args, args.out)

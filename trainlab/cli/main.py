@@ -21,6 +21,8 @@ EPILOG = """examples:
   trainlab race --compress-activations 4 --precision bf16-autocast --freeze blocks.0
   trainlab list                                    # workloads, algorithms and hyperparameters
   trainlab report --race 3 --out my-report         # Markdown + PNG report of race 3
+  trainlab tune --name cmp --algorithms adamw,sgd --trials 5 --studies 3 --workers 2
+  trainlab score --name cmp                        # performance profiles and scores
 """
 
 
@@ -164,7 +166,103 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where to write the report (default: trainlab-results/refine-report)")
     refine.add_argument("--label", default=None, help="a free-text label stored with the race")
     refine.add_argument("--no-progress", action="store_true", help="no progress bars, one line per trial")
+    _add_tuning_commands(sub)
     return parser
+
+
+def _add_heartbeat(p: argparse.ArgumentParser) -> None:
+    from trainlab.tuning.storage import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL
+    p.add_argument("--heartbeat-interval", type=int, default=DEFAULT_HEARTBEAT_INTERVAL, metavar="S",
+                   help="seconds between a running trial's heartbeats in the store "
+                        f"(default: {DEFAULT_HEARTBEAT_INTERVAL})")
+    p.add_argument("--grace-period", type=int, default=DEFAULT_GRACE_PERIOD, metavar="S",
+                   help="a running trial without a heartbeat for this long belonged to a dead worker: "
+                        f"it is failed and queued again (default: {DEFAULT_GRACE_PERIOD})")
+
+
+def _add_tuning_commands(sub) -> None:
+    tune = sub.add_parser(
+        "tune", help="tune algorithms with quasi-random studies, evaluate on held-out seeds, score",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="AlgoPerf-style external tuning. For every algorithm and workload: --studies "
+                    "studies of --trials configurations drawn quasi-randomly (scrambled Halton, Optuna's "
+                    "QMCSampler) from the algorithm's workload-agnostic search space; each study's best "
+                    "configuration is re-run on --eval-seeds, scored on the held-out split (protocol "
+                    "held-out), then scored with performance profiles. Every trial is stored in Optuna "
+                    "studies in --store; rerunning the same command resumes after a crash.",
+        epilog="examples:\n"
+               "  trainlab tune --name cmp --algorithms adamw,nadamw,sgd --trials 5 --studies 3\n"
+               "  trainlab tune --name lion --algorithms lion --search-space my_lion.json --workers 2\n"
+               "  trainlab worker --name cmp --store postgresql://me@db/trainlab   # on another machine\n"
+               "  trainlab score --name cmp --baseline adamw")
+    tune.add_argument("--name", required=True,
+                      help="experiment name (the same name and options resume a stopped experiment)")
+    tune.add_argument("--algorithms", "--algorithm", required=True, metavar="LIST",
+                      help="comma-separated algorithms (OPTIMIZER or OPTIMIZER+SCHEDULE)")
+    tune.add_argument("--workloads", default=None, metavar="LIST",
+                      help="comma-separated workloads (default: mnist1d_mlp,mnist1d_cnn,text_lm)")
+    tune.add_argument("--trials", type=int, default=5, help="configurations per study (default: 5)")
+    tune.add_argument("--studies", type=int, default=3, help="independent studies per algorithm and "
+                                                             "workload (default: 3)")
+    tune.add_argument("--eval-seeds", default="0,1,2", metavar="LIST",
+                      help="seeds for re-running each study's best configuration; tuning trials use "
+                           "seeds from 1,000,000 on, so these never repeat one (default: 0,1,2)")
+    tune.add_argument("--protocol", default="held-out", choices=["held-out", "same-split"],
+                      help="held-out: score the best configurations' re-runs on --eval-seeds with the "
+                           "target checked on the test split; same-split: score the best tuning trial "
+                           "itself (common practice, optimistic) (default: held-out)")
+    tune.add_argument("--seed", type=int, default=0,
+                      help="QMC seed of study 0; study K uses SEED+K (default: 0)")
+    tune.add_argument("--search-space", action="append", default=[], metavar="[ALG=]FILE",
+                      help="search space JSON for an algorithm (AlgoPerf format, e.g. "
+                           '{"lr": {"min": 1e-4, "max": 1e-2, "scaling": "log"}}); default: the built-in '
+                           "space of the optimizer (trainlab/tuning/spaces/)")
+    tune.add_argument("--workers", type=int, default=1,
+                      help="trial processes on this machine, this one included (default: 1)")
+    tune.add_argument("--variants", action="store_true",
+                      help="also run each study's best configuration on the workloads' variants "
+                           "(robustness check; reported, not scored)")
+    tune.add_argument("--full-budget", action="store_true",
+                      help="train every trial to its full step budget instead of stopping at the "
+                           "target (the time to target is the same either way)")
+    tune.add_argument("--baseline", default=None, metavar="ALG",
+                      help="algorithm the geometric-mean speedup is relative to (default: the first)")
+    _add_workload_options(tune)
+    _add_store(tune)
+    _add_heartbeat(tune)
+    tune.add_argument("--report-dir", default="trainlab-results/tune-report", metavar="DIR",
+                      help="where to write the scoring report (default: trainlab-results/tune-report)")
+    tune.add_argument("--no-report", action="store_true", help="print the scores, write no report")
+    tune.add_argument("--no-progress", action="store_true", help="no progress bars, one line per trial")
+
+    worker = sub.add_parser(
+        "worker", help="run queued trials of a tuning experiment (joins from any machine)",
+        description="Claim and run queued trials of experiment --name from --store until the "
+                    "experiment is finished. Start as many as you like, on any machine that can "
+                    "reach the store (PostgreSQL for several machines).")
+    worker.add_argument("--name", required=True, help="experiment name (as given to trainlab tune)")
+    _add_store(worker)
+    _add_heartbeat(worker)
+    worker.add_argument("--device", default="auto",
+                        help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps (default: auto)")
+    worker.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="CPU threads for PyTorch (default: PyTorch's choice)")
+    worker.add_argument("--exit-when-idle", action="store_true",
+                        help="exit when nothing is queued instead of waiting for the experiment to finish")
+    worker.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
+    worker.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    score = sub.add_parser("score", help="score a tuning experiment and write its report",
+                           description="Performance profiles, benchmark scores, speedups and bootstrap "
+                                       "intervals of a stored tuning experiment; writes report.md, "
+                                       "plots, scores.json and scores.tex.")
+    score.add_argument("--name", default=None, help="experiment name (default: the only one in the store)")
+    score.add_argument("--baseline", default=None, metavar="ALG",
+                       help="algorithm the speedups are relative to (default: the first)")
+    _add_store(score)
+    _add_heartbeat(score)
+    score.add_argument("--out", default="trainlab-results/tune-report", metavar="DIR",
+                       help="output folder (default: trainlab-results/tune-report)")
 
 
 def main(argv: list[str] | None = None) -> int:

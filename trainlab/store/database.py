@@ -34,6 +34,9 @@ def normalise_url(url: str | None) -> str:
     """Accept a SQLAlchemy URL or a plain file path (taken as a SQLite database)."""
     if not url:
         return DEFAULT_STORE_URL
+    for scheme in ("postgresql://", "postgres://"):   # the driver trainlab[postgres] installs
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme):]
     return url if "://" in url else f"sqlite:///{url}"
 
 
@@ -65,7 +68,7 @@ class ResultsStore:
             self.engine = sa.create_engine(self.url, future=True)
         except (NoSuchModuleError, ImportError, ArgumentError) as exc:
             raise UsageError(f"cannot open results store {self.url!r}: {exc}; "
-                             "for PostgreSQL install a driver (pip install psycopg2-binary)") from None
+                             "for PostgreSQL install a driver (pip install 'trainlab[postgres]')") from None
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         try:

@@ -1,0 +1,222 @@
+"""The tuning protocol: search spaces, quasi-random draws, the tune/eval split, studies in a real
+SQLite store shared by real worker processes, and one-line errors for bad input.
+
+Experiments here run on the tiny synthetic regression (tests/support_workloads.py): its steps to
+target are deterministic for a given seed and configuration, which lets the tests compare whole
+experiments exactly."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cli
+from trainlab.errors import UsageError
+from trainlab.tuning.experiment import draw_configs, experiment_trials, load_plan
+from trainlab.tuning.plan import TUNING_SEED_BASE, TuningPlan
+from trainlab.tuning.search_space import (builtin_space_names, load_search_space, parse_search_space,
+                                          to_hparams)
+from trainlab.tuning.storage import open_storage
+
+TINY = str(ROOT / "tests" / "support_workloads.py")
+SPACE = {"lr": {"min": 1e-3, "max": 0.3, "scaling": "log"},
+         "momentum": {"min": 0.5, "max": 0.95},
+         "nesterov": {"feasible_points": [True]},
+         "warmup_fraction": {"feasible_points": [0.0, 0.1]}}
+
+
+# ---- search spaces ----------------------------------------------------------------------------
+@pytest.mark.parametrize("data, message", [
+    ([], "non-empty JSON object"),
+    ({}, "non-empty JSON object"),
+    ({"lr": 0.1}, "must be an object"),
+    ({"lr": {"min": 1e-3}}, "needs both min and max"),
+    ({"lr": {"min": 1e-2, "max": 1e-3}}, "must be below max"),
+    ({"lr": {"min": 0.0, "max": 1e-3, "scaling": "log"}}, "log scaling needs min > 0"),
+    ({"lr": {"min": 1e-3, "max": 1e-2, "scaling": "cubic"}}, "scaling must be 'log' or 'linear'"),
+    ({"lr": {"min": 1e-3, "max": 1e-2, "step": 2}}, "unknown key 'step'"),
+    ({"lr": {"min": "a", "max": 1e-2}}, "must be finite numbers"),
+    ({"lr": {"min": 1e-3, "max": float("inf")}}, "must be finite numbers"),
+    ({"lr": {"feasible_points": []}}, "non-empty list"),
+    ({"lr": {"feasible_points": [0.1, 0.1]}}, "duplicates"),
+    ({"lr": {"feasible_points": [[0.9, 0.99]]}}, "is not a finite number"),
+    ({"lr": {"feasible_points": [0.1], "min": 1}}, "mixes feasible_points"),
+    ({"learning_rate": {"min": 1e-3, "max": 1e-2}}, "unknown hyperparameter 'learning_rate'"),
+])
+def test_malformed_search_spaces_name_the_problem(data, message):
+    from trainlab.algorithms.registry import valid_hparams
+    with pytest.raises(UsageError, match=message):
+        parse_search_space(data, "test.json", valid_hparams("adamw", "cosine"))
+
+
+def test_builtin_spaces_are_valid_for_their_optimizers():
+    from trainlab.algorithms import make_algorithm
+    from trainlab.algorithms.registry import parse_name, valid_hparams
+    assert {"adamw", "nadamw", "sgd"} <= set(builtin_space_names())
+    for name in builtin_space_names():
+        optimizer, schedule = parse_name(name)
+        valid = valid_hparams(optimizer, schedule)
+        space = load_search_space(name, valid)
+        for corner in space.corner_configs():
+            make_algorithm(name, to_hparams(corner, valid))   # raises on an out-of-range value
+
+
+def test_beta_aliases_set_betas():
+    assert to_hparams({"one_minus_beta1": 0.1, "beta2": 0.95, "lr": 1.0}) == \
+        {"lr": 1.0, "betas": (0.9, 0.95)}
+    assert to_hparams({"beta2": 0.98}, {"betas": (0.8, 0.999)})["betas"] == (0.8, 0.98)
+
+
+def test_search_space_file_errors(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(UsageError, match="not valid JSON"):
+        load_search_space(bad)
+    with pytest.raises(UsageError, match="cannot read search space"):
+        load_search_space(tmp_path / "missing.json")
+    with pytest.raises(UsageError, match="no built-in search space"):
+        load_search_space("no_such_optimizer")
+
+
+# ---- quasi-random draws -----------------------------------------------------------------------
+def test_qmc_draws_are_reproducible_from_the_study_seed_and_cover_the_space():
+    space = parse_search_space(SPACE)
+    first, again, other = draw_configs(space, 7, 16), draw_configs(space, 7, 16), draw_configs(space, 8, 16)
+    assert first == again
+    assert first != other
+    for config in first:
+        assert 1e-3 <= config["lr"] <= 0.3 and 0.5 <= config["momentum"] <= 0.95
+        assert config["nesterov"] is True and config["warmup_fraction"] in (0.0, 0.1)
+    # low discrepancy: 16 Halton points put exactly... at least 3 in each quarter of log(lr)
+    quarters = Counter(min(3, int(4 * math.log(c["lr"] / 1e-3) / math.log(300))) for c in first)
+    assert all(quarters[q] >= 3 for q in range(4)), quarters
+    assert {c["warmup_fraction"] for c in first} == {0.0, 0.1}
+
+
+# ---- plans ------------------------------------------------------------------------------------
+def _plan(**kw) -> TuningPlan:
+    base = dict(name="x", algorithms=["sgd"], workloads=[TINY], trials=2, studies=2, eval_seeds=[0, 1],
+                search_spaces={"sgd": SPACE})
+    return TuningPlan(**{**base, **kw})
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"eval_seeds": [TUNING_SEED_BASE]}, "reserved for tuning"),
+    ({"eval_seeds": [1, 1]}, "duplicates"),
+    ({"eval_seeds": []}, "at least one evaluation seed"),
+    ({"trials": 0}, "--trials"),
+    ({"studies": 0}, "--studies"),
+    ({"name": "a:b"}, "--name"),
+    ({"protocol": "cv"}, "--protocol"),
+])
+def test_plan_checks(change, message):
+    with pytest.raises(UsageError, match=message):
+        _plan(**change).check()
+
+
+def _tune(tmp_path: Path, name: str, *extra: str, store: str | None = None, timeout: float = 240):
+    store = store or f"sqlite:///{tmp_path / 'studies.db'}"
+    (tmp_path / "sgd.json").write_text(json.dumps(SPACE))
+    return run_cli("tune", "--name", name, "--algorithms", "sgd", "--workloads", TINY,
+                   "--search-space", str(tmp_path / "sgd.json"), "--trials", "3", "--studies", "2",
+                   "--eval-seeds", "0,1", "--store", store, "--threads", "1", "--no-progress",
+                   "--heartbeat-interval", "1", "--grace-period", "3",
+                   "--report-dir", str(tmp_path / f"report-{name}"), *extra, timeout=timeout)
+
+
+def _completed(store: str, name: str):
+    storage = open_storage(store, 1, 3)
+    plan = load_plan(storage, name)
+    trials = [t for t in experiment_trials(storage, plan) if "kind" in t.user_attrs]
+    return plan, [t for t in trials if t.state.name == "COMPLETE"], trials
+
+
+def identity(t) -> tuple:
+    a = t.user_attrs
+    return (a["kind"], a["algorithm"], a["workload"], a["study"], a["draw"], a["seed"])
+
+
+@pytest.mark.slow
+def test_tune_with_two_workers_records_every_trial_once_and_splits_seeds(tmp_path):
+    store = f"sqlite:///{tmp_path / 'studies.db'}"
+    done = _tune(tmp_path, "two", "--workers", "2", store=store)
+    assert done.returncode == 0, done.stderr
+    assert "| sgd |" in done.stdout
+    plan, completed, trials = _completed(store, "two")
+    ids = [identity(t) for t in completed]
+    assert len(ids) == len(set(ids)) == 2 * 3 + 2 * 2          # 6 tuning + 2 studies x 2 eval seeds
+    tuning = [t for t in completed if t.user_attrs["kind"] == "tune"]
+    evals = [t for t in completed if t.user_attrs["kind"] == "eval"]
+    tuning_seeds = {t.user_attrs["seed"] for t in tuning}
+    assert tuning_seeds <= plan.tuning_seeds() and len(tuning_seeds) == 6
+    assert {t.user_attrs["seed"] for t in evals} == {0, 1}
+    assert not tuning_seeds & {t.user_attrs["seed"] for t in evals}
+    assert {t.user_attrs["split"] for t in tuning} == {"validation"}
+    assert {t.user_attrs["split"] for t in evals} == {"test"}
+    # each evaluation re-runs its study's best tuning configuration (fewest seconds to target)
+    for k in range(2):
+        mine = [t for t in tuning if t.user_attrs["study"] == k]
+        best = min(mine, key=lambda t: (t.value, t.user_attrs["draw"]))
+        assert {json.dumps(t.user_attrs["config"]) for t in evals if t.user_attrs["study"] == k} == \
+            {json.dumps(best.user_attrs["config"])}
+    # the trials' Optuna parameters are the queued quasi-random draws
+    space = parse_search_space(SPACE)
+    for t in tuning:
+        assert t.user_attrs["config"] == draw_configs(space, t.user_attrs["study"], 3)[t.user_attrs["draw"]]
+        assert t.params["lr"] == pytest.approx(t.user_attrs["config"]["lr"])
+    assert len({t.user_attrs["result"]["pid"] for t in completed}) >= 1
+    report = (tmp_path / "report-two" / "report.md").read_text()
+    assert "Performance profiles" in report and (tmp_path / "report-two" / "scores.json").exists()
+
+    # same-split protocol on the same store: no re-runs, the best tuning trial is the score
+    same = _tune(tmp_path, "same", "--protocol", "same-split", store=store)
+    assert same.returncode == 0, same.stderr
+    _, completed_same, _ = _completed(store, "same")
+    assert {t.user_attrs["kind"] for t in completed_same} == {"tune"}
+
+    # rerunning a finished experiment resumes it: nothing runs twice
+    again = _tune(tmp_path, "two", store=store)
+    assert again.returncode == 0 and "resumed; 10 trials complete, 0 to run" in again.stdout
+    assert len(_completed(store, "two")[1]) == 10
+    score = run_cli("score", "--store", store, "--name", "two", "--out", str(tmp_path / "score"))
+    assert score.returncode == 0 and "| sgd |" in score.stdout
+
+
+def _main(capsys, *argv: str) -> tuple[int, list[str]]:
+    """The CLI entry point in this process (fast), with its exit code and stderr lines."""
+    from trainlab.cli.main import main
+    code = main(list(argv))
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def test_bad_tuning_input_is_one_line_and_keeps_stored_results(tmp_path, capsys):
+    import optuna
+    store = tmp_path / "studies.db"
+    kept = optuna.create_study(storage=open_storage(str(store), 1, 3), study_name="kept")
+    kept.add_trial(optuna.trial.create_trial(value=1.5))
+    (tmp_path / "bad.json").write_text('{"lr": {"min": 1, "max": 0.1}}')
+    (tmp_path / "negative.json").write_text('{"lr": {"min": -1, "max": 0.1}}')
+    cases = [
+        (["--algorithms", "nosuch"], "unknown algorithm 'nosuch'"),
+        (["--algorithms", "sgd", "--search-space", str(tmp_path / "bad.json")], "must be below max"),
+        (["--algorithms", "sgd", "--search-space", str(tmp_path / "negative.json")], "lr"),
+        (["--algorithms", "sgd", "--store", "postgresql://nobody@127.0.0.1:1/none"], "cannot use store"),
+        (["--algorithms", "sgd", "--eval-seeds", "1000000"], "reserved for tuning"),
+        (["--algorithms", "sgd", "--workers", "0"], "--workers"),
+        (["--algorithms", "sgd", "--baseline", "adamw"], "--baseline"),
+    ]
+    for args, message in cases:
+        argv = ["tune", "--name", "bad", "--workloads", TINY, "--store", str(store), *args]
+        code, lines = _main(capsys, *argv)
+        assert code == 2, (args, lines)
+        assert len(lines) == 1 and lines[0].startswith("trainlab: error:") and message in lines[0], lines
+    again = optuna.load_study(storage=open_storage(str(store), 1, 3), study_name="kept")
+    assert [t.value for t in again.get_trials()] == [1.5]   # what was stored is still there
+    code, lines = _main(capsys, "score", "--store", f"sqlite:///{tmp_path / 'none.db'}", "--name", "x")
+    assert code == 2 and "no store at" in lines[-1]
+    code, lines = _main(capsys, "score", "--store", str(store), "--name", "x")
+    assert code == 2 and "no tuning experiment named 'x'" in lines[-1]

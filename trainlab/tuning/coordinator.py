@@ -1,0 +1,112 @@
+"""`trainlab tune`: set up an experiment, run it with N local worker processes, advance its phases.
+
+The coordinator is one process per experiment. It queues the tuning draws, runs trials itself like
+any worker, starts `workers - 1` more `trainlab worker` processes, fails the trials of dead workers,
+queues the evaluation runs of a (algorithm, workload) once all its studies are finished, and marks
+the experiment finished. Workers on other machines join with `trainlab worker --name NAME --store
+URL`. Restarting the same command after a crash resumes: set-up only queues what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import Callable
+
+import optuna
+import torch
+
+from trainlab.tuning.experiment import (counts, create_or_resume, enqueue_evaluation, enqueue_tuning,
+                                        load, tuning_finished)
+from trainlab.tuning.plan import TuningPlan
+from trainlab.tuning.worker import Worker, fail_stale
+
+FINISHED_ATTR = "finished"
+
+
+def all_finished(storage, plan: TuningPlan) -> bool:
+    state = counts(storage, plan)
+    if state["waiting"] or state["running"]:
+        return False
+    return all(tuning_finished(storage, plan, a, w) for a in plan.algorithms for w in plan.workloads)
+
+
+def is_marked_finished(storage, plan: TuningPlan) -> bool:
+    return bool(load(storage, plan.manifest_name()).user_attrs.get(FINISHED_ATTR))
+
+
+def spawn_worker(store_url: str, plan: TuningPlan, device: torch.device, threads: int | None,
+                 heartbeat_interval: int, grace_period: int) -> subprocess.Popen:
+    command = [sys.executable, "-m", "trainlab", "worker", "--name", plan.name, "--store", store_url,
+               "--device", str(device), "--heartbeat-interval", str(heartbeat_interval),
+               "--grace-period", str(grace_period), "--parent-pid", str(os.getpid()), "--no-progress"]
+    if threads is not None:
+        command += ["--threads", str(threads)]
+    return subprocess.Popen(command)
+
+
+def run_experiment(storage, store_url: str, plan: TuningPlan, device: torch.device, *, workers: int = 1,
+                   threads: int | None = None, heartbeat_interval: int, grace_period: int,
+                   report: Callable[[str], None] = print, progress_factory=None, poll: float = 0.5,
+                   variants_of=None) -> None:
+    plan, resumed = create_or_resume(storage, plan)
+    queued = enqueue_tuning(storage, plan)
+    state = counts(storage, plan)
+    report(f"experiment {plan.name!r}: {'resumed' if resumed else 'created'}; "
+           f"{state['complete']} trials complete, {state['waiting'] + state['running']} to run"
+           + (f" ({queued} newly queued)" if queued else ""))
+    worker = Worker(storage, plan, device, report=report, progress_factory=progress_factory)
+    helpers = [spawn_worker(store_url, plan, device, threads, heartbeat_interval, grace_period)
+               for _ in range(max(0, workers - 1))]
+    last_stale_check = 0.0
+    try:
+        while True:
+            if time.monotonic() - last_stale_check >= heartbeat_interval:
+                fail_stale(storage, plan)
+                last_stale_check = time.monotonic()
+            enqueue_evaluation(storage, plan, variants_of)
+            if worker.run_one():
+                continue
+            if all_finished(storage, plan) and enqueue_evaluation(storage, plan, variants_of) == 0:
+                break
+            time.sleep(poll)
+        load(storage, plan.manifest_name()).set_user_attr(FINISHED_ATTR, True)
+        for proc in helpers:
+            proc.wait()
+    finally:
+        for proc in helpers:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+def run_worker(storage, name: str, device: torch.device, *, parent_pid: int | None = None,
+               exit_when_idle: bool = False, report: Callable[[str], None] = print,
+               progress_factory=None, poll: float = 1.0) -> int:
+    """Run queued trials of experiment `name` until it is finished (or idle, or the parent is gone);
+    returns the number of trials this worker ran."""
+    from trainlab.tuning.experiment import load_plan
+    plan = load_plan(storage, name)
+    worker = Worker(storage, plan, device, report=report, progress_factory=progress_factory)
+    ran = 0
+    last_stale_check = 0.0
+    while True:
+        if parent_pid is not None and os.getppid() != parent_pid:
+            return ran  # the coordinator died: its restart starts fresh workers
+        if time.monotonic() - last_stale_check >= storage.heartbeat_interval:
+            fail_stale(storage, plan)
+            last_stale_check = time.monotonic()
+        if worker.run_one():
+            ran += 1
+            continue
+        if is_marked_finished(storage, plan) or exit_when_idle:
+            return ran
+        time.sleep(poll)
+
+
+__all__ = ["run_experiment", "run_worker", "all_finished", "optuna"]

@@ -1,0 +1,205 @@
+"""Set up and advance an experiment's studies: queue the draws, pick each study's best, queue its
+evaluation runs. Only the coordinator (`trainlab tune`) calls these; workers only run queued trials.
+
+Every queued trial carries its identity in its user attributes (`kind`, `algorithm`, `workload`,
+`study`, `draw` or `seed`, `config`), and queueing checks that identity first, so running the set-up
+again after a crash queues exactly what is missing, never a duplicate. A queued trial is one row
+written in one transaction (Optuna's `enqueue_trial`), so a crash cannot leave half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Iterable
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from trainlab.errors import UsageError
+from trainlab.tuning.plan import TuningPlan, tuning_seed
+from trainlab.tuning.search_space import SearchSpace, parse_search_space
+
+UNFINISHED = (TrialState.WAITING, TrialState.RUNNING)
+
+
+def load(storage, name: str) -> optuna.Study:
+    """An existing study; workers never sample through it, so the cheapest sampler will do."""
+    return optuna.load_study(storage=storage, study_name=name, sampler=optuna.samplers.RandomSampler())
+
+
+def draw_configs(space: SearchSpace, seed: int, count: int) -> list[dict[str, Any]]:
+    """The first `count` points of the scrambled Halton sequence seeded by `seed`, from Optuna's
+    `QMCSampler`, as search-space values (constants included). Drawn against a private in-memory
+    study, so the sequence depends only on (space, seed), not on what the shared study holds, and
+    the first point is quasi-random too (an Optuna study would draw its first trial at random)."""
+    distributions = space.distributions()
+    configs = []
+    if distributions:
+        sampler = optuna.samplers.QMCSampler(qmc_type="halton", scramble=True, seed=seed)
+        scratch = optuna.create_study(sampler=sampler)
+        template = optuna.trial.create_trial(state=TrialState.WAITING)
+        points = [sampler.sample_relative(scratch, template, distributions) for _ in range(count)]
+    else:
+        points = [{} for _ in range(count)]
+    for point in points:
+        configs.append({**space.constants(), **{k: _plain(v) for k, v in point.items()}})
+    return configs
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def plan_space(plan: TuningPlan, algorithm: str) -> SearchSpace:
+    return parse_search_space(plan.search_spaces[algorithm], f"of {algorithm} (stored)")
+
+
+def create_or_resume(storage, plan: TuningPlan) -> tuple[TuningPlan, bool]:
+    """Create the experiment's studies, or check that a stored experiment of the same name has the
+    same plan. Returns (plan, resumed)."""
+    manifest = optuna.create_study(storage=storage, study_name=plan.manifest_name(), load_if_exists=True)
+    stored = manifest.user_attrs.get("plan")
+    resumed = stored is not None
+    if resumed:
+        previous = TuningPlan.from_json(stored)
+        differing = plan.differences(previous)
+        if differing:
+            raise UsageError(f"experiment {plan.name!r} already exists in this store with a different "
+                             f"{differing[0]}: rerun it with the same options to resume, or choose "
+                             "another --name")
+    else:
+        manifest.set_user_attr("plan", plan.to_json())
+    for name in plan.study_names():
+        optuna.create_study(storage=storage, study_name=name, load_if_exists=True)
+    return plan, resumed
+
+
+def load_plan(storage, name: str) -> TuningPlan:
+    summaries = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
+    manifest = summaries.get(f"trainlab:{name}")
+    if manifest is None or "plan" not in manifest.user_attrs:
+        known = sorted(n.split(":", 2)[1] for n in summaries if n.count(":") == 1 and n.startswith("trainlab:"))
+        raise UsageError(f"no tuning experiment named {name!r} in this store"
+                         + (f"; stored: {', '.join(known)}" if known else "; run `trainlab tune` first"))
+    return TuningPlan.from_json(manifest.user_attrs["plan"])
+
+
+def list_experiments(storage) -> list[str]:
+    return sorted(s.study_name.split(":", 1)[1] for s in optuna.get_all_study_summaries(storage)
+                  if s.study_name.startswith("trainlab:") and s.study_name.count(":") == 1)
+
+
+def _identity(trial: FrozenTrial, keys: Iterable[str]) -> tuple:
+    return tuple(json.dumps(trial.user_attrs.get(k), sort_keys=True) for k in keys)
+
+
+def _enqueue_missing(study: optuna.Study, wanted: list[dict[str, Any]], keys: tuple[str, ...],
+                     space: SearchSpace) -> int:
+    have = {_identity(t, keys) for t in study.get_trials(deepcopy=False) if "kind" in t.user_attrs}
+    added = 0
+    for attrs in wanted:
+        key = tuple(json.dumps(attrs.get(k), sort_keys=True) for k in keys)
+        if key in have:
+            continue
+        params = {k: v for k, v in attrs["config"].items() if k in space.distributions()}
+        study.enqueue_trial(params, user_attrs=attrs)
+        have.add(key)
+        added += 1
+    return added
+
+
+def enqueue_tuning(storage, plan: TuningPlan) -> int:
+    """Queue every tuning draw not yet in its study; returns how many were queued."""
+    added = 0
+    for algorithm in plan.algorithms:
+        space = plan_space(plan, algorithm)
+        for k in range(plan.studies):
+            configs = draw_configs(space, plan.seed + k, plan.trials)
+            for workload in plan.workloads:
+                study = load(storage, plan.tune_study_name(algorithm, workload, k))
+                wanted = [{"kind": "tune", "algorithm": algorithm, "workload": workload,
+                           "base_workload": workload, "study": k, "draw": i,
+                           "seed": tuning_seed(k, i), "split": "validation", "config": config}
+                          for i, config in enumerate(configs)]
+                added += _enqueue_missing(study, wanted, ("kind", "study", "draw"), space)
+    return added
+
+
+def result_of(trial: FrozenTrial) -> dict[str, Any]:
+    return trial.user_attrs.get("result") or {}
+
+
+def best_trial(trials: list[FrozenTrial]) -> FrozenTrial | None:
+    """The fastest completed trial to reach the target; if none did, the one with the best validation
+    metric (so its evaluation runs show how far off it is); ties go to the earlier draw."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE and "kind" in t.user_attrs]
+    if not done:
+        return None
+    reached = [t for t in done if t.value is not None and math.isfinite(t.value)]
+    if reached:
+        return min(reached, key=lambda t: (t.value, t.user_attrs.get("draw", 0)))
+
+    def badness(t: FrozenTrial) -> tuple:
+        r = result_of(t)
+        metric = r.get("best_metric")
+        if metric is None or not math.isfinite(metric):
+            return (1, 0.0, t.user_attrs.get("draw", 0))
+        return (0, -metric if r.get("higher_is_better") else metric, t.user_attrs.get("draw", 0))
+    return min(done, key=badness)
+
+
+def tuning_finished(storage, plan: TuningPlan, algorithm: str, workload: str) -> bool:
+    for k in range(plan.studies):
+        study = load(storage, plan.tune_study_name(algorithm, workload, k))
+        trials = study.get_trials(deepcopy=False)
+        if any(t.state in UNFINISHED for t in trials):
+            return False
+        draws = {t.user_attrs.get("draw") for t in trials if "kind" in t.user_attrs}
+        if len(draws) < plan.trials:
+            return False
+    return True
+
+
+def enqueue_evaluation(storage, plan: TuningPlan, variants_of=None) -> int:
+    """For each (algorithm, workload) whose tuning is finished, queue its evaluation runs (held-out
+    protocol) and robustness runs on variants (if the plan asks); returns how many were queued."""
+    added = 0
+    for algorithm in plan.algorithms:
+        space = plan_space(plan, algorithm)
+        for workload in plan.workloads:
+            if not tuning_finished(storage, plan, algorithm, workload):
+                continue
+            wanted = []
+            for k in range(plan.studies):
+                study = load(storage, plan.tune_study_name(algorithm, workload, k))
+                best = best_trial(study.get_trials(deepcopy=False))
+                if best is None:
+                    continue
+                common = {"algorithm": algorithm, "base_workload": workload, "study": k,
+                          "draw": best.user_attrs["draw"], "config": best.user_attrs["config"]}
+                split = "test" if plan.protocol == "held-out" else "validation"
+                if plan.protocol == "held-out":
+                    wanted += [{**common, "kind": "eval", "workload": workload, "seed": s, "split": split}
+                               for s in plan.eval_seeds]
+                if plan.variants and variants_of is not None:
+                    seed = plan.eval_seeds[0] if plan.eval_seeds else 0
+                    wanted += [{**common, "kind": "variant", "workload": v, "seed": seed, "split": split}
+                               for v in variants_of(workload)]
+            if wanted:
+                study = load(storage, plan.eval_study_name(algorithm, workload))
+                added += _enqueue_missing(study, wanted, ("kind", "study", "workload", "seed"), space)
+    return added
+
+
+def experiment_trials(storage, plan: TuningPlan) -> list[FrozenTrial]:
+    out = []
+    for name in plan.study_names():
+        out += load(storage, name).get_trials(deepcopy=False)
+    return out
+
+
+def counts(storage, plan: TuningPlan) -> dict[str, int]:
+    trials = [t for t in experiment_trials(storage, plan) if "kind" in t.user_attrs]
+    return {state: sum(t.state.name.lower() == state for t in trials)
+            for state in ("waiting", "running", "complete", "fail")}

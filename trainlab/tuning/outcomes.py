@@ -1,0 +1,111 @@
+"""Read an experiment back from the store as the numbers scoring needs (no Optuna types leak out).
+
+The cost of a run is its time to target (training seconds) or its steps to target, +inf for a miss,
+a divergence or a failure. Per (algorithm, workload) and study, the scored costs are:
+- held-out protocol: the evaluation runs of the study's best configuration, one per evaluation seed;
+- same-split protocol: the best tuning trial's own cost (a list of one).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from optuna.trial import TrialState
+
+from trainlab.tuning.experiment import best_trial, experiment_trials, result_of
+from trainlab.tuning.plan import TuningPlan
+
+COSTS = ("time", "steps")
+
+
+def cost_of(trial, by: str) -> float:
+    if trial is None or trial.state != TrialState.COMPLETE:
+        return math.inf
+    r = result_of(trial)
+    if not r.get("reached"):
+        return math.inf
+    value = r.get("time_to_target") if by == "time" else r.get("steps_to_target")
+    return float(value) if value is not None else math.inf
+
+
+@dataclass
+class Outcomes:
+    plan: TuningPlan
+    # by -> algorithm -> workload -> per study -> per evaluation seed
+    costs: dict[str, dict[str, dict[str, list[list[float]]]]] = field(default_factory=dict)
+    curves: list[dict[str, Any]] = field(default_factory=list)        # tuning trials, by time
+    best: list[dict[str, Any]] = field(default_factory=list)          # per (algorithm, workload, study)
+    variants: list[dict[str, Any]] = field(default_factory=list)      # robustness runs
+    missing: list[str] = field(default_factory=list)                  # what is not finished yet
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def collect(storage, plan: TuningPlan) -> Outcomes:
+    trials = [t for t in experiment_trials(storage, plan) if "kind" in t.user_attrs]
+    out = Outcomes(plan, costs={by: {} for by in COSTS})
+    out.counts = {s: sum(t.state.name.lower() == s for t in trials)
+                  for s in ("waiting", "running", "complete", "fail")}
+    by_key: dict[tuple, list] = {}
+    for t in trials:
+        a = t.user_attrs
+        by_key.setdefault((a["kind"], a["algorithm"], a["base_workload"], a["study"]), []).append(t)
+
+    for algorithm in plan.algorithms:
+        for workload in plan.workloads:
+            for by in COSTS:
+                out.costs[by].setdefault(algorithm, {})[workload] = []
+            for k in range(plan.studies):
+                tuning = sorted(by_key.get(("tune", algorithm, workload, k), []),
+                                key=lambda t: t.user_attrs["draw"])
+                done = [t for t in tuning if t.state in (TrialState.COMPLETE, TrialState.FAIL)]
+                # one entry per draw: a retried draw has a failed copy and (later) a completed one
+                per_draw: dict[int, Any] = {}
+                for t in done:
+                    d = t.user_attrs["draw"]
+                    if d not in per_draw or t.state == TrialState.COMPLETE:
+                        per_draw[d] = t
+                out.curves.append({"workload": plan.display(workload), "algorithm": algorithm, "study": k,
+                                   "costs": [cost_of(per_draw[d], "time") for d in sorted(per_draw)]})
+                if len(per_draw) < plan.trials:
+                    out.missing.append(f"{algorithm} on {plan.display(workload)}, study {k}: "
+                                       f"{len(per_draw)}/{plan.trials} tuning trials")
+                best = best_trial(tuning)
+                if best is None:
+                    for by in COSTS:
+                        out.costs[by][algorithm][workload].append([math.inf])
+                    continue
+                out.best.append({"algorithm": algorithm, "workload": plan.display(workload), "study": k,
+                                 "draw": best.user_attrs["draw"], "config": best.user_attrs["config"],
+                                 "tuning_time": cost_of(best, "time"),
+                                 "tuning_steps": cost_of(best, "steps")})
+                evals = by_key.get(("eval", algorithm, workload, k), [])
+                if plan.protocol == "same-split":
+                    for by in COSTS:
+                        out.costs[by][algorithm][workload].append([cost_of(best, by)])
+                else:
+                    per_seed = {}
+                    for t in evals:
+                        if t.user_attrs["draw"] != best.user_attrs["draw"]:
+                            continue
+                        s = t.user_attrs["seed"]
+                        if s not in per_seed or t.state == TrialState.COMPLETE:
+                            per_seed[s] = t
+                    finished = {s: t for s, t in per_seed.items()
+                                if t.state in (TrialState.COMPLETE, TrialState.FAIL)}
+                    if len(finished) < len(plan.eval_seeds):
+                        out.missing.append(f"{algorithm} on {plan.display(workload)}, study {k}: "
+                                           f"{len(finished)}/{len(plan.eval_seeds)} evaluation runs")
+                    for by in COSTS:
+                        out.costs[by][algorithm][workload].append(
+                            [cost_of(finished.get(s), by) for s in plan.eval_seeds])
+                for t in by_key.get(("variant", algorithm, workload, k), []):
+                    if t.state != TrialState.COMPLETE:
+                        continue
+                    r = result_of(t)
+                    out.variants.append({"algorithm": algorithm, "workload": plan.display(workload), "study": k,
+                                         "variant": t.user_attrs["workload"], "reached": bool(r.get("reached")),
+                                         "best_metric": r.get("best_metric"), "target": r.get("target"),
+                                         "time": cost_of(t, "time")})
+    return out

@@ -1,0 +1,110 @@
+"""What a tuning experiment is, and how it is laid out as Optuna studies in the store.
+
+An experiment (`--name`) tunes each algorithm on each workload with `studies` independent studies
+of `trials` quasi-random configurations each (AlgoPerf's external tuning), then, under the
+`held-out` protocol, re-runs each study's best configuration on evaluation seeds that tuning never
+saw, selecting by the workload's held-out (test) split instead of the validation split used for
+tuning. Under `same-split` the best tuning trial's own result is the score (common practice,
+optimistic: the maximum of noisy draws on the data it was chosen on).
+
+Studies, all in one storage, named so that a listing reads as a table of contents:
+- `trainlab:NAME`: the manifest; its user attributes hold the plan (JSON) and the `finished` flag.
+- `trainlab:NAME:tune:ALGORITHM:WORKLOAD:K`: study K's tuning trials (queued draws of the QMC
+  sequence seeded by `seed + K`).
+- `trainlab:NAME:eval:ALGORITHM:WORKLOAD`: the evaluation runs of every study's best configuration,
+  and its robustness runs on the workload's variants.
+
+Seeds: tuning trial i of study K trains with seed `TUNING_SEED_BASE + 1000 * K + i`; evaluation seeds
+must lie below `TUNING_SEED_BASE`, so the two sets never meet (checked here).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from trainlab.errors import UsageError
+
+TUNING_SEED_BASE = 1_000_000
+MAX_TRIALS_PER_STUDY = 1000
+PROTOCOLS = ("held-out", "same-split")
+PREFIX = "trainlab"
+
+
+def tuning_seed(study: int, draw: int) -> int:
+    return TUNING_SEED_BASE + 1000 * study + draw
+
+
+@dataclass
+class TuningPlan:
+    name: str
+    algorithms: list[str]
+    workloads: list[str]
+    trials: int
+    studies: int
+    eval_seeds: list[int]
+    protocol: str = "held-out"
+    seed: int = 0                                     # QMC seed of study 0 (study K uses seed + K)
+    search_spaces: dict[str, dict[str, Any]] = field(default_factory=dict)   # algorithm -> JSON space
+    workload_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stop_at_target: bool = True
+    variants: bool = False
+    workload_names: dict[str, str] = field(default_factory=dict)   # spec (name, file, module) -> name
+
+    def display(self, spec: str) -> str:
+        return self.workload_names.get(spec, spec)
+
+    def check(self) -> None:
+        if not self.name or ":" in self.name:
+            raise UsageError(f"--name must be non-empty and contain no ':', got {self.name!r}")
+        if not self.algorithms or not self.workloads:
+            raise UsageError("tuning needs at least one algorithm and one workload")
+        for what, values in (("algorithm", self.algorithms), ("workload", self.workloads)):
+            if len(set(values)) != len(values):
+                raise UsageError(f"a {what} is listed twice in {','.join(values)}")
+        if not 1 <= self.trials <= MAX_TRIALS_PER_STUDY:
+            raise UsageError(f"--trials must be between 1 and {MAX_TRIALS_PER_STUDY}, got {self.trials}")
+        if not 1 <= self.studies <= 100:
+            raise UsageError(f"--studies must be between 1 and 100, got {self.studies}")
+        if self.protocol not in PROTOCOLS:
+            raise UsageError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
+        if self.protocol == "held-out" and not self.eval_seeds:
+            raise UsageError("the held-out protocol needs at least one evaluation seed (--eval-seeds)")
+        if len(set(self.eval_seeds)) != len(self.eval_seeds):
+            raise UsageError(f"--eval-seeds has duplicates: {self.eval_seeds}")
+        for s in self.eval_seeds:
+            if not 0 <= s < TUNING_SEED_BASE:
+                raise UsageError(f"evaluation seed {s} is outside [0, {TUNING_SEED_BASE}): seeds from "
+                                 f"{TUNING_SEED_BASE} on are reserved for tuning trials")
+        if not 0 <= self.seed < 2**31:
+            raise UsageError(f"--seed must be in [0, 2^31), got {self.seed}")
+
+    def tuning_seeds(self) -> set[int]:
+        return {tuning_seed(k, i) for k in range(self.studies) for i in range(self.trials)}
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TuningPlan":
+        return cls(**json.loads(text))
+
+    def differences(self, other: "TuningPlan") -> list[str]:
+        mine, theirs = asdict(self), asdict(other)
+        return [k for k in mine if mine[k] != theirs[k]]
+
+    # ---- study names ----
+    def manifest_name(self) -> str:
+        return f"{PREFIX}:{self.name}"
+
+    def tune_study_name(self, algorithm: str, workload: str, study: int) -> str:
+        return f"{PREFIX}:{self.name}:tune:{algorithm}:{workload}:{study}"
+
+    def eval_study_name(self, algorithm: str, workload: str) -> str:
+        return f"{PREFIX}:{self.name}:eval:{algorithm}:{workload}"
+
+    def study_names(self) -> list[str]:
+        names = [self.tune_study_name(a, w, k) for a in self.algorithms for w in self.workloads
+                 for k in range(self.studies)]
+        return names + [self.eval_study_name(a, w) for a in self.algorithms for w in self.workloads]

@@ -1,0 +1,192 @@
+"""Workload-agnostic search spaces in AlgoPerf's JSON format, validated before anything runs.
+
+A search space is one JSON object per algorithm, each key a hyperparameter and each value either a
+range or a list of feasible points:
+
+    {"lr": {"min": 1e-4, "max": 1e-2, "scaling": "log"},
+     "one_minus_beta1": {"min": 0.02, "max": 0.2, "scaling": "log"},
+     "weight_decay": {"feasible_points": [0.0, 0.01, 0.1]}}
+
+`scaling` is `log` or `linear` (the default). Keys are the algorithm's own hyperparameters (`trainlab
+list algorithms`), or AlgoPerf's `beta1`, `beta2`, `one_minus_beta1`, `one_minus_beta2`, which set
+the matching element of `betas`. Points are JSON scalars. Ranges become Optuna float distributions
+(log-uniform or uniform); several feasible points a categorical one; a single point is a constant and
+takes no quasi-random dimension.
+
+Validation happens twice, both before any trial: the shape of the file (here), then the values, by
+building the algorithm at every corner-per-dimension of the space, so a range that allows a negative
+learning rate or betas outside [0, 1) fails with the algorithm's own message.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
+
+from trainlab.errors import UsageError
+
+BETA_ALIASES = {"beta1": (0, False), "beta2": (1, False),
+                "one_minus_beta1": (0, True), "one_minus_beta2": (1, True)}
+SCALINGS = ("linear", "log")
+RANGE_KEYS = {"min", "max", "scaling"}
+
+
+@dataclass(frozen=True)
+class Dimension:
+    name: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    points: tuple[Any, ...] | None = None   # feasible points, when not a range
+
+    @property
+    def constant(self) -> bool:
+        return self.points is not None and len(self.points) == 1
+
+    def distribution(self) -> BaseDistribution:
+        if self.points is not None:
+            return CategoricalDistribution(list(self.points))
+        return FloatDistribution(self.low, self.high, log=self.log)
+
+    def corners(self) -> tuple[Any, ...]:
+        return self.points if self.points is not None else (self.low, self.high)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A validated space; `source` names where it came from, for error messages and the store."""
+
+    dimensions: tuple[Dimension, ...]
+    source: str = "<inline>"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for d in self.dimensions:
+            out[d.name] = ({"feasible_points": list(d.points)} if d.points is not None
+                           else {"min": d.low, "max": d.high, "scaling": "log" if d.log else "linear"})
+        return out
+
+    def distributions(self) -> dict[str, BaseDistribution]:
+        """The dimensions Optuna samples (constants excluded: they take no QMC coordinate)."""
+        return {d.name: d.distribution() for d in self.dimensions if not d.constant}
+
+    def constants(self) -> dict[str, Any]:
+        return {d.name: d.points[0] for d in self.dimensions if d.constant}
+
+    def corner_configs(self) -> list[dict[str, Any]]:
+        """Every extreme of every dimension, the others at their first extreme: enough to hit each
+        value's range check once."""
+        base = {d.name: d.corners()[0] for d in self.dimensions}
+        configs = [dict(base)]
+        for d in self.dimensions:
+            for value in d.corners()[1:]:
+                configs.append({**base, d.name: value})
+        return configs
+
+
+def to_hparams(config: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Search-space values as algorithm hyperparameters: beta aliases folded into `betas`."""
+    out = {k: v for k, v in config.items() if k not in BETA_ALIASES}
+    aliases = {k: v for k, v in config.items() if k in BETA_ALIASES}
+    if aliases:
+        betas = list((defaults or {}).get("betas", (0.9, 0.999)))
+        for key, value in aliases.items():
+            index, one_minus = BETA_ALIASES[key]
+            betas[index] = 1.0 - float(value) if one_minus else float(value)
+        out["betas"] = tuple(betas)
+    return out
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def parse_search_space(data: Any, source: str = "<inline>",
+                       valid: Mapping[str, Any] | None = None) -> SearchSpace:
+    """Check the shape of a decoded JSON search space; `valid` (hyperparameter -> default) adds the
+    name check. Raises `UsageError` with `source` and the offending key."""
+    where = f"search space {source}"
+    if not isinstance(data, dict) or not data:
+        raise UsageError(f"{where}: expected a non-empty JSON object of hyperparameters, e.g. "
+                         '{"lr": {"min": 1e-4, "max": 1e-2, "scaling": "log"}}')
+    dims = []
+    for name, spec in data.items():
+        if not isinstance(name, str) or not name:
+            raise UsageError(f"{where}: hyperparameter names must be non-empty strings, got {name!r}")
+        if valid is not None and name not in valid and name not in BETA_ALIASES:
+            raise UsageError(f"{where}: unknown hyperparameter {name!r}; valid: "
+                             f"{', '.join(sorted(set(valid) | (set(BETA_ALIASES) if 'betas' in valid else set())))}")
+        if name in BETA_ALIASES and valid is not None and "betas" not in valid:
+            raise UsageError(f"{where}: {name!r} sets betas, which this algorithm does not have")
+        if not isinstance(spec, dict):
+            raise UsageError(f"{where}: {name!r} must be an object with min/max/scaling or "
+                             f"feasible_points, got {type(spec).__name__}")
+        if "feasible_points" in spec:
+            extra = set(spec) - {"feasible_points"}
+            if extra:
+                raise UsageError(f"{where}: {name!r} mixes feasible_points with {sorted(extra)[0]!r}; "
+                                 "give either feasible_points or min/max/scaling")
+            points = spec["feasible_points"]
+            if not isinstance(points, list) or not points:
+                raise UsageError(f"{where}: {name!r}: feasible_points must be a non-empty list")
+            for p in points:
+                if not (p is None or isinstance(p, (str, bool)) or _number(p)):
+                    raise UsageError(f"{where}: {name!r}: feasible point {p!r} is not a finite number, "
+                                     "string, boolean or null")
+            if len({json.dumps(p) for p in points}) != len(points):
+                raise UsageError(f"{where}: {name!r}: feasible_points has duplicates")
+            dims.append(Dimension(name, points=tuple(points)))
+            continue
+        extra = set(spec) - RANGE_KEYS
+        if extra:
+            raise UsageError(f"{where}: {name!r} has unknown key {sorted(extra)[0]!r}; "
+                             "allowed: min, max, scaling, or feasible_points")
+        if "min" not in spec or "max" not in spec:
+            raise UsageError(f"{where}: {name!r} needs both min and max (or feasible_points)")
+        low, high = spec["min"], spec["max"]
+        if not _number(low) or not _number(high):
+            raise UsageError(f"{where}: {name!r}: min and max must be finite numbers, got {low!r}, {high!r}")
+        scaling = spec.get("scaling", "linear")
+        if scaling not in SCALINGS:
+            raise UsageError(f"{where}: {name!r}: scaling must be 'log' or 'linear', got {scaling!r}")
+        if not low < high:
+            raise UsageError(f"{where}: {name!r}: min ({low}) must be below max ({high}); "
+                             "use feasible_points for a single value")
+        if scaling == "log" and low <= 0:
+            raise UsageError(f"{where}: {name!r}: log scaling needs min > 0, got {low}")
+        dims.append(Dimension(name, low=float(low), high=float(high), log=scaling == "log"))
+    return SearchSpace(tuple(dims), source)
+
+
+def builtin_space_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("trainlab.tuning.spaces").iterdir()
+                  if p.name.endswith(".json"))
+
+
+def load_search_space(path_or_name: str | Path, valid: Mapping[str, Any] | None = None) -> SearchSpace:
+    """Load a search space from a JSON file, or a built-in one by optimizer name."""
+    text_source = str(path_or_name)
+    path = Path(path_or_name)
+    if not path.suffix and not path.exists():
+        name = text_source
+        if name not in builtin_space_names():
+            raise UsageError(f"no built-in search space for {name!r} (built-in: "
+                             f"{', '.join(builtin_space_names())}); pass --search-space FILE.json")
+        text = resources.files("trainlab.tuning.spaces").joinpath(f"{name}.json").read_text()
+        text_source = f"built-in {name}"
+    else:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise UsageError(f"cannot read search space {text_source!r}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"search space {text_source}: not valid JSON ({exc})") from None
+    return parse_search_space(data, text_source, valid)

@@ -1,0 +1,178 @@
+"""A worker: claim a queued trial of an experiment, run it under the honest clock, record it.
+
+Any number of workers, in any number of processes and machines, share an experiment through its
+storage; the storage is the only thing they share (no scheduler, no queue of our own).
+
+Life of a trial, and what a crash (kill -9) at each point leaves behind:
+1. Claim: record a heartbeat for the queued trial, then move it WAITING -> RUNNING in one atomic
+   update (another worker that got there first makes ours a no-op). Killed before: it stays queued.
+2. Run: a thread renews the heartbeat every `heartbeat_interval` s. Killed: the heartbeat goes stale,
+   the next worker or coordinator to look fails the trial and Optuna queues a copy (same parameters,
+   same identity), which runs again from scratch.
+3. Record: the result goes into user attributes, then one update sets COMPLETE with the objective
+   (time to target, +inf for a miss). Killed between the two: still RUNNING, so (2). A trial is
+   counted only once COMPLETE, and a stale-failed trial can never complete, so every completed
+   trial is kept exactly once.
+A Python exception in the trial (a bug, a bad configuration) marks it FAIL with the error and is not
+retried; a non-finite loss completes it as `diverged` within the step it happened (the runner checks
+at the next evaluation; the objective is +inf). Ctrl-C puts the running trial back in the queue.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import optuna
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+from trainlab.algorithms import make_algorithm
+from trainlab.algorithms.registry import parse_name, valid_hparams
+from trainlab.benchmark.runner import run_trial
+from trainlab.tuning.experiment import load, plan_space
+from trainlab.tuning.plan import TuningPlan
+from trainlab.tuning.search_space import to_hparams
+from trainlab.workloads import Workload, create_workload
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class Heartbeat:
+    """Renews a running trial's heartbeat from a daemon thread until stopped."""
+
+    def __init__(self, storage, trial_id: int, interval: float) -> None:
+        self._storage, self._trial_id, self._interval = storage, trial_id, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"heartbeat-{trial_id}")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._storage.record_heartbeat(self._trial_id)
+            except Exception:  # a missed beat is harmless; the next one retries
+                pass
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclass
+class Worker:
+    storage: Any
+    plan: TuningPlan
+    device: torch.device
+    report: Callable[[str], None] = print
+    progress_factory: Callable[[str, int], Any] | None = None
+    _workloads: dict[str, Workload] = field(default_factory=dict)
+    _study_ids: dict[str, int] = field(default_factory=dict)
+
+    def study_id(self, name: str) -> int:
+        if name not in self._study_ids:
+            self._study_ids[name] = self.storage.get_study_id_from_name(name)
+        return self._study_ids[name]
+
+    def workload(self, spec: str) -> Workload:
+        if spec not in self._workloads:
+            self._workloads[spec] = create_workload(spec, **self.plan.workload_options.get(spec, {}))
+        return self._workloads[spec]
+
+    # ---- claiming ----
+    def claim(self) -> FrozenTrial | None:
+        """Claim the first queued trial (tuning before evaluation, in draw order), or None."""
+        for name in self.plan.study_names():
+            waiting = self.storage.get_all_trials(self.study_id(name), deepcopy=False,
+                                                  states=(TrialState.WAITING,))
+            for trial in sorted(waiting, key=lambda t: t.number):
+                if "kind" not in trial.user_attrs:
+                    continue
+                try:
+                    self.storage.record_heartbeat(trial._trial_id)
+                    if self.storage.set_trial_state_values(trial._trial_id, TrialState.RUNNING):
+                        self.storage.record_heartbeat(trial._trial_id)
+                        return self.storage.get_trial(trial._trial_id)
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    continue
+        return None
+
+    def run_one(self) -> bool:
+        """Claim and run one trial; False if none was queued."""
+        trial = self.claim()
+        if trial is None:
+            return False
+        with Heartbeat(self.storage, trial._trial_id, self.storage.heartbeat_interval):
+            try:
+                self._run(trial)
+            except KeyboardInterrupt:
+                self.storage.set_trial_state_values(trial._trial_id, TrialState.WAITING)
+                raise
+        return True
+
+    # ---- running ----
+    def _label(self, attrs: dict[str, Any]) -> str:
+        where = f"study {attrs['study']} " + (f"draw {attrs['draw']}" if attrs["kind"] == "tune"
+                                              else f"seed {attrs['seed']}")
+        return f"{attrs['kind']:<7} {attrs['algorithm']} on {self.plan.display(attrs['workload'])} {where}"
+
+    def _run(self, trial: FrozenTrial) -> None:
+        attrs = dict(trial.user_attrs)
+        trial_id = trial._trial_id
+        space = plan_space(self.plan, attrs["algorithm"])
+        for name, dist in space.distributions().items():
+            if name not in trial.params:
+                self.storage.set_trial_param(trial_id, name, dist.to_internal_repr(attrs["config"][name]), dist)
+        label = self._label(attrs)
+        started = time.perf_counter()
+        try:
+            optimizer_name, schedule = parse_name(attrs["algorithm"])
+            hparams = to_hparams(attrs["config"], valid_hparams(optimizer_name, schedule))
+            spec = make_algorithm(attrs["algorithm"], hparams)
+            workload = self.workload(attrs["workload"])
+            progress = self.progress_factory(label, workload.step_budget) if self.progress_factory else None
+            try:
+                result = run_trial(workload, spec, attrs["seed"], self.device, progress=progress,
+                                   stop_at_target=self.plan.stop_at_target, eval_split=attrs["split"])
+            finally:
+                if progress is not None:
+                    progress.close()
+        except Exception as exc:
+            self.storage.set_trial_user_attr(trial_id, "error", "".join(
+                traceback.format_exception_only(exc)).strip() + "\n" + traceback.format_exc())
+            self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            self.report(f"{label}: FAILED ({type(exc).__name__}: {exc})")
+            return
+        summary = {k: _finite_or_none(v) for k, v in result.summary().items()}
+        summary["pid"] = os.getpid()
+        self.storage.set_trial_user_attr(trial_id, "result", summary)
+        self.storage.set_trial_user_attr(trial_id, "evals", [
+            [e.step, e.train_seconds, _finite_or_none(e.metric)] for e in result.evals])
+        value = result.time_to_target if result.reached else math.inf
+        try:
+            self.storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [value])
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # declared dead while it ran (missed heartbeats): its queued copy will record it once
+            self.report(f"{label}: finished after being declared dead; its re-run will be kept")
+            return
+        outcome = (f"reached in {result.time_to_target:.2f} s (step {result.steps_to_target})"
+                   if result.reached else f"{result.status}, missed (best {result.best_metric:.4g})")
+        self.report(f"{label}: {outcome} [{time.perf_counter() - started:.1f} s]")
+
+
+def fail_stale(storage, plan: TuningPlan) -> None:
+    """Fail the trials of dead workers (stale heartbeat); Optuna's retry callback re-queues them."""
+    for name in plan.study_names():
+        optuna.storages.fail_stale_trials(load(storage, name))
