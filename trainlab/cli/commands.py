@@ -288,7 +288,8 @@ def build_tuning_plan(args: argparse.Namespace):
                       search_spaces=spaces,
                       workload_options={spec: options[cls.name] for spec, cls in zip(specs, classes)},
                       stop_at_target=not args.full_budget, variants=args.variants,
-                      workload_names={spec: cls.name for spec, cls in zip(specs, classes)})
+                      workload_names={spec: cls.name for spec, cls in zip(specs, classes)},
+                      select_by=args.select_by)
     plan.check()
     for spec, cls in zip(specs, classes):
         workload = cls(**options[cls.name])

@@ -225,6 +225,9 @@ def _add_tuning_commands(sub) -> None:
     tune.add_argument("--full-budget", action="store_true",
                       help="train every trial to its full step budget instead of stopping at the "
                            "target (the time to target is the same either way)")
+    tune.add_argument("--select-by", default="time", choices=["time", "steps"],
+                      help="a study's best configuration: least training time to the target "
+                           "(AlgoPerf) or least steps (reproducible on a busy machine) (default: time)")
     tune.add_argument("--baseline", default=None, metavar="ALG",
                       help="algorithm the geometric-mean speedup is relative to (default: the first)")
     _add_workload_options(tune)

@@ -130,15 +130,28 @@ def result_of(trial: FrozenTrial) -> dict[str, Any]:
     return trial.user_attrs.get("result") or {}
 
 
-def best_trial(trials: list[FrozenTrial]) -> FrozenTrial | None:
-    """The fastest completed trial to reach the target; if none did, the one with the best validation
+def cost_of(trial: FrozenTrial | None, by: str = "time") -> float:
+    """Training seconds (`time`) or steps (`steps`) to the target; +inf for a miss, a divergence, a
+    failure or a trial that has not finished."""
+    if trial is None or trial.state != TrialState.COMPLETE:
+        return math.inf
+    r = result_of(trial)
+    if not r.get("reached"):
+        return math.inf
+    value = r.get("time_to_target") if by == "time" else r.get("steps_to_target")
+    return float(value) if value is not None else math.inf
+
+
+def best_trial(trials: list[FrozenTrial], by: str = "time") -> FrozenTrial | None:
+    """The completed trial with the least cost to the target (`by` time, as AlgoPerf, or steps,
+    which is reproducible on a noisy machine); if none reached it, the one with the best validation
     metric (so its evaluation runs show how far off it is); ties go to the earlier draw."""
     done = [t for t in trials if t.state == TrialState.COMPLETE and "kind" in t.user_attrs]
     if not done:
         return None
-    reached = [t for t in done if t.value is not None and math.isfinite(t.value)]
+    reached = [t for t in done if math.isfinite(cost_of(t, by))]
     if reached:
-        return min(reached, key=lambda t: (t.value, t.user_attrs.get("draw", 0)))
+        return min(reached, key=lambda t: (cost_of(t, by), t.user_attrs.get("draw", 0)))
 
     def badness(t: FrozenTrial) -> tuple:
         r = result_of(t)
@@ -173,7 +186,7 @@ def enqueue_evaluation(storage, plan: TuningPlan, variants_of=None) -> int:
             wanted = []
             for k in range(plan.studies):
                 study = load(storage, plan.tune_study_name(algorithm, workload, k))
-                best = best_trial(study.get_trials(deepcopy=False))
+                best = best_trial(study.get_trials(deepcopy=False), plan.select_by)
                 if best is None:
                     continue
                 common = {"algorithm": algorithm, "base_workload": workload, "study": k,

@@ -14,20 +14,10 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from trainlab.tuning.experiment import best_trial, experiment_trials, result_of
+from trainlab.tuning.experiment import best_trial, cost_of, experiment_trials, result_of
 from trainlab.tuning.plan import TuningPlan
 
 COSTS = ("time", "steps")
-
-
-def cost_of(trial, by: str) -> float:
-    if trial is None or trial.state != TrialState.COMPLETE:
-        return math.inf
-    r = result_of(trial)
-    if not r.get("reached"):
-        return math.inf
-    value = r.get("time_to_target") if by == "time" else r.get("steps_to_target")
-    return float(value) if value is not None else math.inf
 
 
 @dataclass
@@ -71,7 +61,7 @@ def collect(storage, plan: TuningPlan) -> Outcomes:
                 if len(per_draw) < plan.trials:
                     out.missing.append(f"{algorithm} on {plan.display(workload)}, study {k}: "
                                        f"{len(per_draw)}/{plan.trials} tuning trials")
-                best = best_trial(tuning)
+                best = best_trial(tuning, plan.select_by)
                 if best is None:
                     for by in COSTS:
                         out.costs[by][algorithm][workload].append([math.inf])

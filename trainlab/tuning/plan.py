@@ -51,6 +51,7 @@ class TuningPlan:
     stop_at_target: bool = True
     variants: bool = False
     workload_names: dict[str, str] = field(default_factory=dict)   # spec (name, file, module) -> name
+    select_by: str = "time"        # a study's best trial: least time (AlgoPerf) or steps to target
 
     def display(self, spec: str) -> str:
         return self.workload_names.get(spec, spec)
@@ -77,6 +78,8 @@ class TuningPlan:
             if not 0 <= s < TUNING_SEED_BASE:
                 raise UsageError(f"evaluation seed {s} is outside [0, {TUNING_SEED_BASE}): seeds from "
                                  f"{TUNING_SEED_BASE} on are reserved for tuning trials")
+        if self.select_by not in ("time", "steps"):
+            raise UsageError(f"--select-by must be time or steps, got {self.select_by!r}")
         if not 0 <= self.seed < 2**31:
             raise UsageError(f"--seed must be in [0, 2^31), got {self.seed}")
 
