@@ -21,8 +21,9 @@ data: $(VENV)/.installed
 race: setup
 	$(BIN)/trainlab race
 
+# The PostgreSQL tests run against a throwaway local server when one is installed (scripts/with-postgres).
 test: setup
-	$(BIN)/pytest -q
+	scripts/with-postgres $(BIN)/pytest -q
 
 bench: setup
 	$(BIN)/python benchmarks/harness_overhead.py

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
@@ -264,7 +265,7 @@ def build_tuning_plan(args: argparse.Namespace):
     """Everything `trainlab tune` needs, checked before any trial: names, spaces, data, seeds."""
     from trainlab.algorithms.registry import parse_name
     from trainlab.tuning.plan import TuningPlan
-    from trainlab.tuning.search_space import load_search_space, to_hparams
+    from trainlab.tuning.search_space import check_search_space, load_search_space
 
     algorithms = split_list(args.algorithms, "algorithms")
     specs = split_list(args.workloads, "workloads") if args.workloads else list(DEFAULT_WORKLOADS)
@@ -273,15 +274,8 @@ def build_tuning_plan(args: argparse.Namespace):
     files = _search_space_files(args.search_space, algorithms)
     spaces = {}
     for algorithm in algorithms:
-        optimizer_name, schedule = parse_name(algorithm)
-        valid = valid_hparams(optimizer_name, schedule)
-        space = load_search_space(files.get(algorithm, optimizer_name), valid)
-        for corner in space.corner_configs():
-            try:
-                make_algorithm(algorithm, to_hparams(corner, valid))
-            except UsageError as exc:
-                raise UsageError(f"search space {space.source}: a value in it is invalid: {exc}") from None
-        spaces[algorithm] = space.to_json()
+        source = files.get(algorithm, parse_name(algorithm)[0])
+        spaces[algorithm] = check_search_space(load_search_space, algorithm, source).to_json()
     eval_seeds = parse_seeds(args.eval_seeds) if args.eval_seeds else []
     plan = TuningPlan(name=args.name, algorithms=algorithms, workloads=specs, trials=args.trials,
                       studies=args.studies, eval_seeds=eval_seeds, protocol=args.protocol, seed=args.seed,
@@ -323,6 +317,10 @@ def tune(args: argparse.Namespace) -> int:
         raise UsageError(f"--baseline {args.baseline!r} is not tuned here ({', '.join(plan.algorithms)})")
     storage = _tuning_storage(args)
     store_url = args.store
+    if args.dry_run:
+        print(json.dumps(json.loads(plan.to_json()), indent=2))
+        print(f"plan {plan.name!r} is valid; store {store_url} is reachable (dry run: nothing ran)")
+        return 0
     total = len(plan.algorithms) * len(plan.workloads) * plan.studies * plan.trials
     print(f"tune {plan.name!r}: {', '.join(plan.algorithms)} on {', '.join(map(plan.display, plan.workloads))}; "
           f"{plan.studies} studies x {plan.trials} trials = {total} tuning trials, then "

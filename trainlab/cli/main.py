@@ -26,6 +26,14 @@ EPILOG = """examples:
 """
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line on stderr (like every other trainlab error),
+    pointing at --help instead of printing the whole usage."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        self.exit(2, f"trainlab: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _add_store(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", default=DEFAULT_STORE_URL, metavar="URL",
                    help="results database: a SQLAlchemy URL or a file path (SQLite) "
@@ -44,12 +52,13 @@ def _add_workload_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="trainlab", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Choose, trust and afford training algorithms: race them to validation targets "
                     "under an honest clock, store every measurement, and report.")
     parser.add_argument("--version", action="version", version=f"trainlab {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                parser_class=OneLineParser)
 
     race = sub.add_parser("race", help="train algorithms on workloads and time each to its target",
                           description="Run every (workload, algorithm, seed) trial, store each as it "
@@ -236,6 +245,9 @@ def _add_tuning_commands(sub) -> None:
     tune.add_argument("--report-dir", default="trainlab-results/tune-report", metavar="DIR",
                       help="where to write the scoring report (default: trainlab-results/tune-report)")
     tune.add_argument("--no-report", action="store_true", help="print the scores, write no report")
+    tune.add_argument("--dry-run", action="store_true",
+                      help="check everything (names, search spaces, data, store) and print the plan; "
+                           "run nothing")
     tune.add_argument("--no-progress", action="store_true", help="no progress bars, one line per trial")
 
     worker = sub.add_parser(

@@ -190,3 +190,21 @@ def load_search_space(path_or_name: str | Path, valid: Mapping[str, Any] | None 
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"search space {text_source}: not valid JSON ({exc})") from None
     return parse_search_space(data, text_source, valid)
+
+
+def check_search_space(loader, algorithm: str, source: Any) -> SearchSpace:
+    """Load (`loader(source, valid)`, or parse a decoded object when `loader` is None) and fully
+    check a search space for `algorithm`: shape, names, and every extreme value by building the
+    algorithm there. Any problem is one `UsageError`."""
+    from trainlab.algorithms import make_algorithm
+    from trainlab.algorithms.registry import parse_name, valid_hparams
+
+    optimizer_name, schedule = parse_name(algorithm)
+    valid = valid_hparams(optimizer_name, schedule)
+    space = parse_search_space(source, "<inline>", valid) if loader is None else loader(source, valid)
+    for corner in space.corner_configs():
+        try:
+            make_algorithm(algorithm, to_hparams(corner, valid))
+        except UsageError as exc:
+            raise UsageError(f"search space {space.source}: a value in it is invalid: {exc}") from None
+    return space

@@ -41,7 +41,7 @@ def workload_class(spec: str) -> type[Workload]:
     if "." in spec:
         try:
             module = importlib.import_module(spec)
-        except ImportError as exc:
+        except (ImportError, TypeError, ValueError) as exc:  # TypeError/ValueError: e.g. "." or "a..b"
             raise UsageError(f"workload module {spec!r} cannot be imported ({exc}); "
                              f"built-in workloads: {', '.join(_BUILTIN_MODULES)}") from None
         return _from_module(module, spec)
