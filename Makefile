@@ -3,7 +3,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
 
-.PHONY: setup data race test bench clean
+.PHONY: setup data race test bench compare clean
 
 setup: $(VENV)/.installed data
 
@@ -24,6 +24,13 @@ race: setup
 # The PostgreSQL tests run against a throwaway local server when one is installed (scripts/with-postgres).
 test: setup
 	scripts/with-postgres $(BIN)/pytest -q
+
+# The README's tuning comparison: 3 baselines x 3 default workloads, 3 studies x 5 trials each, the
+# best of each study re-run on 2 held-out seeds. Resumable: rerun after an interruption.
+compare: setup
+	$(BIN)/trainlab tune --name compare --algorithms adamw,nadamw,sgd --trials 5 --studies 3 \
+		--eval-seeds 0,1 --workers 2 --threads 1 --store trainlab-results/compare.db \
+		--report-dir docs/compare --no-progress
 
 bench: setup
 	$(BIN)/python benchmarks/harness_overhead.py

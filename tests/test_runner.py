@@ -75,9 +75,20 @@ def test_same_seed_gives_an_identical_curve_and_another_seed_does_not():
 
 
 def test_a_non_finite_loss_marks_the_trial_diverged():
-    result = run_trial(TinyRegression(), make_algorithm("sgd", {"lr": 1e6}), 0, CPU)
+    workload = TinyRegression()
+    spec = make_algorithm("sgd", {"lr": 1e6, "warmup_fraction": 0.0})
+    result = run_trial(workload, spec, 0, CPU)
     assert result.status == "diverged" and not result.reached
-    assert result.steps == 10  # stopped at the first evaluation that saw it
+    # the same training, stepped by hand: the first step whose loss is not finite
+    torch.manual_seed(0)
+    model = workload.init_model()
+    algorithm = TrainingAlgorithm(spec, model, workload.step_budget)
+    batches = workload.batches(workload.splits().train, torch.Generator().manual_seed(0))
+    first_bad = next(step for step in range(1, workload.step_budget + 1)
+                     if not torch.isfinite(algorithm.update(model, next(batches), workload.loss)))
+    assert first_bad < workload.eval_every
+    assert result.steps == first_bad  # stopped at the step it happened, not at the next evaluation
+    assert result.evals == [] and math.isnan(result.final_metric)
 
 
 def test_eval_hooks_wrap_every_evaluation(monkeypatch):

@@ -220,3 +220,28 @@ def test_bad_tuning_input_is_one_line_and_keeps_stored_results(tmp_path, capsys)
     assert code == 2 and "no store at" in lines[-1]
     code, lines = _main(capsys, "score", "--store", str(store), "--name", "x")
     assert code == 2 and "no tuning experiment named 'x'" in lines[-1]
+
+
+def test_a_diverging_configuration_completes_as_diverged_and_the_study_goes_on(tmp_path):
+    """In-process: a study whose draws include a learning rate that blows up within steps."""
+    import torch
+
+    from trainlab.tuning.coordinator import run_experiment
+    from trainlab.tuning.outcomes import collect
+    space = {"lr": {"feasible_points": [1e6, 0.05]}, "warmup_fraction": {"feasible_points": [0.0]}}
+    plan = TuningPlan(name="nan", algorithms=["sgd"], workloads=[TINY], trials=4, studies=1,
+                      eval_seeds=[0], search_spaces={"sgd": space})
+    plan.check()
+    store = f"sqlite:///{tmp_path / 's.db'}"
+    storage = open_storage(store, 1, 3)
+    lines = []
+    run_experiment(storage, store, plan, torch.device("cpu"), heartbeat_interval=1, grace_period=3,
+                   report=lines.append)
+    trials = [t for t in experiment_trials(storage, plan) if "kind" in t.user_attrs]
+    assert all(t.state.name == "COMPLETE" for t in trials) and len(trials) == 4 + 1
+    diverged = [t for t in trials if t.user_attrs["result"]["status"] == "diverged"]
+    assert diverged and all(t.user_attrs["config"]["lr"] == 1e6 for t in diverged)
+    assert all(t.value == math.inf and t.user_attrs["result"]["steps"] < 10 for t in diverged)
+    evaluated = [t for t in trials if t.user_attrs["kind"] == "eval"]
+    assert [t.user_attrs["config"]["lr"] for t in evaluated] == [0.05]   # the best did not diverge
+    assert math.isfinite(collect(storage, plan).costs["steps"]["sgd"][TINY][0][0])

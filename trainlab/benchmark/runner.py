@@ -4,7 +4,8 @@ Untimed: moving data to the device, building the model and the optimizer, every 
 final test evaluation. Timed: drawing each batch, forward, backward, optimizer and schedule step, and
 the algorithm's prepare_for_eval / prepare_for_train hooks (as in AlgoPerf). The trial's score is the
 training time and step count at the first evaluation whose validation metric meets the target; a trial
-that never meets it scores infinity. A non-finite training loss ends the trial as `diverged`.
+that never meets it scores infinity. A non-finite training loss ends the trial as `diverged` at the
+step it appears (checking it costs one host-device sync per step, which is on the clock).
 
 Memory savers (`trainlab.memory`), all off by default; with all off the timed loop is exactly the
 plain one (the workload's own loss function goes to the algorithm, no hooks, no autocast):
@@ -231,6 +232,11 @@ def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.
         losses_since_eval += 1
         if progress is not None:
             progress.on_step(step)
+        if not math.isfinite(loss.item()):
+            # diverged: stop at this step (a NaN never recovers); the last evaluation stands
+            result.status = "diverged"
+            diverged_seconds = clock.pause()
+            break
         if step % workload.eval_every and step != workload.step_budget:
             continue
 
@@ -257,9 +263,6 @@ def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.
             result.steps_to_target = step
         if progress is not None:
             progress.on_eval(record, result.reached)
-        if not math.isfinite(train_loss):
-            result.status = "diverged"
-            break
         if step == workload.step_budget or (stop_at_target and result.reached):
             break  # the final weights stay in evaluation form for the test evaluation
         clock.resume()
@@ -267,8 +270,12 @@ def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.
 
     # ---- wrap-up: not on the clock ----
     result.steps = step
-    result.train_seconds = result.evals[-1].train_seconds
-    result.final_metric = result.evals[-1].metric
+    if result.status == "diverged":
+        result.train_seconds = diverged_seconds
+        result.final_metric = math.nan
+    else:
+        result.train_seconds = result.evals[-1].train_seconds
+        result.final_metric = result.evals[-1].metric
     finite = [r.metric for r in result.evals if math.isfinite(r.metric)]
     if finite:
         result.best_metric = max(finite) if workload.higher_is_better else min(finite)

@@ -108,6 +108,10 @@ class TuningPlan:
         return f"{PREFIX}:{self.name}:eval:{algorithm}:{workload}"
 
     def study_names(self) -> list[str]:
-        names = [self.tune_study_name(a, w, k) for a in self.algorithms for w in self.workloads
-                 for k in range(self.studies)]
-        return names + [self.eval_study_name(a, w) for a in self.algorithms for w in self.workloads]
+        """Workload by workload, tuning before evaluation: the order workers claim trials in, so a
+        stopped experiment has whole workloads finished rather than every workload half done."""
+        names = []
+        for w in self.workloads:
+            names += [self.tune_study_name(a, w, k) for a in self.algorithms for k in range(self.studies)]
+            names += [self.eval_study_name(a, w) for a in self.algorithms]
+        return names
