@@ -26,10 +26,10 @@ test: setup
 	scripts/with-postgres $(BIN)/pytest -q
 
 # The README's tuning comparison: 3 baselines x 3 default workloads, 3 studies x 5 trials each, the
-# best of each study re-run on 2 held-out seeds. Resumable: rerun after an interruption.
+# best of each study re-run on 2 held-out seeds and on the workload variants. Resumable: rerun it.
 compare: setup
 	$(BIN)/trainlab tune --name compare --algorithms adamw,nadamw,sgd --trials 5 --studies 3 \
-		--eval-seeds 0,1 --workers 2 --threads 1 --store trainlab-results/compare.db \
+		--eval-seeds 0,1 --variants --workers 2 --threads 1 --store trainlab-results/compare.db \
 		--report-dir docs/compare --no-progress
 
 bench: setup

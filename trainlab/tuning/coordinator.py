@@ -52,6 +52,7 @@ def run_experiment(storage, store_url: str, plan: TuningPlan, device: torch.devi
                    report: Callable[[str], None] = print, progress_factory=None, poll: float = 0.5,
                    variants_of=None) -> None:
     plan, resumed = create_or_resume(storage, plan)
+    load(storage, plan.manifest_name()).set_user_attr(FINISHED_ATTR, False)  # a resume may add runs
     queued = enqueue_tuning(storage, plan)
     state = counts(storage, plan)
     report(f"experiment {plan.name!r}: {'resumed' if resumed else 'created'}; "

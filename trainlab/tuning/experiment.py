@@ -63,11 +63,15 @@ def create_or_resume(storage, plan: TuningPlan) -> tuple[TuningPlan, bool]:
     resumed = stored is not None
     if resumed:
         previous = TuningPlan.from_json(stored)
-        differing = plan.differences(previous)
+        # Asking for the robustness runs on variants later only adds runs: allowed on resume.
+        differing = [d for d in plan.differences(previous) if d != "variants"]
         if differing:
             raise UsageError(f"experiment {plan.name!r} already exists in this store with a different "
                              f"{differing[0]}: rerun it with the same options to resume, or choose "
                              "another --name")
+        if plan.variants and not previous.variants:
+            manifest.set_user_attr("plan", plan.to_json())
+        plan.variants = plan.variants or previous.variants
     else:
         manifest.set_user_attr("plan", plan.to_json())
     for name in plan.study_names():
