@@ -245,3 +245,18 @@ def test_a_diverging_configuration_completes_as_diverged_and_the_study_goes_on(t
     evaluated = [t for t in trials if t.user_attrs["kind"] == "eval"]
     assert [t.user_attrs["config"]["lr"] for t in evaluated] == [0.05]   # the best did not diverge
     assert math.isfinite(collect(storage, plan).costs["steps"]["sgd"][TINY][0][0])
+
+
+def test_resuming_checks_the_plan_but_may_add_variant_runs(tmp_path):
+    from trainlab.tuning.experiment import create_or_resume, enqueue_tuning
+    storage = open_storage(str(tmp_path / "s.db"), 1, 3)
+    plan = _plan(name="resume")
+    plan.check()
+    assert create_or_resume(storage, plan)[1] is False
+    assert enqueue_tuning(storage, plan) == 2 * 2
+    assert enqueue_tuning(storage, plan) == 0                     # queued once, however often asked
+    with pytest.raises(UsageError, match="different trials"):
+        create_or_resume(storage, _plan(name="resume", trials=3))
+    resumed, was = create_or_resume(storage, _plan(name="resume", variants=True))
+    assert was and resumed.variants and load_plan(storage, "resume").variants
+    assert create_or_resume(storage, _plan(name="resume"))[0].variants   # never switched back off

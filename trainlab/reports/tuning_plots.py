@@ -133,7 +133,7 @@ def tuning_curves_plot(curves: Sequence[Mapping[str, Any]], path: str | Path) ->
                     marker="o", ms=2.5)
         if drawn and min(drawn) > 0 and max(drawn) / min(drawn) > 10:
             ax.set_yscale("log")  # early trials can be orders of magnitude slower than the best
-        ax.set_xlim(0.5, max(len(c["costs"]) for c in mine) + 0.5)  # every trial, drawn or not
+        ax.set_xlim(0.5, max(1, *(len(c["costs"]) for c in mine)) + 0.5)  # every trial, drawn or not
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         title = workload if not never else f"{workload} ({never} of {len(mine)} never reached the target)"
         ax.set_title(title, fontsize=9)
