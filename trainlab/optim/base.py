@@ -15,28 +15,48 @@ a few lines of arithmetic; what they share is this class's `step()`:
 5. bucket the group's parameters by (step, device, dtype): parameters of one group can have
    different step counts (one was frozen for a while), and bias corrections depend on the step, so
    each bucket shares its scalars; device/dtype buckets keep `torch._foreach_*` on its fast path;
-6. call `_update(group, params, grads, states, step)` once per bucket with lists, so a subclass
-   writes its rule with multi-tensor `torch._foreach_*` ops; with `foreach=False` in the group it
-   calls `_update_single(group, p, grad, state, step)` per tensor instead.
+6. update each bucket by one of three paths, chosen per group:
+   - `foreach=True` (default): `_update(group, params, grads, states, step)` once per bucket, the
+     rule written with multi-tensor `torch._foreach_*` ops (one pass over memory per op);
+   - `foreach=False`: `_rule` applied eagerly per tensor (`_update_single`), the plain reference;
+   - `fused=True` (wins over `foreach`): `_rule` compiled by torch.compile/inductor over the bucket
+     (`trainlab.optim.fused`): one pass over memory per tensor, after a one-off compilation that the
+     first step pays (a timed race charges it to the algorithm, as AlgoPerf does).
 
-A subclass supplies `_init_state`, `_update`, `_update_single` and optionally `_begin_group`
-(once per group per step, before any bucket; Schedule-Free keeps its averaging weights there) and
-`_check_can_step` (called first, before the closure runs or anything is touched).
+The arithmetic lives in two places per optimizer, kept in agreement by tests: the foreach chain and
+the pure per-tensor `_rule(group)(p, g, states, s)`, which returns the new parameter and the new
+values of the state tensors named by `_state_keys`, and reads every number from `s =
+_scalars(group, step)` (Python floats in the per-tensor path, entries of one float32 tensor in the
+fused path, so a new lr or step never recompiles). Both paths use the same `_scalars`, and the
+state layout is identical, so a state_dict moves freely between `fused`, `foreach` and per-tensor
+optimizers; `load_state_dict` keeps the loading optimizer's `foreach`/`fused` switches, which
+describe this process's implementation choice, not the training state.
+
+A subclass supplies `_init_state`, `_scalars`, `_rule`, `_state_keys` (or `_rule_states`),
+`_update`, and optionally `_begin_group` (once per group per step, before any bucket;
+Schedule-Free keeps its averaging weights there) and `_check_can_step` (called first, before the
+closure runs or anything is touched).
 
 Subclasses must not modify `p.grad`: gradient accumulation and logging code may still read it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
+from trainlab.optim import fused as fused_path
 from trainlab.optim.validation import check_dense_real
+
+_SWITCHES = ("foreach", "fused")  # implementation choices: kept from the loader on load_state_dict
 
 
 class ElementwiseOptimizer(torch.optim.Optimizer):
-    """Base class: lazy state, Python-int step counts, step bucketing, foreach dispatch."""
+    """Base: lazy state, Python-int step counts, step bucketing, foreach/single/fused dispatch."""
+
+    # State tensors the per-tensor rule reads and returns new values for, in this order.
+    _state_keys: tuple[str, ...] = ()
 
     # ---- hooks for subclasses ----------------------------------------------------------------
 
@@ -49,6 +69,24 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
     def _check_can_step(self) -> None:
         """Raise if `step()` may not run now (e.g. Schedule-Free in eval mode)."""
 
+    def _scalars(self, group: dict[str, Any], step: int) -> tuple[float, ...]:
+        """Every number the rule reads, for one bucket, as Python floats (computed in double)."""
+        raise NotImplementedError
+
+    def _rule(self, group: dict[str, Any]) -> Callable[..., tuple] | None:
+        """The pure per-tensor rule `(p, g, states, s) -> (new_p, *new_states)`, or None.
+
+        It must be a module-level function (its identity keys the compiled-kernel cache), use
+        only out-of-place tensor ops, and read numbers only from `s` (so compiled code never
+        bakes one in).
+        """
+        return None
+
+    def _rule_states(self, group: dict[str, Any], p: torch.Tensor,
+                     state: dict[str, Any]) -> tuple[torch.Tensor, ...]:
+        """The state tensors passed to (and rewritten from) the rule. Default: `_state_keys`."""
+        return tuple(state[key] for key in self._state_keys)
+
     def _update(self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor],
                 states: list[dict[str, Any]], step: int) -> None:
         """Update `params` in place; all share `step`, device and dtype. Multi-tensor path."""
@@ -56,8 +94,22 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
 
     def _update_single(self, group: dict[str, Any], p: torch.Tensor, grad: torch.Tensor,
                        state: dict[str, Any], step: int) -> None:
-        """Per-tensor path (`foreach=False`). Default: the multi-tensor path on one tensor."""
-        self._update(group, [p], [grad], [state], step)
+        """Per-tensor path (`foreach=False`): the rule, eagerly (or `_update` on one tensor)."""
+        rule = self._rule(group)
+        if rule is None:
+            self._update(group, [p], [grad], [state], step)
+            return
+        states = self._rule_states(group, p, state)
+        new = rule(p, grad, states, self._scalars(group, step))
+        for dst, src in zip((p, *states), new):
+            dst.copy_(src)
+
+    def _update_fused(self, group: dict[str, Any], params: list[torch.Tensor], step: int) -> None:
+        rule = self._rule(group)
+        if rule is None:
+            raise RuntimeError(f"{type(self).__name__} has no per-tensor rule: no fused=True")
+        states = [self._rule_states(group, p, self.state[p]) for p in params]
+        fused_path.apply(rule, params, [p.grad for p in params], states, self._scalars(group, step))
 
     # ---- the shared step ---------------------------------------------------------------------
 
@@ -87,12 +139,24 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
                 state["step"] += 1
                 buckets.setdefault((state["step"], p.device, p.dtype), []).append(p)
             self._begin_group(group)
+            fused = bool(group.get("fused", False))
             foreach = group.get("foreach", True) is not False  # None means "auto": foreach
             for (step, _, _), bucket in buckets.items():
-                if foreach:
+                if fused:
+                    self._update_fused(group, bucket, step)
+                elif foreach:
                     self._update(group, bucket, [p.grad for p in bucket],
                                  [self.state[p] for p in bucket], step)
                 else:
                     for p in bucket:
                         self._update_single(group, p, p.grad, self.state[p], step)
         return loss
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load as torch.optim does, but keep this optimizer's `foreach`/`fused` switches."""
+        switches = [{k: group[k] for k in _SWITCHES if k in group} for group in self.param_groups]
+        super().load_state_dict(state_dict)
+        for group, kept in zip(self.param_groups, switches):
+            for key in _SWITCHES:
+                group.pop(key, None)
+            group.update(kept)

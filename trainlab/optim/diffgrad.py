@@ -36,6 +36,18 @@ from trainlab.optim.base import ElementwiseOptimizer
 from trainlab.optim.validation import check_adam_hparams
 
 
+def diffgrad_rule(p, g, states, s):
+    """One tensor's diffGrad update, out of place; s = DiffGrad._scalars(...)."""
+    weight_decay, one_minus_beta1, beta2, one_minus_beta2, eps, neg_step = s
+    m, v, previous = states
+    g = g + p * weight_decay                  # coupled L2; weight_decay 0 adds exactly 0
+    m = torch.lerp(m, g, one_minus_beta1)
+    v = v * beta2 + g * g * one_minus_beta2
+    friction = torch.sigmoid(torch.abs(previous - g))
+    p = p + friction * m / (v.sqrt() + eps) * neg_step
+    return p, m, v, g
+
+
 class DiffGrad(ElementwiseOptimizer):
     """diffGrad (Dubey et al., IEEE TNNLS 2020, arXiv 1909.11015, Eq. 20): Adam with AbsSig friction.
 
@@ -47,12 +59,22 @@ class DiffGrad(ElementwiseOptimizer):
     State bytes: 3 * numel * element_size (exp_avg, exp_avg_sq, previous_grad): 12 B/param in fp32.
     bf16 params: state is kept in the parameter's dtype (as torch.optim.AdamW; `load_state_dict`
     casts state to it anyway). Runs on bf16; the friction's |g_prev - g| then has bf16 resolution.
+    Paths: foreach=True (default) chains `torch._foreach_*` ops; foreach=False applies
+    `diffgrad_rule` per tensor; fused=True (wins over foreach) compiles `diffgrad_rule` with
+    torch.compile/inductor into one pass over memory per tensor (previous_grad is rewritten in the
+    same pass). The first fused step pays the compilation (seconds to tens of seconds), which a timed
+    race charges to the algorithm, as AlgoPerf does; lr, step and decay are tensor inputs, so they
+    never recompile.
     """
 
+    _state_keys = ("exp_avg", "exp_avg_sq", "previous_grad")
+
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, foreach: bool = True) -> None:
+                 eps: float = 1e-8, weight_decay: float = 0.0, foreach: bool = True,
+                 fused: bool = False) -> None:
         check_adam_hparams(lr, betas, eps, weight_decay)
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, foreach=foreach)
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, foreach=foreach,
+                        fused=fused)
         super().__init__(params, defaults)
 
     def _init_state(self, group, p, state) -> None:
@@ -60,38 +82,30 @@ class DiffGrad(ElementwiseOptimizer):
         state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["previous_grad"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
-    @staticmethod
-    def _step_size(group, step) -> float:
+    def _scalars(self, group, step):
         beta1, beta2 = group["betas"]
-        return group["lr"] * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
+        step_size = group["lr"] * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
+        return group["weight_decay"], 1 - beta1, beta2, 1 - beta2, group["eps"], -step_size
 
-    def _update_single(self, group, p, g, state, step) -> None:
-        beta1, beta2 = group["betas"]
-        m, v, prev = state["exp_avg"], state["exp_avg_sq"], state["previous_grad"]
-        if group["weight_decay"]:
-            g = g.add(p, alpha=group["weight_decay"])   # out of place: p.grad is not modified
-        m.lerp_(g, 1 - beta1)
-        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        friction = prev.sub(g).abs_().sigmoid_()
-        prev.copy_(g)
-        denominator = v.sqrt().add_(group["eps"])
-        p.addcdiv_(friction.mul_(m), denominator, value=-self._step_size(group, step))
+    def _rule(self, group):
+        return diffgrad_rule
 
     def _update(self, group, params, grads, states, step) -> None:
-        beta1, beta2 = group["betas"]
+        weight_decay, one_minus_beta1, beta2, one_minus_beta2, eps, neg_step = (
+            self._scalars(group, step))
         exp_avgs = [s["exp_avg"] for s in states]
         exp_avg_sqs = [s["exp_avg_sq"] for s in states]
         previous = [s["previous_grad"] for s in states]
-        if group["weight_decay"]:
-            grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
-        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+        if weight_decay:
+            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+        torch._foreach_lerp_(exp_avgs, grads, one_minus_beta1)
         torch._foreach_mul_(exp_avg_sqs, beta2)
-        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=one_minus_beta2)
         friction = torch._foreach_sub(previous, grads)
         torch._foreach_abs_(friction)
         torch._foreach_sigmoid_(friction)
         torch._foreach_copy_(previous, grads)
         torch._foreach_mul_(friction, exp_avgs)
         denominators = torch._foreach_sqrt(exp_avg_sqs)
-        torch._foreach_add_(denominators, group["eps"])
-        torch._foreach_addcdiv_(params, friction, denominators, value=-self._step_size(group, step))
+        torch._foreach_add_(denominators, eps)
+        torch._foreach_addcdiv_(params, friction, denominators, value=neg_step)

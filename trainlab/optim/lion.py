@@ -20,6 +20,14 @@ from trainlab.optim.base import ElementwiseOptimizer
 from trainlab.optim.validation import check_betas, check_non_negative
 
 
+def lion_rule(p, g, states, s):
+    """One tensor's Lion update, out of place; s = Lion._scalars(...)."""
+    decay, one_minus_beta1, one_minus_beta2, neg_lr = s
+    (m,) = states
+    p = p * decay + torch.sign(torch.lerp(m, g, one_minus_beta1)) * neg_lr
+    return p, torch.lerp(m, g, one_minus_beta2)
+
+
 class Lion(ElementwiseOptimizer):
     """Lion (Chen et al. 2023, arXiv 2302.06675, Program 1): sign of an interpolated momentum.
 
@@ -30,35 +38,41 @@ class Lion(ElementwiseOptimizer):
     bf16 params: the momentum is kept in the parameter's dtype (what torch.optim does, and what
     `load_state_dict` casts state to); Lion's update is a sign, so bf16 momentum changes little
     beyond the sign of near-zero entries. Runs without error on bf16.
+    Paths: foreach=True (default) chains `torch._foreach_*` ops; foreach=False applies `lion_rule`
+    per tensor; fused=True (wins over foreach) compiles `lion_rule` with torch.compile/inductor into
+    one pass over memory per tensor. The first fused step pays the compilation (seconds to tens of
+    seconds), which a timed race charges to the algorithm, as AlgoPerf does; lr and weight decay are
+    tensor inputs, so changing them never recompiles. An entry whose interpolation rounds to 0 in
+    one path and not the other moves by lr: paths agree to rounding except on such ties.
     """
 
+    _state_keys = ("exp_avg",)
+
     def __init__(self, params, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99),
-                 weight_decay: float = 0.0, foreach: bool = True) -> None:
+                 weight_decay: float = 0.0, foreach: bool = True, fused: bool = False) -> None:
         check_non_negative("lr", lr)
         check_betas(betas)
         check_non_negative("weight_decay", weight_decay)
-        defaults = dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay, foreach=foreach)
+        defaults = dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay, foreach=foreach,
+                        fused=fused)
         super().__init__(params, defaults)
 
     def _init_state(self, group, p, state) -> None:
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
-    def _update_single(self, group, p, g, state, step) -> None:
-        lr, wd = group["lr"], group["weight_decay"]
-        beta1, beta2 = group["betas"]
-        m = state["exp_avg"]
-        if wd:
-            p.mul_(1 - lr * wd)
-        p.add_(m.lerp(g, 1 - beta1).sign_(), alpha=-lr)
-        m.lerp_(g, 1 - beta2)
+    def _scalars(self, group, step):
+        lr, (beta1, beta2) = group["lr"], group["betas"]
+        return 1 - lr * group["weight_decay"], 1 - beta1, 1 - beta2, -lr
+
+    def _rule(self, group):
+        return lion_rule
 
     def _update(self, group, params, grads, states, step) -> None:
-        lr, wd = group["lr"], group["weight_decay"]
-        beta1, beta2 = group["betas"]
+        decay, one_minus_beta1, one_minus_beta2, neg_lr = self._scalars(group, step)
         exp_avgs = [s["exp_avg"] for s in states]
-        if wd:
-            torch._foreach_mul_(params, 1 - lr * wd)
-        directions = torch._foreach_lerp(exp_avgs, grads, 1 - beta1)
+        if decay != 1:
+            torch._foreach_mul_(params, decay)
+        directions = torch._foreach_lerp(exp_avgs, grads, one_minus_beta1)
         torch._foreach_sign_(directions)
-        torch._foreach_add_(params, directions, alpha=-lr)
-        torch._foreach_lerp_(exp_avgs, grads, 1 - beta2)
+        torch._foreach_add_(params, directions, alpha=neg_lr)
+        torch._foreach_lerp_(exp_avgs, grads, one_minus_beta2)

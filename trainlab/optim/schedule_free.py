@@ -35,6 +35,15 @@ from trainlab.optim.base import ElementwiseOptimizer
 from trainlab.optim.validation import check_betas, check_non_negative
 
 
+def sfadamw_rule(p, g, states, s):
+    """One tensor's Schedule-Free AdamW step (memory-efficient form), out of place; p holds y."""
+    beta2, one_minus_beta2, bias_correction2, eps, weight_decay, ckp1, adj_lr, neg_gamma = s
+    z, v = states
+    v = v * beta2 + g * g * one_minus_beta2
+    u = g / ((v / bias_correction2).sqrt() + eps) + p * weight_decay   # decay evaluated at y
+    return torch.lerp(p, z, ckp1) + u * adj_lr, z + u * neg_gamma, v
+
+
 class ScheduleFreeAdamW(ElementwiseOptimizer):
     """Schedule-Free AdamW (Defazio et al. 2024, arXiv 2405.15682, Algorithm 1, AdamW variant).
 
@@ -68,11 +77,21 @@ class ScheduleFreeAdamW(ElementwiseOptimizer):
     correction of v uses each parameter's own step count, identical to official whenever all of a
     group's parameters get gradients every step (and correct for a parameter whose v started
     late). Unlike the official code, p.grad is not overwritten.
+
+    Paths: foreach=True (default) chains `torch._foreach_*` ops; foreach=False applies
+    `sfadamw_rule` per tensor; fused=True (wins over foreach) compiles `sfadamw_rule` with
+    torch.compile/inductor into one pass over memory per tensor. The group bookkeeping (k, lr_max,
+    weight_sum, the averaging weight c) stays in Python in `_begin_group`; only its results enter the
+    kernel, as tensor inputs, so the changing weights, warmup and lr never recompile. The first fused
+    step pays the compilation (seconds to tens of seconds), which a timed race charges to the
+    algorithm, as AlgoPerf does. eval()/train() are single foreach lerps in every path.
     """
+
+    _state_keys = ("z", "exp_avg_sq")
 
     def __init__(self, params, lr: float = 0.0025, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, warmup_steps: int = 0, r: float = 0.0,
-                 weight_lr_power: float = 2.0, foreach: bool = True) -> None:
+                 weight_lr_power: float = 2.0, foreach: bool = True, fused: bool = False) -> None:
         check_non_negative("lr", lr)
         check_betas(betas)
         if betas[0] == 0:
@@ -86,10 +105,10 @@ class ScheduleFreeAdamW(ElementwiseOptimizer):
         check_non_negative("weight_lr_power", weight_lr_power)
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                         warmup_steps=warmup_steps, r=r, weight_lr_power=weight_lr_power,
-                        foreach=foreach, k=0, lr_max=-1.0, weight_sum=0.0, train_mode=True,
-                        scheduled_lr=0.0)
+                        foreach=foreach, fused=fused, k=0, lr_max=-1.0, weight_sum=0.0,
+                        train_mode=True, scheduled_lr=0.0)
         super().__init__(params, defaults)
-        self._scalars: tuple[float, float, float] = (0.0, 0.0, 0.0)
+        self._group_scalars: tuple[float, float, float] = (0.0, 0.0, 0.0)  # set by _begin_group
 
     # ---- train / eval swaps --------------------------------------------------------------------
 
@@ -139,36 +158,32 @@ class ScheduleFreeAdamW(ElementwiseOptimizer):
         group["weight_sum"] = weight_sum = group["weight_sum"] + weight
         ckp1 = weight / weight_sum if weight_sum != 0 else 0.0
         beta1 = group["betas"][0]
-        self._scalars = (gamma, ckp1, gamma * (beta1 * (1 - ckp1) - 1))
+        self._group_scalars = (gamma, ckp1, gamma * (beta1 * (1 - ckp1) - 1))
         group["k"] = k + 1
 
-    def _update_single(self, group, p, g, state, step) -> None:
-        gamma, ckp1, adj_lr = self._scalars
-        beta2, wd = group["betas"][1], group["weight_decay"]
-        z, v = state["z"], state["exp_avg_sq"]
-        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        denominator = v.div(1 - beta2 ** step).sqrt_().add_(group["eps"])
-        u = g.div(denominator)
-        if wd:
-            u.add_(p, alpha=wd)
-        p.lerp_(z, ckp1)
-        p.add_(u, alpha=adj_lr)
-        z.sub_(u, alpha=gamma)
+    def _scalars(self, group, step):
+        gamma, ckp1, adj_lr = self._group_scalars
+        beta2 = group["betas"][1]
+        return (beta2, 1 - beta2, 1 - beta2 ** step, group["eps"], group["weight_decay"], ckp1,
+                adj_lr, -gamma)
+
+    def _rule(self, group):
+        return sfadamw_rule
 
     def _update(self, group, params, grads, states, step) -> None:
-        gamma, ckp1, adj_lr = self._scalars
-        beta2, wd = group["betas"][1], group["weight_decay"]
+        beta2, one_minus_beta2, bias_correction2, eps, weight_decay, ckp1, adj_lr, neg_gamma = (
+            self._scalars(group, step))
         zs = [s["z"] for s in states]
         vs = [s["exp_avg_sq"] for s in states]
         torch._foreach_mul_(vs, beta2)
-        torch._foreach_addcmul_(vs, grads, grads, value=1 - beta2)
-        denominators = torch._foreach_div(vs, 1 - beta2 ** step)
+        torch._foreach_addcmul_(vs, grads, grads, value=one_minus_beta2)
+        denominators = torch._foreach_div(vs, bias_correction2)
         torch._foreach_sqrt_(denominators)
-        torch._foreach_add_(denominators, group["eps"])
+        torch._foreach_add_(denominators, eps)
         us = torch._foreach_div(grads, denominators)
         del denominators
-        if wd:
-            torch._foreach_add_(us, params, alpha=wd)
+        if weight_decay:
+            torch._foreach_add_(us, params, alpha=weight_decay)
         torch._foreach_lerp_(params, zs, ckp1)
         torch._foreach_add_(params, us, alpha=adj_lr)
-        torch._foreach_sub_(zs, us, alpha=gamma)
+        torch._foreach_add_(zs, us, alpha=neg_gamma)
