@@ -23,6 +23,13 @@ _BUILTIN_MODULES = {
     "text_lm": ("trainlab.workloads.text_lm", "TextLM"),
     "mnist_cnn": ("trainlab.workloads.image", "MNISTCNN"),
     "cifar10_cnn": ("trainlab.workloads.image", "CIFAR10ResNet"),
+    # Variants of the default workloads, each with its own target (docs/variants.md).
+    "mnist1d_mlp_gelu": ("trainlab.workloads.variants", "MNIST1DMLPGELU"),
+    "mnist1d_mlp_tanh": ("trainlab.workloads.variants", "MNIST1DMLPTanh"),
+    "mnist1d_cnn_silu": ("trainlab.workloads.variants", "MNIST1DCNNSiLU"),
+    "mnist1d_cnn_no_norm": ("trainlab.workloads.variants", "MNIST1DCNNNoNorm"),
+    "text_lm_post_ln": ("trainlab.workloads.variants", "TextLMPostLN"),
+    "text_lm_relu": ("trainlab.workloads.variants", "TextLMReLU"),
 }
 DEFAULT_WORKLOADS = ("mnist1d_mlp", "mnist1d_cnn", "text_lm")
 

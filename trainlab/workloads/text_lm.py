@@ -7,16 +7,20 @@ windows of `context` bytes; evaluation uses fixed non-overlapping windows from t
 Model: pre-LayerNorm GPT, 3 layers, 4 heads, width 96, context 64, untied output layer
 (~0.39 M parameters): sized so a trial takes about a minute on two CPU cores; `width`, `layers` and `context`
 scale it up on a GPU (targets then need re-setting). Metric: validation bits per byte (mean cross-entropy in nats / ln 2), lower is better.
+Options `norm_placement` and `activation` change the blocks; the variants in `variants.py` fix them
+(docs/variants.md).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from trainlab.errors import UsageError
 from trainlab.workloads.base import Batch, Option, Splits, Workload
 from trainlab.workloads.data.text import load_text
 
@@ -37,27 +41,43 @@ class CausalSelfAttention(nn.Module):
         return self.proj(y.transpose(1, 2).reshape(b, t, c))
 
 
+# Parameter-free modules only, so the choice does not change the weights drawn for a seed.
+MLP_ACTIVATIONS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU}
+NORM_PLACEMENTS = ("pre", "post")
+
+
 class Block(nn.Module):
-    def __init__(self, width: int, heads: int) -> None:
+    """Pre-LN (GPT-2) by default; post-LN (the original Transformer) normalises after each residual
+    sum instead, which is known to need a smaller lr or a longer warm-up (Xiong et al., 2020)."""
+
+    def __init__(self, width: int, heads: int, post_ln: bool = False,
+                 activation: type[nn.Module] = nn.GELU) -> None:
         super().__init__()
+        self.post_ln = post_ln
         self.ln1 = nn.LayerNorm(width)
         self.attn = CausalSelfAttention(width, heads)
         self.ln2 = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), activation(), nn.Linear(4 * width, width))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.post_ln:
+            x = self.ln1(x + self.attn(x))
+            return self.ln2(x + self.mlp(x))
         x = x + self.attn(self.ln1(x))
         return x + self.mlp(self.ln2(x))
 
 
 class ByteGPT(nn.Module):
-    def __init__(self, context: int = 128, width: int = 128, layers: int = 4, heads: int = 4) -> None:
+    def __init__(self, context: int = 128, width: int = 128, layers: int = 4, heads: int = 4,
+                 norm_placement: str = "pre", activation: type[nn.Module] = nn.GELU) -> None:
         super().__init__()
         self.context = context
+        post_ln = norm_placement == "post"
         self.embed = nn.Embedding(256, width)
         self.position = nn.Parameter(torch.zeros(context, width))
-        self.blocks = nn.Sequential(*(Block(width, heads) for _ in range(layers)))
-        self.ln_f = nn.LayerNorm(width)
+        self.blocks = nn.Sequential(*(Block(width, heads, post_ln, activation) for _ in range(layers)))
+        # Post-LN blocks already end in a LayerNorm; a second one would only repeat it.
+        self.ln_f = nn.Identity() if post_ln else nn.LayerNorm(width)
         # Untied output layer: at this small width, tying slowed early learning markedly in our
         # probes (3.16 vs 2.93 bits per byte after 600 steps at lr 3e-3).
         self.head = nn.Linear(width, 256, bias=False)
@@ -89,7 +109,19 @@ class TextLM(Workload):
         "width": Option(int, 96, "model width (embedding size)"),
         "layers": Option(int, 3, "transformer blocks"),
         "eval_windows": Option(int, 512, "validation windows (of `context` bytes) per evaluation"),
+        "norm_placement": Option(str, "pre", "LayerNorm before (pre) or after (post) each residual "
+                                             "branch's sum"),
+        "activation": Option(str, "gelu", "MLP nonlinearity: " + ", ".join(MLP_ACTIVATIONS)),
     }
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        # Checked here, not in init_model, so a typo fails before any training starts.
+        for key, valid in (("norm_placement", NORM_PLACEMENTS), ("activation", MLP_ACTIVATIONS)):
+            value = self.option_values[key]
+            if value not in valid:
+                raise UsageError(f"workload {self.name!r}: option {key}={value!r} is not one of "
+                                 f"{', '.join(valid)}")
 
     def load_splits(self) -> Splits:
         data = torch.frombuffer(bytearray(load_text(self.option_values["text_file"])), dtype=torch.uint8)
@@ -99,7 +131,8 @@ class TextLM(Workload):
 
     def init_model(self) -> nn.Module:
         o = self.option_values
-        return ByteGPT(context=o["context"], width=o["width"], layers=o["layers"])
+        return ByteGPT(context=o["context"], width=o["width"], layers=o["layers"],
+                       norm_placement=o["norm_placement"], activation=MLP_ACTIVATIONS[o["activation"]])
 
     def batches(self, train: Batch, generator: torch.Generator):
         data = train[0]
