@@ -31,7 +31,9 @@ own rounding noise) did worse than uniform bits (0.16), and weighting it by the 
 the saved tensor only matched uniform bits (0.090).
 
 Tensors are identified by their order of saving within a step (their index among the tensors that
-are eligible for compression). This assumes the autograd graph saves the same sequence of tensors
+are eligible for compression and not fixed by an op rule: `ActivationCompressor(op_bits=...)` keeps
+attention's saves and the loss's log-probabilities at 8 bits by default, outside the allocation and
+its budget). This assumes the autograd graph saves the same sequence of tensors
 every step; when the sequence of sizes differs from the one the bits were allocated for, the table is
 dropped and every tensor uses the initial bits (which respect the budget) until the next adaptation.
 """

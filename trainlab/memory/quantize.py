@@ -104,14 +104,17 @@ def _quantize(x: torch.Tensor, bits: int, group_size: int | Literal["row"], *, s
         offset, scale = _metadata(lo, hi, levels, meta_dtype)
         off32 = offset.float().unsqueeze(1)
         scale32 = scale.float().unsqueeze(1)
-        # a constant group (scale 0) codes to 0, which dequantizes to its value exactly
-        y = torch.where(scale32 > 0, (groups - off32) / scale32, torch.zeros_like(groups))
+        # Per-group reciprocal, so the full-size work is one subtract and one multiply. A constant
+        # group (scale 0) gets 0 and codes to 0, which dequantizes to its value exactly; the clamp
+        # keeps a subnormal scale from giving inf * 0 = NaN.
+        inv = torch.where(scale32 > 0, 1.0 / scale32, 0.0).clamp_(max=torch.finfo(torch.float32).max)
+        y = (groups - off32).mul_(inv)
         if stochastic:
-            y = y + torch.rand(y.shape, generator=generator, device=y.device, dtype=y.dtype)
+            y.add_(torch.rand(y.shape, generator=generator, device=y.device, dtype=y.dtype))
         else:
-            y = y + 0.5
+            y.add_(0.5)
         codes = y.floor_().clamp_(0, levels)
-        if keep_positive:
+        if keep_positive and bool((lo == 0).any()):  # only ReLU-like groups pay for the mask
             codes = torch.where((lo.unsqueeze(1) == 0) & (groups > 0), codes.clamp(min=1), codes)
         codes = codes.to(torch.uint8).reshape(-1)
         data = _pack(codes, bits)
@@ -123,7 +126,7 @@ def dequantize(packed: PackedTensor) -> torch.Tensor:
     n_groups = packed.scale.numel()
     codes = _unpack(packed.data, packed.bits, n_groups * packed.group_size)
     groups = codes.view(n_groups, packed.group_size).float()
-    x = groups * packed.scale.float().unsqueeze(1) + packed.offset.float().unsqueeze(1)
+    x = torch.addcmul(packed.offset.float().unsqueeze(1), groups, packed.scale.float().unsqueeze(1))
     return x.reshape(-1)[: packed.numel].view(packed.shape).to(packed.dtype)
 
 
