@@ -31,7 +31,8 @@ class AlgorithmSpec:
     description: str = ""
 
     def optimizer_hparams(self) -> dict[str, Any]:
-        known = optim.entry(self.optimizer).hyperparameters()
+        entry = optim.entry(self.optimizer)
+        known = set(entry.hyperparameters()) | entry.switches()
         return {k: v for k, v in self.hparams.items() if k in known}
 
     def schedule_hparams(self) -> dict[str, Any]:

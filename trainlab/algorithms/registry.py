@@ -83,16 +83,19 @@ def make_algorithm(name: str, overrides: Mapping[str, Any] | None = None,
     if tuned is not None:
         defaults["lr"] = tuned
     overrides = dict(overrides or {})
-    unknown = sorted(set(overrides) - set(defaults))
+    switches = optim.entry(optimizer_name).switches()   # e.g. fused=True: how, not what, to compute
+    unknown = sorted(set(overrides) - set(defaults) - switches)
     if unknown:
         raise UsageError(f"algorithm {name!r} has no hyperparameter {unknown[0]!r}; "
-                         f"valid: {', '.join(sorted(defaults))}")
+                         f"valid: {', '.join(sorted(defaults))}"
+                         + (f" (and the switches {', '.join(sorted(switches))})" if switches else ""))
     hparams = {**defaults, **overrides}
     # Let the optimizer validate types and ranges now, on a throwaway tensor, not mid-race.
     import torch
     try:
         optim.create(optimizer_name, [torch.zeros(2, requires_grad=True)],
-                     **{k: v for k, v in hparams.items() if k in optim.entry(optimizer_name).hyperparameters()})
+                     **{k: v for k, v in hparams.items()
+                        if k in optim.entry(optimizer_name).hyperparameters() or k in switches})
     except ValueError as exc:
         raise UsageError(f"algorithm {name!r}: {exc}") from None
     entry = optim.entry(optimizer_name)

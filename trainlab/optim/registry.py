@@ -38,6 +38,10 @@ class Entry:
         found.update(self.overrides)
         return found
 
+    def switches(self) -> set[str]:
+        """Implementation switches the factory accepts (e.g. `fused`, `foreach`): settable, never tuned."""
+        return set(inspect.signature(self.factory).parameters) & _IMPLEMENTATION_SWITCHES
+
 
 # Switches that choose an implementation, not the mathematics; accepted but not listed as tunable.
 _IMPLEMENTATION_SWITCHES = {"foreach", "fused", "capturable", "differentiable", "maximize"}
