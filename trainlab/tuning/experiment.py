@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from typing import Any, Iterable
 
 import optuna
@@ -36,7 +37,9 @@ def draw_configs(space: SearchSpace, seed: int, count: int) -> list[dict[str, An
     distributions = space.distributions()
     configs = []
     if distributions:
-        sampler = optuna.samplers.QMCSampler(qmc_type="halton", scramble=True, seed=seed)
+        with warnings.catch_warnings():   # "experimental" since Optuna 3.0; our tests pin its output
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.QMCSampler(qmc_type="halton", scramble=True, seed=seed)
         scratch = optuna.create_study(sampler=sampler)
         template = optuna.trial.create_trial(state=TrialState.WAITING)
         points = [sampler.sample_relative(scratch, template, distributions) for _ in range(count)]
