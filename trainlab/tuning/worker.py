@@ -41,6 +41,9 @@ from trainlab.tuning.search_space import to_hparams
 from trainlab.workloads import Workload, create_workload
 
 
+KIND_ORDER = {"tune": 0, "eval": 1, "variant": 2}
+
+
 def _finite_or_none(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -93,20 +96,25 @@ class Worker:
 
     # ---- claiming ----
     def claim(self) -> FrozenTrial | None:
-        """Claim the first queued trial (tuning before evaluation, in draw order), or None."""
-        for name in self.plan.study_names():
-            waiting = self.storage.get_all_trials(self.study_id(name), deepcopy=False,
-                                                  states=(TrialState.WAITING,))
-            for trial in sorted(waiting, key=lambda t: t.number):
-                if "kind" not in trial.user_attrs:
-                    continue
-                try:
+        """Claim the first queued trial, or None. Order: workload by workload (the plan's study
+        order); within a workload tuning, then evaluation (what the score needs), then the
+        robustness runs on variants; then queue order."""
+        queued = []
+        for position, name in enumerate(self.plan.study_names()):
+            for trial in self.storage.get_all_trials(self.study_id(name), deepcopy=False,
+                                                     states=(TrialState.WAITING,)):
+                kind = trial.user_attrs.get("kind")
+                if kind in KIND_ORDER:
+                    workload = self.plan.workloads.index(trial.user_attrs["base_workload"])
+                    queued.append(((workload, KIND_ORDER[kind], position, trial.number), trial))
+        for _, trial in sorted(queued, key=lambda item: item[0]):
+            try:
+                self.storage.record_heartbeat(trial._trial_id)
+                if self.storage.set_trial_state_values(trial._trial_id, TrialState.RUNNING):
                     self.storage.record_heartbeat(trial._trial_id)
-                    if self.storage.set_trial_state_values(trial._trial_id, TrialState.RUNNING):
-                        self.storage.record_heartbeat(trial._trial_id)
-                        return self.storage.get_trial(trial._trial_id)
-                except optuna.exceptions.UpdateFinishedTrialError:
-                    continue
+                    return self.storage.get_trial(trial._trial_id)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
         return None
 
     def run_one(self) -> bool:
