@@ -383,4 +383,7 @@ def score(args: argparse.Namespace) -> int:
     if args.baseline is not None and args.baseline not in plan.algorithms:
         raise UsageError(f"--baseline {args.baseline!r} is not an algorithm of {plan.name!r} "
                          f"({', '.join(plan.algorithms)})")
-    return _print_scores(collect(storage, plan), args, args.out)
+    if args.protocol == "held-out" and plan.protocol != "held-out":
+        raise UsageError(f"experiment {plan.name!r} ran the same-split protocol: it has no held-out "
+                         "runs to score")
+    return _print_scores(collect(storage, plan, args.protocol), args, args.out)

@@ -274,6 +274,9 @@ def _add_tuning_commands(sub) -> None:
     score.add_argument("--name", default=None, help="experiment name (default: the only one in the store)")
     score.add_argument("--baseline", default=None, metavar="ALG",
                        help="algorithm the speedups are relative to (default: the first)")
+    score.add_argument("--protocol", default=None, choices=["held-out", "same-split"],
+                       help="score as the experiment ran (default), or score a held-out experiment's "
+                            "best tuning trials themselves (same-split) to compare the two")
     _add_store(score)
     _add_heartbeat(score)
     score.add_argument("--out", default="trainlab-results/tune-report", metavar="DIR",

@@ -80,7 +80,7 @@ def write_tuning_report(outcomes: Outcomes, out_dir: str | Path, baseline: str |
     by_time = scores["time"]
     protocol = ("held-out: each study's best configuration re-run on evaluation seeds "
                 f"{', '.join(map(str, plan.eval_seeds))} (never used in tuning), its time to target "
-                "measured on the held-out test split" if plan.protocol == "held-out" else
+                "measured on the held-out test split" if outcomes.protocol == "held-out" else
                 "same-split: the best tuning trial's own result (seed and validation split it was "
                 "selected on; optimistic, for comparison with common practice)")
     lines = [f"# trainlab tuning experiment `{plan.name}`", "",

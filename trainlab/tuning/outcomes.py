@@ -30,11 +30,15 @@ class Outcomes:
     variants: list[dict[str, Any]] = field(default_factory=list)      # robustness runs
     missing: list[str] = field(default_factory=list)                  # what is not finished yet
     counts: dict[str, int] = field(default_factory=dict)
+    protocol: str = "held-out"                                        # how the costs were scored
 
 
-def collect(storage, plan: TuningPlan) -> Outcomes:
+def collect(storage, plan: TuningPlan, protocol: str | None = None) -> Outcomes:
+    """The experiment's numbers; `protocol` "same-split" scores a held-out experiment's best tuning
+    trials themselves instead (to show how much selecting and scoring on the same runs flatters)."""
+    protocol = protocol or plan.protocol
     trials = [t for t in experiment_trials(storage, plan) if "kind" in t.user_attrs]
-    out = Outcomes(plan, costs={by: {} for by in COSTS})
+    out = Outcomes(plan, costs={by: {} for by in COSTS}, protocol=protocol)
     out.counts = {s: sum(t.state.name.lower() == s for t in trials)
                   for s in ("waiting", "running", "complete", "fail")}
     by_key: dict[tuple, list] = {}
@@ -71,7 +75,7 @@ def collect(storage, plan: TuningPlan) -> Outcomes:
                                  "tuning_time": cost_of(best, "time"),
                                  "tuning_steps": cost_of(best, "steps")})
                 evals = by_key.get(("eval", algorithm, workload, k), [])
-                if plan.protocol == "same-split":
+                if protocol == "same-split":
                     for by in COSTS:
                         out.costs[by][algorithm][workload].append([cost_of(best, by)])
                 else:
