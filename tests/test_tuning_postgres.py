@@ -32,7 +32,7 @@ def test_two_worker_processes_share_one_study_on_postgresql(tmp_path):
                    "--search-space", str(space), "--trials", "8", "--studies", "1", "--eval-seeds", "0,1",
                    "--workers", "2", "--store", URL, "--threads", "1", "--no-progress", "--no-report",
                    "--heartbeat-interval", "1", "--grace-period", "5",
-                   "--workload-option", "tiny_regression.train_sleep=0.02", timeout=300)
+                   "--workload-option", "tiny_regression.train_sleep=0.04", timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     storage = open_storage(URL, 1, 5)
     trials = [t for t in experiment_trials(storage, load_plan(storage, name)) if "kind" in t.user_attrs]
