@@ -260,3 +260,38 @@ def test_resuming_checks_the_plan_but_may_add_variant_runs(tmp_path):
     resumed, was = create_or_resume(storage, _plan(name="resume", variants=True))
     assert was and resumed.variants and load_plan(storage, "resume").variants
     assert create_or_resume(storage, _plan(name="resume"))[0].variants   # never switched back off
+
+
+def test_one_coordinator_per_experiment(tmp_path):
+    """A live coordinator's lease refuses a second one; a dead one's (same host) is taken over."""
+    import os
+    import socket
+    import subprocess
+    import time
+
+    from trainlab.tuning.coordinator import LEASE_ATTR, CoordinatorLease
+    from trainlab.tuning.experiment import create_or_resume, load
+    storage = open_storage(str(tmp_path / "s.db"), 1, 30)
+    plan = _plan(name="lease")
+    create_or_resume(storage, plan)
+    manifest = load(storage, plan.manifest_name())
+    alive = subprocess.Popen(["sleep", "60"])
+    try:
+        manifest.set_user_attr(LEASE_ATTR, {"host": socket.gethostname(), "pid": alive.pid, "at": time.time()})
+        with pytest.raises(UsageError, match=f"being run by process {alive.pid}.*trainlab worker"):
+            CoordinatorLease(storage, plan, 1, 30).__enter__()
+    finally:
+        alive.kill()
+        alive.wait()
+    # the same lease, its process now dead: a restart after a crash takes it over at once
+    with CoordinatorLease(storage, plan, 1, 30):
+        held = load(storage, plan.manifest_name()).user_attrs[LEASE_ATTR]
+        assert held["pid"] == os.getpid()
+    assert load(storage, plan.manifest_name()).user_attrs[LEASE_ATTR] is None
+    # another host's fresh lease is respected; an expired one is not
+    manifest.set_user_attr(LEASE_ATTR, {"host": "elsewhere", "pid": 1, "at": time.time()})
+    with pytest.raises(UsageError, match="on elsewhere"):
+        CoordinatorLease(storage, plan, 1, 30).__enter__()
+    manifest.set_user_attr(LEASE_ATTR, {"host": "elsewhere", "pid": 1, "at": time.time() - 31})
+    with CoordinatorLease(storage, plan, 1, 30):
+        pass

@@ -10,20 +10,77 @@ URL`. Restarting the same command after a crash resumes: set-up only queues what
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from typing import Callable
 
 import optuna
 import torch
 
+from trainlab.errors import UsageError
 from trainlab.tuning.experiment import (counts, create_or_resume, enqueue_evaluation, enqueue_tuning,
                                         load, tuning_finished)
 from trainlab.tuning.plan import TuningPlan
 from trainlab.tuning.worker import Worker, fail_stale
 
 FINISHED_ATTR = "finished"
+LEASE_ATTR = "coordinator"
+
+
+class CoordinatorLease:
+    """One coordinator per experiment: two would both queue evaluation runs. The lease (host, pid,
+    time) lives in the manifest and is renewed from a thread; another coordinator may take it when
+    it is older than the grace period, or at once when its holder is a dead process on this host
+    (a restart after a crash). Best effort: two coordinators started in the same instant can both
+    get it."""
+
+    def __init__(self, storage, plan: TuningPlan, interval: float, grace: float) -> None:
+        self.study = load(storage, plan.manifest_name())
+        self.name, self.interval, self.grace = plan.name, interval, grace
+        self.me = {"host": socket.gethostname(), "pid": os.getpid()}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, daemon=True, name="coordinator-lease")
+
+    def _held_by_other(self) -> dict | None:
+        held = self.study.user_attrs.get(LEASE_ATTR)
+        if not held or (held.get("host"), held.get("pid")) == (self.me["host"], self.me["pid"]):
+            return None
+        if time.time() - held.get("at", 0) >= self.grace:
+            return None
+        if held.get("host") == self.me["host"]:
+            try:
+                os.kill(int(held["pid"]), 0)
+            except (ProcessLookupError, ValueError):
+                return None  # its process is gone: a crashed coordinator, restarted here
+            except PermissionError:
+                pass         # alive, another user's
+        return held
+
+    def __enter__(self) -> "CoordinatorLease":
+        held = self._held_by_other()
+        if held is not None:
+            raise UsageError(
+                f"experiment {self.name!r} is being run by process {held['pid']} on {held['host']} "
+                f"(seen {time.time() - held['at']:.0f} s ago): add workers with `trainlab worker --name "
+                f"{self.name}`, or if that process is dead, retry after {self.grace:.0f} s")
+        self.study.set_user_attr(LEASE_ATTR, {**self.me, "at": time.time()})
+        self._thread.start()
+        return self
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.study.set_user_attr(LEASE_ATTR, {**self.me, "at": time.time()})
+            except Exception:  # a missed renewal only shortens the lease
+                pass
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.study.set_user_attr(LEASE_ATTR, None)
 
 
 def all_finished(storage, plan: TuningPlan) -> bool:
@@ -52,6 +109,15 @@ def run_experiment(storage, store_url: str, plan: TuningPlan, device: torch.devi
                    report: Callable[[str], None] = print, progress_factory=None, poll: float = 0.5,
                    variants_of=None) -> None:
     plan, resumed = create_or_resume(storage, plan)
+    with CoordinatorLease(storage, plan, heartbeat_interval, grace_period):
+        _coordinate(storage, store_url, plan, device, resumed, workers=workers, threads=threads,
+                    heartbeat_interval=heartbeat_interval, grace_period=grace_period, report=report,
+                    progress_factory=progress_factory, poll=poll, variants_of=variants_of)
+
+
+def _coordinate(storage, store_url: str, plan: TuningPlan, device: torch.device, resumed: bool, *,
+                workers: int, threads: int | None, heartbeat_interval: int, grace_period: int,
+                report: Callable[[str], None], progress_factory, poll: float, variants_of) -> None:
     load(storage, plan.manifest_name()).set_user_attr(FINISHED_ATTR, False)  # a resume may add runs
     queued = enqueue_tuning(storage, plan)
     state = counts(storage, plan)
