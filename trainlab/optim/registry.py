@@ -48,6 +48,19 @@ _IMPLEMENTATION_SWITCHES = {"foreach", "fused", "capturable", "differentiable", 
 
 _REGISTRY: dict[str, Entry] = {}
 
+# Optimizers whose update is the gradient times a scalar (momentum included), so the step grows with
+# the gradient's scale. Every other registered rule normalizes the gradient (Adam's second moment, a
+# sign, whitening, Adam in a subspace) and is scale-invariant. Batch-size scaling (linear vs square
+# root) and schedule refinement (L2 vs L1 gradient norms) both follow from this one fact.
+LINEAR_UPDATE: set[str] = {"sgd"}
+
+
+def linear_update(name: str) -> bool:
+    """Whether optimizer `name`'s update is linear in the gradient (ValueError if unknown)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(available())}")
+    return name in LINEAR_UPDATE
+
 
 def register(name: str, factory: Callable[..., torch.optim.Optimizer], summary: str, citation: str,
              **overrides: Any) -> None:
