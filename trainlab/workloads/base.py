@@ -23,11 +23,14 @@ Batch = tuple[torch.Tensor, ...]
 
 @dataclass(frozen=True)
 class Option:
-    """A constructor option a workload accepts (`--workload-option NAME.KEY=VALUE`)."""
+    """A constructor option a workload accepts (`--workload-option NAME.KEY=VALUE`). `choices`, when
+    given, are the only values allowed; they are checked when the workload is built, so a typo fails
+    before any training, and listed in the option's help."""
 
     type: type
     default: Any
     help: str
+    choices: tuple[Any, ...] | None = None
 
 
 # Options every workload accepts: they override the class defaults for one run.
@@ -75,6 +78,9 @@ class Workload(abc.ABC):
         for key, option in valid.items():
             raw = options.get(key, option.default)
             values[key] = _coerce(self.name, key, raw, option.type) if raw is not None else None
+            if option.choices is not None and values[key] not in option.choices:
+                raise UsageError(f"workload {self.name!r}: option {key}={values[key]!r} is not one of "
+                                 f"{', '.join(map(str, option.choices))}")
         self.option_values = {k: v for k, v in values.items() if k in self.options}
         self.target = float(values["target"] if values["target"] is not None else self.default_target)
         pick = lambda key, default: default if values[key] is None else values[key]  # noqa: E731

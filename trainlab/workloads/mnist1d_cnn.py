@@ -11,11 +11,10 @@ Options `activation` and `norm` change the blocks; the variants in `variants.py`
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 from torch import nn
 
-from trainlab.errors import UsageError
 from trainlab.workloads.base import Option
 from trainlab.workloads.mnist1d_common import MNIST1DWorkload
 from trainlab.workloads.mnist1d_mlp import ACTIVATIONS
@@ -56,18 +55,10 @@ class MNIST1DCNN(MNIST1DWorkload):
     default_batch_size = 128
     default_eval_every = 50
     options = {
-        "activation": Option(str, "relu", "block nonlinearity: " + ", ".join(ACTIVATIONS)),
-        "norm": Option(str, "batch", "block normalisation: " + ", ".join(NORMS)),
+        "activation": Option(str, "relu", "block nonlinearity: " + ", ".join(ACTIVATIONS),
+                             choices=tuple(ACTIVATIONS)),
+        "norm": Option(str, "batch", "block normalisation: " + ", ".join(NORMS), choices=tuple(NORMS)),
     }
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        # Checked here, not in init_model, so a typo fails before any training starts.
-        for key, valid in (("activation", ACTIVATIONS), ("norm", NORMS)):
-            value = self.option_values[key]
-            if value not in valid:
-                raise UsageError(f"workload {self.name!r}: option {key}={value!r} is not one of "
-                                 f"{', '.join(valid)}")
 
     def init_model(self) -> nn.Module:
         o = self.option_values

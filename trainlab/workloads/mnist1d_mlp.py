@@ -8,11 +8,8 @@ Option `activation` swaps the nonlinearity; the variants in `variants.py` fix it
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import nn
 
-from trainlab.errors import UsageError
 from trainlab.workloads.base import Option
 from trainlab.workloads.mnist1d_common import MNIST1DWorkload
 
@@ -29,16 +26,9 @@ class MNIST1DMLP(MNIST1DWorkload):
     default_batch_size = 128
     default_eval_every = 50
     options = {
-        "activation": Option(str, "relu", "hidden-layer nonlinearity: " + ", ".join(ACTIVATIONS)),
+        "activation": Option(str, "relu", "hidden-layer nonlinearity: " + ", ".join(ACTIVATIONS),
+                             choices=tuple(ACTIVATIONS)),
     }
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        activation = self.option_values["activation"]
-        if activation not in ACTIVATIONS:
-            # Checked here, not in init_model, so a typo fails before any training starts.
-            raise UsageError(f"workload {self.name!r}: option activation={activation!r} is not one of "
-                             f"{', '.join(ACTIVATIONS)}")
 
     def init_model(self) -> nn.Module:
         act = ACTIVATIONS[self.option_values["activation"]]

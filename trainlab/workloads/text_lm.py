@@ -14,13 +14,11 @@ Options `norm_placement` and `activation` change the blocks; the variants in `va
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from trainlab.errors import UsageError
 from trainlab.workloads.base import Batch, Option, Splits, Workload
 from trainlab.workloads.data.text import load_text
 
@@ -110,18 +108,10 @@ class TextLM(Workload):
         "layers": Option(int, 3, "transformer blocks"),
         "eval_windows": Option(int, 512, "validation windows (of `context` bytes) per evaluation"),
         "norm_placement": Option(str, "pre", "LayerNorm before (pre) or after (post) each residual "
-                                             "branch's sum"),
-        "activation": Option(str, "gelu", "MLP nonlinearity: " + ", ".join(MLP_ACTIVATIONS)),
+                                             "branch's sum", choices=NORM_PLACEMENTS),
+        "activation": Option(str, "gelu", "MLP nonlinearity: " + ", ".join(MLP_ACTIVATIONS),
+                             choices=tuple(MLP_ACTIVATIONS)),
     }
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        # Checked here, not in init_model, so a typo fails before any training starts.
-        for key, valid in (("norm_placement", NORM_PLACEMENTS), ("activation", MLP_ACTIVATIONS)):
-            value = self.option_values[key]
-            if value not in valid:
-                raise UsageError(f"workload {self.name!r}: option {key}={value!r} is not one of "
-                                 f"{', '.join(valid)}")
 
     def load_splits(self) -> Splits:
         data = torch.frombuffer(bytearray(load_text(self.option_values["text_file"])), dtype=torch.uint8)
