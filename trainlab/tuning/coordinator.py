@@ -17,12 +17,11 @@ import threading
 import time
 from typing import Callable
 
-import optuna
 import torch
 
 from trainlab.errors import UsageError
 from trainlab.tuning.experiment import (counts, create_or_resume, enqueue_evaluation, enqueue_tuning,
-                                        load, tuning_finished)
+                                        load)
 from trainlab.tuning.plan import TuningPlan
 from trainlab.tuning.worker import Worker, fail_stale
 
@@ -83,13 +82,6 @@ class CoordinatorLease:
         self.study.set_user_attr(LEASE_ATTR, None)
 
 
-def all_finished(storage, plan: TuningPlan) -> bool:
-    state = counts(storage, plan)
-    if state["waiting"] or state["running"]:
-        return False
-    return all(tuning_finished(storage, plan, a, w) for a in plan.algorithms for w in plan.workloads)
-
-
 def is_marked_finished(storage, plan: TuningPlan) -> bool:
     return bool(load(storage, plan.manifest_name()).user_attrs.get(FINISHED_ATTR))
 
@@ -128,16 +120,19 @@ def _coordinate(storage, store_url: str, plan: TuningPlan, device: torch.device,
     helpers = [spawn_worker(store_url, plan, device, threads, heartbeat_interval, grace_period)
                for _ in range(max(0, workers - 1))]
     last_stale_check = 0.0
+    evaluated: set[tuple[str, str]] = set()   # (algorithm, workload) pairs whose runs are queued
     try:
         while True:
             if time.monotonic() - last_stale_check >= heartbeat_interval:
                 fail_stale(storage, plan)
                 last_stale_check = time.monotonic()
-            enqueue_evaluation(storage, plan, variants_of)
+            enqueue_evaluation(storage, plan, variants_of, evaluated)
             if worker.run_one():
                 continue
-            if all_finished(storage, plan) and enqueue_evaluation(storage, plan, variants_of) == 0:
-                break
+            if len(evaluated) == len(plan.algorithms) * len(plan.workloads):
+                state = counts(storage, plan)   # every run is queued: done when none is left
+                if not state["waiting"] and not state["running"]:
+                    break
             time.sleep(poll)
         load(storage, plan.manifest_name()).set_user_attr(FINISHED_ATTR, True)
         for proc in helpers:
@@ -176,4 +171,4 @@ def run_worker(storage, name: str, device: torch.device, *, parent_pid: int | No
         time.sleep(poll)
 
 
-__all__ = ["run_experiment", "run_worker", "all_finished", "optuna"]
+__all__ = ["run_experiment", "run_worker"]

@@ -181,15 +181,20 @@ def tuning_finished(storage, plan: TuningPlan, algorithm: str, workload: str) ->
     return True
 
 
-def enqueue_evaluation(storage, plan: TuningPlan, variants_of=None) -> int:
+def enqueue_evaluation(storage, plan: TuningPlan, variants_of=None,
+                       done: set[tuple[str, str]] | None = None) -> int:
     """For each (algorithm, workload) whose tuning is finished, queue its evaluation runs (held-out
-    protocol) and robustness runs on variants (if the plan asks); returns how many were queued."""
+    protocol) and robustness runs on variants (if the plan asks); returns how many were queued.
+    `done` (the caller's, kept across calls) collects the pairs already queued: a finished tuning
+    stays finished, so they need no second look at the store."""
     added = 0
+    done = set() if done is None else done
     for algorithm in plan.algorithms:
         space = plan_space(plan, algorithm)
         for workload in plan.workloads:
-            if not tuning_finished(storage, plan, algorithm, workload):
+            if (algorithm, workload) in done or not tuning_finished(storage, plan, algorithm, workload):
                 continue
+            done.add((algorithm, workload))
             wanted = []
             for k in range(plan.studies):
                 study = load(storage, plan.tune_study_name(algorithm, workload, k))
