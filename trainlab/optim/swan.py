@@ -49,6 +49,7 @@ from typing import Any
 
 import torch
 
+from trainlab.optim.projection import adam_direction, adam_moments_
 from trainlab.optim.state import KeepsSavedStateDtypes
 from trainlab.optim.validation import check_betas, check_dense_real, check_non_negative
 
@@ -148,13 +149,11 @@ class SWAN(KeepsSavedStateDtypes):
         if wd:
             p.mul_(1 - lr * wd)
         state["step"] += 1
-        t = state["step"]
-        g = p.grad.float()
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        exp_avg.lerp_(g, 1 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        denom = exp_avg_sq.sqrt().div_(math.sqrt(1 - beta2 ** t)).add_(group["eps"])
-        p.add_((exp_avg / denom).to(p.dtype), alpha=-lr / (1 - beta1 ** t))
+        # the same AdamW rule (torch.optim's form) that the projection optimizers apply to 1-D params
+        adam_moments_(state["exp_avg"], state["exp_avg_sq"], p.grad.float(), beta1, beta2)
+        psi, c = adam_direction(state["exp_avg"], state["exp_avg_sq"], state["step"], beta1, beta2,
+                                group["eps"], "torch")
+        p.add_(psi.mul_(c).to(p.dtype), alpha=-lr)
 
 
 def _validate(group: dict[str, Any]) -> None:
