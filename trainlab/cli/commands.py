@@ -19,6 +19,7 @@ from trainlab.reports import format_table, summarize, write_report
 from trainlab.store import ResultsStore
 from trainlab.utils.device import choose_device
 from trainlab.workloads import DEFAULT_WORKLOADS, builtin_names, workload_class
+from trainlab.workloads.variants import variants_of
 
 
 def _setup_runtime(args: argparse.Namespace) -> torch.device:
@@ -289,18 +290,9 @@ def build_tuning_plan(args: argparse.Namespace):
         workload = cls(**options[cls.name])
         workload.splits()  # a missing corpus or a bad data path fails now, not in a worker
         if args.variants:
-            from trainlab.workloads.variants import variants_of
             for variant in variants_of(workload.name):
                 workload_class(variant)
     return plan
-
-
-def _variants_of():
-    try:
-        from trainlab.workloads.variants import variants_of
-    except ImportError:
-        return None
-    return variants_of
 
 
 def tune(args: argparse.Namespace) -> int:
@@ -331,7 +323,7 @@ def tune(args: argparse.Namespace) -> int:
     run_experiment(storage, store_url, plan, device, workers=args.workers, threads=args.threads,
                    heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
                    report=lambda line: print(line, flush=True), progress_factory=bars,
-                   variants_of=_variants_of() if plan.variants else None)
+                   variants_of=variants_of if plan.variants else None)
     outcomes = collect(storage, plan)
     return _print_scores(outcomes, args, None if args.no_report else args.report_dir)
 
