@@ -297,7 +297,6 @@ def build_tuning_plan(args: argparse.Namespace):
 
 def tune(args: argparse.Namespace) -> int:
     from trainlab.benchmark.progress import TrialBar
-    from trainlab.reports.tuning_report import write_tuning_report
     from trainlab.tuning.coordinator import run_experiment
     from trainlab.tuning.outcomes import collect
 

@@ -54,7 +54,6 @@ def time_to_target_bars(rows: list[SummaryRow], path: Path) -> Path:
     workloads = sorted({r.workload for r in rows})
     algorithms = sorted({r.label for r in rows})
     colors = _colors(algorithms)
-    width = 0.8 / max(1, len(algorithms))
     fig, axes = plt.subplots(1, len(workloads), figsize=(3.4 * len(workloads) + 0.6, 3.6), dpi=120,
                              squeeze=False)
     for ax, workload in zip(axes[0], workloads):

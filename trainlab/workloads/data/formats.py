@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import codecs
 import gzip
-import io
 import pickle
 import zlib
 from pathlib import Path
