@@ -32,6 +32,7 @@ from trainlab.errors import UsageError
 from trainlab.memory import (ActivationCompressor, ChangeBasedFreezer, SavedTensorMeter, allocate_bits,
                              bf16_autocast, cast_model_bf16, compress_activations, dequantize, freeze,
                              packed_nbytes, parameter_units, quantize, trainable_parameters)
+from trainlab.memory.adaptive import AdaptivePrecision
 from trainlab.optim import create
 from trainlab.workloads.mnist1d_cnn import _ConvNet
 from trainlab.workloads.text_lm import ByteGPT
@@ -334,7 +335,8 @@ def test_adaptive_beats_uniform_bits_and_leaves_training_state_alone():
     model = _gpt()
     loss_fn = _gpt_loss(model)
     exact, _ = _step(model, loss_fn, SavedTensorMeter(model))
-    comp = ActivationCompressor("adaptive", model=model, average_bits=4)
+    # no op rules, so both compress the same tensors at 4 bits on average
+    comp = ActivationCompressor("adaptive", model=model, average_bits=4, op_bits={})
     _step(model, loss_fn, comp)
     grads = [p.grad.clone() for p in model.parameters()]
     rng = torch.get_rng_state()
@@ -342,10 +344,34 @@ def test_adaptive_beats_uniform_bits_and_leaves_training_state_alone():
     assert torch.equal(torch.get_rng_state(), rng)
     assert all(torch.equal(p.grad, g) for p, g in zip(model.parameters(), grads))
     assert sum(b * d for b, d in zip(bits, comp.policy.numels)) <= 4 * sum(comp.policy.numels)
-    uniform = ActivationCompressor(4, model=model)
+    uniform = ActivationCompressor(4, model=model, op_bits={})
     adaptive_err = sum(_rel(_step(model, loss_fn, comp)[0], exact) for _ in range(3))
     uniform_err = sum(_rel(_step(model, loss_fn, uniform)[0], exact) for _ in range(3))
     assert adaptive_err < uniform_err
+
+
+def test_adaptive_budget_counts_the_tensors_op_rules_fix():
+    # 300 entries at 4 bits on average = 1200 bits; the fixed 100 at 8 bits take 800, leaving 2 per entry
+    policy = AdaptivePrecision(average_bits=4)
+    assert policy.allocate([5.0, 1.0], [100, 100], fixed=[(100, 8)]) == [2, 2]
+    assert policy.allocatable_average() == 2
+    bits = policy.allocate([5.0, 1.0], [100, 100])   # nothing fixed: 4 bits each on average
+    assert sum(bits) * 100 <= 800 and bits[0] >= bits[1] and policy.allocatable_average() == 4
+    # fixed tensors alone over the budget: the allocated ones get the lowest level, not an error
+    assert AdaptivePrecision(average_bits=4).allocate([1.0], [100], fixed=[(1000, 8)]) == [2]
+
+
+def test_adaptive_average_over_everything_compressed_meets_the_budget():
+    model = _gpt(width=128)   # attention's saves and the log-probs: 8 bits by the default op rules
+    loss_fn = _gpt_loss(model)
+    comp = ActivationCompressor("adaptive", model=model, average_bits=6)
+    _step(model, loss_fn, comp)
+    bits = comp.iterate(lambda: loss_fn().backward())
+    numels, fixed = comp.policy.numels, comp.policy.fixed
+    assert fixed and {b for _, b in fixed} == {8}
+    allocated = sum(b * d for b, d in zip(bits, numels))
+    assert allocated + sum(n * b for n, b in fixed) <= 6 * (sum(numels) + sum(n for n, _ in fixed))
+    assert allocated < 6 * sum(numels)   # the allocated tensors paid for the fixed ones
 
 
 def test_probes_restore_batchnorm_statistics():
@@ -520,6 +546,58 @@ def test_attention_saves_are_8_bit_and_keep_peaky_gradients_finite():
         assert attention[(2, q_shape)] == attention[(None, q_shape)] == (8 if name == "default" else 4)
         assert [r.bits for r in comp.records if r.op == "linear" and r.position == 0] == [4]  # x: input
     assert errors["default"] < 0.3 and errors["qk"] < 0.5 and errors["uniform"] > 2
+
+
+class _NormGeluMLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.norm, self.fc1, self.fc2 = nn.LayerNorm(48), nn.Linear(48, 192), nn.Linear(192, 48)
+
+    def forward(self, x):
+        y = self.norm(x)
+        return y, F.gelu(self.fc1(y)), self.fc2(F.gelu(self.fc1(y)))
+
+
+def test_recomputed_outputs_are_the_op_applied_to_its_saved_input():
+    """A linear layer's input that is a GELU or LayerNorm output is rebuilt in backward from what the
+    GELU / LayerNorm saved (their input, compressed), instead of being stored a second time."""
+    torch.manual_seed(0)
+    model = _NormGeluMLP()
+    x = torch.randn(64, 48, generator=torch.Generator().manual_seed(1))
+    comp = ActivationCompressor(8, model=model, min_numel=0, trace=True, scope="all")  # layer by layer
+    with comp:
+        norm = model.norm(x)
+        hidden = model.fc1(norm)
+        act = F.gelu(hidden)
+        out = model.fc2(act)
+    # the saved fc2 input is gelu(the GELU's saved, dequantized input), exactly
+    assert torch.equal(out.grad_fn._saved_mat1, F.gelu(act.grad_fn._saved_self))
+    assert not torch.equal(out.grad_fn._saved_mat1, act)          # rebuilt, not stored
+    assert (out.grad_fn._saved_mat1 - act).abs().max() < 0.05      # from an 8-bit input
+    ln = norm.grad_fn
+    rebuilt = F.layer_norm(ln._saved_input, (48,), model.norm.weight, model.norm.bias, model.norm.eps)
+    assert torch.equal(hidden.grad_fn._saved_mat1, rebuilt)
+    recomputed = [r for r in comp.records if r.recomputed]
+    assert [(r.op, r.position, r.nbytes) for r in recomputed] == [("linear", 0, 0), ("linear", 0, 0)]
+
+
+def test_recomputation_saves_the_bytes_of_the_outputs_and_checks_in_place_changes():
+    model = _NormGeluMLP()
+    x = torch.randn(64, 48, generator=torch.Generator().manual_seed(1))
+    loss_fn = lambda: model(x)[2].square().mean()  # noqa: E731
+    exact, _ = _step(model, loss_fn, SavedTensorMeter(model))
+    on, off = ActivationCompressor(4, model=model), ActivationCompressor(4, model=model, recompute=False)
+    g_on, bytes_on = _step(model, loss_fn, on)
+    g_off, bytes_off = _step(model, loss_fn, off)
+    # what is no longer stored: fc1's input (64 x 48) and fc2's input (64 x 192), 4 bits, groups of 256
+    assert bytes_off - bytes_on == (64 * 48 // 2 + 12 * 8) + (64 * 192 // 2 + 48 * 8)
+    assert _rel(g_on, exact) < 0.25 and _rel(g_off, exact) < 0.25
+    with on:
+        loss = loss_fn()
+    with torch.no_grad():
+        model.norm.weight.add_(1.0)   # an optimizer step between forward and backward
+    with pytest.raises(RuntimeError, match="recompute=False"):
+        loss.backward()
 
 
 def test_input_batch_is_compressed_and_statistics_stay_exact():

@@ -69,6 +69,17 @@ uncompressed steps, 3 batches x 2 draws):
   scope "model" otherwise; at 4 bits they wrecked MLP training). On text_lm they are 2 MiB of 39.7
   (vocabulary 256); at 8 bits the gradient error did not change (0.362 both ways).
 
+Recomputation (`recompute=True`, the default when compressing): a transformer block saves many
+tensors twice over. GELU saves its input h, and the next linear layer saves gelu(h); LayerNorm saves
+its input x, and the next linear layer saves layer_norm(x). When the output of one of the cheap ops in
+`RECOMPUTABLE` (gelu, silu, layer_norm) is saved again, the hooks keep a recipe instead of a second
+pack: the op and references to the packs of its saved inputs (parameters by reference, checked for
+in-place changes). Backward rebuilds it as the op applied to the dequantized inputs. This costs one
+elementwise or normalization pass in backward and no bytes. On text_lm at 4 bits it removes 3.7 M of
+10.4 M compressed entries: 8.0x instead of 5.8x (relative gradient error 0.134 against 0.128 after
+350 steps). ReLU, tanh and sigmoid save their output, which the next layer's save already shares, so
+they need no recipe.
+
 Noise: the rounding noise of the i-th compressed tensor of step k comes from a generator seeded by
 (seed, k, i), so runs are reproducible and GACT's probes can hold every other tensor's noise fixed.
 
@@ -97,6 +108,8 @@ _MISSING = object()
 # bits for every tensor an op saves, or per position among its tensor arguments ("out": the rest)
 OpRule = Union[int, None, Mapping[Union[int, str], Union[int, None]]]
 DEFAULT_OP_BITS: dict[str, OpRule] = {"scaled_dot_product_attention": 8, "cross_entropy": 8}  # see module doc
+# Cheap ops whose saved output is rebuilt in backward from their saved input (`recompute=True`)
+RECOMPUTABLE = frozenset({"gelu", "silu", "layer_norm"})
 
 
 class SavedRecord(NamedTuple):
@@ -109,6 +122,7 @@ class SavedRecord(NamedTuple):
     dtype: torch.dtype
     bits: int | None
     nbytes: int
+    recomputed: bool = False   # held as a recipe over other saved tensors (`recompute=True`)
 
 
 class _Saved:
@@ -119,18 +133,32 @@ class _Saved:
     `version` is the saved tensor's version counter at pack time and `source` a weak reference to it:
     saved-tensor hooks switch off autograd's check that a saved tensor was not modified in place
     afterwards, so `_unpack` repeats it (for packed tensors, while the original is still alive).
+    `recipe` (recompute=True): instead of a pack, the base holds how to rebuild the tensor in backward
+    (`_Recipe.func` of other saved tensors, which it keeps alive); it holds no bytes of its own.
     """
 
-    __slots__ = ("tensor", "packed", "base", "view", "version", "source", "__weakref__")
+    __slots__ = ("tensor", "packed", "base", "view", "version", "source", "recipe", "__weakref__")
 
     def __init__(self, t: torch.Tensor, tensor: torch.Tensor | None = None, packed: PackedTensor | None = None,
-                 base: _Saved | None = None) -> None:
+                 base: _Saved | None = None, recipe: _Recipe | None = None) -> None:
         self.tensor = tensor
         self.packed = packed
         self.base = base
+        self.recipe = recipe
         self.view = None if base is None else (tuple(t.shape), tuple(t.stride()))
         self.version = t._version
         self.source = None if tensor is not None else weakref.ref(t)
+
+
+class _Recipe(NamedTuple):
+    """How to rebuild a saved tensor: `func(*args, **kwargs)` with the tensors of `template` (slots
+    numbered in `_tensors_in` order) taken from `inputs`: `_Saved` objects (unpacked) or model state
+    (`(tensor, version)`, checked for in-place changes). `dtype`: the original output's."""
+
+    func: Callable
+    template: tuple
+    inputs: tuple
+    dtype: torch.dtype
 
 
 def _view_of(base: _Saved, t: torch.Tensor) -> _Saved:
@@ -215,7 +243,9 @@ class SavedTensorMeter:
                 f"expected version {saved.version} instead (detected by trainlab.memory's saved-tensor hooks)")
         if saved.base is not None:
             shape, stride = saved.view
-            return dequantize(saved.base.packed).as_strided(shape, stride)
+            base = saved.base
+            flat = self._rebuild(base.recipe) if base.recipe is not None else dequantize(base.packed)
+            return flat.as_strided(shape, stride)
         return saved.tensor if saved.packed is None else dequantize(saved.packed)
 
     def _classify(self, t: torch.Tensor) -> str:
@@ -290,8 +320,9 @@ class ActivationCompressor(SavedTensorMeter):
     `compress_inputs`: also compress float tensors without grad that are an argument of the op saving
     them (the input batch). `op_bits`: bits per op that saves (module doc); None means
     `DEFAULT_OP_BITS`, {} none. Op rules also hold outside the model scope and in adaptive mode, where
-    the tensors they fix are left out of GACT's allocation (so the average over all compressed
-    tensors can exceed `average_bits`; the bytes reported are what is held).
+    the tensors they fix are not allocated but count in the budget (`trainlab.memory.adaptive`).
+    `recompute`: rebuild saved outputs of GELU, SiLU and LayerNorm from their saved inputs in backward
+    instead of storing them again (module doc).
     `trace`: keep a `SavedRecord` per saved tensor of the last `with` block in `records` (a per-tensor
     breakdown: which op saved what, at how many bits, for how many new bytes).
     """
@@ -301,9 +332,13 @@ class ActivationCompressor(SavedTensorMeter):
                  meta_dtype: torch.dtype = torch.float32, stochastic: bool = True, seed: int = 0,
                  average_bits: float = 4.0, adapt_interval: int = 1000,
                  scope: Literal["model", "all"] = "model", compress_inputs: bool = True,
-                 op_bits: Mapping[str, OpRule] | None = None, trace: bool = False) -> None:
+                 op_bits: Mapping[str, OpRule] | None = None, recompute: bool = True,
+                 trace: bool = False) -> None:
         super().__init__(model)
         self.compress_inputs = bool(compress_inputs)
+        self.recompute = bool(recompute)
+        self._outputs: dict[tuple, tuple] = {}  # outputs of RECOMPUTABLE ops in this block (weak)
+        self._rebuilding = False
         self.records: list[SavedRecord] | None = [] if trace else None  # the last block's saves
         self.op_bits = _check_op_bits(DEFAULT_OP_BITS if op_bits is None else op_bits)
         self._ops: list[tuple] = []    # (func, args, kwargs) of the torch function running now
@@ -366,7 +401,7 @@ class ActivationCompressor(SavedTensorMeter):
         outermost = not self._hooks
         super().__enter__()
         if outermost and self.compressing:
-            self._recorder = _OpRecorder(self._ops)
+            self._recorder = _OpRecorder(self._ops, self._note_output if self.recompute else None)
             self._recorder.__enter__()
         return self
 
@@ -383,11 +418,13 @@ class ActivationCompressor(SavedTensorMeter):
         self._index = 0
         self._adaptive_index = 0
         self._dedupe.clear()
+        self._outputs.clear()
         if self.policy is not None:
             self.policy.begin_step()
 
     def _end_step(self) -> None:
         self._dedupe.clear()
+        self._outputs.clear()
         if self._probing or self._index == 0:
             return  # a block that saved nothing compressible (e.g. backward only) is not a step
         self._step += 1
@@ -410,9 +447,9 @@ class ActivationCompressor(SavedTensorMeter):
             if closure is None:
                 raise UsageError("bits='adaptive' needs iterate(closure): the closure runs forward and "
                                  "backward for GACT's sensitivity probes")
-            sens, layout = _adaptive.probe_sensitivities(self, closure)
+            sens, layout, fixed = _adaptive.probe_sensitivities(self, closure)
             if layout:
-                adapted = policy.allocate(sens, layout)
+                adapted = policy.allocate(sens, layout, fixed)
         self.iteration += 1
         return adapted
 
@@ -423,7 +460,9 @@ class ActivationCompressor(SavedTensorMeter):
             return self._pack_as(t)[0]
         before = self._current
         saved, bits = self._pack_as(t)
-        self.records.append(SavedRecord(*self.site(t), tuple(t.shape), t.dtype, bits, self._current - before))
+        recomputed = (saved.base if saved.base is not None else saved).recipe is not None
+        self.records.append(SavedRecord(*self.site(t), tuple(t.shape), t.dtype, bits, self._current - before,
+                                        recomputed))
         return saved
 
     def _pack_as(self, t: torch.Tensor) -> tuple[_Saved, int | None]:
@@ -444,6 +483,13 @@ class ActivationCompressor(SavedTensorMeter):
                 shared = hit[1]()
                 bits = None if shared.packed is None else shared.packed.bits
                 return (_view_of(shared, t) if hit[2] else shared), bits
+        if self.recompute and dense:
+            recipe = self._recipe_for(t)
+            if recipe is not None:
+                base = _Saved(t, recipe=recipe)
+                if key is not None:
+                    self._dedupe[key] = (weakref.ref(t), weakref.ref(base), True)
+                return _view_of(base, t), None
         index = self._index
         self._index += 1
         bits, seed_offset = self._bits_for(t, rule)
@@ -466,6 +512,75 @@ class ActivationCompressor(SavedTensorMeter):
             shared = saved.base if saved.base is not None else saved
             self._dedupe[key] = (weakref.ref(t), weakref.ref(shared), saved.base is not None)
         return saved, (bits if bits < 32 else None)
+
+    # ---- recomputation -----------------------------------------------------------------------
+
+    def _note_output(self, func, args, kwargs, result) -> None:
+        """After a RECOMPUTABLE op: remember how to rebuild its output from what is saved so far."""
+        if (self._rebuilding or getattr(func, "__name__", None) not in RECOMPUTABLE
+                or not isinstance(result, torch.Tensor) or not result.is_floating_point()
+                or not result.is_contiguous() or result.numel() == 0):
+            return
+        key = _identity_key(result, True)
+        if key is None:
+            return
+        inputs = []
+        for arg in _tensors_in((args, kwargs)):
+            if _storage_key(arg)[0] == key[0]:
+                return  # in place: the output overwrote an input
+            if self._classify(arg) == "state":
+                inputs.append((arg, arg._version))
+                continue
+            hit = self._dedupe.get(_identity_key(arg, _is_dense(arg)) or ())
+            if hit is None or hit[0]() is None or hit[1]() is None:
+                return  # an input that is not saved: rebuilding would need more than the hooks hold
+            inputs.append((hit[1], hit[2], tuple(arg.shape), tuple(arg.stride()), arg._version, hit[0]))
+        template = _slots((args, kwargs), iter(range(1 << 30)))
+        self._outputs[key] = (weakref.ref(result), func, template, tuple(inputs), result.dtype)
+
+    def _recipe_for(self, t: torch.Tensor) -> _Recipe | None:
+        """A recipe for `t` if it is the output of a noted op whose saved inputs are still alive."""
+        entry = self._outputs.get(_identity_key(t, True))
+        if entry is None or entry[0]() is None or entry[4] != t.dtype:
+            return None
+        _, func, template, noted, dtype = entry
+        inputs = []
+        for item in noted:
+            if len(item) == 2:               # model state: (tensor, version)
+                inputs.append(item)
+                continue
+            shared_ref, is_view, shape, stride, version, source = item
+            shared = shared_ref()
+            if shared is None:
+                return None
+            if is_view:
+                view = _Saved.__new__(_Saved)
+                view.tensor = view.packed = view.recipe = None
+                view.base, view.view, view.version, view.source = shared, (shape, stride), version, source
+                shared = view
+            inputs.append(shared)
+        return _Recipe(func, template, tuple(inputs), dtype)
+
+    def _rebuild(self, recipe: _Recipe) -> torch.Tensor:
+        values = []
+        for item in recipe.inputs:
+            if isinstance(item, _Saved):
+                values.append(self._unpack(item))
+                continue
+            tensor, version = item
+            if tensor._version != version:
+                raise RuntimeError("a parameter needed to recompute a saved activation was modified in place "
+                                   f"between forward and backward ({list(tensor.shape)}, version "
+                                   f"{tensor._version}, expected {version}); use recompute=False")
+            values.append(tensor.detach())
+        args, kwargs = _fill(recipe.template, values)
+        self._rebuilding = True
+        try:
+            with torch.no_grad():
+                out = recipe.func(*args, **kwargs)
+        finally:
+            self._rebuilding = False
+        return out.to(recipe.dtype).contiguous().view(-1)
 
     def _enter_model(self, module, args) -> None:
         self._model_depth += 1
@@ -511,7 +626,9 @@ class ActivationCompressor(SavedTensorMeter):
     def _bits_for(self, t: torch.Tensor, rule: int | str) -> tuple[int, int]:
         """(bits, seed offset) for the next compressible tensor, `rule` from `_rule`."""
         if rule != "auto":
-            return int(rule), 0   # fixed by an op rule; GACT's allocation does not see it
+            if self.policy is not None and int(rule) < 32:
+                self.policy.observe_fixed(t.numel(), int(rule))  # not allocated, but in the budget
+            return int(rule), 0
         if self.policy is None:
             return self.bits, 0
         index = self._adaptive_index
@@ -581,17 +698,53 @@ class _OpRecorder(TorchFunctionMode):
     A mode is switched off while its handler runs, so only the outermost torch-level call is seen
     (`scaled_dot_product_attention`, `layer_norm`, `linear`, `cross_entropy`, not their kernels)."""
 
-    def __init__(self, stack: list) -> None:
+    def __init__(self, stack: list, on_result: Callable | None = None) -> None:
         super().__init__()
         self.stack = stack
+        self.on_result = on_result
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         self.stack.append((func, args, kwargs))
         try:
-            return func(*args, **kwargs)
+            result = func(*args, **kwargs)
         finally:
             self.stack.pop()
+        if self.on_result is not None and not self.stack:
+            self.on_result(func, args, kwargs, result)
+        return result
+
+
+class _Slot(int):
+    """Where the i-th tensor argument goes in a recipe's argument template."""
+
+
+def _slots(obj, counter):
+    """`obj` (nested args/kwargs) with every tensor replaced by a numbered `_Slot`, in `_tensors_in`
+    order; containers without tensors (a torch.Size) are kept as they are."""
+    if isinstance(obj, torch.Tensor):
+        return _Slot(next(counter))
+    if isinstance(obj, (list, tuple, dict)) and next(_tensors_in(obj), None) is None:
+        return obj
+    if isinstance(obj, (list, tuple)):
+        return [_slots(item, counter) for item in obj] if isinstance(obj, list) else \
+            tuple(_slots(item, counter) for item in obj)
+    if isinstance(obj, dict):
+        return {k: _slots(v, counter) for k, v in obj.items()}
+    return obj
+
+
+def _fill(obj, values):
+    """The inverse of `_slots`: put `values[i]` where `_Slot(i)` is."""
+    if isinstance(obj, _Slot):
+        return values[obj]
+    if isinstance(obj, list):
+        return [_fill(item, values) for item in obj]
+    if isinstance(obj, tuple) and any(isinstance(item, (_Slot, list, tuple, dict)) for item in obj):
+        return tuple(_fill(item, values) for item in obj)
+    if isinstance(obj, dict):
+        return {k: _fill(v, values) for k, v in obj.items()}
+    return obj
 
 
 def _tensors_in(obj) -> Iterator[torch.Tensor]:

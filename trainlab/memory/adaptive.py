@@ -30,11 +30,15 @@ bits, the relative error of the full gradient (mean of 5 seeds) was 0.094 with u
 own rounding noise) did worse than uniform bits (0.16), and weighting it by the gradient reaching
 the saved tensor only matched uniform bits (0.090).
 
+Tensors fixed by an op rule (`ActivationCompressor(op_bits=...)` keeps attention's saves and the
+loss's log-probabilities at 8 bits by default) are not allocated, but they count in the budget, as
+every compressed tensor does in GACT: the allocation gets what they leave, `bbar * (D + D_fixed) -
+sum(b_fixed * d_fixed)` bits for the D entries it allocates, so the average over everything
+compressed is `bbar` and the memory saved follows from the budget. When the fixed tensors alone exceed the budget, every allocated tensor gets the lowest level.
+
 Tensors are identified by their order of saving within a step (their index among the tensors that
-are eligible for compression and not fixed by an op rule: `ActivationCompressor(op_bits=...)` keeps
-attention's saves and the loss's log-probabilities at 8 bits by default, outside the allocation and
-its budget). This assumes the autograd graph saves the same sequence of tensors
-every step; when the sequence of sizes differs from the one the bits were allocated for, the table is
+are eligible for compression and not fixed by an op rule). This assumes the autograd graph saves the
+same sequence of tensors every step; when the sequence of sizes differs from the one the bits were allocated for, the table is
 dropped and every tensor uses the initial bits (which respect the budget) until the next adaptation.
 """
 
@@ -121,7 +125,9 @@ class AdaptivePrecision:
         self.numels: list[int] | None = None        # the layout `bits` was allocated for
         self.sensitivity: list[float] | None = None
         self.last_layout: list[int] = []             # sizes seen in the last complete step
+        self.fixed: list[tuple[int, int]] = []       # (numel, bits) fixed by op rules, last allocation
         self._seen: list[int] = []
+        self._fixed_seen: list[tuple[int, int]] = []
         self._warned = False
 
     def bits_for(self, index: int, numel: int) -> int:
@@ -131,9 +137,14 @@ class AdaptivePrecision:
 
     def begin_step(self) -> None:
         self._seen = []
+        self._fixed_seen = []
 
     def observe(self, numel: int) -> None:
         self._seen.append(numel)
+
+    def observe_fixed(self, numel: int, bits: int) -> None:
+        """A compressed tensor whose bits an op rule fixed: not allocated, but in the budget."""
+        self._fixed_seen.append((numel, bits))
 
     def end_step(self) -> None:
         self.last_layout = self._seen
@@ -144,17 +155,30 @@ class AdaptivePrecision:
                 self._warned = True
             self.bits = self.numels = None
 
-    def allocate(self, sensitivity: Sequence[float], layout: Sequence[int]) -> list[int]:
+    def allocate(self, sensitivity: Sequence[float], layout: Sequence[int],
+                 fixed: Sequence[tuple[int, int]] = ()) -> list[int]:
+        """Bits per allocated tensor; `fixed`: (numel, bits) of the op-fixed tensors, in the budget."""
         self.sensitivity = [float(c) for c in sensitivity]
         self.numels = list(layout)
-        self.bits = allocate_bits(self.sensitivity, self.numels, self.average_bits, self.levels)
+        self.fixed = [(int(n), int(b)) for n, b in fixed]
+        self.bits = allocate_bits(self.sensitivity, self.numels, self.allocatable_average(), self.levels)
         self._warned = False
         return self.bits
 
+    def allocatable_average(self) -> float:
+        """Average bits left for the allocated tensors once the op-fixed ones have taken theirs."""
+        total = sum(self.numels or ())
+        if not total:
+            return self.average_bits
+        fixed_numel = sum(n for n, _ in self.fixed)
+        left = self.average_bits * (total + fixed_numel) - sum(n * b for n, b in self.fixed)
+        return min(max(left / total, min(self.levels)), max(self.levels))
+
 
 def probe_sensitivities(compressor: ActivationCompressor,
-                        closure: Callable[[], object]) -> tuple[list[float], list[int]]:
-    """GACT's gradient-difference probes: (C_l per tensor, the layout probed). See module docstring.
+                        closure: Callable[[], object]) -> tuple[list[float], list[int], list[tuple[int, int]]]:
+    """GACT's gradient-difference probes: (C_l per tensor, the layout probed, (numel, bits) of the
+    op-fixed tensors). See module docstring.
 
     `closure` runs forward and backward (it must not zero gradients or step the optimizer). The
     parameters' `.grad`, the model's buffers, the RNG state and the meter's peak are restored after.
@@ -193,6 +217,7 @@ def probe_sensitivities(compressor: ActivationCompressor,
             cpu_rng = torch.get_rng_state()
             cuda_rng = [torch.cuda.get_rng_state(d) for d in cuda]
             _, layout = run(None)
+            fixed = list(compressor.policy._fixed_seen)
             sens = []
             for index in range(len(layout)):
                 g0, l0 = run((index, 1, 0))
@@ -207,4 +232,4 @@ def probe_sensitivities(compressor: ActivationCompressor,
         for p, g in zip(params, saved_grads):
             p.grad = g
         compressor._peak = peak
-    return sens, layout
+    return sens, layout, fixed
