@@ -30,7 +30,10 @@ per byte, and the paragraph says so.
     python benchmarks/activation_compression.py [--workloads mnist1d_mlp,mnist1d_cnn,text_lm]
         [--seeds 0] [--modes none,8,4,2,adaptive] [--threads 1] [--device auto]
         [--step-budget-scale 1.0] [--output table.md] [--json trials.json]
+    python benchmarks/activation_compression.py --from-json a.json,b.json [--output table.md]
 
+`--from-json` rebuilds the table and verdict from the `--json` files of runs made in parallel over
+different workloads or modes (each run adds the uncompressed mode it compares against).
 `--step-budget-scale 0.1` gives a quick smoke run (10 % of each workload's budget; the verdict then
 does not answer the goal, which is stated at the full budget). Full run, three workloads, five modes,
 one seed, one CPU thread: about 15-20 minutes (13.5, 15.3 and 18.5 measured on a loaded 2-core
@@ -301,7 +304,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="also write the table and verdict to this Markdown file")
     parser.add_argument("--json", default=None,
                         help="also write every trial's full result (evaluations included) to this JSON file")
+    parser.add_argument("--from-json", default=None, metavar="FILES",
+                        help="train nothing: rebuild the table and verdict from comma-separated --json files "
+                             "of earlier runs (e.g. two runs in parallel, each over some modes)")
     args = parser.parse_args(argv)
+    if args.from_json:
+        try:
+            rows, seeds, scale = load_rows(args.from_json.split(","))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            parser.error(f"--from-json: {exc}")
+        out = "\n\n".join([f"Activation compression, rebuilt from {args.from_json}.",
+                            *report(rows, seeds, scale)])
+        print(out)
+        if args.output:
+            with open(args.output, "w", encoding="utf-8") as fh:
+                fh.write(out + "\n")
+        return 0 if all(not r.errors for r in rows) else 1
 
     try:
         workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
@@ -325,14 +343,27 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     rows = run_all(workloads, modes, seeds, device, args.step_budget_scale)
     elapsed = time.perf_counter() - started
-    bases = {r.workload: r for r in rows if r.mode == "none"}
-
     header = (f"Activation compression, tuned AdamW at equal steps (full budget"
               + (f" x {args.step_budget_scale:g}" if args.step_budget_scale != 1.0 else "")
               + f"), seeds {','.join(map(str, seeds))}, device {device}"
               + (f" ({torch.get_num_threads()} thread{'s' if torch.get_num_threads() != 1 else ''})"
                  if device.type == "cpu" else "")
               + f", torch {torch.__version__}; total wall time {elapsed / 60:.1f} min.")
+    out = "\n\n".join([header, *report(rows, seeds, args.step_budget_scale)])
+    print(out)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            fh.write(out + "\n")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump([dict(dataclasses.asdict(t), mode=r.mode, scale=args.step_budget_scale)
+                       for r in rows for t in r.trials], fh, indent=1, default=str)
+    return 0 if all(not r.errors for r in rows) else 1
+
+
+def report(rows: list[Row], seeds: list[int], scale: float) -> list[str]:
+    """The table, its notes and the verdict."""
+    bases = {r.workload: r for r in rows if r.mode == "none"}
     budgets = ", ".join(f"{r.workload} {r.step_budget} steps, target {r.target:g}" for r in bases.values())
     notes = ("Saved activations: peak bytes held by saved-tensor hooks in one training step (measured). "
              "Reduction = none / mode. Diff. vs none: accuracy in points (100 x difference, + = better); "
@@ -342,19 +373,38 @@ def main(argv: list[str] | None = None) -> int:
              "Modes 8/4/2 set the bits of every compressed tensor except where an op rule fixes them "
              f"(defaults: {', '.join(f'{k} {v}' for k, v in DEFAULT_OP_BITS.items())} bits; the input "
              "batch is compressed too, per-row statistics and integer tensors stay exact), so the "
-             "reduction is the measured one, rules included. "
+             "reduction is the measured one, rules included. Outputs of GELU, SiLU and LayerNorm that "
+             "the next layer saves again are rebuilt in backward from their compressed input and hold "
+             "no bytes (recompute=True). Adaptive: GACT's per-tensor bits, 4 bits on average over "
+             "everything compressed, the op-fixed tensors included. "
              f"Budgets: {budgets}.")
-    out = "\n\n".join([header, table(rows, bases), notes,
-                       verdict(rows, bases, seeds, args.step_budget_scale)])
-    print(out)
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as fh:
-            fh.write(out + "\n")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump([dict(dataclasses.asdict(t), mode=r.mode) for r in rows for t in r.trials], fh,
-                      indent=1, default=str)
-    return 0 if all(not r.errors for r in rows) else 1
+    return [table(rows, bases), notes, verdict(rows, bases, seeds, scale)]
+
+
+def load_rows(paths: list[str]) -> tuple[list[Row], list[int], float]:
+    """Rows from --json files; a (workload, mode, seed) present in several files is taken once."""
+    rows: dict[tuple[str, str], Row] = {}
+    seen: set[tuple[str, str, int]] = set()
+    scales: set[float] = set()
+    fields = {f.name for f in dataclasses.fields(TrialResult)}
+    for path in paths:
+        with open(path.strip(), encoding="utf-8") as fh:
+            items = json.load(fh)
+        for item in items:
+            mode = str(item["mode"])
+            scales.add(float(item.get("scale", 1.0)))
+            if (item["workload"], mode, item["seed"]) in seen:
+                continue
+            seen.add((item["workload"], mode, item["seed"]))
+            trial = TrialResult(**{k: v for k, v in item.items() if k in fields and k != "evals"})
+            row = rows.setdefault((trial.workload, mode), Row(
+                trial.workload, mode, trial.metric_name, trial.higher_is_better, trial.target, trial.step_budget))
+            row.trials.append(trial)
+    if len(scales) > 1:
+        raise ValueError(f"the files mix step-budget scales {sorted(scales)}")
+    order = {m: i for i, m in enumerate(MODES)}
+    ordered = sorted(rows.values(), key=lambda r: (r.workload, order.get(r.mode, len(order))))
+    return ordered, sorted({t.seed for r in ordered for t in r.trials}), scales.pop() if scales else 1.0
 
 
 if __name__ == "__main__":
