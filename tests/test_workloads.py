@@ -132,3 +132,13 @@ def test_default_targets_are_the_ones_the_target_setting_run_recorded():
     for name in ("mnist1d_mlp", "mnist1d_cnn", "text_lm"):
         assert workload_class(name).default_target == pytest.approx(recorded[name], abs=1e-4)
     assert (ROOT / "docs" / "targets.md").exists()
+
+
+def test_target_setting_budget_is_three_quarters_unless_the_workload_says_otherwise():
+    # AlgoPerf v0.5's rule: races get 4/3 of the target-setting budget
+    assert create_workload("mnist1d_mlp").target_budget() == 1125
+    assert create_workload("mnist1d_cnn", step_budget=100).target_budget() == 75
+    # text_lm: 900 target-setting steps, races 2400 (SGD needs about twice AdamW's steps there)
+    assert create_workload("text_lm").target_budget() == 900
+    assert create_workload("text_lm").step_budget == 2400
+    assert create_workload("text_lm", step_budget=240).target_budget() == 90

@@ -139,7 +139,7 @@ def set_targets(args: argparse.Namespace) -> int:
     from trainlab.utils.environment import describe
 
     device = _setup_runtime(args)
-    if not 0.0 < args.fraction <= 1.0:
+    if args.fraction is not None and not 0.0 < args.fraction <= 1.0:
         raise UsageError(f"--fraction must be in (0, 1], got {args.fraction}")
     lrs = _floats(args.lrs, "lrs")
     multipliers = _floats(args.multipliers, "multipliers")

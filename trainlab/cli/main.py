@@ -134,8 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="AdamW learning rates for target setting (default: 1e-3 to 3.2e-2 in factors of 2)")
     targets.add_argument("--seeds", default="100,101,102", metavar="LIST",
                          help="seeds for the re-runs of the best learning rate (default: 100,101,102)")
-    targets.add_argument("--fraction", type=float, default=0.75,
-                         help="target-setting budget as a fraction of the race budget (default: 0.75)")
+    targets.add_argument("--fraction", type=float, default=None,
+                         help="target-setting budget as a fraction of the race budget (default: each "
+                              "workload's own, 3/4 unless it sets target_setting_steps; text_lm: 900 "
+                              "of 2400 steps)")
     targets.add_argument("--baselines", default="adamw,nadamw,sgd", metavar="LIST",
                          help="algorithms whose lr to tune per workload after setting the target "
                               "(default: adamw,nadamw,sgd; empty string to skip)")

@@ -64,6 +64,10 @@ class Workload(abc.ABC):
     higher_is_better: ClassVar[bool]
     default_target: ClassVar[float]      # from the documented target-setting run
     default_step_budget: ClassVar[int]
+    # Steps of the target-setting runs (`trainlab set-targets`); None: 3/4 of the default budget, so
+    # races get 4/3 of it, as AlgoPerf v0.5 did. A workload where a race baseline is much slower than
+    # AdamW sets it lower, with the reason (text_lm).
+    target_setting_steps: ClassVar[int | None] = None
     default_batch_size: ClassVar[int]
     default_eval_every: ClassVar[int]
     options: ClassVar[dict[str, Option]] = {}
@@ -93,6 +97,13 @@ class Workload(abc.ABC):
         if not math.isfinite(self.target):
             raise UsageError(f"workload {self.name!r}: target must be a finite number")
         self._splits: Splits | None = None
+
+    def target_budget(self) -> int:
+        """Steps of this workload's target-setting runs: `target_setting_steps` (else 3/4 of the
+        budget), scaled with the budget when an option changed it."""
+        steps = self.target_setting_steps
+        fraction = 0.75 if steps is None else steps / self.default_step_budget
+        return max(1, round(fraction * self.step_budget))
 
     # -- what a subclass provides -------------------------------------------------------------
     @abc.abstractmethod

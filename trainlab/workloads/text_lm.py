@@ -97,8 +97,12 @@ class TextLM(Workload):
     description = "Shakespeare (bytes), 3-layer GPT, validation bits per byte"
     metric = "bits_per_byte"
     higher_is_better = False
-    default_target = 2.7629    # docs/targets.md: median best of tuned AdamW at 3/4 budget
-    default_step_budget = 1200
+    default_target = 2.7629    # docs/targets.md: median best of tuned AdamW in 900 steps
+    # Races get 8/3 of the target-setting budget here, not AlgoPerf's 4/3: SGD with Nesterov momentum
+    # needs about twice AdamW's steps on a transformer, and every baseline must be able to reach the
+    # target (measured in docs/targets.md: plain SGD reached it at step 1900 of 2400, missed it in 1600).
+    target_setting_steps = 900
+    default_step_budget = 2400
     default_batch_size = 32
     default_eval_every = 100
     options = {
