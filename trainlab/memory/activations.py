@@ -486,6 +486,8 @@ class ActivationCompressor(SavedTensorMeter):
         if self.recompute and dense:
             recipe = self._recipe_for(t)
             if recipe is not None:
+                if self.policy is not None:
+                    self.policy.observe_fixed(t.numel(), 0)  # saved entries held at 0 bits
                 base = _Saved(t, recipe=recipe)
                 if key is not None:
                     self._dedupe[key] = (weakref.ref(t), weakref.ref(base), True)

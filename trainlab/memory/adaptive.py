@@ -34,7 +34,10 @@ Tensors fixed by an op rule (`ActivationCompressor(op_bits=...)` keeps attention
 loss's log-probabilities at 8 bits by default) are not allocated, but they count in the budget, as
 every compressed tensor does in GACT: the allocation gets what they leave, `bbar * (D + D_fixed) -
 sum(b_fixed * d_fixed)` bits for the D entries it allocates, so the average over everything
-compressed is `bbar` and the memory saved follows from the budget. When the fixed tensors alone exceed the budget, every allocated tensor gets the lowest level.
+compressed is `bbar` and the memory saved follows from the budget. Saved outputs that the compressor
+rebuilds in backward (`recompute=True`) count as fixed at 0 bits: the budget is bits held per saved
+entry, so 4 bits on average saves about as much as uniform 4 bits, and what the rebuilt entries free
+goes to the sensitive tensors. When the fixed tensors alone exceed the budget, every allocated tensor gets the lowest level.
 
 Tensors are identified by their order of saving within a step (their index among the tensors that
 are eligible for compression and not fixed by an op rule). This assumes the autograd graph saves the
