@@ -36,8 +36,9 @@ per byte, and the paragraph says so.
 different workloads or modes (each run adds the uncompressed mode it compares against).
 `--step-budget-scale 0.1` gives a quick smoke run (10 % of each workload's budget; the verdict then
 does not answer the goal, which is stated at the full budget). Full run, three workloads, five modes,
-one seed, one CPU thread: about 15-20 minutes (13.5, 15.3 and 18.5 measured on a loaded 2-core
-machine), most of it text_lm with compression on.
+one seed, one CPU thread: about 40 minutes, nearly all of it text_lm (2400 steps) with compression
+on; two runs over different `--modes`, side by side and merged with `--from-json`, took 23 (while
+other jobs shared the machine).
 
 The compressor runs with its defaults, op rules included (attention's saves and the loss's
 log-probabilities at 8 bits in every mode; see `trainlab.memory.activations`), and the notes under
