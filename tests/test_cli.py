@@ -138,6 +138,7 @@ def test_set_targets_records_the_protocol_and_writes_defaults(tmp_path):
     assert len(reruns) == 3 and abs(sorted(reruns)[1] - target) < 1e-4   # the median of the re-runs
     assert set(data["learning_rates"]["tiny_regression"]) == {"adamw", "sgd"}
     assert "**Target: mse <= " in record and "(chosen)" in record
+    assert "45 steps (race budget 60)" in record   # the workload's own target-setting budget: 3/4
 
 
 def test_refine_runs_both_passes_and_plots_the_refinement(tmp_path):
