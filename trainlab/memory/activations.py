@@ -140,14 +140,22 @@ class _Saved:
     __slots__ = ("tensor", "packed", "base", "view", "version", "source", "recipe", "__weakref__")
 
     def __init__(self, t: torch.Tensor, tensor: torch.Tensor | None = None, packed: PackedTensor | None = None,
-                 base: _Saved | None = None, recipe: _Recipe | None = None) -> None:
+                 recipe: _Recipe | None = None) -> None:
         self.tensor = tensor
         self.packed = packed
-        self.base = base
+        self.base = None      # views are made by `view_of`
         self.recipe = recipe
-        self.view = None if base is None else (tuple(t.shape), tuple(t.stride()))
+        self.view = None
         self.version = t._version
         self.source = None if tensor is not None else weakref.ref(t)
+
+    @classmethod
+    def view_of(cls, base: _Saved, shape: tuple, stride: tuple, version: int, source: weakref.ref) -> _Saved:
+        """A view of `base`'s pack, from a saved tensor's recorded layout (it need not be alive)."""
+        view = cls.__new__(cls)
+        view.tensor = view.packed = view.recipe = None
+        view.base, view.view, view.version, view.source = base, (shape, stride), version, source
+        return view
 
 
 class _Recipe(NamedTuple):
@@ -162,7 +170,7 @@ class _Recipe(NamedTuple):
 
 
 def _view_of(base: _Saved, t: torch.Tensor) -> _Saved:
-    return _Saved(t, base=base)
+    return _Saved.view_of(base, tuple(t.shape), tuple(t.stride()), t._version, weakref.ref(t))
 
 
 class SavedTensorMeter:
@@ -555,12 +563,7 @@ class ActivationCompressor(SavedTensorMeter):
             shared = shared_ref()
             if shared is None:
                 return None
-            if is_view:
-                view = _Saved.__new__(_Saved)
-                view.tensor = view.packed = view.recipe = None
-                view.base, view.view, view.version, view.source = shared, (shape, stride), version, source
-                shared = view
-            inputs.append(shared)
+            inputs.append(_Saved.view_of(shared, shape, stride, version, source) if is_view else shared)
         return _Recipe(func, template, tuple(inputs), dtype)
 
     def _rebuild(self, recipe: _Recipe) -> torch.Tensor:
