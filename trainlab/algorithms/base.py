@@ -16,7 +16,9 @@ import torch
 from torch import nn
 
 from trainlab import optim
-from trainlab.schedules import as_lr_scheduler, build_schedule
+from trainlab.errors import UsageError
+from trainlab.optim.selection import coverage, recipe_groups
+from trainlab.schedules import SCHEDULE_HPARAMS, as_lr_scheduler, build_schedule
 
 # Hyperparameters the algorithm itself reads (neither optimizer nor schedule).
 ALGORITHM_HPARAMS: dict[str, Any] = {"grad_clip": None}
@@ -30,13 +32,21 @@ class AlgorithmSpec:
     hparams: Mapping[str, Any] = field(default_factory=dict)  # every effective value, defaults included
     description: str = ""
 
-    def optimizer_hparams(self) -> dict[str, Any]:
+    def optimizer_hparams(self, total_steps: int | None = None) -> dict[str, Any]:
+        """The constructor's arguments; with `total_steps`, an optimizer whose warm-up is part of
+        the method (`budget_warmup`) gets it as `warmup_fraction` of the budget, unless the
+        schedule already warms up."""
         entry = optim.entry(self.optimizer)
         known = set(entry.hyperparameters()) | entry.switches()
-        return {k: v for k, v in self.hparams.items() if k in known}
+        out = {k: v for k, v in self.hparams.items() if k in known}
+        target = getattr(entry.factory, "budget_warmup", None)
+        fraction = self.hparams.get("warmup_fraction")
+        if (target and total_steps is not None and fraction is not None
+                and "warmup_fraction" not in SCHEDULE_HPARAMS[self.schedule]):
+            out[target] = int(round(float(fraction) * total_steps))
+        return out
 
     def schedule_hparams(self) -> dict[str, Any]:
-        from trainlab.schedules import SCHEDULE_HPARAMS
         return {k: v for k, v in self.hparams.items() if k in SCHEDULE_HPARAMS[self.schedule]}
 
 
@@ -46,9 +56,10 @@ class TrainingAlgorithm:
     def __init__(self, spec: AlgorithmSpec, model: nn.Module, total_steps: int,
                  grad_norm_kind: str | None = None) -> None:
         self.spec = spec
-        params = [p for p in model.parameters() if p.requires_grad]
-        self.params = params
-        self.optimizer = optim.create(spec.optimizer, params, **spec.optimizer_hparams())
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        # matrix methods get the recipes' groups (hidden matrices apart: trainlab.optim.selection)
+        groups = recipe_groups(optim.entry(spec.optimizer).factory, model)
+        self.optimizer = optim.create(spec.optimizer, groups, **spec.optimizer_hparams(total_steps))
         self.schedule = build_schedule(spec.schedule, total_steps, spec.schedule_hparams())
         self.scheduler = as_lr_scheduler(self.optimizer, self.schedule)
         self.grad_clip = spec.hparams.get("grad_clip")
@@ -56,6 +67,11 @@ class TrainingAlgorithm:
             raise ValueError(f"grad_norm_kind must be None, 'l1' or 'l2', got {grad_norm_kind!r}")
         self.grad_norm_kind = grad_norm_kind
         self._grad_norms: list[torch.Tensor] = []
+
+    def coverage(self) -> tuple[int, int] | None:
+        """(entries the method projects, whitens or splits, all entries), or None for a method that
+        treats every entry alike (the elementwise ones)."""
+        return coverage(self.optimizer)
 
     def update(self, model: nn.Module, batch: Sequence[torch.Tensor],
                loss_fn: Callable[[nn.Module, Sequence[torch.Tensor]], torch.Tensor]) -> torch.Tensor:
@@ -88,3 +104,17 @@ class TrainingAlgorithm:
     def grad_norms(self) -> list[float]:
         """Per-step gradient norms recorded so far (for schedules refined from a first run)."""
         return [float(v) for v in torch.stack(self._grad_norms).tolist()] if self._grad_norms else []
+
+
+def check_applies(spec: AlgorithmSpec, model: nn.Module, workload: str, total_steps: int) -> None:
+    """Refuse, before any training, a matrix method that would treat no parameter of `model`
+    differently from AdamW: its result would be AdamW's under another name."""
+    covered = TrainingAlgorithm(spec, model, total_steps).coverage()
+    if covered is None or covered[0] > 0:
+        return
+    setting = getattr(optim.entry(spec.optimizer).factory, "coverage_setting", None)
+    fix = (f"lower {spec.name}.{setting} (--hparams {spec.name}.{setting}=...)" if setting else
+           "give the model a hidden Linear or convolution layer, or race another method")
+    raise UsageError(f"{spec.name} would treat no parameter of workload {workload!r} differently from "
+                     f"AdamW (it acts on hidden Linear/conv weights only, see trainlab.optim.selection): "
+                     f"{fix}")

@@ -1,8 +1,13 @@
 """Algorithms by name: baselines with tuned workload-agnostic defaults, or any registered optimizer.
 
-A name is `OPTIMIZER` or `OPTIMIZER+SCHEDULE` (schedule defaults to `cosine`, i.e. linear warm-up +
-cosine decay over the step budget; Schedule-Free, which needs no schedule, defaults to `constant`). Overrides come as a mapping, on the command line as
+A name is `OPTIMIZER` or `OPTIMIZER+SCHEDULE` (the schedule defaults to the optimizer's registered
+one: `cosine`, i.e. linear warm-up + cosine decay over the step budget; Schedule-Free, which needs no
+schedule, defaults to `constant`). Overrides come as a mapping, on the command line as
 `--hparams adamw.lr=3e-3`. Unknown names and hyperparameters raise `UsageError` naming valid ones.
+
+Where the values come from, in order: the constructor's defaults, the optimizer's registered
+workload-agnostic race defaults (`trainlab.optim` registry), then for a built-in workload the
+configuration tuned for it (`trainlab.algorithms.tuned`), then the user's overrides.
 """
 
 from __future__ import annotations
@@ -18,15 +23,8 @@ from trainlab.algorithms.base import ALGORITHM_HPARAMS, AlgorithmSpec
 from trainlab.errors import UsageError
 from trainlab.schedules import SCHEDULE_HPARAMS, SCHEDULES
 
-DEFAULT_SCHEDULE = "cosine"
 
-# The race's baselines (issue: AdamW, NAdamW, SGD+Nesterov, each with warm-up + cosine). Their
-# defaults are workload-agnostic: one value per hyperparameter for every workload (docs/targets.md).
-BASELINE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "adamw": {"lr": 4e-3, "betas": (0.9, 0.999), "weight_decay": 0.01, "warmup_fraction": 0.05},
-    "nadamw": {"lr": 4e-3, "betas": (0.9, 0.999), "weight_decay": 0.01, "warmup_fraction": 0.05},
-    "sgd": {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4, "warmup_fraction": 0.05},
-}
+# The race's baselines (AdamW, NAdamW, SGD+Nesterov, each with warm-up + cosine).
 DEFAULT_ALGORITHMS = ("adamw", "nadamw", "sgd")
 # Per-workload learning rates of the baselines, from `trainlab set-targets --write-defaults`
 # (record: docs/targets.md). Only the learning rate is tuned per workload.
@@ -45,29 +43,29 @@ def tuned_learning_rate(optimizer_name: str, workload: str | None) -> float | No
     return _tuned().get("learning_rates", {}).get(workload, {}).get(optimizer_name)
 
 
-def available_algorithms() -> list[str]:
-    return optim.available()
-
-
 def valid_hparams(optimizer_name: str, schedule: str) -> dict[str, Any]:
     """Every hyperparameter an algorithm accepts, with its default."""
     values = dict(optim.entry(optimizer_name).hyperparameters())
     values.update(SCHEDULE_HPARAMS[schedule])
     values.update(ALGORITHM_HPARAMS)
-    values.update(BASELINE_DEFAULTS.get(optimizer_name, {}))
+    if budget_warmup(optimizer_name):
+        values["warmup_fraction"] = None
+    values.update(optim.entry(optimizer_name).race_defaults)
     return values
 
 
-# Optimizers whose paper prescribes no decay schedule get a constant one unless the name says otherwise.
-OPTIMIZER_SCHEDULES: dict[str, str] = {"sfadamw": "constant"}
+def budget_warmup(optimizer_name: str) -> str | None:
+    """The constructor argument (e.g. Schedule-Free's `warmup_steps`) that a race sets from
+    `warmup_fraction` of the step budget, for optimizers whose warm-up is part of the method."""
+    return getattr(optim.entry(optimizer_name).factory, "budget_warmup", None)
 
 
 def parse_name(name: str) -> tuple[str, str]:
     optimizer_name, _, schedule = name.strip().partition("+")
-    schedule = schedule or OPTIMIZER_SCHEDULES.get(optimizer_name, DEFAULT_SCHEDULE)
     if optimizer_name not in optim.available():
         raise UsageError(f"unknown algorithm {optimizer_name!r}; available: "
                          f"{', '.join(optim.available())} (optionally +SCHEDULE)")
+    schedule = schedule or optim.entry(optimizer_name).schedule
     if schedule not in SCHEDULES:
         raise UsageError(f"unknown schedule {schedule!r} in {name!r}; available: "
                          f"{', '.join(sorted(SCHEDULES))}")

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from trainlab.algorithms import AlgorithmSpec, make_algorithm
+from trainlab.algorithms import AlgorithmSpec, check_applies, make_algorithm
 from trainlab.benchmark.progress import RaceProgress
 from trainlab.benchmark.results import TrialResult
 from trainlab.benchmark.runner import apply_freeze, check_memory_options, run_trial
@@ -85,8 +85,10 @@ def prepare(plan: RacePlan) -> None:
     if not plan.workloads or not plan.algorithms or not plan.seeds:
         raise UsageError("a race needs at least one workload, one algorithm and one seed")
     for workload in plan.workloads:
+        with torch.random.fork_rng(devices=[]):
+            model = workload.init_model()
         for algorithm in plan.algorithms:
-            plan.spec(algorithm, workload)
+            check_applies(plan.spec(algorithm, workload), model, workload.name, workload.step_budget)
     plan.check_memory_options()
     for workload in plan.workloads:
         workload.splits()

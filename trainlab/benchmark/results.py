@@ -46,6 +46,8 @@ class TrialResult:
     compress_activations: int | str | None = None  # 2, 4, 8, "adaptive" or None (off)
     precision: str = "fp32"              # fp32 | bf16-autocast | bf16
     frozen_params: int = 0               # parameter entries (scalars) frozen by the freeze rules
+    covered_params: int | None = None    # entries a matrix method projected, whitened or split
+    coverage: float | None = None        # covered_params / trainable entries (None: elementwise)
     error: str | None = None
     evals: list[EvalRecord] = field(default_factory=list)
     grad_norms: list[float] | None = None

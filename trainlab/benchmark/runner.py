@@ -198,6 +198,10 @@ def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.
         cast_model_bf16(model)
     autocast = precision != "fp32"
     algorithm = TrainingAlgorithm(spec, model, workload.step_budget, grad_norm_kind)
+    covered = algorithm.coverage()
+    if covered is not None:
+        result.covered_params = covered[0]
+        result.coverage = covered[0] / covered[1] if covered[1] else 0.0
     freezer = None
     if freeze_change is not None:
         freezer = ChangeBasedFreezer(model, window=workload.eval_every, threshold=float(freeze_change),

@@ -178,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     refine.add_argument("--label", default=None, help="a free-text label stored with the race")
     refine.add_argument("--no-progress", action="store_true", help="no progress bars, one line per trial")
     _add_tuning_commands(sub)
+    from trainlab.cli.leaderboard import add_parser as add_leaderboard
+    add_leaderboard(sub, _add_heartbeat)
     return parser
 
 
@@ -290,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         from trainlab.cli import commands
-        handler = {"list": commands.list_}.get(args.command) or getattr(commands, args.command.replace("-", "_"))
+        from trainlab.cli.leaderboard import leaderboard
+        handler = {"list": commands.list_, "leaderboard": leaderboard}.get(args.command) or getattr(commands, args.command.replace("-", "_"))
         return handler(args)
     except UsageError as exc:
         print(f"trainlab: error: {exc}", file=sys.stderr)

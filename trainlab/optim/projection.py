@@ -45,8 +45,8 @@ Which parameters are projected (the group's "projection" entry, set when the gro
 
     "auto"  the constructor got a plain iterable of tensors (what `create(name, params)` does):
             every parameter with ndim >= 2 is projected when the method can save memory on it
-            (GaLore/Fira: the rank r < min(m, n), so with the default rank 128 a 10 x 256 output
-            layer gets AdamW; FRUGAL: every ndim >= 2 parameter).
+            (GaLore/Fira: the rank r < min(m, n), so a 1 x n matrix gets AdamW; FRUGAL: every
+            ndim >= 2 parameter).
     "all"   a dict group that names the method's key (GaLore/Fira: `rank` or `rank_fraction`;
             FRUGAL: `density`): every ndim >= 2 parameter of the group is projected, and a rank
             outside [1, min(m, n)] is a ValueError (this is the official usage:
@@ -56,7 +56,8 @@ Which parameters are projected (the group's "projection" entry, set when the gro
             no group names the key (dict groups only varying lr, say), every group is "auto".
     A group may also set "projection" itself to one of these three values.
     Embeddings and LM heads are 2-D, so "auto" projects them; the official recipes project only the
-    attention/MLP Linear weights -- pass dict groups to reproduce that.
+    attention/MLP Linear weights -- `recipe_groups` (what races use, see trainlab/optim/selection.py)
+    builds those dict groups from a model.
 
 State is kept in fp32 whatever the parameter dtype (bf16 parameters get fp32 moments, an fp32
 projector and fp32 arithmetic; the update is cast to the parameter dtype once, when applied). This
@@ -320,6 +321,18 @@ class SubspaceAdam(KeepsSavedStateDtypes):
         self._validate_method(merged, tensors)
         super().add_param_group(param_group)
 
+    @staticmethod
+    def recipe_groups(hidden: list, rest: list) -> list[dict[str, Any]]:
+        """The official recipes' layout: the hidden matrices projected, everything else AdamW."""
+        return [g for g in ({"params": hidden, "projection": "auto"},
+                            {"params": rest, "projection": "none"}) if g["params"]]
+
+    def coverage(self) -> tuple[int, int]:
+        """(entries the method's own rule updates, all entries): what it treats unlike AdamW."""
+        groups = [(p, g) for g in self.param_groups for p in g["params"]]
+        return (sum(p.numel() for p, g in groups if self.is_projected(p, g)),
+                sum(p.numel() for p, _ in groups))
+
     def is_projected(self, p: torch.Tensor, group: dict[str, Any]) -> bool:
         """Whether `p` (a parameter of `group`) gets the projected rule (else plain AdamW)."""
         mode = group["projection"]
@@ -432,18 +445,24 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
 
 # ---- GaLore and Fira ---------------------------------------------------------------------------
 
+DEFAULT_RANK_FRACTION = 0.25
+
+
 def resolve_rank(group: dict[str, Any], m: int, n: int) -> int:
-    """The rank used for an m x n matrix: `rank_fraction` (if set) of min(m, n), else `rank`."""
+    """The rank used for an m x n matrix: `rank` when given, else max(1, round(rank_fraction *
+    min(m, n))). A fixed rank (the paper's 128-512) suits LLM widths only; the fraction is the papers'
+    own ratio (rank 128 of width 512, 256 of 1024, 512 of 2048: 1/4) and applies to any width."""
+    if group.get("rank") is not None:
+        return group["rank"]
     fraction = group.get("rank_fraction")
-    if fraction is not None:
-        return max(1, round(fraction * min(m, n)))
-    return group["rank"]
+    return max(1, round((DEFAULT_RANK_FRACTION if fraction is None else fraction) * min(m, n)))
 
 
 class _LowRankAdam(SubspaceAdam):
     """GaLore/Fira shared part: SVD projector, HF-form Adam, moments kept across refreshes."""
 
     _group_keys = ("rank", "rank_fraction")
+    coverage_setting = "rank_fraction"   # what to lower when no matrix would be projected
     _adam_form = "hf"
     _decay_first = False
 
@@ -457,12 +476,12 @@ class _LowRankAdam(SubspaceAdam):
 
     def _validate_method(self, group, params):
         _check_int("update_proj_gap", group["update_proj_gap"], 1)
-        fraction = group.get("rank_fraction")
-        if fraction is not None:
-            check_range("rank_fraction", fraction, 0.0, 1.0, low_open=True)
-        else:
-            _check_int("rank", group["rank"], 1)
-        if group["projection"] != "all" or fraction is not None:
+        if group.get("rank") is None:
+            if group.get("rank_fraction") is not None:
+                check_range("rank_fraction", group["rank_fraction"], 0.0, 1.0, low_open=True)
+            return
+        _check_int("rank", group["rank"], 1)
+        if group["projection"] != "all":
             return
         for p in params:
             if p.ndim < 2:
@@ -485,9 +504,10 @@ class GaLoreAdamW(_LowRankAdam):
     Non-projected parameters: the same Adam (eps inside, HF form) without projection.
 
     Defaults: lr 1e-3 and weight_decay 0 (official class defaults; the C4 recipes use lr 0.01, wd 0),
-    eps 1e-6 (the official `transformers`-style AdamW), rank 128 and update_proj_gap 200 (README),
-    scale 0.25 -- the README / script recipe (`galore_scale 0.25`), not the class default 1.0.
-    `rank_fraction` (if set) replaces `rank` by max(1, round(rank_fraction * min(m, n))) per matrix.
+    eps 1e-6 (the official `transformers`-style AdamW), update_proj_gap 200 (README), scale 0.25 --
+    the README / script recipe (`galore_scale 0.25`), not the class default 1.0. Rank: `rank_fraction`
+    0.25 of each matrix's short side (the README's rank 128 at width 512, 256 at 1024, 512 at 2048;
+    a fixed 128 would project nothing narrower than 129), or a fixed `rank` when given.
 
     State bytes (fp32 state, whatever the parameter dtype), per projected m x n matrix with rank r:
         4 * r * (min(m, n) + 2 * max(m, n))
@@ -497,8 +517,8 @@ class GaLoreAdamW(_LowRankAdam):
     """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-6, weight_decay: float = 0.0, rank: int = 128,
-                 rank_fraction: float | None = None, update_proj_gap: int = 200,
+                 eps: float = 1e-6, weight_decay: float = 0.0, rank: int | None = None,
+                 rank_fraction: float = DEFAULT_RANK_FRACTION, update_proj_gap: int = 200,
                  scale: float = 0.25) -> None:
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, rank=rank,
                         rank_fraction=rank_fraction, update_proj_gap=update_proj_gap, scale=scale)
@@ -526,7 +546,8 @@ class FiraAdamW(_LowRankAdam):
         W <- W * (1 - lr * weight_decay)        (decoupled, after)
     Non-projected parameters: plain Adam of the same form.
 
-    Defaults: eps 1e-6, gamma 1.01, rank 128, update_proj_gap 200 and alpha 0.25 (README and the
+    Defaults: eps 1e-6, gamma 1.01, rank as GaLore's (rank_fraction 0.25 of the short side, or a
+    fixed `rank`), update_proj_gap 200 and alpha 0.25 (README and the
     60M-350M scripts; the argparse default is 1.0 and the 1B/7B scripts use 0.0625), lr 1e-3 and
     weight_decay 0 (official default; the scripts use lr 0.01).
 
@@ -537,8 +558,8 @@ class FiraAdamW(_LowRankAdam):
     _complement = FiraResidual()
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-6, weight_decay: float = 0.0, rank: int = 128,
-                 rank_fraction: float | None = None, update_proj_gap: int = 200,
+                 eps: float = 1e-6, weight_decay: float = 0.0, rank: int | None = None,
+                 rank_fraction: float = DEFAULT_RANK_FRACTION, update_proj_gap: int = 200,
                  alpha: float = 0.25, gamma: float = 1.01) -> None:
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, rank=rank,
                         rank_fraction=rank_fraction, update_proj_gap=update_proj_gap, alpha=alpha,

@@ -8,7 +8,7 @@ ill-typed hyperparameter is an error naming the valid ones: a typo is never sile
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import torch
@@ -24,6 +24,10 @@ class Entry:
     summary: str
     citation: str
     overrides: dict[str, Any]  # trainlab's defaults where they differ from the constructor's
+    # What a race uses where nothing was tuned for the workload (a user's own workload, the
+    # leaderboard's self-tuning view): workload-agnostic values, each with its source where it is set.
+    race_defaults: dict[str, Any] = field(default_factory=dict)
+    schedule: str = "cosine"   # the default learning-rate schedule of `trainlab race --algorithms NAME`
 
     def hyperparameters(self) -> dict[str, Any]:
         """Hyperparameter name -> default, excluding `params` and implementation switches."""
@@ -63,8 +67,10 @@ def linear_update(name: str) -> bool:
 
 
 def register(name: str, factory: Callable[..., torch.optim.Optimizer], summary: str, citation: str,
+             *, race_defaults: dict[str, Any] | None = None, schedule: str = "cosine",
              **overrides: Any) -> None:
-    _REGISTRY[name] = Entry(name, factory, summary, citation, overrides)
+    _REGISTRY[name] = Entry(name, factory, summary, citation, overrides, dict(race_defaults or {}),
+                            schedule)
 
 
 def available() -> list[str]:
@@ -160,9 +166,15 @@ def _sgd(params, lr: float = 0.1, momentum: float = 0.9, nesterov: bool = True,
                            weight_decay=weight_decay, foreach=foreach)
 
 
+# The baselines' race defaults are workload-agnostic: one value per hyperparameter for every
+# workload (docs/targets.md); only their learning rate is tuned per built-in workload.
 register("adamw", _adamw, "AdamW (torch.optim implementation, foreach/fused paths)",
-         "Loshchilov & Hutter, Decoupled Weight Decay Regularization, ICLR 2019")
+         "Loshchilov & Hutter, Decoupled Weight Decay Regularization, ICLR 2019",
+         race_defaults={"lr": 4e-3, "betas": (0.9, 0.999), "weight_decay": 0.01, "warmup_fraction": 0.05})
 register("nadamw", NAdamW, "NAdamW, the AlgoPerf baseline (Nesterov look-ahead, decoupled decay)",
-         "Dozat 2016; Choi et al. 2019 (arXiv 1910.05446); AlgoPerf baseline")
+         "Dozat 2016; Choi et al. 2019 (arXiv 1910.05446); AlgoPerf baseline",
+         race_defaults={"lr": 4e-3, "betas": (0.9, 0.999), "weight_decay": 0.01, "warmup_fraction": 0.05})
 register("sgd", _sgd, "SGD with Nesterov momentum (torch.optim implementation)",
-         "Sutskever et al., On the importance of initialization and momentum, ICML 2013")
+         "Sutskever et al., On the importance of initialization and momentum, ICML 2013",
+         race_defaults={"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4,
+                        "warmup_fraction": 0.05})

@@ -47,6 +47,9 @@ def sfadamw_rule(p, g, states, s):
 class ScheduleFreeAdamW(ElementwiseOptimizer):
     """Schedule-Free AdamW (Defazio et al. 2024, arXiv 2405.15682, Algorithm 1, AdamW variant).
 
+    Its warm-up is part of the method (the warmed-up lr also weights the average), so a race sets
+    `warmup_steps` from its `warmup_fraction` of the step budget (`budget_warmup`).
+
     Update: see the module docstring (memory-efficient form: p holds y during training, state z).
     Defaults: lr 0.0025, betas (0.9, 0.999), eps 1e-8, weight_decay 0, warmup_steps 0, r 0,
     weight_lr_power 2: those of facebookresearch/schedule_free's AdamWScheduleFree. The README
@@ -88,6 +91,8 @@ class ScheduleFreeAdamW(ElementwiseOptimizer):
     """
 
     _state_keys = ("z", "exp_avg_sq")
+
+    budget_warmup = "warmup_steps"
 
     def __init__(self, params, lr: float = 0.0025, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, warmup_steps: int = 0, r: float = 0.0,

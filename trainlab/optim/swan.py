@@ -100,6 +100,17 @@ class SWAN(KeepsSavedStateDtypes):
                         matrix_lr_scale=matrix_lr_scale, nonmatrix_rule=nonmatrix_rule, whiten=whiten)
         super().__init__(params, defaults)
 
+    @staticmethod
+    def recipe_groups(hidden: list, rest: list) -> list[dict[str, Any]]:
+        """The reimplementations' layout: hidden matrices whitened; embeddings, head, 1-D AdamW."""
+        return [g for g in ({"params": hidden}, {"params": rest, "whiten": False}) if g["params"]]
+
+    def coverage(self) -> tuple[int, int]:
+        """(entries whitened, all entries): what SWAN treats unlike AdamW."""
+        groups = [(p, g) for g in self.param_groups for p in g["params"]]
+        return (sum(p.numel() for p, g in groups if g["whiten"] and p.ndim >= 2),
+                sum(p.numel() for p, _ in groups))
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         _validate({**self.defaults, **param_group})
         super().add_param_group(param_group)

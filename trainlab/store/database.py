@@ -26,7 +26,7 @@ from trainlab.benchmark.results import TrialResult
 from trainlab.errors import UsageError
 from trainlab.store import schema
 
-SCHEMA_VERSION = 2  # 2: memory-saver columns on trainlab_trials; version-1 stores are upgraded in place
+SCHEMA_VERSION = 3  # 2: memory-saver columns, 3: coverage columns; older stores are upgraded in place
 DEFAULT_STORE_URL = "sqlite:///trainlab-results/results.db"
 
 
@@ -154,6 +154,7 @@ class ResultsStore:
             "compress_activations": (None if result.compress_activations is None
                                      else str(result.compress_activations)),
             "precision": result.precision, "frozen_params": result.frozen_params,
+            "covered_params": result.covered_params, "coverage": result.coverage,
             "finished_at": _now(),
         }
         rows = [{"trial_id": trial_id, "step": r.step, "train_seconds": r.train_seconds,

@@ -4,7 +4,7 @@ studies). Every table name starts with `trainlab_`, so Optuna's RDB tables (`stu
 databases disagree on those; `reached` says whether a NULL time-to-target means "missed".
 
 Schema versions (stored in `trainlab_meta`): 1, the first; 2 adds the memory-saver columns of
-`trainlab_trials` (`ADDED_COLUMNS`). Upgrades only ever add nullable columns, so no row is rewritten.
+`trainlab_trials`; 3 adds its coverage columns (`ADDED_COLUMNS`). Upgrades only ever add nullable columns, so no row is rewritten.
 """
 
 from __future__ import annotations
@@ -69,11 +69,15 @@ trials = Table(
     Column("compress_activations", String(16)),      # "2", "4", "8", "adaptive"; NULL when off
     Column("precision", String(16)),                 # fp32 | bf16-autocast | bf16
     Column("frozen_params", Integer),                # parameter entries frozen
+    # schema version 3: what a matrix method treats unlike AdamW (NULL for elementwise methods)
+    Column("covered_params", Integer),               # entries projected, whitened or split
+    Column("coverage", Float),                       # covered_params / trainable entries
 )
 
 # Columns added after version 1, by table: opening an older store adds them (`ResultsStore`).
 ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "trainlab_trials": ("saved_activation_bytes", "compress_activations", "precision", "frozen_params"),
+    "trainlab_trials": ("saved_activation_bytes", "compress_activations", "precision", "frozen_params",
+                        "covered_params", "coverage"),
 }
 
 evals = Table(

@@ -66,8 +66,13 @@ def create_or_resume(storage, plan: TuningPlan) -> tuple[TuningPlan, bool]:
     resumed = stored is not None
     if resumed:
         previous = TuningPlan.from_json(stored)
-        # Asking for the robustness runs on variants later only adds runs: allowed on resume.
+        # Asking for the robustness runs on variants later, or adding algorithms, only adds runs:
+        # allowed on resume (the stored trials of the others are kept as they are).
         differing = [d for d in plan.differences(previous) if d != "variants"]
+        if plan.extended_by(previous):
+            plan.variants = plan.variants or previous.variants
+            manifest.set_user_attr("plan", plan.to_json())
+            differing = []
         if differing:
             raise UsageError(f"experiment {plan.name!r} already exists in this store with a different "
                              f"{differing[0]}: rerun it with the same options to resume, or choose "
@@ -124,11 +129,13 @@ def enqueue_tuning(storage, plan: TuningPlan) -> int:
         for k in range(plan.studies):
             configs = draw_configs(space, plan.seed + k, plan.trials)
             for workload in plan.workloads:
+                if k >= plan.studies_for(workload):
+                    continue
                 study = load(storage, plan.tune_study_name(algorithm, workload, k))
                 wanted = [{"kind": "tune", "algorithm": algorithm, "workload": workload,
                            "base_workload": workload, "study": k, "draw": i,
                            "seed": tuning_seed(k, i), "split": "validation", "config": config}
-                          for i, config in enumerate(configs)]
+                          for i, config in enumerate(configs[:plan.trials_for(workload)])]
                 added += _enqueue_missing(study, wanted, ("kind", "study", "draw"), space)
     return added
 
@@ -170,13 +177,13 @@ def best_trial(trials: list[FrozenTrial], by: str = "time") -> FrozenTrial | Non
 
 
 def tuning_finished(storage, plan: TuningPlan, algorithm: str, workload: str) -> bool:
-    for k in range(plan.studies):
+    for k in range(plan.studies_for(workload)):
         study = load(storage, plan.tune_study_name(algorithm, workload, k))
         trials = study.get_trials(deepcopy=False)
         if any(t.state in UNFINISHED for t in trials):
             return False
         draws = {t.user_attrs.get("draw") for t in trials if "kind" in t.user_attrs}
-        if len(draws) < plan.trials:
+        if len(draws) < plan.trials_for(workload):
             return False
     return True
 
@@ -196,7 +203,7 @@ def enqueue_evaluation(storage, plan: TuningPlan, variants_of=None,
                 continue
             done.add((algorithm, workload))
             wanted = []
-            for k in range(plan.studies):
+            for k in range(plan.studies_for(workload)):
                 study = load(storage, plan.tune_study_name(algorithm, workload, k))
                 best = best_trial(study.get_trials(deepcopy=False), plan.select_by)
                 if best is None:
@@ -207,7 +214,7 @@ def enqueue_evaluation(storage, plan: TuningPlan, variants_of=None,
                 if plan.protocol == "held-out":
                     wanted += [{**common, "kind": "eval", "workload": workload, "seed": s, "split": split}
                                for s in plan.eval_seeds]
-                if plan.variants and variants_of is not None:
+                if plan.variants_for(workload) and variants_of is not None:
                     seed = plan.eval_seeds[0] if plan.eval_seeds else 0
                     wanted += [{**common, "kind": "variant", "workload": v, "seed": seed, "split": split}
                                for v in variants_of(workload)]

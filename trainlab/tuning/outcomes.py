@@ -50,7 +50,7 @@ def collect(storage, plan: TuningPlan, protocol: str | None = None) -> Outcomes:
         for workload in plan.workloads:
             for by in COSTS:
                 out.costs[by].setdefault(algorithm, {})[workload] = []
-            for k in range(plan.studies):
+            for k in range(plan.studies_for(workload)):
                 tuning = sorted(by_key.get(("tune", algorithm, workload, k), []),
                                 key=lambda t: t.user_attrs["draw"])
                 done = [t for t in tuning if t.state in (TrialState.COMPLETE, TrialState.FAIL)]
@@ -62,9 +62,9 @@ def collect(storage, plan: TuningPlan, protocol: str | None = None) -> Outcomes:
                         per_draw[d] = t
                 out.curves.append({"workload": plan.display(workload), "algorithm": algorithm, "study": k,
                                    "costs": [cost_of(per_draw[d], "time") for d in sorted(per_draw)]})
-                if len(per_draw) < plan.trials:
+                if len(per_draw) < plan.trials_for(workload):
                     out.missing.append(f"{algorithm} on {plan.display(workload)}, study {k}: "
-                                       f"{len(per_draw)}/{plan.trials} tuning trials")
+                                       f"{len(per_draw)}/{plan.trials_for(workload)} tuning trials")
                 best = best_trial(tuning, plan.select_by)
                 if best is None:
                     for by in COSTS:

@@ -52,6 +52,22 @@ class TuningPlan:
     variants: bool = False
     workload_names: dict[str, str] = field(default_factory=dict)   # spec (name, file, module) -> name
     select_by: str = "time"        # a study's best trial: least time (AlgoPerf) or steps to target
+    # workload spec -> {"studies": S, "trials": T, "variants": bool}: a costly workload may get fewer
+    # studies or trials than `studies`/`trials`, or no variant runs (the leaderboard's text_lm)
+    per_workload: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def studies_for(self, workload: str) -> int:
+        return int(self.per_workload.get(workload, {}).get("studies", self.studies))
+
+    def trials_for(self, workload: str) -> int:
+        return int(self.per_workload.get(workload, {}).get("trials", self.trials))
+
+    def variants_for(self, workload: str) -> bool:
+        return self.variants and bool(self.per_workload.get(workload, {}).get("variants", True))
+
+    def tuning_trials(self) -> int:
+        """How many tuning trials the plan runs in all."""
+        return len(self.algorithms) * sum(self.studies_for(w) * self.trials_for(w) for w in self.workloads)
 
     def display(self, spec: str) -> str:
         return self.workload_names.get(spec, spec)
@@ -82,9 +98,32 @@ class TuningPlan:
             raise UsageError(f"--select-by must be time or steps, got {self.select_by!r}")
         if not 0 <= self.seed < 2**31:
             raise UsageError(f"--seed must be in [0, 2^31), got {self.seed}")
+        for spec, budget in self.per_workload.items():
+            if spec not in self.workloads:
+                raise UsageError(f"--workload-budget names {spec!r}, which is not tuned here "
+                                 f"({', '.join(self.workloads)})")
+            unknown = set(budget) - {"studies", "trials", "variants"}
+            if unknown:
+                raise UsageError(f"--workload-budget {spec}: unknown key {sorted(unknown)[0]!r}; "
+                                 "valid: studies, trials, variants")
+            if not 1 <= self.studies_for(spec) <= min(100, self.studies):
+                raise UsageError(f"--workload-budget {spec}: studies must be between 1 and --studies "
+                                 f"({self.studies}), got {self.studies_for(spec)}")
+            if not 1 <= self.trials_for(spec) <= self.trials:
+                raise UsageError(f"--workload-budget {spec}: trials must be between 1 and --trials "
+                                 f"({self.trials}), got {self.trials_for(spec)}")
 
     def tuning_seeds(self) -> set[int]:
         return {tuning_seed(k, i) for k in range(self.studies) for i in range(self.trials)}
+
+    def extended_by(self, other: "TuningPlan") -> bool:
+        """Whether this plan is `other` (a stored one) with algorithms added, and nothing else
+        changed: the leaderboard grows that way, keeping every stored trial."""
+        mine, theirs = asdict(self), asdict(other)
+        same = all(mine[k] == theirs[k] for k in mine if k not in ("algorithms", "search_spaces", "variants"))
+        kept = all(a in self.algorithms and self.search_spaces.get(a) == other.search_spaces.get(a)
+                   for a in other.algorithms)
+        return same and kept and set(self.algorithms) > set(other.algorithms)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -112,6 +151,6 @@ class TuningPlan:
         stopped experiment has whole workloads finished rather than every workload half done."""
         names = []
         for w in self.workloads:
-            names += [self.tune_study_name(a, w, k) for a in self.algorithms for k in range(self.studies)]
+            names += [self.tune_study_name(a, w, k) for a in self.algorithms for k in range(self.studies_for(w))]
             names += [self.eval_study_name(a, w) for a in self.algorithms]
         return names

@@ -1,0 +1,132 @@
+"""`trainlab leaderboard`: run (or resume, or grow) the leaderboard's two experiments, then score.
+
+What the experiments are lives in `trainlab.tuning.leaderboard`; this module checks the input,
+runs them with local workers and writes the report (`trainlab.reports.leaderboard`).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from trainlab import optim
+from trainlab.errors import UsageError
+
+DEFAULT_STORE = "docs/leaderboard/leaderboard.db"
+DEFAULT_OUT = "docs/leaderboard"
+
+
+def add_parser(sub, add_heartbeat) -> None:
+    p = sub.add_parser(
+        "leaderboard", help="tune and score every registered algorithm (resumable; adds new ones)",
+        description="The leaderboard: every algorithm under the held-out tuning protocol (3 studies "
+                    "x 5 trials on the MNIST-1D workloads, 1 x 3 on text_lm; best of each study re-run "
+                    "on seeds 0,1 and on the variants) and untuned at its workload-agnostic defaults "
+                    "(3 seeds; 1 on text_lm), then one report. Rerun it to resume; name more "
+                    "--algorithms to add them: only their trials run.")
+    p.add_argument("--algorithms", default=None, metavar="LIST",
+                   help="algorithms to add or run (default: every registered optimizer)")
+    p.add_argument("--store", default=DEFAULT_STORE, metavar="URL",
+                   help=f"results database (default: {DEFAULT_STORE}, committed beside the report)")
+    p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
+                   help=f"report folder (default: {DEFAULT_OUT})")
+    p.add_argument("--only", default="both", choices=["both", "tuned", "self"],
+                   help="run only the tuned or only the self-tuning experiment (default: both)")
+    p.add_argument("--score-only", action="store_true",
+                   help="run nothing: score what is stored and write the report")
+    p.add_argument("--workers", type=int, default=2, help="trial processes on this machine (default: 2)")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="CPU threads per trial process (default: 1)")
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps (default: auto)")
+    p.add_argument("--dry-run", action="store_true", help="check and print the plans; run nothing")
+    p.add_argument("--no-progress", action="store_true", help="one line per trial, no progress bars")
+    add_heartbeat(p)
+
+
+def _stored(storage, name: str):
+    from trainlab.tuning.experiment import load_plan
+    try:
+        return load_plan(storage, name)
+    except UsageError:
+        return None
+
+
+def plans(storage, algorithms: list[str]):
+    """The two plans, grown from what the store holds, each checked."""
+    from trainlab.algorithms.registry import parse_name, valid_hparams
+    from trainlab.tuning.leaderboard import (SELF_TUNING_NAME, TUNED_NAME, grown, self_tuning_plan,
+                                             tuned_plan)
+    from trainlab.tuning.search_space import check_search_space, load_search_space
+
+    spaces = {a: check_search_space(load_search_space, a, parse_name(a)[0]).to_json() for a in algorithms}
+    defaults = {a: valid_hparams(*parse_name(a)) for a in algorithms}
+    tuned = grown(tuned_plan(algorithms, spaces), _stored(storage, TUNED_NAME))
+    self_ = grown(self_tuning_plan(algorithms, defaults), _stored(storage, SELF_TUNING_NAME))
+    for plan in (tuned, self_):
+        plan.check()
+    return tuned, self_
+
+
+def check_workloads(algorithms: list[str]) -> None:
+    """Data present, and no matrix method that would act as AdamW on a workload."""
+    import torch
+
+    from trainlab.algorithms import check_applies, make_algorithm
+    from trainlab.tuning.leaderboard import WORKLOADS
+    from trainlab.workloads import create_workload
+
+    for name in WORKLOADS:
+        workload = create_workload(name)
+        workload.splits()
+        with torch.random.fork_rng(devices=[]):
+            model = workload.init_model()
+        for algorithm in algorithms:
+            check_applies(make_algorithm(algorithm), model, name, workload.step_budget)
+
+
+def leaderboard(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from trainlab.benchmark.progress import TrialBar
+    from trainlab.cli.commands import _setup_runtime
+    from trainlab.tuning.coordinator import run_experiment
+    from trainlab.tuning.storage import open_storage
+    from trainlab.workloads.variants import variants_of
+
+    device = _setup_runtime(args)
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    if args.algorithms:
+        from trainlab.algorithms.registry import parse_name
+        from trainlab.cli.options import split_list
+        algorithms = split_list(args.algorithms, "algorithms")
+        for a in algorithms:
+            parse_name(a)
+    else:
+        algorithms = optim.available()
+    if "://" not in args.store:
+        Path(args.store).parent.mkdir(parents=True, exist_ok=True)
+    storage = open_storage(args.store, args.heartbeat_interval, args.grace_period, create=True)
+    tuned, self_ = plans(storage, algorithms)
+    if args.dry_run:
+        for plan in (tuned, self_):
+            print(f"{plan.name}: {len(plan.algorithms)} algorithms ({', '.join(plan.algorithms)}), "
+                  f"{plan.tuning_trials()} trials before evaluation runs")
+        print(f"store {args.store} is reachable (dry run: nothing ran)")
+        return 0
+    if not args.score_only:
+        check_workloads(algorithms)
+        bars = None if args.no_progress else (lambda label, steps: TrialBar(label, steps))
+        chosen = [p for p in (tuned, self_) if args.only in ("both", "tuned" if p is tuned else "self")]
+        for plan in chosen:
+            print(f"leaderboard: {plan.name}: {len(plan.algorithms)} algorithms, "
+                  f"{plan.tuning_trials()} trials before evaluation runs; {args.workers} worker(s), "
+                  f"{args.threads} thread(s) each; store {args.store}", flush=True)
+            run_experiment(storage, args.store, plan, device, workers=args.workers, threads=args.threads,
+                           heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
+                           report=lambda line: print(line, flush=True), progress_factory=bars,
+                           variants_of=variants_of if plan.variants else None)
+    from trainlab.reports.leaderboard import write_leaderboard
+    path = write_leaderboard(storage, tuned, self_, args.out, store=args.store)
+    print(f"\nleaderboard report: {path}")
+    return 0

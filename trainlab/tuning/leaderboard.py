@@ -1,0 +1,62 @@
+"""The leaderboard: every registered algorithm, judged by the held-out tuning protocol and untuned.
+
+Two tuning experiments in one store (`docs/leaderboard/leaderboard.db` by default), each resumable:
+
+- `leaderboard` (external tuning, as AlgoPerf's ruleset): per algorithm and default workload,
+  studies of quasi-random trials from the algorithm's built-in search space; each study's best
+  (by steps to target, which a busy machine cannot distort) re-run on held-out seeds and on the
+  workload's variants. The MNIST-1D workloads get 3 studies x 5 trials; text_lm, whose trial costs
+  50-100x more, 1 study x 3 trials and no variant runs, so the whole board fits one working session
+  on two CPU cores (the README gives the measured cost).
+- `leaderboard-self` (AlgoPerf's self-tuning ruleset, here: no tuning at all): every algorithm at
+  its registered workload-agnostic race defaults, on 3 seeds (1 on text_lm), scored the same way.
+  A one-point search space makes each "study" a single trial, so selection and scoring cannot
+  flatter it: the same-split protocol is exact here.
+
+Both grow: a stored experiment accepts more algorithms (`TuningPlan.extended_by`), so adding one
+runs only its studies and the board is rescored from every stored trial.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trainlab.tuning.plan import TuningPlan
+
+TUNED_NAME = "leaderboard"
+SELF_TUNING_NAME = "leaderboard-self"
+WORKLOADS = ("mnist1d_mlp", "mnist1d_cnn", "text_lm")
+STUDIES, TRIALS = 3, 5
+EVAL_SEEDS = [0, 1]
+# text_lm trials take 100-300 s on one thread where an MNIST-1D trial takes 2-6 s
+TUNED_PER_WORKLOAD = {"text_lm": {"studies": 1, "trials": 3, "variants": False}}
+SELF_PER_WORKLOAD = {"text_lm": {"studies": 1}}
+
+
+def tuned_plan(algorithms: list[str], spaces: dict[str, dict[str, Any]]) -> TuningPlan:
+    return TuningPlan(name=TUNED_NAME, algorithms=list(algorithms), workloads=list(WORKLOADS),
+                      trials=TRIALS, studies=STUDIES, eval_seeds=list(EVAL_SEEDS), protocol="held-out",
+                      search_spaces=spaces, workload_options={w: {} for w in WORKLOADS},
+                      variants=True, workload_names={w: w for w in WORKLOADS}, select_by="steps",
+                      per_workload={w: dict(b) for w, b in TUNED_PER_WORKLOAD.items()})
+
+
+def self_tuning_plan(algorithms: list[str], defaults: dict[str, dict[str, Any]]) -> TuningPlan:
+    """`defaults`: algorithm -> its race defaults (the learning rate pins the one-point space)."""
+    spaces = {a: {"lr": {"feasible_points": [float(defaults[a]["lr"])]}} for a in algorithms}
+    return TuningPlan(name=SELF_TUNING_NAME, algorithms=list(algorithms), workloads=list(WORKLOADS),
+                      trials=1, studies=STUDIES, eval_seeds=[], protocol="same-split",
+                      search_spaces=spaces, workload_options={w: {} for w in WORKLOADS},
+                      variants=False, workload_names={w: w for w in WORKLOADS}, select_by="steps",
+                      per_workload={w: dict(b) for w, b in SELF_PER_WORKLOAD.items()})
+
+
+def grown(plan: TuningPlan, stored: TuningPlan | None) -> TuningPlan:
+    """`plan` with the stored experiment's algorithms kept (first, in their order) and their spaces
+    as stored, so a run that names only new algorithms adds them to the board."""
+    if stored is None:
+        return plan
+    algorithms = list(stored.algorithms) + [a for a in plan.algorithms if a not in stored.algorithms]
+    spaces = {**plan.search_spaces, **stored.search_spaces}
+    plan.algorithms, plan.search_spaces = algorithms, {a: spaces[a] for a in algorithms}
+    return plan
