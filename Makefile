@@ -3,7 +3,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
 
-.PHONY: setup data race test bench compare clean
+.PHONY: setup data race test bench compare leaderboard clean
 
 setup: $(VENV)/.installed data
 
@@ -31,6 +31,13 @@ compare: setup
 	$(BIN)/trainlab tune --name compare --algorithms adamw,nadamw,sgd --trials 5 --studies 3 \
 		--eval-seeds 0,1 --variants --workers 2 --threads 1 --store trainlab-results/compare.db \
 		--report-dir docs/compare --no-progress
+
+# The leaderboard: every registered algorithm, tuned (held-out protocol) and untuned, on the three
+# default workloads; writes docs/leaderboard/ and the configurations races use. Resumable: rerun it;
+# name new algorithms with ALGORITHMS=... to add only theirs.
+leaderboard: setup
+	$(BIN)/trainlab leaderboard --workers 2 --threads 1 --no-progress \
+		--write-configs trainlab/algorithms/leaderboard.json $(if $(ALGORITHMS),--algorithms $(ALGORITHMS))
 
 bench: setup
 	$(BIN)/python benchmarks/harness_overhead.py

@@ -103,7 +103,7 @@ def test_every_option_of_every_command_is_documented():
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert set(sub.choices) == {"race", "list", "report", "fetch-data", "set-targets", "refine",
-                                "tune", "worker", "score"}
+                                "tune", "worker", "score", "leaderboard"}
     for name, command in sub.choices.items():
         assert command.description, name
         for action in command._actions:

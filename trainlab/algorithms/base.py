@@ -31,6 +31,7 @@ class AlgorithmSpec:
     schedule: str                           # a name in trainlab.schedules' registry
     hparams: Mapping[str, Any] = field(default_factory=dict)  # every effective value, defaults included
     description: str = ""
+    source: str = ""                        # where the values came from (defaults, leaderboard, ...)
 
     def optimizer_hparams(self, total_steps: int | None = None) -> dict[str, Any]:
         """The constructor's arguments; with `total_steps`, an optimizer whose warm-up is part of

@@ -29,11 +29,30 @@ DEFAULT_ALGORITHMS = ("adamw", "nadamw", "sgd")
 # Per-workload learning rates of the baselines, from `trainlab set-targets --write-defaults`
 # (record: docs/targets.md). Only the learning rate is tuned per workload.
 TUNED_PATH = Path(__file__).with_name("tuned.json")
+# Per (algorithm, built-in workload): the leaderboard's chosen configuration, written by
+# `trainlab leaderboard` (record: docs/leaderboard/). It supersedes the tuned learning rate.
+LEADERBOARD_PATH = Path(__file__).with_name("leaderboard.json")
 
 
 @lru_cache(maxsize=1)
 def _tuned() -> dict[str, Any]:
     return json.loads(TUNED_PATH.read_text()) if TUNED_PATH.exists() else {}
+
+
+@lru_cache(maxsize=1)
+def _leaderboard() -> dict[str, Any]:
+    return json.loads(LEADERBOARD_PATH.read_text()) if LEADERBOARD_PATH.exists() else {}
+
+
+def leaderboard_config(algorithm: str, workload: str | None) -> dict[str, Any] | None:
+    """The leaderboard's entry for (`algorithm` as named, `workload`): {"hparams", "study", ...}."""
+    if workload is None:
+        return None
+    found = _leaderboard().get("configs", {}).get(algorithm, {}).get(workload)
+    if found is None:
+        return None
+    hparams = {k: tuple(v) if isinstance(v, list) else v for k, v in found["hparams"].items()}
+    return {**found, "hparams": hparams}
 
 
 def tuned_learning_rate(optimizer_name: str, workload: str | None) -> float | None:
@@ -73,13 +92,20 @@ def parse_name(name: str) -> tuple[str, str]:
 
 
 def make_algorithm(name: str, overrides: Mapping[str, Any] | None = None,
-                   workload: str | None = None) -> AlgorithmSpec:
-    """The spec of algorithm `name`; with `workload`, a baseline gets that workload's tuned lr."""
+                   workload: str | None = None, untuned: bool = False) -> AlgorithmSpec:
+    """The spec of algorithm `name`. With `workload` (and not `untuned`): the leaderboard's
+    configuration for that pair if it has one, else a baseline's tuned lr, else the race defaults."""
     optimizer_name, schedule = parse_name(name)
     defaults = valid_hparams(optimizer_name, schedule)
-    tuned = tuned_learning_rate(optimizer_name, workload)
+    source = "workload-agnostic defaults"
+    tuned = None if untuned else tuned_learning_rate(optimizer_name, workload)
     if tuned is not None:
         defaults["lr"] = tuned
+        source = "lr tuned by target setting (docs/targets.md)"
+    board = None if untuned else leaderboard_config(name.strip(), workload)
+    if board is not None:
+        defaults.update({k: v for k, v in board["hparams"].items() if k in defaults})
+        source = f"leaderboard (docs/leaderboard/, study {board['study']})"
     overrides = dict(overrides or {})
     switches = optim.entry(optimizer_name).switches()   # e.g. fused=True: how, not what, to compute
     unknown = sorted(set(overrides) - set(defaults) - switches)
@@ -88,6 +114,8 @@ def make_algorithm(name: str, overrides: Mapping[str, Any] | None = None,
                          f"valid: {', '.join(sorted(defaults))}"
                          + (f" (and the switches {', '.join(sorted(switches))})" if switches else ""))
     hparams = {**defaults, **overrides}
+    if overrides:
+        source += f"; set here: {', '.join(sorted(overrides))}"
     # Let the optimizer validate types and ranges now, on a throwaway tensor, not mid-race.
     import torch
     try:
@@ -98,7 +126,8 @@ def make_algorithm(name: str, overrides: Mapping[str, Any] | None = None,
         raise UsageError(f"algorithm {name!r}: {exc}") from None
     entry = optim.entry(optimizer_name)
     return AlgorithmSpec(name=name.strip(), optimizer=optimizer_name, schedule=schedule,
-                         hparams=hparams, description=f"{entry.summary}; {schedule} schedule")
+                         hparams=hparams, description=f"{entry.summary}; {schedule} schedule",
+                         source=source)
 
 
 def parse_hparam_overrides(items: Iterable[str], algorithm_names: Iterable[str]) -> dict[str, dict[str, Any]]:

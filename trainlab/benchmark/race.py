@@ -48,17 +48,19 @@ class RacePlan:
     precision: str = "fp32"
     freeze: list[str] | None = None
     freeze_change: float | None = None   # FAR-style freezing threshold (see runner.run_trial)
+    untuned: bool = False   # workload-agnostic defaults even where a configuration was tuned
 
     def spec(self, algorithm: str, workload: Workload) -> AlgorithmSpec:
         hparams = {**self.overrides.get(algorithm, {}),
                    **self.workload_overrides.get((algorithm, workload.name), {})}
-        return make_algorithm(algorithm, hparams, workload=workload.name)
+        return make_algorithm(algorithm, hparams, workload=workload.name, untuned=self.untuned)
 
     def config(self) -> dict[str, Any]:
         return {
             "workloads": [w.describe() for w in self.workloads],
             "algorithms": [{"name": a, "workload": w.name, "optimizer": spec.optimizer,
-                            "schedule": spec.schedule, "hparams": dict(spec.hparams)}
+                            "schedule": spec.schedule, "hparams": dict(spec.hparams),
+                            "source": spec.source}
                            for w in self.workloads for a in self.algorithms
                            for spec in [self.spec(a, w)]],
             "seeds": list(self.seeds), "device": str(self.device),

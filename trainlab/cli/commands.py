@@ -63,7 +63,7 @@ def race(args: argparse.Namespace) -> int:
     plan = RacePlan(workloads, names, seeds, device, stop_at_target=args.stop_at_target,
                     grad_norm_kind=args.record_grad_norms, label=args.label, overrides=overrides,
                     compress_activations=bits, precision=precision, freeze=rules,
-                    freeze_change=args.freeze_change)
+                    freeze_change=args.freeze_change, untuned=args.untuned)
     for workload in workloads:  # every name and hyperparameter checked before anything runs
         for name in names:
             plan.spec(name, workload)
@@ -312,7 +312,7 @@ def tune(args: argparse.Namespace) -> int:
         print(json.dumps(json.loads(plan.to_json()), indent=2))
         print(f"plan {plan.name!r} is valid; store {store_url} is reachable (dry run: nothing ran)")
         return 0
-    total = len(plan.algorithms) * len(plan.workloads) * plan.studies * plan.trials
+    total = plan.tuning_trials()
     print(f"tune {plan.name!r}: {', '.join(plan.algorithms)} on {', '.join(map(plan.display, plan.workloads))}; "
           f"{plan.studies} studies x {plan.trials} trials = {total} tuning trials, then "
           f"{'evaluation on seeds ' + ','.join(map(str, plan.eval_seeds)) if plan.protocol == 'held-out' else 'no re-runs (same-split)'}"

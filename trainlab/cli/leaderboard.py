@@ -38,6 +38,9 @@ def add_parser(sub, add_heartbeat) -> None:
                    help="CPU threads per trial process (default: 1)")
     p.add_argument("--device", default="auto",
                    help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps (default: auto)")
+    p.add_argument("--write-configs", default=None, metavar="FILE",
+                   help="also write each finished (algorithm, workload)'s chosen configuration as JSON "
+                        "(the Makefile writes trainlab/algorithms/leaderboard.json, which races use)")
     p.add_argument("--dry-run", action="store_true", help="check and print the plans; run nothing")
     p.add_argument("--no-progress", action="store_true", help="one line per trial, no progress bars")
     add_heartbeat(p)
@@ -129,4 +132,12 @@ def leaderboard(args: argparse.Namespace) -> int:
     from trainlab.reports.leaderboard import write_leaderboard
     path = write_leaderboard(storage, tuned, self_, args.out, store=args.store)
     print(f"\nleaderboard report: {path}")
+    if args.write_configs:
+        import json
+
+        from trainlab.tuning.leaderboard import race_configs
+        configs = race_configs(storage, tuned)
+        Path(args.write_configs).write_text(json.dumps(configs, indent=2, sort_keys=True) + "\n")
+        count = sum(len(v) for v in configs["configs"].values())
+        print(f"race configurations: {args.write_configs} ({count} algorithm-workload pairs)")
     return 0

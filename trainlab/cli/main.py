@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="Freeze-And-Reconfigure-style freezing during training: every eval_every "
                            "steps (after the first 10 %%), freeze parameter tensors whose relative "
                            "change over that window fell below THRESHOLD, e.g. 1e-3 (default: off)")
+    race.add_argument("--untuned", action="store_true",
+                      help="use every algorithm's workload-agnostic defaults, not the configuration the "
+                           "leaderboard tuned for a built-in workload (the leaderboard's self-tuning view)")
     race.add_argument("--label", default=None, help="a free-text label stored with the race")
     race.add_argument("--no-progress", action="store_true", help="no progress bars, one line per trial")
 

@@ -75,10 +75,11 @@ def write_report(store: ResultsStore, out_dir: str | Path, race_id: int | None =
         lines += [f"### {workload}", "", f"![{workload}]({path.name})", ""]
 
     lines += _schedule_section(race, out)
-    lines += ["## Hyperparameters", "", "| algorithm | workload | hyperparameters |", "|---|---|---|"]
+    lines += ["## Hyperparameters", "", "| algorithm | workload | hyperparameters | from |", "|---|---|---|---|"]
     for algorithm in race["config"].get("algorithms", []):
         hp = ", ".join(f"{k}={_short(v)}" for k, v in sorted(algorithm["hparams"].items()))
-        lines.append(f"| {algorithm['name']} | {algorithm.get('workload', 'all')} | {hp} |")
+        lines.append(f"| {algorithm['name']} | {algorithm.get('workload', 'all')} | {hp} | "
+                     f"{algorithm.get('source') or '--'} |")
     lines.append("")
     report = out / "report.md"
     report.write_text("\n".join(lines))

@@ -85,7 +85,7 @@ def write_tuning_report(outcomes: Outcomes, out_dir: str | Path, baseline: str |
                 "selected on; optimistic, for comparison with common practice)")
     lines = [f"# trainlab tuning experiment `{plan.name}`", "",
              f"{len(plan.algorithms)} algorithm(s) x {len(plan.workloads)} workload(s); per pair "
-             f"{plan.studies} studies x {plan.trials} quasi-random trials (scrambled Halton, study K "
+             f"{plan.studies} studies x {plan.trials} quasi-random trials{_per_workload_note(plan)} (scrambled Halton, study K "
              f"seeded {plan.seed}+K) from each algorithm's workload-agnostic search space.", "",
              f"Protocol: {protocol}.", ""]
     if command:
@@ -136,3 +136,10 @@ def write_tuning_report(outcomes: Outcomes, out_dir: str | Path, baseline: str |
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path, scores
+
+
+def _per_workload_note(plan) -> str:
+    if not plan.per_workload:
+        return ""
+    return " (" + "; ".join(f"{plan.display(w)}: {plan.studies_for(w)} x {plan.trials_for(w)}"
+                            for w in plan.per_workload) + ")"

@@ -60,3 +60,36 @@ def grown(plan: TuningPlan, stored: TuningPlan | None) -> TuningPlan:
     spaces = {**plan.search_spaces, **stored.search_spaces}
     plan.algorithms, plan.search_spaces = algorithms, {a: spaces[a] for a in algorithms}
     return plan
+
+
+def race_configs(storage, plan: TuningPlan) -> dict[str, Any]:
+    """Per (algorithm, workload) whose held-out runs are all in: the configuration of the study
+    whose runs reached the target in the fewest steps (median over seeds; ties to the lower study),
+    as hyperparameters, for races to use (`trainlab.algorithms.registry.LEADERBOARD_PATH`)."""
+    import math
+    import statistics
+
+    from trainlab.algorithms.registry import parse_name, valid_hparams
+    from trainlab.tuning.outcomes import collect
+    from trainlab.tuning.search_space import to_hparams
+
+    outcomes = collect(storage, plan)
+    configs: dict[str, dict[str, Any]] = {}
+    for algorithm in plan.algorithms:
+        for workload in plan.workloads:
+            name = plan.display(workload)
+            if (algorithm, name) in outcomes.incomplete:
+                continue
+            studies = outcomes.costs["steps"][algorithm][workload]
+            best = [b for b in outcomes.best if b["algorithm"] == algorithm and b["workload"] == name]
+            if not best or len(best) != len(studies):
+                continue
+            medians = [statistics.median(seeds) if seeds else math.inf for seeds in studies]
+            k = min(range(len(medians)), key=lambda i: (medians[i], i))
+            chosen = next(b for b in best if b["study"] == k)
+            hparams = to_hparams(chosen["config"], valid_hparams(*parse_name(algorithm)))
+            configs.setdefault(algorithm, {})[name] = {
+                "study": k, "draw": chosen["draw"], "hparams": hparams,
+                "median_steps_to_target": medians[k] if math.isfinite(medians[k]) else None}
+    return {"experiment": plan.name, "selected_by": "median held-out steps to target over seeds",
+            "configs": configs}

@@ -29,6 +29,7 @@ class Outcomes:
     best: list[dict[str, Any]] = field(default_factory=list)          # per (algorithm, workload, study)
     variants: list[dict[str, Any]] = field(default_factory=list)      # robustness runs
     missing: list[str] = field(default_factory=list)                  # what is not finished yet
+    incomplete: set[tuple[str, str]] = field(default_factory=set)     # (algorithm, workload) of those
     counts: dict[str, int] = field(default_factory=dict)
     protocol: str = "held-out"                                        # how the costs were scored
 
@@ -65,6 +66,7 @@ def collect(storage, plan: TuningPlan, protocol: str | None = None) -> Outcomes:
                 if len(per_draw) < plan.trials_for(workload):
                     out.missing.append(f"{algorithm} on {plan.display(workload)}, study {k}: "
                                        f"{len(per_draw)}/{plan.trials_for(workload)} tuning trials")
+                    out.incomplete.add((algorithm, plan.display(workload)))
                 best = best_trial(tuning, plan.select_by)
                 if best is None:
                     for by in COSTS:
@@ -91,6 +93,7 @@ def collect(storage, plan: TuningPlan, protocol: str | None = None) -> Outcomes:
                     if len(finished) < len(plan.eval_seeds):
                         out.missing.append(f"{algorithm} on {plan.display(workload)}, study {k}: "
                                            f"{len(finished)}/{len(plan.eval_seeds)} evaluation runs")
+                        out.incomplete.add((algorithm, plan.display(workload)))
                     for by in COSTS:
                         out.costs[by][algorithm][workload].append(
                             [cost_of(finished.get(s), by) for s in plan.eval_seeds])

@@ -1,0 +1,162 @@
+"""The leaderboard's parts: every method does what its name says, every optimizer can be tuned,
+experiments grow by algorithm, races use the board's configurations, and the report is written."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+import torch
+
+from conftest import run_cli
+from trainlab import optim
+from trainlab.algorithms import TrainingAlgorithm, make_algorithm
+from trainlab.algorithms.registry import LEADERBOARD_PATH
+from trainlab.benchmark.race import RacePlan, run_race
+from trainlab.optim.selection import split_hidden
+from trainlab.store import ResultsStore
+from trainlab.tuning.experiment import create_or_resume, enqueue_tuning, load
+from trainlab.tuning.leaderboard import self_tuning_plan, tuned_plan
+from trainlab.tuning.storage import open_storage
+from trainlab.workloads import DEFAULT_WORKLOADS, create_workload
+
+TINY = {"mnist1d_mlp": dict(step_budget=12, eval_every=6),
+        "mnist1d_cnn": dict(step_budget=6, eval_every=3),
+        "text_lm": dict(step_budget=4, eval_every=2, eval_windows=8)}
+MATRIX_METHODS = ("galore", "fira", "frugal", "swan")
+
+
+def _matrix_entries(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.ndim >= 2)
+
+
+@pytest.mark.parametrize("workload", DEFAULT_WORKLOADS)
+def test_low_rank_methods_project_most_matrix_entries_and_hold_less_state(workload):
+    w = create_workload(workload, **TINY[workload])
+    batch = next(iter(w.batches(w.splits().train, torch.Generator().manual_seed(0))))
+    state = {}
+    for name in ("adamw", "galore", "fira"):
+        torch.manual_seed(0)
+        model = w.init_model()
+        algorithm = TrainingAlgorithm(make_algorithm(name, workload=workload), model, w.step_budget)
+        for _ in range(2):
+            algorithm.update(model, batch, w.loss)
+        state[name] = optim.state_bytes(algorithm.optimizer)
+        if name != "adamw":
+            covered, total = algorithm.coverage()
+            assert total == sum(p.numel() for p in model.parameters())
+            assert covered >= 0.5 * _matrix_entries(model), (name, covered, _matrix_entries(model))
+    assert state["galore"] < state["adamw"] and state["fira"] < state["adamw"], state
+
+
+def test_hidden_matrices_leave_out_embeddings_positions_and_the_output_layer():
+    model = create_workload("text_lm").init_model()
+    hidden, rest = split_hidden(model)
+    names = {id(p): n for n, p in model.named_parameters()}
+    hidden_names = sorted(names[id(p)] for p in hidden)
+    assert all(n.startswith("blocks.") and n.endswith("weight") for n in hidden_names)
+    assert len(hidden_names) == 4 * len(model.blocks)        # qkv, proj, two MLP matrices per block
+    rest_names = {names[id(p)] for p in rest}
+    assert {"embed.weight", "position", "head.weight"} <= rest_names
+    assert len(hidden) + len(rest) == len(list(model.parameters()))
+
+
+def test_race_records_coverage_and_state_below_adamw(tmp_path):
+    workloads = [create_workload(name, **TINY[name]) for name in DEFAULT_WORKLOADS]
+    names = ["adamw", *MATRIX_METHODS]
+    store = ResultsStore(f"sqlite:///{tmp_path / 'r.db'}")
+    race_id, results = run_race(RacePlan(workloads, names, [0], torch.device("cpu")), store, progress=False)
+    assert len(results) == len(names) * len(workloads)
+    rows = {(t["workload"], t["algorithm"]): t for t in store.trials(race_id)}
+    for w in DEFAULT_WORKLOADS:
+        assert rows[(w, "adamw")]["coverage"] is None
+        for name in MATRIX_METHODS:
+            row = rows[(w, name)]
+            assert 0.5 < row["coverage"] <= 1.0 and row["covered_params"] > 0, (w, name)
+            assert row["state_bytes"] < rows[(w, "adamw")]["state_bytes"], (w, name)
+
+
+def test_a_method_that_would_project_nothing_is_refused_before_training(tmp_path):
+    db = tmp_path / "r.db"
+    done = run_cli("race", "--workloads", "mnist1d_mlp", "--algorithms", "adamw,galore", "--hparams",
+                   "galore.rank_fraction=1.0", "--store", str(db), "--no-progress", "--no-report")
+    assert done.returncode == 2
+    line = done.stderr.strip()
+    assert "\n" not in line and "galore" in line and "rank_fraction" in line and "AdamW" in line
+    assert not db.exists() or ResultsStore(f"sqlite:///{db}").races() == []
+
+
+def test_schedule_free_warms_up_for_its_fraction_of_the_budget():
+    spec = make_algorithm("sfadamw")
+    assert spec.schedule == "constant" and spec.hparams["warmup_fraction"] == 0.02
+    model = torch.nn.Linear(3, 2)
+    algorithm = TrainingAlgorithm(spec, model, total_steps=1500)
+    assert all(g["warmup_steps"] == 30 for g in algorithm.optimizer.param_groups)
+    # a schedule that warms up itself takes the fraction instead of the optimizer
+    cosine = TrainingAlgorithm(make_algorithm("sfadamw+cosine"), model, total_steps=1500)
+    assert all(g["warmup_steps"] == 0 for g in cosine.optimizer.param_groups)
+
+
+def test_tune_dry_run_accepts_every_registered_algorithm(tmp_path):
+    names = optim.available()
+    done = run_cli("tune", "--name", "all", "--algorithms", ",".join(names), "--dry-run",
+                   "--store", f"sqlite:///{tmp_path / 's.db'}")
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout[:done.stdout.rindex("}") + 1])
+    assert sorted(plan["search_spaces"]) == names and all(plan["search_spaces"].values())
+
+
+def test_leaderboard_dry_run_plans_every_algorithm(tmp_path):
+    done = run_cli("leaderboard", "--dry-run", "--store", str(tmp_path / "lb.db"))
+    assert done.returncode == 0, done.stderr
+    # 12 algorithms x (2 MNIST-1D workloads x 3 x 5 + text_lm 1 x 3); self-tuning: x (3 + 3 + 1)
+    n = len(optim.available())
+    assert f"leaderboard: {n} algorithms" in done.stdout and f"{n * 33} trials" in done.stdout
+    assert f"{n * 7} trials" in done.stdout
+
+
+def test_per_workload_budget_and_growth_by_algorithm(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 'g.db'}", 30, 60)
+    spaces = {a: {"lr": {"min": 1e-3, "max": 1e-2, "scaling": "log"}} for a in ("adamw", "lion")}
+    plan, resumed = create_or_resume(storage, tuned_plan(["adamw"], {"adamw": spaces["adamw"]}))
+    assert not resumed
+    assert enqueue_tuning(storage, plan) == 2 * 3 * 5 + 1 * 3
+    assert len(load(storage, plan.tune_study_name("adamw", "text_lm", 0)).trials) == 3
+    with pytest.raises(KeyError):   # text_lm has one study only
+        optuna.load_study(study_name=plan.tune_study_name("adamw", "text_lm", 1), storage=storage)
+    before = {t.number: t.params for t in load(storage, plan.tune_study_name("adamw", "mnist1d_mlp", 0)).trials}
+    grown, resumed = create_or_resume(storage, tuned_plan(["adamw", "lion"], spaces))
+    assert resumed and grown.algorithms == ["adamw", "lion"]
+    assert enqueue_tuning(storage, grown) == 33                   # only lion's draws
+    after = {t.number: t.params for t in load(storage, plan.tune_study_name("adamw", "mnist1d_mlp", 0)).trials}
+    assert after == before
+    # anything else changed is still refused, in one line
+    other = tuned_plan(["adamw", "lion"], spaces)
+    other.eval_seeds = [5]
+    with pytest.raises(Exception, match="different eval_seeds"):
+        create_or_resume(storage, other)
+
+
+def test_self_tuning_plan_pins_the_race_defaults():
+    from trainlab.algorithms.registry import valid_hparams
+    plan = self_tuning_plan(["lion"], {"lion": valid_hparams("lion", "cosine")})
+    assert plan.search_spaces["lion"] == {"lr": {"feasible_points": [4e-4]}}
+    assert plan.protocol == "same-split" and plan.trials == 1 and plan.studies_for("text_lm") == 1
+
+
+def test_races_use_the_leaderboard_configuration_and_say_so(tmp_path):
+    board = json.loads(LEADERBOARD_PATH.read_text())["configs"]
+    chosen = board["lion"]["mnist1d_mlp"]["hparams"]
+    spec = make_algorithm("lion", workload="mnist1d_mlp")
+    for key, value in chosen.items():
+        assert spec.hparams[key] == (tuple(value) if isinstance(value, list) else value), key
+    assert spec.source.startswith("leaderboard")
+    untuned = make_algorithm("lion", workload="mnist1d_mlp", untuned=True)
+    assert untuned.hparams["lr"] == 4e-4 and untuned.source == "workload-agnostic defaults"
+    done = run_cli("race", "--workloads", "mnist1d_mlp", "--algorithms", "lion", "--workload-option",
+                   "mnist1d_mlp.step_budget=20", "--workload-option", "mnist1d_mlp.eval_every=10",
+                   "--store", str(tmp_path / "r.db"), "--report-dir", str(tmp_path / "rep"), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    table = (tmp_path / "rep" / "report.md").read_text()
+    assert "| lion | mnist1d_mlp |" in table and "leaderboard (docs/leaderboard/, study" in table
