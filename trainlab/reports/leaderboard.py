@@ -152,6 +152,8 @@ def write_leaderboard(storage, tuned, self_tuning, out: str, store: str | None =
     seeds = "; ".join(f"{w}: {count(self_tuning.studies_for(w), 'seed', 'seeds')}" for w in self_tuning.workloads)
     budget = "; ".join(f"{w}: {count(tuned.studies_for(w), 'study', 'studies')} x "
                        f"{count(tuned.trials_for(w), 'trial', 'trials')}"
+                       + (f", held-out seed{'s' if len(tuned.eval_seeds_for(w)) > 1 else ''} "
+                          f"{','.join(map(str, tuned.eval_seeds_for(w)))}")
                        + ("" if tuned.variants_for(w) else ", no variant runs") for w in tuned.workloads)
     lines = ["# The trainlab leaderboard", "",
              f"Every registered algorithm ({len(tuned.algorithms)}) on the default workloads, written by "
@@ -159,8 +161,8 @@ def write_leaderboard(storage, tuned, self_tuning, out: str, store: str | None =
              "`trainlab leaderboard --score-only`).", "",
              "**Tuned (external tuning, held-out).** Per algorithm and workload, quasi-random studies "
              f"from its built-in search space ({budget}); each study's best configuration by steps to "
-             f"target is re-run on seeds {', '.join(map(str, tuned.eval_seeds))} with the target "
-             "checked on the test split. **Self-tuning (no tuning).** Every algorithm at its "
+             "target is re-run on the held-out seeds with the target checked on the test split. "
+             "**Self-tuning (no tuning).** Every algorithm at its "
              "registered workload-agnostic race defaults, one run per seed "
              f"({seeds}), "
              "scored the same way.", "",

@@ -213,9 +213,9 @@ def enqueue_evaluation(storage, plan: TuningPlan, variants_of=None,
                 split = "test" if plan.protocol == "held-out" else "validation"
                 if plan.protocol == "held-out":
                     wanted += [{**common, "kind": "eval", "workload": workload, "seed": s, "split": split}
-                               for s in plan.eval_seeds]
+                               for s in plan.eval_seeds_for(workload)]
                 if plan.variants_for(workload) and variants_of is not None:
-                    seed = plan.eval_seeds[0] if plan.eval_seeds else 0
+                    seed = plan.eval_seeds_for(workload)[0] if plan.eval_seeds_for(workload) else 0
                     wanted += [{**common, "kind": "variant", "workload": v, "seed": seed, "split": split}
                                for v in variants_of(workload)]
             if wanted:

@@ -90,13 +90,14 @@ def collect(storage, plan: TuningPlan, protocol: str | None = None) -> Outcomes:
                             per_seed[s] = t
                     finished = {s: t for s, t in per_seed.items()
                                 if t.state in (TrialState.COMPLETE, TrialState.FAIL)}
-                    if len(finished) < len(plan.eval_seeds):
+                    seeds = plan.eval_seeds_for(workload)
+                    if len(finished) < len(seeds):
                         out.missing.append(f"{algorithm} on {plan.display(workload)}, study {k}: "
-                                           f"{len(finished)}/{len(plan.eval_seeds)} evaluation runs")
+                                           f"{len(finished)}/{len(seeds)} evaluation runs")
                         out.incomplete.add((algorithm, plan.display(workload)))
                     for by in COSTS:
                         out.costs[by][algorithm][workload].append(
-                            [cost_of(finished.get(s), by) for s in plan.eval_seeds])
+                            [cost_of(finished.get(s), by) for s in seeds])
                 for t in by_key.get(("variant", algorithm, workload, k), []):
                     if t.state != TrialState.COMPLETE:
                         continue

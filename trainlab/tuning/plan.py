@@ -52,8 +52,9 @@ class TuningPlan:
     variants: bool = False
     workload_names: dict[str, str] = field(default_factory=dict)   # spec (name, file, module) -> name
     select_by: str = "time"        # a study's best trial: least time (AlgoPerf) or steps to target
-    # workload spec -> {"studies": S, "trials": T, "variants": bool}: a costly workload may get fewer
-    # studies or trials than `studies`/`trials`, or no variant runs (the leaderboard's text_lm)
+    # workload spec -> {"studies": S, "trials": T, "variants": bool, "eval_seeds": [...]}: a costly
+    # workload may get fewer studies, trials or evaluation seeds, or no variant runs (the
+    # leaderboard's text_lm)
     per_workload: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def studies_for(self, workload: str) -> int:
@@ -61,6 +62,9 @@ class TuningPlan:
 
     def trials_for(self, workload: str) -> int:
         return int(self.per_workload.get(workload, {}).get("trials", self.trials))
+
+    def eval_seeds_for(self, workload: str) -> list[int]:
+        return list(self.per_workload.get(workload, {}).get("eval_seeds", self.eval_seeds))
 
     def variants_for(self, workload: str) -> bool:
         return self.variants and bool(self.per_workload.get(workload, {}).get("variants", True))
@@ -100,17 +104,21 @@ class TuningPlan:
             raise UsageError(f"--seed must be in [0, 2^31), got {self.seed}")
         for spec, budget in self.per_workload.items():
             if spec not in self.workloads:
-                raise UsageError(f"--workload-budget names {spec!r}, which is not tuned here "
+                raise UsageError(f"a per-workload budget names {spec!r}, which is not tuned here "
                                  f"({', '.join(self.workloads)})")
-            unknown = set(budget) - {"studies", "trials", "variants"}
+            unknown = set(budget) - {"studies", "trials", "variants", "eval_seeds"}
             if unknown:
-                raise UsageError(f"--workload-budget {spec}: unknown key {sorted(unknown)[0]!r}; "
-                                 "valid: studies, trials, variants")
+                raise UsageError(f"per-workload budget of {spec}: unknown key {sorted(unknown)[0]!r}; "
+                                 "valid: studies, trials, variants, eval_seeds")
+            seeds = self.eval_seeds_for(spec)
+            if not set(seeds) <= set(self.eval_seeds) or (self.protocol == "held-out" and not seeds):
+                raise UsageError(f"per-workload budget of {spec}: eval_seeds must be a non-empty subset "
+                                 f"of the evaluation seeds {self.eval_seeds}, got {seeds}")
             if not 1 <= self.studies_for(spec) <= min(100, self.studies):
-                raise UsageError(f"--workload-budget {spec}: studies must be between 1 and --studies "
+                raise UsageError(f"per-workload budget of {spec}: studies must be between 1 and --studies "
                                  f"({self.studies}), got {self.studies_for(spec)}")
             if not 1 <= self.trials_for(spec) <= self.trials:
-                raise UsageError(f"--workload-budget {spec}: trials must be between 1 and --trials "
+                raise UsageError(f"per-workload budget of {spec}: trials must be between 1 and --trials "
                                  f"({self.trials}), got {self.trials_for(spec)}")
 
     def tuning_seeds(self) -> set[int]:
