@@ -20,6 +20,7 @@ from typing import Any, Iterable, Mapping
 
 from trainlab import optim
 from trainlab.algorithms.base import ALGORITHM_HPARAMS, AlgorithmSpec
+from trainlab.algorithms.external import ensure_registered, is_external
 from trainlab.errors import UsageError
 from trainlab.schedules import SCHEDULE_HPARAMS, SCHEDULES
 
@@ -81,9 +82,12 @@ def budget_warmup(optimizer_name: str) -> str | None:
 
 def parse_name(name: str) -> tuple[str, str]:
     optimizer_name, _, schedule = name.strip().partition("+")
+    if optimizer_name not in optim.available() and is_external(optimizer_name):
+        ensure_registered(optimizer_name)   # path/to/file.py:Class or package.module:Class
     if optimizer_name not in optim.available():
         raise UsageError(f"unknown algorithm {optimizer_name!r}; available: "
-                         f"{', '.join(optim.available())} (optionally +SCHEDULE)")
+                         f"{', '.join(optim.available())} (optionally +SCHEDULE), or any "
+                         "torch.optim.Optimizer as path/to/file.py:ClassName or package.module:ClassName")
     schedule = schedule or optim.entry(optimizer_name).schedule
     if schedule not in SCHEDULES:
         raise UsageError(f"unknown schedule {schedule!r} in {name!r}; available: "

@@ -272,10 +272,18 @@ def build_tuning_plan(args: argparse.Namespace):
     specs = split_list(args.workloads, "workloads") if args.workloads else list(DEFAULT_WORKLOADS)
     classes = [workload_class(spec) for spec in specs]
     options = parse_workload_options(args.workload_option, [c.name for c in classes])
+    from trainlab.algorithms.external import is_external, origin
+
     files = _search_space_files(args.search_space, algorithms)
-    spaces = {}
+    spaces, origins = {}, {}
     for algorithm in algorithms:
-        source = files.get(algorithm, parse_name(algorithm)[0])
+        optimizer_name = parse_name(algorithm)[0]
+        if is_external(optimizer_name):
+            origins[optimizer_name] = origin(optimizer_name)
+            if algorithm not in files:
+                raise UsageError(f"{algorithm!r} has no built-in search space: give one with "
+                                 f"--search-space {algorithm}=FILE.json (AlgoPerf format)")
+        source = files.get(algorithm, optimizer_name)
         spaces[algorithm] = check_search_space(load_search_space, algorithm, source).to_json()
     eval_seeds = parse_seeds(args.eval_seeds) if args.eval_seeds else []
     plan = TuningPlan(name=args.name, algorithms=algorithms, workloads=specs, trials=args.trials,
@@ -284,7 +292,7 @@ def build_tuning_plan(args: argparse.Namespace):
                       workload_options={spec: options[cls.name] for spec, cls in zip(specs, classes)},
                       stop_at_target=not args.full_budget, variants=args.variants,
                       workload_names={spec: cls.name for spec, cls in zip(specs, classes)},
-                      select_by=args.select_by)
+                      select_by=args.select_by, origins=origins)
     plan.check()
     for spec, cls in zip(specs, classes):
         workload = cls(**options[cls.name])

@@ -56,6 +56,15 @@ class TuningPlan:
     # workload may get fewer studies, trials or evaluation seeds, or no variant runs (the
     # leaderboard's text_lm)
     per_workload: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # optimizer name -> where its code came from, for optimizers from a file or a package
+    # (`trainlab.algorithms.external.origin`): every worker loads and checks the same code
+    origins: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def register_optimizers(self) -> None:
+        """Load the experiment's optimizers from files or packages, checking their stored origin."""
+        from trainlab.algorithms.external import ensure_registered
+        for name, stored in self.origins.items():
+            ensure_registered(name, stored)
 
     def studies_for(self, workload: str) -> int:
         return int(self.per_workload.get(workload, {}).get("studies", self.studies))

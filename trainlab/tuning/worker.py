@@ -84,6 +84,9 @@ class Worker:
     _workloads: dict[str, Workload] = field(default_factory=dict)
     _study_ids: dict[str, int] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.plan.register_optimizers()   # file/package optimizers: the stored code, or one line
+
     def study_id(self, name: str) -> int:
         if name not in self._study_ids:
             self._study_ids[name] = self.storage.get_study_id_from_name(name)

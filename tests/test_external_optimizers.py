@@ -1,0 +1,101 @@
+"""Optimizers from a file or a package race, tune and score like built-ins; bad ones fail in one line."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import sqlalchemy as sa
+
+from conftest import run_cli
+
+TINY = ["--workloads", "mnist1d_mlp", "--workload-option", "mnist1d_mlp.step_budget=40",
+        "--workload-option", "mnist1d_mlp.eval_every=20"]
+
+SIGN_ADAM = textwrap.dedent('''
+    import torch
+
+    class SignAdam(torch.optim.Optimizer):
+        """Sign of Adam's first moment (a test optimizer written for trainlab's tests)."""
+
+        def __init__(self, params, lr=1e-3, beta=0.9):
+            if lr <= 0:
+                raise ValueError(f"lr must be positive, got {lr}")
+            super().__init__(params, dict(lr=lr, beta=beta))
+
+        @torch.no_grad()
+        def step(self, closure=None):
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    m = self.state[p].setdefault("m", torch.zeros_like(p))
+                    m.lerp_(p.grad, 1 - group["beta"])
+                    p.add_(m.sign(), alpha=-group["lr"])
+    ''')
+
+
+def _trials(db, column="algorithm"):
+    with sa.create_engine(f"sqlite:///{db}").connect() as conn:
+        return conn.execute(sa.text(f"select {column}, status, hparams from trainlab_trials")).all()
+
+
+def test_a_file_optimizer_races_with_its_signature_hyperparameters(tmp_path):
+    (tmp_path / "my_opt.py").write_text(SIGN_ADAM)
+    db = tmp_path / "r.db"
+    done = run_cli("race", *TINY, "--algorithms", "my_opt.py:SignAdam", "--hparams",
+                   "my_opt.py:SignAdam.beta=0.8", "--store", str(db), "--no-report", "--no-progress",
+                   cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (name, status, hparams), = _trials(db)
+    assert name == "my_opt.py:SignAdam" and status == "completed"
+    assert json.loads(hparams)["beta"] == 0.8 and json.loads(hparams)["lr"] == 1e-3
+    typo = run_cli("race", *TINY, "--algorithms", "my_opt.py:SignAdam", "--hparams",
+                   "my_opt.py:SignAdam.betta=0.8", "--store", str(db), cwd=tmp_path)
+    assert typo.returncode == 2 and "betta" in typo.stderr and "beta" in typo.stderr
+    assert len(_trials(db)) == 1
+
+
+def test_a_package_optimizer_races_by_module_path(tmp_path):
+    db = tmp_path / "r.db"
+    done = run_cli("race", *TINY, "--algorithms", "torch.optim:Adagrad", "--hparams",
+                   "torch.optim:Adagrad.lr=0.05", "--store", str(db), "--no-report", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    (name, status, hparams), = _trials(db)
+    assert name == "torch.optim:Adagrad" and status == "completed" and json.loads(hparams)["lr"] == 0.05
+
+
+def test_a_file_optimizer_tunes_with_two_workers_and_scores(tmp_path):
+    (tmp_path / "my_opt.py").write_text(SIGN_ADAM)
+    (tmp_path / "space.json").write_text(json.dumps({"lr": {"min": 1e-3, "max": 1e-2, "scaling": "log"}}))
+    store = f"sqlite:///{tmp_path / 't.db'}"
+    done = run_cli("tune", "--name", "mine", *TINY, "--algorithms", "adamw,my_opt.py:SignAdam",
+                   "--search-space", "my_opt.py:SignAdam=space.json", "--trials", "2", "--studies", "1",
+                   "--eval-seeds", "0", "--workers", "2", "--threads", "1", "--store", store,
+                   "--report-dir", "rep", "--no-progress", cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "my_opt.py:SignAdam" in (tmp_path / "rep" / "report.md").read_text()
+    scored = run_cli("score", "--name", "mine", "--store", store, "--out", "again", cwd=tmp_path)
+    assert scored.returncode == 0, scored.stderr
+    # the experiment recorded where the optimizer came from; a changed file is refused in one line
+    (tmp_path / "my_opt.py").write_text(SIGN_ADAM + "\n# edited\n")
+    joined = run_cli("worker", "--name", "mine", "--store", store, "--exit-when-idle", cwd=tmp_path)
+    assert joined.returncode == 2 and "changed since the experiment was created" in joined.stderr
+    assert joined.stderr.count("\n") == 1
+
+
+def test_bad_optimizer_files_and_classes_fail_in_one_line(tmp_path):
+    (tmp_path / "broken.py").write_text("def oops(:\n")
+    (tmp_path / "plain.py").write_text("class NotAnOptimizer:\n    pass\n")
+    db = tmp_path / "r.db"
+    cases = {"broken.py:Opt": "cannot import optimizer file", "plain.py:NotAnOptimizer": "not a torch.optim",
+             "missing.py:Opt": "does not exist", "plain.py:Other": "has no class",
+             "no_such_package_xyz.mod:Opt": "cannot import module"}
+    for name, message in cases.items():
+        done = run_cli("race", *TINY, "--algorithms", name, "--store", str(db), cwd=tmp_path)
+        assert done.returncode == 2, (name, done.stderr)
+        assert message in done.stderr and done.stderr.count("\n") == 1, (name, done.stderr)
+    assert not db.exists() or _trials(db) == []
+    done = run_cli("tune", "--name", "x", *TINY, "--algorithms", "torch.optim:Adagrad", "--dry-run",
+                   "--store", f"sqlite:///{tmp_path / 't.db'}", cwd=tmp_path)
+    assert done.returncode == 2 and "--search-space torch.optim:Adagrad=FILE.json" in done.stderr
