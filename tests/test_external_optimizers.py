@@ -99,3 +99,38 @@ def test_bad_optimizer_files_and_classes_fail_in_one_line(tmp_path):
     done = run_cli("tune", "--name", "x", *TINY, "--algorithms", "torch.optim:Adagrad", "--dry-run",
                    "--store", f"sqlite:///{tmp_path / 't.db'}", cwd=tmp_path)
     assert done.returncode == 2 and "--search-space torch.optim:Adagrad=FILE.json" in done.stderr
+
+
+def test_an_installed_package_registers_optimizers_through_its_entry_point(tmp_path):
+    """What `pip install their-package` leaves on the path: the module and its dist-info with an
+    entry point in the `trainlab.optimizers` group. Its optimizer then races by its plain name."""
+    import os
+    import subprocess
+    import sys
+
+    package = tmp_path / "tl_plugin"
+    package.mkdir()
+    (package / "__init__.py").write_text(SIGN_ADAM + textwrap.dedent('''
+        from trainlab.optim import Registration
+
+        REGISTRATIONS = [Registration("plugin_signadam", SignAdam, "SignAdam from a plugin package",
+                                      "tests of trainlab", race_defaults={"lr": 2e-3},
+                                      search_space={"lr": {"min": 1e-3, "max": 1e-2, "scaling": "log"}},
+                                      state_bytes="4 B/param")]
+        '''))
+    info = tmp_path / "tl_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tl-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[trainlab.optimizers]\nsignadam = tl_plugin:REGISTRATIONS\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    db = tmp_path / "r.db"
+    done = subprocess.run([sys.executable, "-m", "trainlab", "race", *TINY, "--algorithms", "plugin_signadam",
+                           "--store", str(db), "--no-report", "--no-progress"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (name, status, hparams), = _trials(db)
+    assert name == "plugin_signadam" and status == "completed" and json.loads(hparams)["lr"] == 2e-3
+    listed = subprocess.run([sys.executable, "-m", "trainlab", "tune", "--name", "p", *TINY, "--algorithms",
+                             "plugin_signadam", "--dry-run", "--store", f"sqlite:///{tmp_path / 't.db'}"],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert listed.returncode == 0, listed.stderr      # its registered search space is found

@@ -15,8 +15,7 @@ import torch
 from torch import nn
 
 from trainlab.optim import create, state_bytes
-from trainlab.optim.catalog_elementwise import (DiffGrad, Lion, ScheduleFreeAdamW, SignSGD,
-                                                Signum)
+from trainlab.optim import AdEMAMix, DiffGrad, Lion, ScheduleFreeAdamW, SignSGD, Signum
 from trainlab.optim.nadamw import NAdamW
 
 SHAPES = [(48, 80), (80, 48), (80,)]
@@ -105,6 +104,23 @@ def ref_sfadamw(p, g, s, t, lr, h):
     return b1 * s["x"] + (1 - b1) * s["z"]
 
 
+def ref_ademamix(p, g, s, t, lr, h):
+    """apple/ml-ademamix's PyTorch update, written out: half-life interpolated beta3, linear alpha."""
+    b1, b2, b3 = h["betas"]
+    for key in ("m1", "m2", "v"):
+        s.setdefault(key, torch.zeros_like(p))
+    t_a, t_b = h["alpha_warmup"], h["beta3_warmup"]
+    alpha = h["alpha"] * min(1.0, t / t_a)
+    if t < t_b:
+        half = lambda b: math.log(0.5) / math.log(b + 1e-8)  # noqa: E731
+        b3 = 0.5 ** (1 / ((1 - t / t_b) * half(b1) + (t / t_b) * half(b3)))
+    s["m1"] = b1 * s["m1"] + (1 - b1) * g
+    s["m2"] = b3 * s["m2"] + (1 - b3) * g
+    s["v"] = b2 * s["v"] + (1 - b2) * g * g
+    denom = torch.sqrt(s["v"]) / math.sqrt(1 - b2 ** t) + h["eps"]
+    return p - lr * ((s["m1"] / (1 - b1 ** t) + alpha * s["m2"]) / denom + h["weight_decay"] * p)
+
+
 # name -> (factory(params_or_groups, **h), hparams used in the test (lr included), reference)
 CASES = {
     "adamw": (lambda ps, **h: create("adamw", ps, **h),
@@ -119,10 +135,12 @@ CASES = {
     "signum": (Signum, dict(lr=1e-3, momentum=0.9, weight_decay=0.5), ref_signsgd),
     "sfadamw": (ScheduleFreeAdamW, dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1,
                                         warmup_steps=2, r=0.5, weight_lr_power=2.0), ref_sfadamw),
+    "ademamix": (AdEMAMix, dict(lr=1e-3, betas=(0.9, 0.99, 0.999), alpha=5.0, alpha_warmup=3,
+                                beta3_warmup=3, eps=1e-8, weight_decay=0.1), ref_ademamix),
 }
 NAMES = list(CASES)
 # Only our ElementwiseOptimizer subclasses take foreach=False through the same code as the registry's.
-OURS = ["nadamw", "lion", "diffgrad", "signsgd", "signum", "sfadamw"]
+OURS = ["nadamw", "lion", "diffgrad", "signsgd", "signum", "sfadamw", "ademamix"]
 
 
 def make_params(dtype=torch.float32, seed=0):
@@ -251,6 +269,7 @@ EXPECTED_STATE_BYTES = {  # fp32: bytes per parameter entry, plus torch.optim's 
     "signsgd": lambda ps: 0,
     "signum": lambda ps: 4 * _numel(ps),
     "sfadamw": lambda ps: 8 * _numel(ps),
+    "ademamix": lambda ps: 12 * _numel(ps),
 }
 
 
@@ -353,7 +372,7 @@ def test_schedule_free_modes():
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
 
 
-CLASSES = [NAdamW, Lion, DiffGrad, SignSGD, Signum, ScheduleFreeAdamW]
+CLASSES = [NAdamW, Lion, DiffGrad, SignSGD, Signum, ScheduleFreeAdamW, AdEMAMix]
 
 
 @pytest.mark.parametrize("cls", CLASSES)
@@ -383,3 +402,20 @@ def test_bad_input_through_registry():
         create("sfadamw", p, betas=(0.0, 0.9))
     with pytest.raises(ValueError, match="betas"):
         create("diffgrad", p, betas=0.9)
+
+
+def test_ademamix_with_alpha_zero_is_torch_adamw():
+    """The paper's reduction, against torch's own AdamW (independent code)."""
+    a, b = make_params(), make_params()
+    grads = make_grads(6)
+    run_steps(AdEMAMix(a, lr=1e-2, betas=(0.9, 0.999, 0.9999), alpha=0.0, weight_decay=0.1), a, grads)
+    run_steps(torch.optim.AdamW(b, lr=1e-2, betas=(0.9, 0.999), weight_decay=0.1), b, grads)
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, atol=1e-6, rtol=0)   # fp32 rounding of values near 2
+
+
+def test_ademamix_warmups_follow_the_race_budget():
+    from trainlab.algorithms import TrainingAlgorithm, make_algorithm
+    algorithm = TrainingAlgorithm(make_algorithm("ademamix"), nn.Linear(3, 2), total_steps=600)
+    group = algorithm.optimizer.param_groups[0]
+    assert group["alpha_warmup"] == 600 and group["beta3_warmup"] == 600 and group["alpha"] == 8.0

@@ -37,6 +37,7 @@ CASES = {  # registry name -> hparams (weight decay on everywhere)
     "signsgd": dict(lr=1e-3, weight_decay=0.5),
     "signum": dict(lr=1e-3, momentum=0.9, weight_decay=0.5),
     "sfadamw": dict(lr=2e-3, weight_decay=0.1, warmup_steps=2, r=0.5),
+    "ademamix": dict(lr=1e-3, alpha=5.0, alpha_warmup=3, beta3_warmup=3, weight_decay=0.1),
 }
 
 

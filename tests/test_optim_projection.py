@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from trainlab.optim import create, state_bytes
-from trainlab.optim.catalog_projection import FRUGAL, SWAN, FiraAdamW, GaLoreAdamW
+from trainlab.optim import FRUGAL, SWAN, FiraAdamW, GaLoreAdamW
 
 STEPS = 5          # crosses refreshes at t = 1, 3, 5 with gap 2
 GAP = 2

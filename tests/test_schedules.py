@@ -10,10 +10,12 @@ import pytest
 import torch
 
 from trainlab import optim
-from trainlab.schedules import (NORM_KIND, SCALING_RULE, SCHEDULE_HPARAMS, SCHEDULES, as_lr_scheduler,
-                                build_schedule, constant, cosine_decay, default_rule, join, kind_for,
-                                linear_decay, linear_warmup, piecewise_constant, refine,
-                                refined_schedule, scale, scale_lr, uba, wsd)
+from trainlab.algorithms.rules import default_rule, kind_for, norm_kinds, scaling_rules
+from trainlab.schedules import (SCHEDULE_HPARAMS, SCHEDULES, as_lr_scheduler, build_schedule, constant,
+                                cosine_decay, join, linear_decay, linear_warmup, piecewise_constant,
+                                refine, refined_schedule, scale, scale_lr, uba, wsd)
+
+NORM_KIND, SCALING_RULE = norm_kinds(), scaling_rules()
 
 T, W = 100, 10
 

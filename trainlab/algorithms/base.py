@@ -34,17 +34,18 @@ class AlgorithmSpec:
     source: str = ""                        # where the values came from (defaults, leaderboard, ...)
 
     def optimizer_hparams(self, total_steps: int | None = None) -> dict[str, Any]:
-        """The constructor's arguments; with `total_steps`, an optimizer whose warm-up is part of
-        the method (`budget_warmup`) gets it as `warmup_fraction` of the budget, unless the
-        schedule already warms up."""
+        """The constructor's arguments. With `total_steps`, an optimizer whose own step counts
+        scale with the budget (`budget_steps` on its class: a warm-up inside the method) gets each
+        from its fraction, unless the schedule takes that fraction itself."""
         entry = optim.entry(self.optimizer)
         known = set(entry.hyperparameters()) | entry.switches()
         out = {k: v for k, v in self.hparams.items() if k in known}
-        target = getattr(entry.factory, "budget_warmup", None)
-        fraction = self.hparams.get("warmup_fraction")
-        if (target and total_steps is not None and fraction is not None
-                and "warmup_fraction" not in SCHEDULE_HPARAMS[self.schedule]):
-            out[target] = int(round(float(fraction) * total_steps))
+        for argument, name in getattr(entry.factory, "budget_steps", {}).items():
+            fraction = self.hparams.get(name)
+            if total_steps is None or fraction is None or name in SCHEDULE_HPARAMS[self.schedule]:
+                continue
+            steps = int(round(float(fraction) * total_steps))
+            out[argument] = steps if steps > 0 else entry.hyperparameters().get(argument)
         return out
 
     def schedule_hparams(self) -> dict[str, Any]:

@@ -126,4 +126,4 @@ def ensure_registered(optimizer_name: str, stored_origin: dict[str, Any] | None 
     if "params" not in params and not any(p.kind == p.POSITIONAL_OR_KEYWORD for p in params.values()):
         raise UsageError(f"{optimizer_name!r}: its constructor takes no parameter list")
     doc = (inspect.getdoc(cls) or cls.__name__).strip().splitlines()[0]
-    optim.register(optimizer_name, cls, doc, f"user optimizer ({optimizer_name})")
+    optim.register(optim.Registration(optimizer_name, cls, doc, f"user optimizer ({optimizer_name})"))

@@ -68,16 +68,12 @@ def valid_hparams(optimizer_name: str, schedule: str) -> dict[str, Any]:
     values = dict(optim.entry(optimizer_name).hyperparameters())
     values.update(SCHEDULE_HPARAMS[schedule])
     values.update(ALGORITHM_HPARAMS)
-    if budget_warmup(optimizer_name):
-        values["warmup_fraction"] = None
+    # an optimizer whose own step counts (a warm-up inside the method) scale with the budget takes
+    # them as fractions (`budget_steps` on its class: Schedule-Free's warm-up, AdEMAMix's)
+    for fraction in getattr(optim.entry(optimizer_name).factory, "budget_steps", {}).values():
+        values.setdefault(fraction, None)
     values.update(optim.entry(optimizer_name).race_defaults)
     return values
-
-
-def budget_warmup(optimizer_name: str) -> str | None:
-    """The constructor argument (e.g. Schedule-Free's `warmup_steps`) that a race sets from
-    `warmup_fraction` of the step budget, for optimizers whose warm-up is part of the method."""
-    return getattr(optim.entry(optimizer_name).factory, "budget_warmup", None)
 
 
 def parse_name(name: str) -> tuple[str, str]:

@@ -103,8 +103,11 @@ def list_(args: argparse.Namespace) -> int:
         print("algorithms (OPTIMIZER[+SCHEDULE]; default race: " + ", ".join(DEFAULT_ALGORITHMS) + ")")
         for name in optim.available():
             entry = optim.entry(name)
-            hp = ", ".join(f"{k}={v}" for k, v in valid_hparams(name, "cosine").items())
-            print(f"  {name:<12} {entry.summary}\n  {'':<12} {hp}\n  {'':<12} cite: {entry.citation}")
+            hp = ", ".join(f"{k}={v}" for k, v in valid_hparams(name, entry.schedule).items())
+            print(f"  {name:<12} {entry.summary}\n  {'':<12} race defaults (+{entry.schedule}): {hp}")
+            if entry.state_bytes:
+                print(f"  {'':<12} state: {entry.state_bytes}")
+            print(f"  {'':<12} cite: {entry.citation}")
         print()
     if args.what in ("schedules", "all"):
         print("schedules")
@@ -196,7 +199,8 @@ def refine(args: argparse.Namespace) -> int:
     schedule per workload, then race it against the comparison schedules on the evaluation seeds."""
     from trainlab.algorithms.registry import parse_name
     from trainlab.benchmark.runner import run_trial
-    from trainlab.schedules.refined import KIND_NORM, kind_for
+    from trainlab.algorithms.rules import kind_for
+    from trainlab.schedules.refined import KIND_NORM
 
     device = _setup_runtime(args)
     optimizer_name, _ = parse_name(args.algorithm)

@@ -110,7 +110,13 @@ def leaderboard(args: argparse.Namespace) -> int:
     if "://" not in args.store:
         Path(args.store).parent.mkdir(parents=True, exist_ok=True)
     storage = open_storage(args.store, args.heartbeat_interval, args.grace_period, create=True)
-    tuned, self_ = plans(storage, algorithms)
+    if args.score_only:   # score what is stored, as it is: algorithms not yet run are not on the board
+        stored = [_stored(storage, name) for name in ("leaderboard", "leaderboard-self")]
+        if stored[0] is None:
+            raise UsageError(f"no leaderboard in {args.store}: run `trainlab leaderboard` first")
+        tuned, self_ = stored[0], stored[1] or plans(storage, stored[0].algorithms)[1]
+    else:
+        tuned, self_ = plans(storage, algorithms)
     if args.dry_run:
         for plan in (tuned, self_):
             print(f"{plan.name}: {len(plan.algorithms)} algorithms ({', '.join(plan.algorithms)}), "

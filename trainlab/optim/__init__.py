@@ -1,7 +1,31 @@
-"""Optimizers: `torch.optim.Optimizer` subclasses, a registry, and exact state accounting."""
+"""Optimizers: `torch.optim.Optimizer` subclasses, their registrations, and exact state accounting.
 
+Each optimizer's `Registration` is stated in its own module, beside its class; the built-ins are
+registered here, explicitly, and installed packages add theirs through the `trainlab.optimizers`
+entry-point group.
+"""
+
+from trainlab.optim import (ademamix, diffgrad, lion, muon, nadamw, projection, schedule_free, sign,
+                            swan, torch_builtins)
+from trainlab.optim.ademamix import AdEMAMix
+from trainlab.optim.base import ElementwiseOptimizer
+from trainlab.optim.diffgrad import DiffGrad
+from trainlab.optim.lion import Lion
+from trainlab.optim.muon import Muon
 from trainlab.optim.nadamw import NAdamW
+from trainlab.optim.projection import FRUGAL, FiraAdamW, GaLoreAdamW, Projector, SubspaceAdam
+from trainlab.optim.registration import Registration
 from trainlab.optim.registry import available, create, entry, linear_update, register, state_bytes
-from trainlab.optim import catalog_elementwise, catalog_projection  # noqa: F401  (registers)
+from trainlab.optim.schedule_free import ScheduleFreeAdamW
+from trainlab.optim.sign import SignSGD, Signum
+from trainlab.optim.swan import SWAN
 
-__all__ = ["NAdamW", "available", "create", "entry", "linear_update", "register", "state_bytes"]
+BUILTINS = (*torch_builtins.REGISTRATIONS, nadamw.REGISTRATION, lion.REGISTRATION, diffgrad.REGISTRATION,
+            *sign.REGISTRATIONS, schedule_free.REGISTRATION, *projection.REGISTRATIONS, swan.REGISTRATION,
+            ademamix.REGISTRATION, muon.REGISTRATION)
+for _registration in BUILTINS:
+    register(_registration)
+
+__all__ = ["AdEMAMix", "BUILTINS", "DiffGrad", "ElementwiseOptimizer", "FRUGAL", "FiraAdamW", "GaLoreAdamW", "Lion", "Muon",
+           "NAdamW", "Projector", "Registration", "SWAN", "ScheduleFreeAdamW", "SignSGD", "Signum",
+           "SubspaceAdam", "available", "create", "entry", "linear_update", "register", "state_bytes"]

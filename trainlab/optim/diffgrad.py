@@ -34,6 +34,7 @@ import torch
 
 from trainlab.optim.base import ElementwiseOptimizer
 from trainlab.optim.validation import check_adam_hparams
+from trainlab.optim.registration import Registration
 
 
 def diffgrad_rule(p, g, states, s):
@@ -109,3 +110,17 @@ class DiffGrad(ElementwiseOptimizer):
         denominators = torch._foreach_sqrt(exp_avg_sqs)
         torch._foreach_add_(denominators, eps)
         torch._foreach_addcdiv_(params, friction, denominators, value=neg_step)
+
+
+REGISTRATION = Registration(
+    "diffgrad", DiffGrad, "diffGrad: Adam with AbsSig friction on the first moment, coupled L2",
+    "Dubey et al., diffGrad: An Optimization Method for Convolutional Neural Networks, "
+    "IEEE TNNLS 2020 (arXiv 1909.11015)",
+    # an Adam variant: AdamW's race lr, the paper's betas and no decay (its coupled L2 is off)
+    race_defaults={"lr": 4e-3, "betas": (0.9, 0.999), "weight_decay": 0.0, "warmup_fraction": 0.05},
+    search_space={"lr": {"min": 0.001, "max": 0.03, "scaling": "log"},
+                  "one_minus_beta1": {"min": 0.03, "max": 0.3, "scaling": "log"},
+                  "beta2": {"feasible_points": [0.999]},
+                  "weight_decay": {"feasible_points": [0.0, 0.0001]},
+                  "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]}},
+    state_bytes="12 B/param (exp_avg, exp_avg_sq, previous gradient)")

@@ -18,6 +18,7 @@ import torch
 
 from trainlab.optim.base import ElementwiseOptimizer
 from trainlab.optim.validation import check_betas, check_non_negative
+from trainlab.optim.registration import Registration
 
 
 def lion_rule(p, g, states, s):
@@ -76,3 +77,16 @@ class Lion(ElementwiseOptimizer):
         torch._foreach_sign_(directions)
         torch._foreach_add_(params, directions, alpha=neg_lr)
         torch._foreach_lerp_(exp_avgs, grads, one_minus_beta2)
+
+
+REGISTRATION = Registration(
+    "lion", Lion, "Lion: sign of an interpolated momentum, decoupled decay (4 B/param state)",
+    "Chen et al., Symbolic Discovery of Optimization Algorithms, NeurIPS 2023 (arXiv 2302.06675)",
+    # the paper: lr 3-10x smaller than AdamW's and decay 3-10x larger, so lr * wd stays equal
+    race_defaults={"lr": 4e-4, "betas": (0.9, 0.99), "weight_decay": 0.1, "warmup_fraction": 0.05},
+    search_space={"lr": {"min": 0.0001, "max": 0.01, "scaling": "log"},
+                  "one_minus_beta1": {"min": 0.03, "max": 0.3, "scaling": "log"},
+                  "beta2": {"feasible_points": [0.99]},
+                  "weight_decay": {"min": 0.01, "max": 1.0, "scaling": "log"},
+                  "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]}},
+    state_bytes="4 B/param (exp_avg)")

@@ -22,6 +22,7 @@ import torch
 
 from trainlab.optim.base import ElementwiseOptimizer
 from trainlab.optim.validation import check_adam_hparams
+from trainlab.optim.registration import Registration
 
 
 def nadamw_rule(p, g, states, s):
@@ -89,3 +90,16 @@ class NAdamW(ElementwiseOptimizer):
         torch._foreach_div_(denominators, bias_correction2_sqrt)
         torch._foreach_add_(denominators, eps)
         torch._foreach_addcdiv_(params, numerators, denominators, value=neg_step)
+
+
+REGISTRATION = Registration(
+    "nadamw", NAdamW, "NAdamW, the AlgoPerf baseline (Nesterov look-ahead, decoupled decay)",
+    "Dozat 2016; Choi et al. 2019 (arXiv 1910.05446); AlgoPerf baseline",
+    # workload-agnostic, as AdamW's (docs/targets.md); the space is AlgoPerf's NAdamW one
+    race_defaults={"lr": 4e-3, "betas": (0.9, 0.999), "weight_decay": 0.01, "warmup_fraction": 0.05},
+    search_space={"lr": {"min": 0.001, "max": 0.03, "scaling": "log"},
+                  "one_minus_beta1": {"min": 0.03, "max": 0.3, "scaling": "log"},
+                  "beta2": {"feasible_points": [0.999]},
+                  "weight_decay": {"min": 0.001, "max": 0.1, "scaling": "log"},
+                  "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]}},
+    state_bytes="8 B/param (exp_avg, exp_avg_sq)")

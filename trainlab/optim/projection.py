@@ -75,6 +75,7 @@ import torch
 
 from trainlab.optim.state import KeepsSavedStateDtypes
 from trainlab.optim.validation import check_betas, check_dense_real, check_non_negative, check_range
+from trainlab.optim.registration import Registration
 
 # Projector kinds; stored as Python ints (a str in optimizer state is mangled by torch's loader).
 RIGHT, LEFT, COLUMNS, FULL, EMPTY = 0, 1, 2, 3, 4
@@ -718,3 +719,46 @@ class FRUGAL(SubspaceAdam):
             for key in ("exp_avg", "exp_avg_sq", "adam_step"):
                 state.pop(key, None)
             Projector(FULL if i in chosen else EMPTY).to_state(state)
+
+
+# Race defaults: the official recipes' values where they exist (GaLore/Fira scripts: lr 0.01 with
+# scale/alpha 0.25, warm-up 10 % of the steps); AdamW's race defaults otherwise.
+REGISTRATIONS = (
+    Registration(
+        "galore", GaLoreAdamW,
+        "GaLore-AdamW: Adam moments in a rank-r SVD subspace of each matrix gradient, refreshed "
+        "every update_proj_gap steps (update rank <= r)",
+        "Zhao et al., GaLore: Memory-Efficient LLM Training by Gradient Low-Rank Projection, "
+        "ICML 2024 (arXiv 2403.03507)",
+        race_defaults={"lr": 0.01, "weight_decay": 0.0, "warmup_fraction": 0.1},
+        search_space={"lr": {"min": 0.002, "max": 0.05, "scaling": "log"},
+                      "one_minus_beta1": {"min": 0.03, "max": 0.3, "scaling": "log"},
+                      "beta2": {"feasible_points": [0.999]},
+                      "weight_decay": {"feasible_points": [0.0, 0.01]},
+                      "warmup_fraction": {"feasible_points": [0.05, 0.1]}},
+        state_bytes="4 r (min(m, n) + 2 max(m, n)) per projected m x n matrix; 8 B/param elsewhere"),
+    Registration(
+        "fira", FiraAdamW,
+        "Fira: GaLore plus the norm-scaled full-rank residual with a norm-growth limiter",
+        "Chen et al., Fira: Can We Achieve Full-rank Training of LLMs Under Low-rank Constraint? "
+        "(arXiv 2410.01623)",
+        race_defaults={"lr": 0.01, "weight_decay": 0.0, "warmup_fraction": 0.1},
+        search_space={"lr": {"min": 0.002, "max": 0.05, "scaling": "log"},
+                      "one_minus_beta1": {"min": 0.03, "max": 0.3, "scaling": "log"},
+                      "beta2": {"feasible_points": [0.999]},
+                      "weight_decay": {"feasible_points": [0.0, 0.01]},
+                      "warmup_fraction": {"feasible_points": [0.05, 0.1]}},
+        state_bytes="GaLore's + 4 B per projected matrix (the limiter's norm)"),
+    Registration(
+        "frugal", FRUGAL,
+        "FRUGAL: AdamW on a state-full subspace (blocks, SVD or random columns), signSGD on the rest",
+        "Zmushko et al., FRUGAL: Memory-Efficient Optimization by Reducing State Overhead for "
+        "Scalable Training, ICML 2025 (arXiv 2411.07837)",
+        race_defaults={"lr": 4e-3, "weight_decay": 0.01, "warmup_fraction": 0.05},
+        search_space={"lr": {"min": 0.001, "max": 0.03, "scaling": "log"},
+                      "one_minus_beta1": {"min": 0.03, "max": 0.3, "scaling": "log"},
+                      "beta2": {"feasible_points": [0.999]},
+                      "weight_decay": {"min": 0.001, "max": 0.1, "scaling": "log"},
+                      "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]}},
+        state_bytes="per density and proj_type (FRUGAL docstring); 8 B/param outside the split matrices"),
+)

@@ -33,6 +33,7 @@ import torch
 
 from trainlab.optim.base import ElementwiseOptimizer
 from trainlab.optim.validation import check_betas, check_non_negative
+from trainlab.optim.registration import Registration
 
 
 def sfadamw_rule(p, g, states, s):
@@ -48,7 +49,7 @@ class ScheduleFreeAdamW(ElementwiseOptimizer):
     """Schedule-Free AdamW (Defazio et al. 2024, arXiv 2405.15682, Algorithm 1, AdamW variant).
 
     Its warm-up is part of the method (the warmed-up lr also weights the average), so a race sets
-    `warmup_steps` from its `warmup_fraction` of the step budget (`budget_warmup`).
+    `warmup_steps` from its `warmup_fraction` of the step budget (`budget_steps`).
 
     Update: see the module docstring (memory-efficient form: p holds y during training, state z).
     Defaults: lr 0.0025, betas (0.9, 0.999), eps 1e-8, weight_decay 0, warmup_steps 0, r 0,
@@ -92,7 +93,8 @@ class ScheduleFreeAdamW(ElementwiseOptimizer):
 
     _state_keys = ("z", "exp_avg_sq")
 
-    budget_warmup = "warmup_steps"
+    # constructor argument -> the race hyperparameter giving it as a fraction of the step budget
+    budget_steps = {"warmup_steps": "warmup_fraction"}
 
     def __init__(self, params, lr: float = 0.0025, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, warmup_steps: int = 0, r: float = 0.0,
@@ -192,3 +194,20 @@ class ScheduleFreeAdamW(ElementwiseOptimizer):
         torch._foreach_lerp_(params, zs, ckp1)
         torch._foreach_add_(params, us, alpha=adj_lr)
         torch._foreach_add_(zs, us, alpha=neg_gamma)
+
+
+REGISTRATION = Registration(
+    "sfadamw", ScheduleFreeAdamW,
+    "Schedule-Free AdamW: no decay schedule; evaluate at the averaged point (optimizer.eval())",
+    "Defazio et al., The Road Less Scheduled, NeurIPS 2024 (arXiv 2405.15682)",
+    # no decay schedule; warm-up as the paper recommends, at its AlgoPerf self-tuning submission's
+    # values (warm-up 2 % of the steps, beta2 0.9955, wd 0.0812, r 0.75)
+    schedule="constant",
+    race_defaults={"lr": 0.0025, "betas": (0.9, 0.9955), "weight_decay": 0.0812, "r": 0.75,
+                   "warmup_fraction": 0.02},
+    search_space={"lr": {"min": 0.001, "max": 0.03, "scaling": "log"},
+                  "one_minus_beta1": {"min": 0.03, "max": 0.3, "scaling": "log"},
+                  "beta2": {"feasible_points": [0.9955]},
+                  "weight_decay": {"min": 0.001, "max": 0.1, "scaling": "log"},
+                  "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]}},
+    state_bytes="8 B/param (z, exp_avg_sq)")

@@ -17,6 +17,7 @@ import torch
 
 from trainlab.optim.base import ElementwiseOptimizer
 from trainlab.optim.validation import check_non_negative, check_range
+from trainlab.optim.registration import Registration
 
 
 def signsgd_rule(p, g, states, s):
@@ -104,3 +105,27 @@ class Signum(SignSGD):
                  foreach: bool = True, fused: bool = False) -> None:
         super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=foreach,
                          fused=fused)
+
+
+# The paper tunes lr per task; every coordinate moves by lr, as with Lion, so Lion's lr and range.
+REGISTRATIONS = (
+    Registration(
+        "signsgd", SignSGD, "signSGD: step along the sign of the gradient (stateless)",
+        "Bernstein et al., signSGD: Compressed Optimisation for Non-Convex Problems, ICML 2018 "
+        "(arXiv 1802.04434)",
+        race_defaults={"lr": 4e-4, "weight_decay": 0.0, "warmup_fraction": 0.05},
+        search_space={"lr": {"min": 0.0001, "max": 0.01, "scaling": "log"},
+                      "weight_decay": {"feasible_points": [0.0, 0.0001]},
+                      "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]}},
+        state_bytes="0 (stateless)"),
+    Registration(
+        "signum", Signum, "Signum: step along the sign of an exponential momentum",
+        "Bernstein et al., signSGD: Compressed Optimisation for Non-Convex Problems, ICML 2018 "
+        "(arXiv 1802.04434)",
+        race_defaults={"lr": 4e-4, "momentum": 0.9, "weight_decay": 0.0, "warmup_fraction": 0.05},
+        search_space={"lr": {"min": 0.0001, "max": 0.01, "scaling": "log"},
+                      "momentum": {"min": 0.8, "max": 0.98, "scaling": "linear"},
+                      "weight_decay": {"min": 0.001, "max": 0.3, "scaling": "log"},
+                      "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]}},
+        state_bytes="4 B/param (momentum_buffer)"),
+)

@@ -52,6 +52,7 @@ import torch
 from trainlab.optim.projection import adam_direction, adam_moments_
 from trainlab.optim.state import KeepsSavedStateDtypes
 from trainlab.optim.validation import check_betas, check_dense_real, check_non_negative
+from trainlab.optim.registration import Registration
 
 _NONMATRIX_RULES = ("adamw", "sgd")
 
@@ -185,3 +186,17 @@ def _validate(group: dict[str, Any]) -> None:
                          f"got {group['nonmatrix_rule']!r}")
     if not isinstance(group["whiten"], bool):
         raise ValueError(f"whiten must be a bool, got {group['whiten']!r}")
+
+
+REGISTRATION = Registration(
+    "swan", SWAN, "SWAN: stateless GradNorm + GradWhitening (Newton-Schulz) for matrices, AdamW for the rest",
+    "Ma, Gong, Scetbon, Meeds, SWAN: SGD with Normalization and Whitening Enables Stateless "
+    "LLM Training, ICML 2025 (arXiv 2412.13148)",
+    # every whitened entry moves by about lr (RMS 1 after the rescale): the class's lr 1e-3
+    race_defaults={"lr": 1e-3, "weight_decay": 0.0, "warmup_fraction": 0.05},
+    search_space={"lr": {"min": 0.0001, "max": 0.01, "scaling": "log"},
+                  "one_minus_beta1": {"feasible_points": [0.1]},
+                  "beta2": {"feasible_points": [0.999]},
+                  "weight_decay": {"min": 0.001, "max": 0.1, "scaling": "log"},
+                  "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]}},
+    state_bytes="0 per whitened matrix; 8 B/param for the AdamW parameters")

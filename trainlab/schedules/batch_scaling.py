@@ -8,34 +8,15 @@ SGD ("linear scaling", generalizing Goyal et al. 2017) and square-root growth fo
 such as Adam ("square root scaling").
 
 These rules move a learning rate tuned at `base_batch` to `batch`; they say nothing about warm-up
-or the step budget, which usually change with the batch as well.
+or the step budget, which usually change with the batch as well. Which rule an optimizer takes
+follows from its registration (`trainlab.algorithms.rules.default_rule`).
 """
 
 from __future__ import annotations
 
 import math
 
-from trainlab import optim
-
 RULES = ("linear", "sqrt")
-
-# Scaling rule per registered optimizer, from `trainlab.optim.linear_update`: "linear" when the
-# update is the gradient times a scalar (SGD, the paper's first case), "sqrt" when it is normalized
-# per coordinate or per matrix (Adam, the paper's second case). Only SGD and Adam were analysed;
-# putting Lion, the sign methods, the subspace methods (GaLore, Fira, FRUGAL) and SWAN under "sqrt"
-# extends the rule by their scale-invariant updates, not by the paper.
-SCALING_RULE: dict[str, str] = {name: "linear" if optim.linear_update(name) else "sqrt"
-                                for name in optim.available()}
-
-
-def default_rule(optimizer_name: str) -> str:
-    """"linear" for the SGD family, "sqrt" for the Adam family (see `SCALING_RULE`)."""
-    try:
-        return "linear" if optim.linear_update(optimizer_name) else "sqrt"
-    except ValueError:
-        raise ValueError(f"no batch-size scaling rule for optimizer {optimizer_name!r}; "
-                         f"known: {', '.join(optim.available())}") from None
-
 
 def scale_lr(lr: float, base_batch: int, batch: int, rule: str = "linear") -> float:
     """`lr` tuned at `base_batch`, moved to `batch`: times batch/base_batch ("linear") or its root ("sqrt")."""

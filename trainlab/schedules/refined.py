@@ -23,33 +23,11 @@ from typing import Sequence
 
 import numpy as np
 
-from trainlab import optim
-
 from trainlab.schedules.core import Schedule
 
 KINDS = ("adam", "sgd")
 # The norm each kind of refinement needs, in TrainingAlgorithm's `grad_norm_kind` vocabulary.
 KIND_NORM = {"adam": "l1", "sgd": "l2"}
-
-# Which gradient norm to record for each optimizer (then refine with kind "adam" for "l1", "sgd" for "l2").
-# Rule (`trainlab.optim.linear_update`): "l2" when the update is the gradient times a scalar
-# (momentum included), so the step length scales with ||g||_2: the paper's SGD analysis. "l1" when the update is normalized per coordinate
-# (Adam's second-moment division, or a sign): the paper's Adam-type rule. Our reading of why: such
-# updates live in l-infinity geometry, whose dual norm is l1. GaLore, Fira, FRUGAL and SWAN were not
-# studied in the paper; their updates are scale-invariant too (Adam in a subspace, sign or normalized
-# residuals, whitening), so they are put under "l1" by the rule. That is an extrapolation.
-NORM_KIND: dict[str, str] = {name: "l2" if optim.linear_update(name) else "l1"
-                             for name in optim.available()}
-
-
-def kind_for(optimizer_name: str) -> str:
-    """The refinement kind ("adam" or "sgd") for a registered optimizer (see `NORM_KIND`)."""
-    try:
-        return "sgd" if optim.linear_update(optimizer_name) else "adam"
-    except ValueError:
-        raise ValueError(f"no gradient-norm kind recorded for optimizer {optimizer_name!r}; "
-                         f"known: {', '.join(optim.available())}") from None
-
 
 def _median_smooth(norms: np.ndarray, tau: float) -> np.ndarray:
     from scipy.ndimage import median_filter  # imported here: scipy is slow to import

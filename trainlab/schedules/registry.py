@@ -39,7 +39,7 @@ def _refined(total: int, hp: dict[str, Any]) -> Schedule:
     kind = hp.get("refine_kind")
     if kind not in KINDS:
         raise ValueError(f"refined needs refine_kind, one of {', '.join(KINDS)} ('adam' for L1 norms, "
-                         f"'sgd' for L2 norms; trainlab.schedules.refined.NORM_KIND lists each "
+                         f"'sgd' for L2 norms; trainlab.algorithms.rules.kind_for gives each "
                          f"optimizer's), got {kind!r}")
     return refined_schedule(norms, kind, hp.get("refine_tau", SCHEDULE_HPARAMS["refined"]["refine_tau"]),
                             total_steps=total)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -165,8 +164,9 @@ def parse_search_space(data: Any, source: str = "<inline>",
 
 
 def builtin_space_names() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("trainlab.tuning.spaces").iterdir()
-                  if p.name.endswith(".json"))
+    """Optimizers whose registration states a search space (`trainlab.optim.Registration`)."""
+    from trainlab import optim
+    return [name for name in optim.available() if optim.entry(name).search_space is not None]
 
 
 def load_search_space(path_or_name: str | Path, valid: Mapping[str, Any] | None = None) -> SearchSpace:
@@ -178,13 +178,12 @@ def load_search_space(path_or_name: str | Path, valid: Mapping[str, Any] | None 
         if name not in builtin_space_names():
             raise UsageError(f"no built-in search space for {name!r} (built-in: "
                              f"{', '.join(builtin_space_names())}); pass --search-space FILE.json")
-        text = resources.files("trainlab.tuning.spaces").joinpath(f"{name}.json").read_text()
-        text_source = f"built-in {name}"
-    else:
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise UsageError(f"cannot read search space {text_source!r}: {exc.strerror or exc}") from None
+        from trainlab import optim
+        return parse_search_space(optim.entry(name).search_space, f"built-in {name}", valid)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read search space {text_source!r}: {exc.strerror or exc}") from None
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
