@@ -6,7 +6,7 @@ entry-point group.
 """
 
 from trainlab.optim import (ademamix, diffgrad, lion, muon, nadamw, projection, schedule_free, sign,
-                            swan, torch_builtins)
+                            soap, swan, torch_builtins)
 from trainlab.optim.ademamix import AdEMAMix
 from trainlab.optim.base import ElementwiseOptimizer
 from trainlab.optim.diffgrad import DiffGrad
@@ -18,14 +18,15 @@ from trainlab.optim.registration import Registration
 from trainlab.optim.registry import available, create, entry, linear_update, register, state_bytes
 from trainlab.optim.schedule_free import ScheduleFreeAdamW
 from trainlab.optim.sign import SignSGD, Signum
+from trainlab.optim.soap import SOAP
 from trainlab.optim.swan import SWAN
 
 BUILTINS = (*torch_builtins.REGISTRATIONS, nadamw.REGISTRATION, lion.REGISTRATION, diffgrad.REGISTRATION,
             *sign.REGISTRATIONS, schedule_free.REGISTRATION, *projection.REGISTRATIONS, swan.REGISTRATION,
-            ademamix.REGISTRATION, muon.REGISTRATION)
+            ademamix.REGISTRATION, muon.REGISTRATION, soap.REGISTRATION)
 for _registration in BUILTINS:
     register(_registration)
 
 __all__ = ["AdEMAMix", "BUILTINS", "DiffGrad", "ElementwiseOptimizer", "FRUGAL", "FiraAdamW", "GaLoreAdamW", "Lion", "Muon",
-           "NAdamW", "Projector", "Registration", "SWAN", "ScheduleFreeAdamW", "SignSGD", "Signum",
+           "NAdamW", "Projector", "Registration", "SOAP", "SWAN", "ScheduleFreeAdamW", "SignSGD", "Signum",
            "SubspaceAdam", "available", "create", "entry", "linear_update", "register", "state_bytes"]
