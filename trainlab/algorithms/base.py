@@ -32,11 +32,14 @@ class AlgorithmSpec:
     hparams: Mapping[str, Any] = field(default_factory=dict)  # every effective value, defaults included
     description: str = ""
     source: str = ""                        # where the values came from (defaults, leaderboard, ...)
+    submission: bool = False                # an AlgoPerf submission (`algoperf:PATH`): hparams are its point
 
     def optimizer_hparams(self, total_steps: int | None = None) -> dict[str, Any]:
         """The constructor's arguments. With `total_steps`, an optimizer whose own step counts
         scale with the budget (`budget_steps` on its class: a warm-up inside the method) gets each
         from its fraction, unless the schedule takes that fraction itself."""
+        if self.submission:
+            return {}
         entry = optim.entry(self.optimizer)
         known = set(entry.hyperparameters()) | entry.switches()
         out = {k: v for k, v in self.hparams.items() if k in known}
@@ -50,6 +53,10 @@ class AlgorithmSpec:
 
     def schedule_hparams(self) -> dict[str, Any]:
         return {k: v for k, v in self.hparams.items() if k in SCHEDULE_HPARAMS[self.schedule]}
+
+    def submission_hparams(self) -> dict[str, Any]:
+        """A submission's hyperparameter point (trainlab's own bookkeeping keys left out)."""
+        return {k: v for k, v in self.hparams.items() if k not in ("batch_size_source",)}
 
 
 class TrainingAlgorithm:
@@ -69,6 +76,13 @@ class TrainingAlgorithm:
             raise ValueError(f"grad_norm_kind must be None, 'l1' or 'l2', got {grad_norm_kind!r}")
         self.grad_norm_kind = grad_norm_kind
         self._grad_norms: list[torch.Tensor] = []
+
+    def next_batch(self, batches, model: nn.Module):
+        """The next training batch (a submission may choose its own: `data_selection`)."""
+        return next(batches)
+
+    def record_eval(self, step: int, metric_name: str, metric: float, loss: float) -> None:
+        """Told every evaluation's result (AlgoPerf submissions read them); nothing to do here."""
 
     def coverage(self) -> tuple[int, int] | None:
         """(entries the method projects, whitens or splits, all entries), or None for a method that
@@ -111,6 +125,8 @@ class TrainingAlgorithm:
 def check_applies(spec: AlgorithmSpec, model: nn.Module, workload: str, total_steps: int) -> None:
     """Refuse, before any training, a matrix method that would treat no parameter of `model`
     differently from AdamW: its result would be AdamW's under another name."""
+    if spec.submission:
+        return
     covered = TrainingAlgorithm(spec, model, total_steps).coverage()
     if covered is None or covered[0] > 0:
         return

@@ -21,6 +21,7 @@ from typing import Any, Iterable, Mapping
 from trainlab import optim
 from trainlab.algorithms.base import ALGORITHM_HPARAMS, AlgorithmSpec
 from trainlab.algorithms.external import ensure_registered, is_external
+from trainlab.algorithms.submission import is_submission, load_submission, race_point
 from trainlab.errors import UsageError
 from trainlab.schedules import SCHEDULE_HPARAMS, SCHEDULES
 
@@ -77,6 +78,9 @@ def valid_hparams(optimizer_name: str, schedule: str) -> dict[str, Any]:
 
 
 def parse_name(name: str) -> tuple[str, str]:
+    if is_submission(name):
+        raise UsageError(f"{name!r}: AlgoPerf submissions race (trainlab race --algorithms {name.strip()}); "
+                         "trainlab tune, set-targets and refine do not run them yet")
     optimizer_name, _, schedule = name.strip().partition("+")
     if optimizer_name not in optim.available() and is_external(optimizer_name):
         ensure_registered(optimizer_name)   # path/to/file.py:Class or package.module:Class
@@ -92,9 +96,21 @@ def parse_name(name: str) -> tuple[str, str]:
 
 
 def make_algorithm(name: str, overrides: Mapping[str, Any] | None = None,
-                   workload: str | None = None, untuned: bool = False) -> AlgorithmSpec:
+                   workload: str | None = None, untuned: bool = False,
+                   search_space: str | None = None) -> AlgorithmSpec:
     """The spec of algorithm `name`. With `workload` (and not `untuned`): the leaderboard's
-    configuration for that pair if it has one, else a baseline's tuned lr, else the race defaults."""
+    configuration for that pair if it has one, else a baseline's tuned lr, else the race defaults.
+    An AlgoPerf submission (`algoperf:PATH`) gets its search space's race point (`search_space`, or
+    the `tuning_search_space.json` beside it), then `overrides`."""
+    if is_submission(name):
+        load_submission(name)   # a bad file or a missing function fails now, in one line
+        point, source = race_point(name, search_space)
+        if overrides:
+            point = {**(point or {}), **overrides}
+            source += f"; set here: {', '.join(sorted(overrides))}"
+        return AlgorithmSpec(name=name.strip(), optimizer="algoperf", schedule="constant",
+                             hparams=dict(point or {}), description="AlgoPerf submission " + name.strip(),
+                             source=source, submission=True)
     optimizer_name, schedule = parse_name(name)
     defaults = valid_hparams(optimizer_name, schedule)
     source = "workload-agnostic defaults"

@@ -49,11 +49,13 @@ class RacePlan:
     freeze: list[str] | None = None
     freeze_change: float | None = None   # FAR-style freezing threshold (see runner.run_trial)
     untuned: bool = False   # workload-agnostic defaults even where a configuration was tuned
+    search_spaces: dict[str, str] = field(default_factory=dict)   # AlgoPerf submission -> its space file
 
     def spec(self, algorithm: str, workload: Workload) -> AlgorithmSpec:
         hparams = {**self.overrides.get(algorithm, {}),
                    **self.workload_overrides.get((algorithm, workload.name), {})}
-        return make_algorithm(algorithm, hparams, workload=workload.name, untuned=self.untuned)
+        return make_algorithm(algorithm, hparams, workload=workload.name, untuned=self.untuned,
+                              search_space=self.search_spaces.get(algorithm))
 
     def config(self) -> dict[str, Any]:
         return {

@@ -42,6 +42,7 @@ parameters, gradients, optimizer state and saved-activation bytes ("params+grads
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from typing import Callable, Protocol
@@ -49,6 +50,8 @@ from typing import Callable, Protocol
 import torch
 
 from trainlab.algorithms import AlgorithmSpec, TrainingAlgorithm
+from trainlab.algorithms.algoperf_compat import TrainingCompleteError
+from trainlab.algorithms.submission import SubmissionAlgorithm, load_submission, submission_batch_size
 from trainlab.benchmark.clock import TrainingClock
 from trainlab.benchmark.results import EvalRecord, TrialResult
 from trainlab.errors import UsageError
@@ -188,6 +191,18 @@ def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.
                          step_budget=workload.step_budget, compress_activations=compress_activations,
                          precision=precision)
 
+    if spec.submission:   # an AlgoPerf submission trains the plain model, at its own batch size
+        if compress_activations is not None or precision != "fp32" or freeze or freeze_change is not None:
+            raise UsageError(f"{spec.name}: AlgoPerf submissions run without trainlab's memory savers "
+                             "(no --compress-activations, --precision, --freeze, --freeze-change)")
+        if grad_norm_kind is not None:
+            raise UsageError(f"{spec.name}: an AlgoPerf submission cannot record gradient norms")
+        size, origin = submission_batch_size(load_submission(spec.name), workload)
+        if size != workload.batch_size:
+            workload = copy.copy(workload)
+            workload.batch_size = size
+        result.hparams["batch_size_source"] = f"{size}: {origin}"
+
     # ---- set-up: not on the clock ----
     splits = workload.splits().to(device)
     torch.manual_seed(seed)
@@ -197,7 +212,8 @@ def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.
     if precision == "bf16":
         cast_model_bf16(model)
     autocast = precision != "fp32"
-    algorithm = TrainingAlgorithm(spec, model, workload.step_budget, grad_norm_kind)
+    algorithm = (SubmissionAlgorithm(spec, model, workload, seed) if spec.submission else
+                 TrainingAlgorithm(spec, model, workload.step_budget, grad_norm_kind))
     covered = algorithm.coverage()
     if covered is not None:
         result.covered_params = covered[0]
@@ -227,28 +243,35 @@ def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.
     losses_since_eval = 0
 
     clock.start()
+    done_at = 0   # the step after which an AlgoPerf submission declared training complete
     for step in range(1, workload.step_budget + 1):
-        batch = next(batches)
-        loss = algorithm.update(model, batch, training_loss)
-        if freezer is not None:
-            freezer.step()
-        loss_sum += loss
-        losses_since_eval += 1
-        if progress is not None:
-            progress.on_step(step)
-        if not math.isfinite(loss.item()):
-            # diverged: stop at this step (a NaN never recovers); the last evaluation stands
-            result.status = "diverged"
-            diverged_seconds = clock.pause()
-            break
-        if step % workload.eval_every and step != workload.step_budget:
-            continue
+        try:
+            batch = algorithm.next_batch(batches, model)
+            loss = algorithm.update(model, batch, training_loss)
+        except TrainingCompleteError:
+            done_at = step = step - 1      # nothing trained this step: evaluate what the last one left
+            if step == 0 or (result.evals and result.evals[-1].step == step):
+                break
+        if not done_at:
+            if freezer is not None:
+                freezer.step()
+            loss_sum += loss
+            losses_since_eval += 1
+            if progress is not None:
+                progress.on_step(step)
+            if not math.isfinite(loss.item()):
+                # diverged: stop at this step (a NaN never recovers); the last evaluation stands
+                result.status = "diverged"
+                diverged_seconds = clock.pause()
+                break
+            if step % workload.eval_every and step != workload.step_budget:
+                continue
 
         # ---- evaluation: the clock is paused ----
         algorithm.prepare_for_eval(model)
         train_seconds = clock.pause()
         eval_started = time.perf_counter()
-        train_loss = (loss_sum / losses_since_eval).item()
+        train_loss = (loss_sum / losses_since_eval).item() if losses_since_eval else math.nan
         model.eval()
         metrics = evaluate(model, getattr(splits, eval_split))
         model.train()
@@ -257,6 +280,7 @@ def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.
                             validation_loss=float(metrics.get("loss", math.nan)),
                             eval_seconds=time.perf_counter() - eval_started)
         result.evals.append(record)
+        algorithm.record_eval(step, workload.metric, record.metric, record.validation_loss)
         result.eval_seconds += record.eval_seconds
         loss_sum.zero_()
         losses_since_eval = 0
@@ -267,13 +291,17 @@ def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.
             result.steps_to_target = step
         if progress is not None:
             progress.on_eval(record, result.reached)
-        if step == workload.step_budget or (stop_at_target and result.reached):
+        if done_at or step == workload.step_budget or (stop_at_target and result.reached):
             break  # the final weights stay in evaluation form for the test evaluation
         clock.resume()
         algorithm.prepare_for_train(model)
 
     # ---- wrap-up: not on the clock ----
     result.steps = step
+    if not result.evals and result.status != "diverged":   # ended before its first step
+        clock.pause()
+        result.status = "completed"
+        result.evals.append(EvalRecord(0, 0.0, math.nan, math.nan, math.nan, 0.0))
     if result.status == "diverged":
         result.train_seconds = diverged_seconds
         result.final_metric = math.nan

@@ -63,7 +63,8 @@ def race(args: argparse.Namespace) -> int:
     plan = RacePlan(workloads, names, seeds, device, stop_at_target=args.stop_at_target,
                     grad_norm_kind=args.record_grad_norms, label=args.label, overrides=overrides,
                     compress_activations=bits, precision=precision, freeze=rules,
-                    freeze_change=args.freeze_change, untuned=args.untuned)
+                    freeze_change=args.freeze_change, untuned=args.untuned,
+                    search_spaces=_search_space_files(args.search_space, names))
     for workload in workloads:  # every name and hyperparameter checked before anything runs
         for name in names:
             plan.spec(name, workload)

@@ -101,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="Freeze-And-Reconfigure-style freezing during training: every eval_every "
                            "steps (after the first 10 %%), freeze parameter tensors whose relative "
                            "change over that window fell below THRESHOLD, e.g. 1e-3 (default: off)")
+    race.add_argument("--search-space", action="append", default=[], metavar="ALG=FILE",
+                      help="an AlgoPerf submission's tuning_search_space.json (list or dict form): the race "
+                           "uses its first point (list) or centre (dict); default: the file beside the "
+                           "submission, if any")
     race.add_argument("--untuned", action="store_true",
                       help="use every algorithm's workload-agnostic defaults, not the configuration the "
                            "leaderboard tuned for a built-in workload (the leaderboard's self-tuning view)")

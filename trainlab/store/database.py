@@ -139,6 +139,7 @@ class ResultsStore:
     def finish_trial(self, trial_id: int, result: TrialResult) -> None:
         """Write a trial's summary and all its evaluations in one transaction."""
         values = {
+            "hparams": json.dumps(result.hparams, default=str),   # as trained (a run may add to them)
             "status": result.status, "metric_name": result.metric_name,
             "higher_is_better": result.higher_is_better, "target": result.target,
             "step_budget": result.step_budget, "reached": result.reached,

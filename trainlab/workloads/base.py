@@ -122,6 +122,23 @@ class Workload(abc.ABC):
     def evaluate(self, model: nn.Module, split: Batch) -> dict[str, float]:
         """{'<metric>': value, 'loss': value} over a whole split, with gradients off."""
 
+    # -- optional: the model's outputs and the loss on them ------------------------------------
+    # AlgoPerf submissions call the forward pass (`model_fn`) and the loss (`loss_fn`) separately,
+    # so a workload states both; every built-in does. A workload without them races every built-in
+    # algorithm, and refuses AlgoPerf submissions with one line.
+
+    def inputs_and_targets(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        return batch[0], batch[1]
+
+    def outputs(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        return model(inputs)
+
+    def output_loss(self, outputs: torch.Tensor, targets: torch.Tensor,
+                    label_smoothing: float = 0.0) -> torch.Tensor:
+        """Per-example (per-token) losses whose mean is `loss(model, batch)`."""
+        raise NotImplementedError(f"workload {self.name!r} does not state its loss on outputs: define "
+                                  "output_loss(outputs, targets, label_smoothing) to run AlgoPerf submissions")
+
     # -- shared behaviour ----------------------------------------------------------------------
     def splits(self) -> Splits:
         if self._splits is None:
@@ -182,3 +199,10 @@ def classification_eval(model: nn.Module, split: Batch, batch_size: int = 2048) 
         correct += (logits.argmax(dim=-1) == target).sum().item()
     n = x.shape[0]
     return {"accuracy": correct / n, "loss": total_loss / n}
+
+
+def cross_entropy_per_example(outputs: torch.Tensor, targets: torch.Tensor,
+                              label_smoothing: float = 0.0) -> torch.Tensor:
+    """Softmax cross-entropy per example (per position for sequences), in fp32."""
+    return nn.functional.cross_entropy(outputs.reshape(-1, outputs.shape[-1]).float(), targets.reshape(-1),
+                                       reduction="none", label_smoothing=label_smoothing)

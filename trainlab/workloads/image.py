@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from trainlab.errors import UsageError
-from trainlab.workloads.base import Batch, Option, Splits, Workload, classification_eval
+from trainlab.workloads.base import Batch, Option, Splits, Workload, classification_eval, cross_entropy_per_example
 from trainlab.workloads.data.formats import Arrays, load_cifar10_dir, load_mnist_dir
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -67,6 +67,9 @@ class _ImageWorkload(Workload):
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         x, y = batch
         return nn.functional.cross_entropy(model(x), y)
+
+    def output_loss(self, outputs, targets, label_smoothing: float = 0.0):
+        return cross_entropy_per_example(outputs, targets, label_smoothing)
 
     def evaluate(self, model: nn.Module, split: Batch) -> dict[str, float]:
         return classification_eval(model, split)

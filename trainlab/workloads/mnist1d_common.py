@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainlab.workloads.base import Batch, Splits, Workload, classification_eval
+from trainlab.workloads.base import Batch, Splits, Workload, classification_eval, cross_entropy_per_example
 from trainlab.workloads.data.mnist1d import MNIST1DSpec, load_mnist1d
 
 
@@ -25,6 +25,9 @@ class MNIST1DWorkload(Workload):
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         x, y = batch
         return nn.functional.cross_entropy(model(x), y)
+
+    def output_loss(self, outputs, targets, label_smoothing: float = 0.0):
+        return cross_entropy_per_example(outputs, targets, label_smoothing)
 
     def evaluate(self, model: nn.Module, split: Batch) -> dict[str, float]:
         return classification_eval(model, split)

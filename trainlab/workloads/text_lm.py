@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from trainlab.workloads.base import Batch, Option, Splits, Workload
+from trainlab.workloads.base import Batch, Option, Splits, Workload, cross_entropy_per_example
 from trainlab.workloads.data.text import load_text
 
 
@@ -141,6 +141,9 @@ class TextLM(Workload):
         x, y = batch
         logits = model(x)
         return F.cross_entropy(logits.reshape(-1, 256).float(), y.reshape(-1))
+
+    def output_loss(self, outputs, targets, label_smoothing: float = 0.0):
+        return cross_entropy_per_example(outputs, targets, label_smoothing)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: Batch) -> dict[str, float]:

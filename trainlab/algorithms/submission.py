@@ -1,0 +1,247 @@
+"""AlgoPerf submissions, unmodified, as trainlab algorithms: `--algorithms algoperf:path/to/submission.py`.
+
+A PyTorch submission module (the AlgoPerf API: `get_batch_size`, `init_optimizer_state`,
+`update_params`, optional `prepare_for_eval`, `data_selection`) trains on any trainlab workload
+that states its outputs and their loss (`Workload.output_loss`), under trainlab's clock:
+
+- `update_params` runs once per timed step, with `train_state` when its signature asks for it;
+  `prepare_for_eval` (optional) runs before each evaluation, on the clock (AlgoPerf v0.6);
+  `data_selection` draws each batch from a queue of `{"inputs", "targets"}` dicts;
+- the workload object it sees (`SubmissionWorkload`) has what submissions use: `model_fn`,
+  `loss_fn`, `step_hint` (the step budget), `param_shapes`, `model_params_types`,
+  `target_metric_name`, `eval_results` keyed `validation/METRIC`, ...;
+- `get_batch_size` is asked with the trainlab workload's name; published submissions answer only
+  AlgoPerf's names and raise ValueError, and then the workload's own batch size is used (recorded
+  as `batch_size_source` in the trial's hyperparameters);
+- hyperparameters arrive as a namedtuple (attribute access, `hasattr` for optional keys);
+- `TrainingCompleteError` ends the trial (completed); any other exception fails the trial with its
+  message, and the race goes on.
+The imports such modules make resolve to `trainlab.algorithms.algoperf_compat`.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import torch
+from torch import nn
+
+from trainlab.algorithms import algoperf_compat as compat
+from trainlab.errors import UsageError
+
+PREFIX = "algoperf:"
+REQUIRED = ("get_batch_size", "init_optimizer_state", "update_params", "data_selection")
+
+
+def is_submission(name: str) -> bool:
+    return name.strip().startswith(PREFIX)
+
+
+def load_submission(name: str):
+    """The submission module of `algoperf:PATH` (one-line `UsageError` when it cannot be used)."""
+    source = name.strip()[len(PREFIX):]
+    path = Path(source).expanduser().resolve()
+    if not path.is_file():
+        raise UsageError(f"AlgoPerf submission {source!r} does not exist: give the path of its "
+                         "submission.py, e.g. --algorithms algoperf:my_submission.py")
+    module_name = f"trainlab_submission_{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    compat.install()
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        where = f" (line {exc.lineno})" if isinstance(exc, SyntaxError) and exc.lineno else ""
+        raise UsageError(f"cannot import AlgoPerf submission {source!r}{where}: {type(exc).__name__}: "
+                         f"{getattr(exc, 'msg', None) or exc}") from None
+    missing = [f for f in REQUIRED if not callable(getattr(module, f, None))]
+    if missing:
+        raise UsageError(f"AlgoPerf submission {source!r} defines no {missing[0]}(): a submission needs "
+                         f"{', '.join(REQUIRED)} (and optionally prepare_for_eval)")
+    sys.modules[module_name] = module
+    return module
+
+
+def hyperparameters_tuple(values: Mapping[str, Any]):
+    """AlgoPerf's hyperparameters object: a namedtuple of the point's values."""
+    fields = sorted(values)
+    return collections.namedtuple("Hyperparameters", fields)(**{k: values[k] for k in fields})
+
+
+class SubmissionWorkload:
+    """What a submission sees of a trainlab workload (the AlgoPerf workload API it uses)."""
+
+    def __init__(self, workload, model: nn.Module) -> None:
+        self._workload = workload
+        self.eval_results: list[tuple[int, dict[str, float]]] = []
+        self.last_loss: torch.Tensor | None = None
+        self.param_shapes = {n: compat.ShapeTuple(tuple(p.shape)) for n, p in model.named_parameters()}
+        self.model_params_types = {n: _parameter_type(n, p) for n, p in model.named_parameters()}
+
+    # properties of the AlgoPerf workload API
+    name = property(lambda self: self._workload.name)
+    step_hint = property(lambda self: self._workload.step_budget)
+    num_train_examples = property(lambda self: int(self._workload.splits().train[0].shape[0]))
+    target_metric_name = property(lambda self: self._workload.metric)
+    validation_target_value = property(lambda self: self._workload.target)
+    loss_type = compat.LossType.SOFTMAX_CROSS_ENTROPY
+    max_allowed_runtime_sec = float("inf")
+    eval_period_time_sec = float("inf")
+    metrics_logger = None
+
+    def model_fn(self, params: nn.Module, augmented_and_preprocessed_input_batch: Mapping[str, Any],
+                 model_state: Any, mode: Any, rng: Any, update_batch_norm: bool,
+                 dropout_rate: float | None = None) -> tuple[torch.Tensor, Any]:
+        training = mode == compat.ForwardPassMode.TRAIN
+        if params.training != training:
+            params.train(training)
+        with torch.set_grad_enabled(training):
+            outputs = self._workload.outputs(params, augmented_and_preprocessed_input_batch["inputs"])
+        return outputs, model_state
+
+    def loss_fn(self, label_batch: torch.Tensor, logits_batch: torch.Tensor, mask_batch: Any = None,
+                label_smoothing: float = 0.0) -> dict[str, torch.Tensor]:
+        per_example = self._workload.output_loss(logits_batch, label_batch, label_smoothing)
+        if mask_batch is not None:
+            mask = mask_batch.reshape(-1).to(per_example.dtype)
+            per_example = per_example * mask
+            count = mask.sum()
+        else:
+            count = torch.tensor(float(per_example.numel()), device=per_example.device)
+        summed = per_example.sum()
+        self.last_loss = (summed / count).detach()
+        return {"summed": summed, "n_valid_examples": count, "per_example": per_example}
+
+
+def _parameter_type(name: str, p: torch.Tensor) -> compat.ParameterType:
+    if p.ndim >= 3:
+        return compat.ParameterType.CONV_WEIGHT
+    if "embed" in name:
+        return compat.ParameterType.EMBEDDING
+    if p.ndim == 2:
+        return compat.ParameterType.WEIGHT
+    return compat.ParameterType.BIAS if name.endswith("bias") else compat.ParameterType.LAYER_NORM_SCALE
+
+
+def submission_batch_size(module, workload) -> tuple[int, str]:
+    """(batch size, where it came from): the submission's answer for this workload's name, or the
+    workload's own when the submission only knows AlgoPerf's workloads (ValueError)."""
+    try:
+        size = module.get_batch_size(workload.name)
+    except (ValueError, KeyError, NotImplementedError):
+        return workload.batch_size, "workload default (get_batch_size does not know this workload)"
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        raise UsageError(f"AlgoPerf submission: get_batch_size({workload.name!r}) returned {size!r}, "
+                         "not a positive integer")
+    return size, "submission (get_batch_size)"
+
+
+class SubmissionAlgorithm:
+    """A submission as the runner's algorithm: `next_batch`, `update`, the eval hooks."""
+
+    def __init__(self, spec, model: nn.Module, workload, seed: int) -> None:
+        self.spec = spec
+        self.module = load_submission(spec.name)
+        self.view = SubmissionWorkload(workload, model)
+        point = spec.submission_hparams()
+        self.hyperparameters = hyperparameters_tuple(point) if point else None   # None: self-tuning
+        self.rng = torch.Generator().manual_seed(seed)
+        self.optimizer = None
+        self.model_state = None
+        self.step = 0
+        self.optimizer_state = self.module.init_optimizer_state(
+            workload=self.view, model_params=model, model_state=None,
+            hyperparameters=self.hyperparameters, rng=self.rng)
+        if isinstance(self.optimizer_state, Mapping):
+            self.optimizer = self.optimizer_state.get("optimizer")
+        self._with_train_state = "train_state" in inspect.signature(self.module.update_params).parameters
+
+    def coverage(self) -> None:
+        return None
+
+    def _queue(self, batches: Iterator) -> Iterator[dict[str, torch.Tensor]]:
+        workload = self.view._workload
+        while True:
+            x, y = workload.inputs_and_targets(next(batches))
+            yield {"inputs": x, "targets": y}
+
+    def next_batch(self, batches: Iterator, model: nn.Module) -> dict[str, torch.Tensor]:
+        if not hasattr(self, "_input_queue"):
+            self._input_queue = self._queue(batches)
+        return self.module.data_selection(
+            workload=self.view, input_queue=self._input_queue, optimizer_state=self.optimizer_state,
+            current_param_container=model, model_state=self.model_state,
+            hyperparameters=self.hyperparameters, global_step=self.step, rng=self.rng)
+
+    def update(self, model: nn.Module, batch, loss_fn=None) -> torch.Tensor:
+        kwargs = dict(workload=self.view, current_param_container=model,
+                      current_params_types=self.view.model_params_types, model_state=self.model_state,
+                      hyperparameters=self.hyperparameters, batch=batch, loss_type=self.view.loss_type,
+                      optimizer_state=self.optimizer_state, eval_results=self.view.eval_results,
+                      global_step=self.step, rng=self.rng)
+        if self._with_train_state:
+            kwargs["train_state"] = {"global_step": self.step, "training_complete": False}
+        self.optimizer_state, _, self.model_state = self.module.update_params(**kwargs)
+        self.step += 1
+        loss = self.view.last_loss
+        return loss if loss is not None else torch.zeros(())
+
+    def prepare_for_eval(self, model: nn.Module) -> None:
+        prepare = getattr(self.module, "prepare_for_eval", None)
+        if callable(prepare):
+            self.optimizer_state, _, self.model_state = prepare(
+                workload=self.view, current_param_container=model,
+                current_params_types=self.view.model_params_types, model_state=self.model_state,
+                hyperparameters=self.hyperparameters, loss_type=self.view.loss_type,
+                optimizer_state=self.optimizer_state, eval_results=self.view.eval_results,
+                global_step=self.step, rng=self.rng)
+
+    def prepare_for_train(self, model: nn.Module) -> None:
+        """AlgoPerf has no such hook: a submission restores its training weights in update_params."""
+
+    def record_eval(self, step: int, metric_name: str, metric: float, loss: float) -> None:
+        self.view.eval_results.append((step, {f"validation/{metric_name}": metric, "validation/loss": loss}))
+
+    def grad_norms(self) -> list[float]:
+        return []
+
+
+def race_point(name: str, search_space: str | None) -> tuple[dict[str, Any] | None, str]:
+    """The hyperparameters a race gives submission `name`, and where they came from: the first point
+    of a list-form space, or the centre of a dict-form one (geometric for log scaling, the first
+    feasible point); the space is `search_space`, else `tuning_search_space.json` beside the
+    submission; with neither, None (a self-tuning submission)."""
+    import json
+
+    from trainlab.tuning.search_space import parse_search_space
+
+    if search_space is None:
+        sibling = Path(name.strip()[len(PREFIX):]).expanduser().resolve().with_name("tuning_search_space.json")
+        if not sibling.is_file():
+            return None, "none (self-tuning submission: hyperparameters=None)"
+        search_space = str(sibling)
+    try:
+        data = json.loads(Path(search_space).read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"search space {search_space!r} of {name}: cannot read it as JSON ({exc})") from None
+    if isinstance(data, list):
+        if not data or not all(isinstance(p, dict) and p for p in data):
+            raise UsageError(f"search space {search_space!r}: a list-form space must be a non-empty list "
+                             "of non-empty objects (one per point)")
+        return dict(data[0]), f"first point of {search_space}"
+    space = parse_search_space(data, search_space)
+    point = {}
+    for d in space.dimensions:
+        if d.points is not None:
+            point[d.name] = d.points[0]
+        else:
+            point[d.name] = (d.low * d.high) ** 0.5 if d.log else (d.low + d.high) / 2
+    return point, f"centre of {search_space}"
