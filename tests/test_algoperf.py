@@ -15,14 +15,14 @@ from trainlab.benchmark.runner import run_trial
 from trainlab.workloads import create_workload
 
 HERE = Path(__file__).resolve().parent / "submissions"
+ADAMW = Path(__file__).resolve().parent.parent / "examples" / "algoperf_adamw" / "submission.py"
 CPU = torch.device("cpu")
 MLP = dict(step_budget=300, eval_every=50)
 
 
 def test_adamw_submission_matches_builtin_adamw_step_for_step():
     workload = create_workload("mnist1d_mlp", **MLP, target=0.6)
-    sub = make_algorithm(f"algoperf:{HERE / 'adamw_submission.py'}",
-                         search_space=str(HERE / "adamw_space.json"))
+    sub = make_algorithm(f"algoperf:{ADAMW}")    # its tuning_search_space.json sits beside it
     assert sub.hparams == {"learning_rate": 0.004, "one_minus_beta1": 0.1, "beta2": 0.999,
                            "weight_decay": 0.01, "warmup_factor": 0.05}      # the list's first point
     builtin = make_algorithm("adamw", {"lr": 0.004, "betas": (0.9, 0.999), "weight_decay": 0.01,
@@ -61,7 +61,7 @@ def test_dict_form_space_gives_its_centre_and_hparams_override(tmp_path):
                                  "one_minus_beta1": {"min": 0.05, "max": 0.15},
                                  "beta2": {"feasible_points": [0.99, 0.999]},
                                  "weight_decay": {"feasible_points": [0.1]}, "warmup_factor": {"feasible_points": [0.02]}}))
-    spec = make_algorithm(f"algoperf:{HERE / 'adamw_submission.py'}", {"weight_decay": 0.0},
+    spec = make_algorithm(f"algoperf:{ADAMW}", {"weight_decay": 0.0},
                           search_space=str(space))
     assert spec.hparams["learning_rate"] == pytest.approx(1e-3) and spec.hparams["one_minus_beta1"] == pytest.approx(0.1)
     assert spec.hparams["beta2"] == 0.99 and spec.hparams["weight_decay"] == 0.0
@@ -69,7 +69,7 @@ def test_dict_form_space_gives_its_centre_and_hparams_override(tmp_path):
 
 def test_three_submissions_race_from_the_command_line(tmp_path):
     store = tmp_path / "r.db"
-    names = [f"algoperf:{HERE / f}" for f in ("adamw_submission.py", "swap_submission.py", "one_batch_submission.py")]
+    names = [f"algoperf:{p}" for p in (ADAMW, HERE / "swap_submission.py", HERE / "one_batch_submission.py")]
     hp = [f"{names[0]}.learning_rate=0.004", f"{names[0]}.one_minus_beta1=0.1", f"{names[0]}.beta2=0.999",
           f"{names[0]}.weight_decay=0.01", f"{names[0]}.warmup_factor=0.05", f"{names[1]}.learning_rate=0.1"]
     done = run_cli("race", "--workloads", "mnist1d_mlp", "--workload-option", "mnist1d_mlp.step_budget=100",
@@ -103,7 +103,7 @@ def test_bad_submissions_fail_in_one_line(tmp_path, body, message):
 
 def test_a_bad_search_space_and_tune_are_refused_in_one_line(tmp_path):
     (tmp_path / "space.json").write_text(json.dumps({"learning_rate": {"min": 1e-2, "max": 1e-3}}))
-    sub = f"algoperf:{HERE / 'adamw_submission.py'}"
+    sub = f"algoperf:{ADAMW}"
     done = run_cli("race", "--workloads", "mnist1d_mlp", "--algorithms", sub, "--search-space",
                    f"{sub}=space.json", "--store", str(tmp_path / "r.db"), cwd=tmp_path)
     assert done.returncode == 2 and "must be below max" in done.stderr and done.stderr.count("\n") == 1

@@ -1,6 +1,10 @@
 """An AdamW submission written against the AlgoPerf API (algorithms/template/submission.py): linear
-warm-up then cosine decay over step_hint, as the published PyTorch baselines build it. Used by
-trainlab's tests; it imports only what published submissions import."""
+warm-up then cosine decay over step_hint, as the published PyTorch baselines build it. It imports
+only what published submissions import; trainlab provides those modules. Race it with
+
+    trainlab race --workloads mnist1d_mlp --algorithms algoperf:examples/algoperf_adamw/submission.py,adamw
+
+(its hyperparameters: the first point of tuning_search_space.json, beside this file)."""
 
 import math
 
