@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -12,27 +13,7 @@ from conftest import run_cli
 TINY = ["--workloads", "mnist1d_mlp", "--workload-option", "mnist1d_mlp.step_budget=40",
         "--workload-option", "mnist1d_mlp.eval_every=20"]
 
-SIGN_ADAM = textwrap.dedent('''
-    import torch
-
-    class SignAdam(torch.optim.Optimizer):
-        """Sign of Adam's first moment (a test optimizer written for trainlab's tests)."""
-
-        def __init__(self, params, lr=1e-3, beta=0.9):
-            if lr <= 0:
-                raise ValueError(f"lr must be positive, got {lr}")
-            super().__init__(params, dict(lr=lr, beta=beta))
-
-        @torch.no_grad()
-        def step(self, closure=None):
-            for group in self.param_groups:
-                for p in group["params"]:
-                    if p.grad is None:
-                        continue
-                    m = self.state[p].setdefault("m", torch.zeros_like(p))
-                    m.lerp_(p.grad, 1 - group["beta"])
-                    p.add_(m.sign(), alpha=-group["lr"])
-    ''')
+SIGN_ADAM = (Path(__file__).resolve().parent.parent / "examples" / "sign_adam.py").read_text()
 
 
 def _trials(db, column="algorithm"):

@@ -38,11 +38,11 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _import_file(path: Path, source: str):
+def import_file(path: Path, source: str, what: str, prefix: str):
+    """Import a user's .py file once (keyed by its content), any error reported in one line."""
     if not path.is_file():
-        raise UsageError(f"optimizer file {source!r} does not exist: give an existing .py file, "
-                         "e.g. --algorithms my_opt.py:MyOptimizer")
-    name = f"trainlab_user_optimizer_{_sha256(path)[:12]}"
+        raise UsageError(f"{what} {source!r} does not exist: give an existing .py file")
+    name = f"{prefix}_{_sha256(path)[:12]}"
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
@@ -51,7 +51,7 @@ def _import_file(path: Path, source: str):
         spec.loader.exec_module(module)
     except Exception as exc:  # a user's file: any error is its author's, reported in one line
         where = f" (line {exc.lineno})" if isinstance(exc, SyntaxError) and exc.lineno else ""
-        raise UsageError(f"cannot import optimizer file {source!r}{where}: {type(exc).__name__}: "
+        raise UsageError(f"cannot import {what} {source!r}{where}: {type(exc).__name__}: "
                          f"{getattr(exc, 'msg', None) or exc}") from None
     sys.modules[name] = module
     return module
@@ -68,8 +68,8 @@ def _import_module(source: str):
 def load_class(optimizer_name: str) -> type[torch.optim.Optimizer]:
     """The optimizer class named by SOURCE:ClassName (one-line `UsageError` otherwise)."""
     source, _, cls_name = optimizer_name.rpartition(":")
-    module = _import_file(Path(source).expanduser().resolve(), source) if _is_file(source) \
-        else _import_module(source)
+    module = (import_file(Path(source).expanduser().resolve(), source, "optimizer file",
+                          "trainlab_user_optimizer") if _is_file(source) else _import_module(source))
     cls = getattr(module, cls_name, None)
     if cls is None:
         found = sorted(n for n, v in vars(module).items()

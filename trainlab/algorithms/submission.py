@@ -22,10 +22,7 @@ The imports such modules make resolve to `trainlab.algorithms.algoperf_compat`.
 from __future__ import annotations
 
 import collections
-import hashlib
-import importlib.util
 import inspect
-import sys
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -33,6 +30,7 @@ import torch
 from torch import nn
 
 from trainlab.algorithms import algoperf_compat as compat
+from trainlab.algorithms.external import import_file
 from trainlab.errors import UsageError
 
 PREFIX = "algoperf:"
@@ -47,26 +45,12 @@ def load_submission(name: str):
     """The submission module of `algoperf:PATH` (one-line `UsageError` when it cannot be used)."""
     source = name.strip()[len(PREFIX):]
     path = Path(source).expanduser().resolve()
-    if not path.is_file():
-        raise UsageError(f"AlgoPerf submission {source!r} does not exist: give the path of its "
-                         "submission.py, e.g. --algorithms algoperf:my_submission.py")
-    module_name = f"trainlab_submission_{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
     compat.install()
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        where = f" (line {exc.lineno})" if isinstance(exc, SyntaxError) and exc.lineno else ""
-        raise UsageError(f"cannot import AlgoPerf submission {source!r}{where}: {type(exc).__name__}: "
-                         f"{getattr(exc, 'msg', None) or exc}") from None
+    module = import_file(path, source, "AlgoPerf submission", "trainlab_submission")
     missing = [f for f in REQUIRED if not callable(getattr(module, f, None))]
     if missing:
         raise UsageError(f"AlgoPerf submission {source!r} defines no {missing[0]}(): a submission needs "
                          f"{', '.join(REQUIRED)} (and optionally prepare_for_eval)")
-    sys.modules[module_name] = module
     return module
 
 

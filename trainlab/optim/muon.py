@@ -30,9 +30,9 @@ from typing import Any
 
 import torch
 
-from trainlab.optim.projection import adam_direction, adam_moments_
+from trainlab.optim.matrix import MatrixOptimizer
 from trainlab.optim.registration import Registration
-from trainlab.optim.validation import check_betas, check_dense_real, check_non_negative, check_range
+from trainlab.optim.validation import check_betas, check_non_negative, check_range
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 NS_DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
@@ -53,7 +53,7 @@ def newton_schulz(u: torch.Tensor, steps: int, dtype: torch.dtype) -> torch.Tens
     return x if wide else x.mT
 
 
-class Muon(torch.optim.Optimizer):
+class Muon(MatrixOptimizer):
     """Muon for hidden matrices, AdamW for the rest (module docstring: rule, sources, choices).
 
     Defaults (the official code and README): lr 0.02, momentum 0.95, nesterov, 5 Newton-Schulz
@@ -65,6 +65,8 @@ class Muon(torch.optim.Optimizer):
     8 * numel per AdamW parameter (fp32 exp_avg, exp_avg_sq).
     """
 
+    matrix_key = "muon"
+
     def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True,
                  ns_steps: int = 5, weight_decay: float = 0.0, adjust_lr: str = "original",
                  adamw_lr_ratio: float = 0.015, adamw_betas: tuple[float, float] = (0.9, 0.95),
@@ -74,39 +76,11 @@ class Muon(torch.optim.Optimizer):
                         adamw_betas=tuple(adamw_betas), adamw_eps=adamw_eps, ns_dtype=ns_dtype, muon=muon)
         super().__init__(params, defaults)
 
-    @staticmethod
-    def recipe_groups(hidden: list, rest: list) -> list[dict[str, Any]]:
-        """The official layout: hidden matrices Muon, embeddings, head and 1-D parameters AdamW."""
-        return [g for g in ({"params": hidden}, {"params": rest, "muon": False}) if g["params"]]
-
-    def coverage(self) -> tuple[int, int]:
-        """(entries orthogonalised, all entries): what Muon treats unlike AdamW."""
-        groups = [(p, g) for g in self.param_groups for p in g["params"]]
-        return (sum(p.numel() for p, g in groups if g["muon"] and p.ndim >= 2),
-                sum(p.numel() for p, _ in groups))
-
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         _validate({**self.defaults, **param_group})
         super().add_param_group(param_group)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                check_dense_real("Muon", p)
-                if group["muon"] and p.ndim >= 2:
-                    self._muon_update(p, group)
-                else:
-                    self._adamw_update(p, group)
-        return loss
-
-    def _muon_update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
+    def _matrix_update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
         state = self.state[p]
         if "momentum_buffer" not in state:
             state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
@@ -123,22 +97,9 @@ class Muon(torch.optim.Optimizer):
             p.mul_(1 - group["lr"] * group["weight_decay"])
         p.add_(o.reshape(p.shape).to(p.dtype), alpha=-group["lr"] * scale)
 
-    def _adamw_update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
-        state = self.state[p]
-        if "step" not in state:
-            state["step"] = 0
-            fp32 = dict(dtype=torch.float32, memory_format=torch.preserve_format)
-            state["exp_avg"] = torch.zeros_like(p, **fp32)
-            state["exp_avg_sq"] = torch.zeros_like(p, **fp32)
-        lr = group["lr"] * group["adamw_lr_ratio"]
-        beta1, beta2 = group["adamw_betas"]
-        if group["weight_decay"]:
-            p.mul_(1 - lr * group["weight_decay"])
-        state["step"] += 1
-        adam_moments_(state["exp_avg"], state["exp_avg_sq"], p.grad.float(), beta1, beta2)
-        psi, c = adam_direction(state["exp_avg"], state["exp_avg_sq"], state["step"], beta1, beta2,
-                                group["adamw_eps"], "torch")
-        p.add_(psi.mul_(c).to(p.dtype), alpha=-lr)
+    def _other_update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
+        self._adamw_update(p, group["lr"] * group["adamw_lr_ratio"], group["adamw_betas"], group["adamw_eps"],
+                           group["weight_decay"])
 
 
 def _validate(group: dict[str, Any]) -> None:

@@ -49,9 +49,8 @@ from typing import Any
 
 import torch
 
-from trainlab.optim.projection import adam_direction, adam_moments_
-from trainlab.optim.state import KeepsSavedStateDtypes
-from trainlab.optim.validation import check_betas, check_dense_real, check_non_negative
+from trainlab.optim.matrix import MatrixOptimizer
+from trainlab.optim.validation import check_betas, check_non_negative
 from trainlab.optim.registration import Registration
 
 _NONMATRIX_RULES = ("adamw", "sgd")
@@ -82,7 +81,7 @@ def grad_whitening(g: torch.Tensor, steps: int, beta: float) -> torch.Tensor:
     return delta.T if transpose else delta
 
 
-class SWAN(KeepsSavedStateDtypes):
+class SWAN(MatrixOptimizer):
     """SWAN: GradNorm + GradWhitening for matrices (no state), AdamW (default) for the rest.
 
     Formulas, defaults and their sources are in the module docstring. Group keys: `whiten` (True:
@@ -91,6 +90,8 @@ class SWAN(KeepsSavedStateDtypes):
     State bytes: 0 per whitened matrix; 8 * numel per AdamW parameter (fp32 moments); 0 with
     nonmatrix_rule "sgd".
     """
+
+    matrix_key = "whiten"
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, ns_steps: int = 10,
@@ -101,41 +102,9 @@ class SWAN(KeepsSavedStateDtypes):
                         matrix_lr_scale=matrix_lr_scale, nonmatrix_rule=nonmatrix_rule, whiten=whiten)
         super().__init__(params, defaults)
 
-    @staticmethod
-    def recipe_groups(hidden: list, rest: list) -> list[dict[str, Any]]:
-        """The reimplementations' layout: hidden matrices whitened; embeddings, head, 1-D AdamW."""
-        return [g for g in ({"params": hidden}, {"params": rest, "whiten": False}) if g["params"]]
-
-    def coverage(self) -> tuple[int, int]:
-        """(entries whitened, all entries): what SWAN treats unlike AdamW."""
-        groups = [(p, g) for g in self.param_groups for p in g["params"]]
-        return (sum(p.numel() for p, g in groups if g["whiten"] and p.ndim >= 2),
-                sum(p.numel() for p, _ in groups))
-
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         _validate({**self.defaults, **param_group})
         super().add_param_group(param_group)
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                check_dense_real("SWAN", p)
-                if group["whiten"] and p.ndim >= 2:
-                    self._matrix_update(p, group)
-                elif group["nonmatrix_rule"] == "sgd":
-                    if group["weight_decay"]:
-                        p.mul_(1 - group["lr"] * group["weight_decay"])
-                    p.add_(p.grad, alpha=-group["lr"])
-                else:
-                    self._adamw_update(p, group)
-        return loss
 
     def _matrix_update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
         m = p.shape[0]
@@ -149,23 +118,13 @@ class SWAN(KeepsSavedStateDtypes):
             p.mul_(1 - lr * group["weight_decay"])
         p.add_(delta.reshape(p.shape).to(p.dtype), alpha=-lr)
 
-    def _adamw_update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
-        state = self.state[p]
-        if "step" not in state:
-            state["step"] = 0
-            fp32 = dict(dtype=torch.float32, memory_format=torch.preserve_format)
-            state["exp_avg"] = torch.zeros_like(p, **fp32)
-            state["exp_avg_sq"] = torch.zeros_like(p, **fp32)
-        lr, wd = group["lr"], group["weight_decay"]
-        beta1, beta2 = group["betas"]
-        if wd:
-            p.mul_(1 - lr * wd)
-        state["step"] += 1
-        # the same AdamW rule (torch.optim's form) that the projection optimizers apply to 1-D params
-        adam_moments_(state["exp_avg"], state["exp_avg_sq"], p.grad.float(), beta1, beta2)
-        psi, c = adam_direction(state["exp_avg"], state["exp_avg_sq"], state["step"], beta1, beta2,
-                                group["eps"], "torch")
-        p.add_(psi.mul_(c).to(p.dtype), alpha=-lr)
+    def _other_update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
+        if group["nonmatrix_rule"] == "sgd":
+            if group["weight_decay"]:
+                p.mul_(1 - group["lr"] * group["weight_decay"])
+            p.add_(p.grad, alpha=-group["lr"])
+        else:   # the same AdamW rule the projection optimizers apply to their other parameters
+            self._adamw_update(p, group["lr"], group["betas"], group["eps"], group["weight_decay"])
 
 
 def _validate(group: dict[str, Any]) -> None:
