@@ -21,8 +21,10 @@ data: $(VENV)/.installed
 race: setup
 	$(BIN)/trainlab race
 
-# The PostgreSQL tests run against a throwaway local server when one is installed (scripts/with-postgres).
+# Lint (ruff, configured in pyproject.toml), then the tests; the PostgreSQL ones run against a throwaway
+# local server when one is installed (scripts/with-postgres).
 test: setup
+	$(BIN)/ruff check .
 	scripts/with-postgres $(BIN)/pytest -q
 
 # The README's tuning comparison: 3 baselines x 3 default workloads, 3 studies x 5 trials each, the

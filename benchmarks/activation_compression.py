@@ -274,7 +274,7 @@ def verdict(rows: list[Row], bases: dict[str, Row], seeds: list[int], scale: flo
             text += f" (adaptive, 4 bits on average: {reduction(adaptive, base):.2f}x, {aq})"
         parts.append(text)
     n = len(seeds)
-    caveats = (f"Equal steps: every mode trains the workload's full step budget"
+    caveats = ("Equal steps: every mode trains the workload's full step budget"
                + (f" scaled by {scale:g} -- the goal is stated at the full budget, so this run does not "
                   "answer it" if scale != 1.0 else "")
                + f"; {n} seed{'s' if n != 1 else ''} ({', '.join(map(str, seeds))})"
@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     rows = run_all(workloads, modes, seeds, device, args.step_budget_scale)
     elapsed = time.perf_counter() - started
-    header = (f"Activation compression, tuned AdamW at equal steps (full budget"
+    header = ("Activation compression, tuned AdamW at equal steps (full budget"
               + (f" x {args.step_budget_scale:g}" if args.step_budget_scale != 1.0 else "")
               + f"), seeds {','.join(map(str, seeds))}, device {device}"
               + (f" ({torch.get_num_threads()} thread{'s' if torch.get_num_threads() != 1 else ''})"

@@ -60,10 +60,12 @@ def test_dict_form_space_gives_its_centre_and_hparams_override(tmp_path):
     space.write_text(json.dumps({"learning_rate": {"min": 1e-4, "max": 1e-2, "scaling": "log"},
                                  "one_minus_beta1": {"min": 0.05, "max": 0.15},
                                  "beta2": {"feasible_points": [0.99, 0.999]},
-                                 "weight_decay": {"feasible_points": [0.1]}, "warmup_factor": {"feasible_points": [0.02]}}))
+                                 "weight_decay": {"feasible_points": [0.1]},
+                                 "warmup_factor": {"feasible_points": [0.02]}}))
     spec = make_algorithm(f"algoperf:{ADAMW}", {"weight_decay": 0.0},
                           search_space=str(space))
-    assert spec.hparams["learning_rate"] == pytest.approx(1e-3) and spec.hparams["one_minus_beta1"] == pytest.approx(0.1)
+    assert spec.hparams["learning_rate"] == pytest.approx(1e-3)
+    assert spec.hparams["one_minus_beta1"] == pytest.approx(0.1)
     assert spec.hparams["beta2"] == 0.99 and spec.hparams["weight_decay"] == 0.0
 
 
@@ -90,7 +92,8 @@ def test_three_submissions_race_from_the_command_line(tmp_path):
     ("def oops(:\n", "cannot import AlgoPerf submission"),
     ("def get_batch_size(n):\n    return 1\n", "defines no init_optimizer_state()"),
     ("import torch\n" + "\n".join(f"def {f}(*a, **k):\n    pass" for f in
-                                 ("get_batch_size", "init_optimizer_state", "data_selection")), "defines no update_params()"),
+                                 ("get_batch_size", "init_optimizer_state", "data_selection")),
+     "defines no update_params()"),
 ])
 def test_bad_submissions_fail_in_one_line(tmp_path, body, message):
     (tmp_path / "sub.py").write_text(body)

@@ -9,7 +9,6 @@ fails if compression is not applied.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest

@@ -77,7 +77,8 @@ def _count(db: Path, status: str) -> int:
         return 0
     try:
         with sa.create_engine(f"sqlite:///{db}").connect() as conn:
-            return conn.execute(sa.text("select count(*) from trainlab_trials where status = :s"), {"s": status}).scalar()
+            query = sa.text("select count(*) from trainlab_trials where status = :s")
+            return conn.execute(query, {"s": status}).scalar()
     except sa.exc.OperationalError:
         return 0
 

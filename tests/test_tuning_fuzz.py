@@ -37,7 +37,8 @@ plausible = st.dictionaries(  # mostly valid spaces, so acceptance is exercised 
     st.one_of(st.builds(lambda a, b, log: {"min": min(a, b), "max": max(a, b) + 1e-3,
                                            "scaling": "log" if log else "linear"},
                         st.floats(1e-5, 0.5), st.floats(1e-5, 0.5), st.booleans()),
-              st.builds(lambda p: {"feasible_points": sorted(set(p))}, st.lists(st.floats(0, 0.5), min_size=1, max_size=3))),
+              st.builds(lambda p: {"feasible_points": sorted(set(p))},
+                        st.lists(st.floats(0, 0.5), min_size=1, max_size=3))),
     min_size=1, max_size=4)
 spaces = st.one_of(plausible, st.dictionaries(st.sampled_from(NAMES), dimension, max_size=5),
                    st.lists(numbers, max_size=2), scalars)

@@ -51,7 +51,8 @@ class RaceProgress:
             ttt = f"{result.time_to_target:.1f}s @ step {result.steps_to_target}" if result.reached else "missed"
             line = (f"[{self.done}/{self.total}] {label}: {result.metric_name} {result.final_metric:.4f} "
                     f"(target {result.target:g}) time-to-target {ttt}, train {result.train_seconds:.1f}s, "
-                    f"eval {result.eval_seconds:.1f}s" + ("" if result.status == "completed" else f" [{result.status}]"))
+                    f"eval {result.eval_seconds:.1f}s"
+                    + ("" if result.status == "completed" else f" [{result.status}]"))
         self.overall.write(line, file=sys.stdout)
 
     def close(self) -> None:

@@ -328,8 +328,9 @@ def tune(args: argparse.Namespace) -> int:
     total = plan.tuning_trials()
     print(f"tune {plan.name!r}: {', '.join(plan.algorithms)} on {', '.join(map(plan.display, plan.workloads))}; "
           f"{plan.studies} studies x {plan.trials} trials = {total} tuning trials, then "
-          f"{'evaluation on seeds ' + ','.join(map(str, plan.eval_seeds)) if plan.protocol == 'held-out' else 'no re-runs (same-split)'}"
-          f"; {args.workers} worker(s) on {device}; store {store_url}",
+          + (f"evaluation on seeds {','.join(map(str, plan.eval_seeds))}" if plan.protocol == "held-out"
+             else "no re-runs (same-split)")
+          + f"; {args.workers} worker(s) on {device}; store {store_url}",
           flush=True)
     bars = None if args.no_progress else (lambda label, steps: TrialBar(label, steps))
     run_experiment(storage, store_url, plan, device, workers=args.workers, threads=args.threads,

@@ -300,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from trainlab.cli import commands
         from trainlab.cli.leaderboard import leaderboard
-        handler = {"list": commands.list_, "leaderboard": leaderboard}.get(args.command) or getattr(commands, args.command.replace("-", "_"))
+        handler = ({"list": commands.list_, "leaderboard": leaderboard}.get(args.command)
+                   or getattr(commands, args.command.replace("-", "_")))
         return handler(args)
     except UsageError as exc:
         print(f"trainlab: error: {exc}", file=sys.stderr)

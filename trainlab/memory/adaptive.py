@@ -37,11 +37,13 @@ sum(b_fixed * d_fixed)` bits for the D entries it allocates, so the average over
 compressed is `bbar` and the memory saved follows from the budget. Saved outputs that the compressor
 rebuilds in backward (`recompute=True`) count as fixed at 0 bits: the budget is bits held per saved
 entry, so 4 bits on average saves about as much as uniform 4 bits, and what the rebuilt entries free
-goes to the sensitive tensors. When the fixed tensors alone exceed the budget, every allocated tensor gets the lowest level.
+goes to the sensitive tensors. When the fixed tensors alone exceed the budget, every allocated tensor gets the
+lowest level.
 
 Tensors are identified by their order of saving within a step (their index among the tensors that
 are eligible for compression and not fixed by an op rule). This assumes the autograd graph saves the
-same sequence of tensors every step; when the sequence of sizes differs from the one the bits were allocated for, the table is
+same sequence of tensors every step; when the sequence of sizes differs from the one the bits were allocated for,
+the table is
 dropped and every tensor uses the initial bits (which respect the budget) until the next adaptation.
 """
 

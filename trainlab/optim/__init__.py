@@ -27,6 +27,7 @@ BUILTINS = (*torch_builtins.REGISTRATIONS, nadamw.REGISTRATION, lion.REGISTRATIO
 for _registration in BUILTINS:
     register(_registration)
 
-__all__ = ["AdEMAMix", "BUILTINS", "DiffGrad", "ElementwiseOptimizer", "FRUGAL", "FiraAdamW", "GaLoreAdamW", "Lion", "Muon",
+__all__ = ["AdEMAMix", "BUILTINS", "DiffGrad", "ElementwiseOptimizer", "FRUGAL", "FiraAdamW", "GaLoreAdamW", "Lion",
+           "Muon",
            "NAdamW", "Projector", "Registration", "SOAP", "SWAN", "ScheduleFreeAdamW", "SignSGD", "Signum",
            "SubspaceAdam", "available", "create", "entry", "linear_update", "register", "state_bytes"]

@@ -19,7 +19,8 @@ Newton-Schulz dtype (`ns_dtype`): the official code iterates in bf16 everywhere;
 native bf16 matmuls that is ~100x slower than fp32, so "auto" (the default) is bf16 on CUDA and fp32
 elsewhere; "float64" serves the reference tests. bf16 also costs accuracy where the gradient is
 near low rank: NS5 amplifies the small directions, and after 5 steps on rank-6-plus-noise 48 x 80
-gradients the bf16 result was 6-7 % (relative) from fp64's, against 1.3 % on full-rank ones. The iteration is not the exact polar factor:
+gradients the bf16 result was 6-7 % (relative) from fp64's, against 1.3 % on full-rank ones. The iteration is not
+the exact polar factor:
 singular values land in about [0.7, 1.2], by design.
 """
 

@@ -16,6 +16,10 @@ from typing import Any
 COMMAND = "make leaderboard"
 
 
+def _steps(cost: float) -> str:
+    return "miss" if not math.isfinite(cost) else f"{cost:.0f}"
+
+
 def compare(steps, a: str, b: str, workloads: list[str]) -> tuple[list[str], str]:
     """Per-workload cells 'a vs b steps' and a verdict for 'a needs fewer steps than b'."""
     cells, outcomes = [], []
@@ -23,8 +27,7 @@ def compare(steps, a: str, b: str, workloads: list[str]) -> tuple[list[str], str
         ca, cb = steps.costs.get(a, {}).get(w, math.inf), steps.costs.get(b, {}).get(w, math.inf)
         la, ha = steps.intervals.get(a, {}).get(w, (math.inf, math.inf))
         lb, hb = steps.intervals.get(b, {}).get(w, (math.inf, math.inf))
-        show = (lambda c: "miss" if not math.isfinite(c) else f"{c:.0f}")
-        cells.append(f"{w}: {show(ca)} vs {show(cb)}")
+        cells.append(f"{w}: {_steps(ca)} vs {_steps(cb)}")
         if not math.isfinite(ca) and not math.isfinite(cb):
             outcomes.append("both miss")
         elif ha < lb:

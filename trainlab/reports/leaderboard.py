@@ -141,7 +141,7 @@ def write_leaderboard(storage, tuned, self_tuning, out: str, store: str | None =
                       memory(storage, plan))
     workloads = [tuned.display(w) for w in tuned.workloads]
     if views["tuned"] is None:
-        raise UsageError(f"the store has no leaderboard experiment yet: run `trainlab leaderboard` first")
+        raise UsageError("the store has no leaderboard experiment yet: run `trainlab leaderboard` first")
     t_out, t_scores, t_mem = views["tuned"]
     s_out, s_scores, s_mem = views["self"] or (None, None, None)
     plot = pareto_plot(t_scores["steps"].costs, t_mem, workloads, out_dir / "pareto.png",

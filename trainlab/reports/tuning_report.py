@@ -85,7 +85,8 @@ def write_tuning_report(outcomes: Outcomes, out_dir: str | Path, baseline: str |
                 "selected on; optimistic, for comparison with common practice)")
     lines = [f"# trainlab tuning experiment `{plan.name}`", "",
              f"{len(plan.algorithms)} algorithm(s) x {len(plan.workloads)} workload(s); per pair "
-             f"{plan.studies} studies x {plan.trials} quasi-random trials{_per_workload_note(plan)} (scrambled Halton, study K "
+             f"{plan.studies} studies x {plan.trials} quasi-random trials{_per_workload_note(plan)} "
+             "(scrambled Halton, study K "
              f"seeded {plan.seed}+K) from each algorithm's workload-agnostic search space.", "",
              f"Protocol: {protocol}.", ""]
     if command:
@@ -109,7 +110,8 @@ def write_tuning_report(outcomes: Outcomes, out_dir: str | Path, baseline: str |
     lines += ["## Tuning curves", "", "Best time to target so far against the number of tuning "
               "trials, one line per study.", "", f"![tuning curves]({curves.name})", ""]
     if outcomes.best:
-        lines += ["## Chosen configurations", "", "| algorithm | workload | study | draw | tuning time (s) | configuration |",
+        lines += ["## Chosen configurations", "",
+                  "| algorithm | workload | study | draw | tuning time (s) | configuration |",
                   "|---|---|---|---|---|---|"]
         for b in outcomes.best:
             t = b["tuning_time"]

@@ -1,10 +1,12 @@
 """Tables of the results store, in portable SQLAlchemy Core (SQLite today, PostgreSQL for shared
 studies). Every table name starts with `trainlab_`, so Optuna's RDB tables (`studies`, `trials`,
-...) can live in the same database. Misses and non-finite numbers are stored as NULL, never as IEEE infinity/NaN, because
+...) can live in the same database. Misses and non-finite numbers are stored as NULL, never as IEEE infinity/NaN,
+because
 databases disagree on those; `reached` says whether a NULL time-to-target means "missed".
 
 Schema versions (stored in `trainlab_meta`): 1, the first; 2 adds the memory-saver columns of
-`trainlab_trials`; 3 adds its coverage columns (`ADDED_COLUMNS`). Upgrades only ever add nullable columns, so no row is rewritten.
+`trainlab_trials`; 3 adds its coverage columns (`ADDED_COLUMNS`). Upgrades only ever add nullable columns, so no
+row is rewritten.
 """
 
 from __future__ import annotations

@@ -5,8 +5,10 @@ Data: the pinned corpus of `trainlab.workloads.data.text` (or any text file: opt
 test regions (90 / 5 / 5 %), so no validation byte is ever trained on. Training batches are random
 windows of `context` bytes; evaluation uses fixed non-overlapping windows from the start of the split.
 Model: pre-LayerNorm GPT, 3 layers, 4 heads, width 96, context 64, untied output layer
-(~0.39 M parameters): sized so a 2400-step trial takes about two minutes on two CPU cores; `width`, `layers` and `context`
-scale it up on a GPU (targets then need re-setting). Metric: validation bits per byte (mean cross-entropy in nats / ln 2), lower is better.
+(~0.39 M parameters): sized so a 2400-step trial takes about two minutes on two CPU cores; `width`, `layers` and
+`context`
+scale it up on a GPU (targets then need re-setting). Metric: validation bits per byte (mean cross-entropy in nats /
+ln 2), lower is better.
 Options `norm_placement` and `activation` change the blocks; the variants in `variants.py` fix them
 (docs/variants.md).
 """
