@@ -104,12 +104,35 @@ def test_bad_submissions_fail_in_one_line(tmp_path, body, message):
     assert not store.exists()
 
 
-def test_a_bad_search_space_and_tune_are_refused_in_one_line(tmp_path):
+def test_a_bad_search_space_is_refused_in_one_line(tmp_path):
     (tmp_path / "space.json").write_text(json.dumps({"learning_rate": {"min": 1e-2, "max": 1e-3}}))
     sub = f"algoperf:{ADAMW}"
     done = run_cli("race", "--workloads", "mnist1d_mlp", "--algorithms", sub, "--search-space",
                    f"{sub}=space.json", "--store", str(tmp_path / "r.db"), cwd=tmp_path)
     assert done.returncode == 2 and "must be below max" in done.stderr and done.stderr.count("\n") == 1
-    tuned = run_cli("tune", "--name", "x", "--algorithms", sub, "--dry-run", "--store",
+    (tmp_path / "lonely.py").write_text(ADAMW.read_text())    # no tuning_search_space.json beside it
+    tuned = run_cli("tune", "--name", "x", "--algorithms", "algoperf:lonely.py", "--dry-run", "--store",
                     f"sqlite:///{tmp_path / 't.db'}", cwd=tmp_path)
-    assert tuned.returncode == 2 and "do not run them yet" in tuned.stderr
+    assert tuned.returncode == 2 and "tuning needs its search space" in tuned.stderr
+
+
+def test_a_submission_tunes_over_its_list_form_space(tmp_path):
+    import optuna
+
+    from trainlab.tuning.experiment import experiment_trials, load_plan
+    from trainlab.tuning.storage import open_storage
+
+    store = f"sqlite:///{tmp_path / 't.db'}"
+    sub = f"algoperf:{ADAMW}"
+    done = run_cli("tune", "--name", "ap", "--workloads", "mnist1d_mlp", "--workload-option",
+                   "mnist1d_mlp.step_budget=60", "--workload-option", "mnist1d_mlp.eval_every=20",
+                   "--algorithms", sub, "--trials", "2", "--studies", "1", "--eval-seeds", "0", "--workers", "2",
+                   "--threads", "1", "--store", store, "--no-report", "--no-progress", timeout=600)
+    assert done.returncode == 0, done.stderr
+    storage = open_storage(store, 10, 30, create=False)
+    plan = load_plan(storage, "ap")
+    assert plan.origins[sub]["submission"] and isinstance(plan.search_spaces[sub], list)
+    tuning = [t for t in experiment_trials(storage, plan) if t.user_attrs.get("kind") == "tune"]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in tuning)
+    rates = sorted(t.user_attrs["config"]["learning_rate"] for t in tuning)
+    assert rates == [0.004, 0.01]          # both points of the list, each once

@@ -79,8 +79,8 @@ def valid_hparams(optimizer_name: str, schedule: str) -> dict[str, Any]:
 
 def parse_name(name: str) -> tuple[str, str]:
     if is_submission(name):
-        raise UsageError(f"{name!r}: AlgoPerf submissions race (trainlab race --algorithms {name.strip()}); "
-                         "trainlab tune, set-targets and refine do not run them yet")
+        raise UsageError(f"{name!r}: AlgoPerf submissions race and tune (trainlab race / tune); "
+                         "set-targets and refine do not run them")
     optimizer_name, _, schedule = name.strip().partition("+")
     if optimizer_name not in optim.available() and is_external(optimizer_name):
         ensure_registered(optimizer_name)   # path/to/file.py:Class or package.module:Class

@@ -229,3 +229,19 @@ def race_point(name: str, search_space: str | None) -> tuple[dict[str, Any] | No
         else:
             point[d.name] = (d.low * d.high) ** 0.5 if d.log else (d.low + d.high) / 2
     return point, f"centre of {search_space}"
+
+
+def submission_origin(name: str, search_space: str | None) -> tuple[dict[str, Any], str]:
+    """(the submission file's origin, its search-space file) for a tuning experiment: the space
+    is `search_space` or the `tuning_search_space.json` beside the submission (tuning needs one)."""
+    from trainlab.algorithms.external import _sha256
+
+    load_submission(name)
+    path = Path(name.strip()[len(PREFIX):]).expanduser().resolve()
+    if search_space is None:
+        sibling = path.with_name("tuning_search_space.json")
+        if not sibling.is_file():
+            raise UsageError(f"{name}: tuning needs its search space: --search-space {name.strip()}=FILE.json "
+                             "(AlgoPerf format), or a tuning_search_space.json beside the submission")
+        search_space = str(sibling)
+    return {"kind": "file", "path": str(path), "sha256": _sha256(path), "submission": True}, search_space

@@ -278,10 +278,15 @@ def build_tuning_plan(args: argparse.Namespace):
     classes = [workload_class(spec) for spec in specs]
     options = parse_workload_options(args.workload_option, [c.name for c in classes])
     from trainlab.algorithms.external import is_external, origin
+    from trainlab.algorithms.submission import is_submission, submission_origin
 
     files = _search_space_files(args.search_space, algorithms)
     spaces, origins = {}, {}
     for algorithm in algorithms:
+        if is_submission(algorithm):
+            origins[algorithm], files[algorithm] = submission_origin(algorithm, files.get(algorithm))
+            spaces[algorithm] = check_search_space(load_search_space, algorithm, files[algorithm]).to_json()
+            continue
         optimizer_name = parse_name(algorithm)[0]
         if is_external(optimizer_name):
             origins[optimizer_name] = origin(optimizer_name)

@@ -15,6 +15,7 @@ import warnings
 from typing import Any, Iterable
 
 import optuna
+import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from trainlab.errors import UsageError
@@ -34,6 +35,9 @@ def draw_configs(space: SearchSpace, seed: int, count: int) -> list[dict[str, An
     `QMCSampler`, as search-space values (constants included). Drawn against a private in-memory
     study, so the sequence depends only on (space, seed), not on what the shared study holds, and
     the first point is quasi-random too (an Optuna study would draw its first trial at random)."""
+    if space.points is not None:   # list form: every point once per pass, in this study's own order
+        order = torch.randperm(len(space.points), generator=torch.Generator().manual_seed(seed)).tolist()
+        return [dict(space.points[order[i % len(order)]]) for i in range(count)]
     distributions = space.distributions()
     configs = []
     if distributions:

@@ -62,9 +62,12 @@ class TuningPlan:
 
     def register_optimizers(self) -> None:
         """Load the experiment's optimizers from files or packages, checking their stored origin."""
-        from trainlab.algorithms.external import ensure_registered
+        from trainlab.algorithms.external import check_origin, ensure_registered
         for name, stored in self.origins.items():
-            ensure_registered(name, stored)
+            if stored.get("submission"):   # an AlgoPerf submission file: the same code, or one line
+                check_origin(name, stored)
+            else:
+                ensure_registered(name, stored)
 
     def studies_for(self, workload: str) -> int:
         return int(self.per_workload.get(workload, {}).get("studies", self.studies))

@@ -63,8 +63,12 @@ class SearchSpace:
 
     dimensions: tuple[Dimension, ...]
     source: str = "<inline>"
+    # AlgoPerf's list form: explicit points, each study taking them in its own order (no sampling)
+    points: tuple[dict[str, Any], ...] | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any] | list[dict[str, Any]]:
+        if self.points is not None:
+            return [dict(p) for p in self.points]
         out: dict[str, Any] = {}
         for d in self.dimensions:
             out[d.name] = ({"feasible_points": list(d.points)} if d.points is not None
@@ -80,7 +84,9 @@ class SearchSpace:
 
     def corner_configs(self) -> list[dict[str, Any]]:
         """Every extreme of every dimension, the others at their first extreme: enough to hit each
-        value's range check once."""
+        value's range check once (every point of a list-form space)."""
+        if self.points is not None:
+            return [dict(p) for p in self.points]
         base = {d.name: d.corners()[0] for d in self.dimensions}
         configs = [dict(base)]
         for d in self.dimensions:
@@ -111,9 +117,12 @@ def parse_search_space(data: Any, source: str = "<inline>",
     """Check the shape of a decoded JSON search space; `valid` (hyperparameter -> default) adds the
     name check. Raises `UsageError` with `source` and the offending key."""
     where = f"search space {source}"
+    if isinstance(data, list) and data:
+        return _parse_point_list(data, where, source, valid)
     if not isinstance(data, dict) or not data:
         raise UsageError(f"{where}: expected a non-empty JSON object of hyperparameters, e.g. "
-                         '{"lr": {"min": 1e-4, "max": 1e-2, "scaling": "log"}}')
+                         '{"lr": {"min": 1e-4, "max": 1e-2, "scaling": "log"}} (or AlgoPerf\'s list form, '
+                         "a non-empty list of points)")
     dims = []
     for name, spec in data.items():
         if not isinstance(name, str) or not name:
@@ -163,6 +172,20 @@ def parse_search_space(data: Any, source: str = "<inline>",
     return SearchSpace(tuple(dims), source)
 
 
+def _parse_point_list(data: list, where: str, source: str, valid: Mapping[str, Any] | None) -> SearchSpace:
+    """AlgoPerf's list form: a list of explicit points (objects of scalars)."""
+    if not all(isinstance(p, dict) and p for p in data):
+        raise UsageError(f"{where}: a list-form space must be a non-empty list of non-empty objects, "
+                         'e.g. [{"learning_rate": 0.001, "beta2": 0.999}]')
+    for point in data:
+        for name, value in point.items():
+            if valid is not None and name not in valid and name not in BETA_ALIASES:
+                raise UsageError(f"{where}: unknown hyperparameter {name!r}; valid: {', '.join(sorted(valid))}")
+            if not (value is None or isinstance(value, (str, bool)) or _number(value)):
+                raise UsageError(f"{where}: {name!r}: {value!r} is not a finite number, string, boolean or null")
+    return SearchSpace((), source, points=tuple(dict(p) for p in data))
+
+
 def builtin_space_names() -> list[str]:
     """Optimizers whose registration states a search space (`trainlab.optim.Registration`)."""
     from trainlab import optim
@@ -197,7 +220,10 @@ def check_search_space(loader, algorithm: str, source: Any) -> SearchSpace:
     algorithm there. Any problem is one `UsageError`."""
     from trainlab.algorithms import make_algorithm
     from trainlab.algorithms.registry import parse_name, valid_hparams
+    from trainlab.algorithms.submission import is_submission
 
+    if is_submission(algorithm):   # its hyperparameters are its own: the shape is all we can check
+        return parse_search_space(source, "<inline>") if loader is None else loader(source, None)
     optimizer_name, schedule = parse_name(algorithm)
     valid = valid_hparams(optimizer_name, schedule)
     space = parse_search_space(source, "<inline>", valid) if loader is None else loader(source, valid)

@@ -34,6 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from trainlab.algorithms import make_algorithm
 from trainlab.algorithms.registry import parse_name, valid_hparams
+from trainlab.algorithms.submission import is_submission
 from trainlab.benchmark.runner import run_trial
 from trainlab.tuning.experiment import load, plan_space
 from trainlab.tuning.plan import TuningPlan
@@ -149,9 +150,12 @@ class Worker:
         label = self._label(attrs)
         started = time.perf_counter()
         try:
-            optimizer_name, schedule = parse_name(attrs["algorithm"])
-            hparams = to_hparams(attrs["config"], valid_hparams(optimizer_name, schedule))
-            spec = make_algorithm(attrs["algorithm"], hparams)
+            if is_submission(attrs["algorithm"]):   # an AlgoPerf point is the submission's own
+                spec = make_algorithm(attrs["algorithm"], dict(attrs["config"]))
+            else:
+                optimizer_name, schedule = parse_name(attrs["algorithm"])
+                hparams = to_hparams(attrs["config"], valid_hparams(optimizer_name, schedule))
+                spec = make_algorithm(attrs["algorithm"], hparams)
             workload = self.workload(attrs["workload"])
             progress = self.progress_factory(label, workload.step_budget) if self.progress_factory else None
             try:
