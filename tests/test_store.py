@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from trainlab.benchmark.results import EvalRecord, TrialResult
+from trainlab.store.results import EvalRecord, TrialResult
 from trainlab.errors import UsageError
 from trainlab.store import SCHEMA_VERSION, ResultsStore
 

@@ -18,7 +18,7 @@ from conftest import ROOT, run_cli
 from trainlab.errors import UsageError
 from trainlab.tuning.experiment import draw_configs, experiment_trials, load_plan
 from trainlab.tuning.plan import TUNING_SEED_BASE, TuningPlan
-from trainlab.tuning.search_space import (builtin_space_names, load_search_space, parse_search_space,
+from trainlab.algorithms.search_space import (builtin_space_names, load_search_space, parse_search_space,
                                           to_hparams)
 from trainlab.tuning.storage import open_storage
 

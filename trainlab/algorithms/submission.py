@@ -203,32 +203,16 @@ def race_point(name: str, search_space: str | None) -> tuple[dict[str, Any] | No
     of a list-form space, or the centre of a dict-form one (geometric for log scaling, the first
     feasible point); the space is `search_space`, else `tuning_search_space.json` beside the
     submission; with neither, None (a self-tuning submission)."""
-    import json
-
-    from trainlab.tuning.search_space import parse_search_space
+    from trainlab.algorithms.search_space import load_search_space
+    from trainlab.algorithms.search_space import race_point as centre
 
     if search_space is None:
         sibling = Path(name.strip()[len(PREFIX):]).expanduser().resolve().with_name("tuning_search_space.json")
         if not sibling.is_file():
             return None, "none (self-tuning submission: hyperparameters=None)"
         search_space = str(sibling)
-    try:
-        data = json.loads(Path(search_space).read_text())
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"search space {search_space!r} of {name}: cannot read it as JSON ({exc})") from None
-    if isinstance(data, list):
-        if not data or not all(isinstance(p, dict) and p for p in data):
-            raise UsageError(f"search space {search_space!r}: a list-form space must be a non-empty list "
-                             "of non-empty objects (one per point)")
-        return dict(data[0]), f"first point of {search_space}"
-    space = parse_search_space(data, search_space)
-    point = {}
-    for d in space.dimensions:
-        if d.points is not None:
-            point[d.name] = d.points[0]
-        else:
-            point[d.name] = (d.low * d.high) ** 0.5 if d.log else (d.low + d.high) / 2
-    return point, f"centre of {search_space}"
+    space = load_search_space(search_space)
+    return centre(space), ("first point" if space.points is not None else "centre") + f" of {search_space}"
 
 
 def submission_origin(name: str, search_space: str | None) -> tuple[dict[str, Any], str]:

@@ -10,7 +10,7 @@ import sys
 
 from tqdm import tqdm
 
-from trainlab.benchmark.results import EvalRecord, TrialResult
+from trainlab.store.results import EvalRecord, TrialResult
 
 
 def _format_metric(value: float) -> str:

@@ -15,7 +15,7 @@ import torch
 
 from trainlab.algorithms import AlgorithmSpec, check_applies, make_algorithm
 from trainlab.benchmark.progress import RaceProgress
-from trainlab.benchmark.results import TrialResult
+from trainlab.store.results import TrialResult
 from trainlab.benchmark.runner import apply_freeze, check_memory_options, run_trial
 from trainlab.errors import UsageError
 from trainlab.store import ResultsStore

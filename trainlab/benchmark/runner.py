@@ -53,7 +53,7 @@ from trainlab.algorithms import AlgorithmSpec, TrainingAlgorithm
 from trainlab.algorithms.algoperf_compat import TrainingCompleteError
 from trainlab.algorithms.submission import SubmissionAlgorithm, load_submission, submission_batch_size
 from trainlab.benchmark.clock import TrainingClock
-from trainlab.benchmark.results import EvalRecord, TrialResult
+from trainlab.store.results import EvalRecord, TrialResult
 from trainlab.errors import UsageError
 from trainlab.memory import (ActivationCompressor, ChangeBasedFreezer, SavedTensorMeter, bf16_autocast,
                              bf16_supported, cast_model_bf16, freeze as freeze_modules)

@@ -271,7 +271,7 @@ def build_tuning_plan(args: argparse.Namespace):
     """Everything `trainlab tune` needs, checked before any trial: names, spaces, data, seeds."""
     from trainlab.algorithms.registry import parse_name
     from trainlab.tuning.plan import TuningPlan
-    from trainlab.tuning.search_space import check_search_space, load_search_space
+    from trainlab.algorithms.search_space import check_search_space, load_search_space
 
     algorithms = split_list(args.algorithms, "algorithms")
     specs = split_list(args.workloads, "workloads") if args.workloads else list(DEFAULT_WORKLOADS)

@@ -59,7 +59,7 @@ def plans(storage, algorithms: list[str]):
     from trainlab.algorithms.registry import parse_name, valid_hparams
     from trainlab.tuning.leaderboard import (SELF_TUNING_NAME, TUNED_NAME, grown, self_tuning_plan,
                                              tuned_plan)
-    from trainlab.tuning.search_space import check_search_space, load_search_space
+    from trainlab.algorithms.search_space import check_search_space, load_search_space
 
     spaces = {a: check_search_space(load_search_space, a, parse_name(a)[0]).to_json() for a in algorithms}
     defaults = {a: valid_hparams(*parse_name(a)) for a in algorithms}

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
-from trainlab.benchmark.results import TrialResult
+from trainlab.store.results import TrialResult
 from trainlab.errors import UsageError
 from trainlab.store import schema
 

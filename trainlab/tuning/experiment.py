@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from trainlab.errors import UsageError
 from trainlab.tuning.plan import TuningPlan, tuning_seed
-from trainlab.tuning.search_space import SearchSpace, parse_search_space
+from trainlab.algorithms.search_space import SearchSpace, parse_search_space
 
 UNFINISHED = (TrialState.WAITING, TrialState.RUNNING)
 

@@ -71,7 +71,7 @@ def race_configs(storage, plan: TuningPlan) -> dict[str, Any]:
 
     from trainlab.algorithms.registry import parse_name, valid_hparams
     from trainlab.tuning.outcomes import collect
-    from trainlab.tuning.search_space import to_hparams
+    from trainlab.algorithms.search_space import to_hparams
 
     outcomes = collect(storage, plan)
     configs: dict[str, dict[str, Any]] = {}

@@ -38,7 +38,7 @@ from trainlab.algorithms.submission import is_submission
 from trainlab.benchmark.runner import run_trial
 from trainlab.tuning.experiment import load, plan_space
 from trainlab.tuning.plan import TuningPlan
-from trainlab.tuning.search_space import to_hparams
+from trainlab.algorithms.search_space import to_hparams
 from trainlab.workloads import Workload, create_workload
 
 

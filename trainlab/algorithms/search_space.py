@@ -1,5 +1,8 @@
 """Workload-agnostic search spaces in AlgoPerf's JSON format, validated before anything runs.
 
+A search space belongs to the algorithm (an AlgoPerf submission ships its own), so it lives on the
+submission side; `trainlab.tuning` samples it.
+
 A search space is one JSON object per algorithm, each key a hyperparameter and each value either a
 range or a list of feasible points:
 
@@ -26,8 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
-
 from trainlab.errors import UsageError
 
 BETA_ALIASES = {"beta1": (0, False), "beta2": (1, False),
@@ -48,7 +49,9 @@ class Dimension:
     def constant(self) -> bool:
         return self.points is not None and len(self.points) == 1
 
-    def distribution(self) -> BaseDistribution:
+    def distribution(self):
+        """The Optuna distribution a tuning study samples (optuna imported here: races need none)."""
+        from optuna.distributions import CategoricalDistribution, FloatDistribution
         if self.points is not None:
             return CategoricalDistribution(list(self.points))
         return FloatDistribution(self.low, self.high, log=self.log)
@@ -75,7 +78,7 @@ class SearchSpace:
                            else {"min": d.low, "max": d.high, "scaling": "log" if d.log else "linear"})
         return out
 
-    def distributions(self) -> dict[str, BaseDistribution]:
+    def distributions(self) -> dict[str, Any]:
         """The dimensions Optuna samples (constants excluded: they take no QMC coordinate)."""
         return {d.name: d.distribution() for d in self.dimensions if not d.constant}
 
@@ -233,3 +236,12 @@ def check_search_space(loader, algorithm: str, source: Any) -> SearchSpace:
         except UsageError as exc:
             raise UsageError(f"search space {space.source}: a value in it is invalid: {exc}") from None
     return space
+
+
+def race_point(space: SearchSpace) -> dict[str, Any]:
+    """The one point a race uses: a list-form space's first point, else the centre of each
+    dimension (geometric for log scaling, the first feasible point)."""
+    if space.points is not None:
+        return dict(space.points[0])
+    return {d.name: d.points[0] if d.points is not None else
+            ((d.low * d.high) ** 0.5 if d.log else (d.low + d.high) / 2) for d in space.dimensions}
