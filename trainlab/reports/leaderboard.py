@@ -106,6 +106,29 @@ def summary_table(scores: dict, mem: dict, variants: dict[str, tuple[int, int]] 
     return lines
 
 
+def compact_table(tuned: dict, self_scores: dict | None, mem: dict, variants: dict[str, tuple[int, int]],
+                  workloads: list[str]) -> list[str]:
+    """The README's table: per algorithm, held-out steps to target per workload (median [95 %]),
+    the scores, speedup and memory against AdamW, variants reached and the untuned score; ordered
+    by the steps score, which machine load cannot move."""
+    steps, time = tuned["steps"], tuned["time"]
+    lines = ["| algorithm | " + " | ".join(f"{w} steps" for w in workloads) + " | score (steps) | score (time) "
+             "| speedup vs adamw (steps) | state vs adamw | variants reached | untuned score (steps) |",
+             "|---|" + "---:|" * (len(workloads) + 6)]
+    for a in sorted(steps.scores, key=lambda a: (-steps.scores[a], -time.scores.get(a, 0.0), a)):
+        cells = [_cost(steps.costs[a][w], steps.intervals[a][w], "steps") for w in workloads]
+        ratios = [mem[(a, w)]["state"] / mem[(BASELINE, w)]["state"] for w in workloads
+                  if mem.get((a, w), {}).get("state") is not None and mem.get((BASELINE, w), {}).get("state")]
+        got = variants.get(a)
+        untuned = self_scores["steps"].scores.get(a) if self_scores else None
+        lines.append(f"| {a} | " + " | ".join(cells) + f" | {steps.scores[a]:.3f} | "
+                     f"{time.scores.get(a, math.nan):.3f} | {_speedup(steps.speedups.get(a))} | "
+                     + (f"{statistics.fmean(ratios):.2f}x" if ratios else "n/a") + " | "
+                     + (f"{got[0]}/{got[1]}" if got else "n/a") + " | "
+                     + (f"{untuned:.3f}" if untuned is not None else "n/a") + " |")
+    return lines
+
+
 def workload_table(scores: dict, mem: dict, workloads: list[str]) -> list[str]:
     time, steps = scores["time"], scores["steps"]
     lines = ["| workload | algorithm | time to target (s) [95 %] | steps to target [95 %] | "
@@ -199,6 +222,8 @@ def write_leaderboard(storage, tuned, self_tuning, out: str, store: str | None =
         "tuned": {by: s.to_json() for by, s in t_scores.items()},
         "self_tuning": {by: s.to_json() for by, s in (s_scores or {}).items()},
         "memory": {f"{a}/{w}": m for (a, w), m in sorted(t_mem.items())}}, indent=2))
+    (out_dir / "summary.md").write_text("\n".join(
+        compact_table(t_scores, s_scores, t_mem, _variants(t_out), workloads)) + "\n")
     path = out_dir / "report.md"
     path.write_text("\n".join(lines))
     return path
