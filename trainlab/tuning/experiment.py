@@ -180,10 +180,16 @@ def best_trial(trials: list[FrozenTrial], by: str = "time") -> FrozenTrial | Non
     return min(done, key=badness)
 
 
+def within_budget(trials: list[FrozenTrial], plan: TuningPlan, workload: str) -> list[FrozenTrial]:
+    """The trials of the plan's draws: a draw past `trials_for(workload)` (queued before the plan's
+    budget was lowered) never counts, so every algorithm is judged on the same number of trials."""
+    return [t for t in trials if t.user_attrs.get("draw", 0) < plan.trials_for(workload)]
+
+
 def tuning_finished(storage, plan: TuningPlan, algorithm: str, workload: str) -> bool:
     for k in range(plan.studies_for(workload)):
         study = load(storage, plan.tune_study_name(algorithm, workload, k))
-        trials = study.get_trials(deepcopy=False)
+        trials = within_budget(study.get_trials(deepcopy=False), plan, workload)
         if any(t.state in UNFINISHED for t in trials):
             return False
         draws = {t.user_attrs.get("draw") for t in trials if "kind" in t.user_attrs}
@@ -209,7 +215,7 @@ def enqueue_evaluation(storage, plan: TuningPlan, variants_of=None,
             wanted = []
             for k in range(plan.studies_for(workload)):
                 study = load(storage, plan.tune_study_name(algorithm, workload, k))
-                best = best_trial(study.get_trials(deepcopy=False), plan.select_by)
+                best = best_trial(within_budget(study.get_trials(deepcopy=False), plan, workload), plan.select_by)
                 if best is None:
                     continue
                 common = {"algorithm": algorithm, "base_workload": workload, "study": k,

@@ -6,7 +6,7 @@ Two tuning experiments in one store (`docs/leaderboard/leaderboard.db` by defaul
   studies of quasi-random trials from the algorithm's built-in search space; each study's best
   (by steps to target, which a busy machine cannot distort) re-run on held-out seeds and on the
   workload's variants. The MNIST-1D workloads get 3 studies x 5 trials; text_lm, whose trial costs
-  50-100x more, 1 study x 3 trials, one held-out seed and no variant runs, so the whole board fits
+  50-100x more, 1 study x 2 trials, one held-out seed and no variant runs, so the whole board fits
   one working session on two CPU cores (the README gives the measured cost).
 - `leaderboard-self` (AlgoPerf's self-tuning ruleset, here: no tuning at all): every algorithm at
   its registered workload-agnostic race defaults, on 3 seeds (1 on text_lm), scored the same way.
@@ -29,7 +29,7 @@ WORKLOADS = ("mnist1d_mlp", "mnist1d_cnn", "text_lm")
 STUDIES, TRIALS = 3, 5
 EVAL_SEEDS = [0, 1]
 # text_lm trials take 100-300 s on one thread where an MNIST-1D trial takes 2-6 s
-TUNED_PER_WORKLOAD = {"text_lm": {"studies": 1, "trials": 3, "variants": False, "eval_seeds": [0]}}
+TUNED_PER_WORKLOAD = {"text_lm": {"studies": 1, "trials": 2, "variants": False, "eval_seeds": [0]}}
 SELF_PER_WORKLOAD = {"text_lm": {"studies": 1}}
 
 

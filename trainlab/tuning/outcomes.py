@@ -14,7 +14,7 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from trainlab.tuning.experiment import best_trial, cost_of, experiment_trials, result_of
+from trainlab.tuning.experiment import best_trial, cost_of, experiment_trials, result_of, within_budget
 from trainlab.tuning.plan import TuningPlan
 
 COSTS = ("time", "steps")
@@ -52,7 +52,7 @@ def collect(storage, plan: TuningPlan, protocol: str | None = None) -> Outcomes:
             for by in COSTS:
                 out.costs[by].setdefault(algorithm, {})[workload] = []
             for k in range(plan.studies_for(workload)):
-                tuning = sorted(by_key.get(("tune", algorithm, workload, k), []),
+                tuning = sorted(within_budget(by_key.get(("tune", algorithm, workload, k), []), plan, workload),
                                 key=lambda t: t.user_attrs["draw"])
                 done = [t for t in tuning if t.state in (TrialState.COMPLETE, TrialState.FAIL)]
                 # one entry per draw: a retried draw has a failed copy and (later) a completed one
