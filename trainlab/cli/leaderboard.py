@@ -19,7 +19,7 @@ def add_parser(sub, add_heartbeat) -> None:
     p = sub.add_parser(
         "leaderboard", help="tune and score every registered algorithm (resumable; adds new ones)",
         description="The leaderboard: every algorithm under the held-out tuning protocol (3 studies "
-                    "x 5 trials on the MNIST-1D workloads, 1 x 3 on text_lm; best of each study re-run "
+                    "x 5 trials on the MNIST-1D workloads, 1 x 2 on text_lm; best of each study re-run "
                     "on seeds 0,1 and on the variants) and untuned at its workload-agnostic defaults "
                     "(3 seeds; 1 on text_lm), then one report. Rerun it to resume; name more "
                     "--algorithms to add them: only their trials run.")
