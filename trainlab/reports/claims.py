@@ -36,17 +36,22 @@ def compare(steps, a: str, b: str, workloads: list[str]) -> tuple[list[str], str
             outcomes.append("more")
         else:
             outcomes.append("not separable")
-    fewer, more = outcomes.count("fewer"), outcomes.count("more")
-    if outcomes.count("both miss") == len(outcomes):
+    fewer, more, both = outcomes.count("fewer"), outcomes.count("more"), outcomes.count("both miss")
+    tested = len(workloads) - both
+    rest = [f"{n} {what}" for n, what in ((outcomes.count("not separable"), "not separable"),
+                                           (both, "both miss")) if n]
+    tail = f" ({', '.join(rest)})" if rest else ""
+    if not tested:
         verdict = "untested: neither reaches a target"
     elif fewer and not more:
-        verdict = f"holds on {fewer}/{len(workloads)} (rest not separable)" if fewer < len(workloads) else "holds"
+        verdict = ("holds" if fewer == len(workloads) else f"holds on {fewer}/{len(workloads)}") + tail
     elif more and not fewer:
-        verdict = f"does not hold: more steps on {more}/{len(workloads)}"
+        verdict = f"does not hold: more steps on {more}/{len(workloads)}" + tail
     elif fewer and more:
-        verdict = f"mixed: fewer on {fewer}, more on {more}"
+        verdict = f"mixed: fewer on {fewer}, more on {more}" + tail
     else:
-        verdict = "not separable on any workload"
+        verdict = f"not separable on {outcomes.count('not separable')}/{len(workloads)}" + (
+            f" ({both} both miss)" if both else "")
     return cells, verdict
 
 
