@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 import torch
 
 from trainlab.algorithms import make_algorithm
-from trainlab.benchmark.results import TrialResult
+from trainlab.store.results import TrialResult
 from trainlab.benchmark.runner import run_trial
 from trainlab.errors import UsageError
 from trainlab.memory.activations import DEFAULT_OP_BITS
