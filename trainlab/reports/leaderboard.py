@@ -199,9 +199,9 @@ def write_leaderboard(storage, tuned, self_tuning, out: str, store: str | None =
                       + (" ..." if len(outcomes.missing) > 6 else ""), ""]
     lines += ["## Tuned", ""] + summary_table(t_scores, t_mem, _variants(t_out), workloads) + [""]
     lines += [f"![memory against steps to target]({plot.name})", "",
-              "Optimizer state against steps to target (median over studies and seeds); hollow "
-              "markers missed the target; the dashed line is the Pareto front (nothing is both "
-              "smaller and faster).", ""]
+              "Optimizer state (relative to AdamW's) against held-out steps to target (median over "
+              "studies and seeds); lower left is better; the dashed line is the Pareto front (nothing "
+              "is both smaller and faster); methods that missed are named in each panel.", ""]
     lines += ["### Per workload", ""] + workload_table(t_scores, t_mem, workloads) + [""]
     lines += ["## The papers' claims", "", "Read off the tuned board (`trainlab.reports.claims`): a "
               "method needs fewer steps on a workload only where its 95 % interval lies wholly below "
