@@ -160,3 +160,39 @@ def test_races_use_the_leaderboard_configuration_and_say_so(tmp_path):
     assert done.returncode == 0, done.stderr
     table = (tmp_path / "rep" / "report.md").read_text()
     assert "| lion | mnist1d_mlp |" in table and "leaderboard (docs/leaderboard/, study" in table
+
+
+def test_the_report_is_written_from_both_experiments(tmp_path):
+    """A miniature board (tiny budgets, one study of one trial) through the real coordinator and the
+    report writer: every algorithm has its rows, the plot and the tables are written, and the race
+    configurations come out for the finished pairs."""
+    from trainlab.algorithms.registry import valid_hparams
+    from trainlab.reports.leaderboard import write_leaderboard
+    from trainlab.tuning.coordinator import run_experiment
+    from trainlab.tuning.leaderboard import race_configs
+    from trainlab.workloads.variants import variants_of
+
+    url = f"sqlite:///{tmp_path / 'lb.db'}"
+    storage = open_storage(url, 10, 30)
+    algorithms = ["adamw", "galore"]
+    spaces = {a: {"lr": {"min": 1e-3, "max": 1e-2, "scaling": "log"}} for a in algorithms}
+    tuned = tuned_plan(algorithms, spaces)
+    untuned = self_tuning_plan(algorithms, {a: valid_hparams(a, "cosine") for a in algorithms})
+    for plan in (tuned, untuned):
+        plan.trials, plan.studies = 1, 1
+        plan.per_workload = {"text_lm": {**plan.per_workload.get("text_lm", {}), "studies": 1, "trials": 1}}
+        plan.workload_options = {w: {k: str(v) for k, v in TINY[w].items()} for w in DEFAULT_WORKLOADS}
+        run_experiment(storage, url, plan, torch.device("cpu"), workers=1, heartbeat_interval=10,
+                       grace_period=30, report=lambda line: None,
+                       variants_of=variants_of if plan.variants else None)
+    path = write_leaderboard(storage, tuned, untuned, str(tmp_path / "board"), store=url)
+    report = path.read_text()
+    for a in algorithms:
+        assert f"| {a} |" in report and f"| mnist1d_cnn | {a} |" in report
+    assert "## The papers' claims" in report and "## Self-tuning" in report and "incomplete" not in report
+    assert "| galore |" in (tmp_path / "board" / "summary.md").read_text()
+    assert (tmp_path / "board" / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    assert "\\begin{tabular}" in (tmp_path / "board" / "leaderboard.tex").read_text()
+    configs = race_configs(storage, tuned)["configs"]
+    assert set(configs) == set(algorithms) and set(configs["adamw"]) == set(DEFAULT_WORKLOADS)
+    assert "lr" in configs["galore"]["text_lm"]["hparams"]
