@@ -106,8 +106,11 @@ def summary_table(scores: dict, mem: dict, variants: dict[str, tuple[int, int]] 
     return lines
 
 
+PENDING = "pending"   # a cell whose runs have not all finished (scored as a miss until they do)
+
+
 def compact_table(tuned: dict, self_scores: dict | None, mem: dict, variants: dict[str, tuple[int, int]],
-                  workloads: list[str]) -> list[str]:
+                  workloads: list[str], pending: set[tuple[str, str]] = frozenset()) -> list[str]:
     """The README's table: per algorithm, held-out steps to target per workload (median [95 %]),
     the scores, speedup and memory against AdamW, variants reached and the untuned score; ordered
     by the steps score, which machine load cannot move."""
@@ -116,7 +119,8 @@ def compact_table(tuned: dict, self_scores: dict | None, mem: dict, variants: di
              "| speedup vs adamw (steps) | state vs adamw | variants reached | untuned score (steps) |",
              "|---|" + "---:|" * (len(workloads) + 6)]
     for a in sorted(steps.scores, key=lambda a: (-steps.scores[a], -time.scores.get(a, 0.0), a)):
-        cells = [_cost(steps.costs[a][w], steps.intervals[a][w], "steps") for w in workloads]
+        cells = [PENDING if (a, w) in pending else _cost(steps.costs[a][w], steps.intervals[a][w], "steps")
+                 for w in workloads]
         ratios = [mem[(a, w)]["state"] / mem[(BASELINE, w)]["state"] for w in workloads
                   if mem.get((a, w), {}).get("state") is not None and mem.get((BASELINE, w), {}).get("state")]
         got = variants.get(a)
@@ -129,7 +133,8 @@ def compact_table(tuned: dict, self_scores: dict | None, mem: dict, variants: di
     return lines
 
 
-def workload_table(scores: dict, mem: dict, workloads: list[str]) -> list[str]:
+def workload_table(scores: dict, mem: dict, workloads: list[str],
+                   pending: set[tuple[str, str]] = frozenset()) -> list[str]:
     time, steps = scores["time"], scores["steps"]
     lines = ["| workload | algorithm | time to target (s) [95 %] | steps to target [95 %] | "
              "optimizer state | peak memory | coverage |", "|---|---|---:|---:|---:|---:|---:|"]
@@ -138,6 +143,10 @@ def workload_table(scores: dict, mem: dict, workloads: list[str]) -> list[str]:
         for a in order:
             m = mem.get((a, w), {})
             cov = m.get("coverage")
+            if (a, w) in pending:
+                lines.append(f"| {w} | {a} | {PENDING} | {PENDING} | {_kib(m.get('state'))} | "
+                             f"{_kib(m.get('peak'))} | {'--' if cov is None else f'{100 * cov:.0f} %'} |")
+                continue
             lines.append(f"| {w} | {a} | {_cost(time.costs[a][w], time.intervals[a][w], 's')} | "
                          f"{_cost(steps.costs[a][w], steps.intervals[a][w], 'steps')} | "
                          f"{_kib(m.get('state'))} | {_kib(m.get('peak'))} | "
@@ -202,7 +211,7 @@ def write_leaderboard(storage, tuned, self_tuning, out: str, store: str | None =
               "Optimizer state (relative to AdamW's) against held-out steps to target (median over "
               "studies and seeds); lower left is better; the dashed line is the Pareto front (nothing "
               "is both smaller and faster); methods that missed are named in each panel.", ""]
-    lines += ["### Per workload", ""] + workload_table(t_scores, t_mem, workloads) + [""]
+    lines += ["### Per workload", ""] + workload_table(t_scores, t_mem, workloads, t_out.incomplete) + [""]
     lines += ["## The papers' claims", "", "Read off the tuned board (`trainlab.reports.claims`): a "
               "method needs fewer steps on a workload only where its 95 % interval lies wholly below "
               "the other's.", ""] + claim_rows(t_scores["steps"], t_mem, t_out.best, workloads) + [""]
@@ -211,7 +220,7 @@ def write_leaderboard(storage, tuned, self_tuning, out: str, store: str | None =
         lines += ["Not run yet: `trainlab leaderboard --only self` runs it.", ""]
     else:
         lines += summary_table(s_scores, s_mem, None, workloads) + [""]
-        lines += ["### Per workload", ""] + workload_table(s_scores, s_mem, workloads) + [""]
+        lines += ["### Per workload", ""] + workload_table(s_scores, s_mem, workloads, s_out.incomplete) + [""]
     lines += ["Full reports: [tuned](tuned/report.md) (chosen configurations, tuning curves, variants), "
               "[self-tuning](self/report.md). `leaderboard.tex`: the tuned time table as LaTeX; "
               "`leaderboard.json`: every number here.", ""]
@@ -223,7 +232,7 @@ def write_leaderboard(storage, tuned, self_tuning, out: str, store: str | None =
         "self_tuning": {by: s.to_json() for by, s in (s_scores or {}).items()},
         "memory": {f"{a}/{w}": m for (a, w), m in sorted(t_mem.items())}}, indent=2))
     (out_dir / "summary.md").write_text("\n".join(
-        compact_table(t_scores, s_scores, t_mem, _variants(t_out), workloads)) + "\n")
+        compact_table(t_scores, s_scores, t_mem, _variants(t_out), workloads, t_out.incomplete)) + "\n")
     path = out_dir / "report.md"
     path.write_text("\n".join(lines))
     return path
