@@ -1,8 +1,9 @@
 """The papers' optimizer claims, each read off the leaderboard's stored trials with a stated rule.
 
 A comparison of steps to target is decided per workload by the 95 % bootstrap intervals: one method
-is faster only where its interval lies wholly below the other's; overlapping intervals are "not
-separable" (with 2-3 studies x 2 seeds, differences under ~20 % usually are). Memory comes from the
+is faster only where its interval lies wholly below the other's; overlapping intervals, and a cell
+that is a single run (no interval: text_lm's one study x one seed), are "not separable" (with 3
+studies x 2 seeds, differences under ~20 % usually are). Memory comes from the
 runs themselves (bytes are deterministic), and hyperparameter ratios from each study's chosen
 configuration (median over studies).
 """
@@ -30,6 +31,8 @@ def compare(steps, a: str, b: str, workloads: list[str]) -> tuple[list[str], str
         cells.append(f"{w}: {_steps(ca)} vs {_steps(cb)}")
         if not math.isfinite(ca) and not math.isfinite(cb):
             outcomes.append("both miss")
+        elif (math.isfinite(ca) and la == ha) or (math.isfinite(cb) and lb == hb):
+            outcomes.append("not separable")   # a single run has no interval: nothing to separate
         elif ha < lb:
             outcomes.append("fewer")
         elif la > hb:
