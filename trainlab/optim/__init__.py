@@ -5,7 +5,7 @@ registered here, explicitly, and installed packages add theirs through the `trai
 entry-point group.
 """
 
-from trainlab.optim import (ademamix, diffgrad, lion, muon, nadamw, projection, schedule_free, sign,
+from trainlab.optim import (ademamix, diffgrad, frugal, lion, lowrank, muon, nadamw, schedule_free, sign,
                             soap, swan, torch_builtins)
 from trainlab.optim.ademamix import AdEMAMix
 from trainlab.optim.base import ElementwiseOptimizer
@@ -13,7 +13,9 @@ from trainlab.optim.diffgrad import DiffGrad
 from trainlab.optim.lion import Lion
 from trainlab.optim.muon import Muon
 from trainlab.optim.nadamw import NAdamW
-from trainlab.optim.projection import FRUGAL, FiraAdamW, GaLoreAdamW, Projector, SubspaceAdam
+from trainlab.optim.frugal import FRUGAL
+from trainlab.optim.lowrank import FiraAdamW, GaLoreAdamW
+from trainlab.optim.projection import Projector, SubspaceAdam
 from trainlab.optim.registration import Registration
 from trainlab.optim.registry import available, create, entry, linear_update, register, state_bytes
 from trainlab.optim.schedule_free import ScheduleFreeAdamW
@@ -22,7 +24,8 @@ from trainlab.optim.soap import SOAP
 from trainlab.optim.swan import SWAN
 
 BUILTINS = (*torch_builtins.REGISTRATIONS, nadamw.REGISTRATION, lion.REGISTRATION, diffgrad.REGISTRATION,
-            *sign.REGISTRATIONS, schedule_free.REGISTRATION, *projection.REGISTRATIONS, swan.REGISTRATION,
+            *sign.REGISTRATIONS, schedule_free.REGISTRATION, *lowrank.REGISTRATIONS, frugal.REGISTRATION,
+            swan.REGISTRATION,
             ademamix.REGISTRATION, muon.REGISTRATION, soap.REGISTRATION)
 for _registration in BUILTINS:
     register(_registration)
