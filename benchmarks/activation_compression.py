@@ -62,7 +62,7 @@ from trainlab.algorithms import make_algorithm
 from trainlab.store.results import TrialResult
 from trainlab.benchmark.runner import run_trial
 from trainlab.errors import UsageError
-from trainlab.memory.activations import DEFAULT_OP_BITS
+from trainlab.memory.op_rules import DEFAULT_OP_BITS
 from trainlab.utils.device import choose_device
 from trainlab.workloads import create_workload
 from trainlab.workloads.registry import DEFAULT_WORKLOADS

@@ -623,3 +623,17 @@ def test_input_batch_is_compressed_and_statistics_stay_exact():
         ActivationCompressor(4, op_bits={"linear": 3})
     with pytest.raises(UsageError, match="op_bits"):
         ActivationCompressor(4, op_bits={"linear": {"q": 8}})
+
+
+def test_the_compressor_leaves_no_hooks_on_the_model():
+    """Scope "model" needs forward hooks on the model; they exist only while a block is open, so a
+    model outlives its compressor unchanged (and a second compressor does not stack on the first)."""
+    model = nn.Sequential(nn.Linear(40, 64), nn.ReLU(), nn.Linear(64, 10))
+    compressor = ActivationCompressor(4, model=model)
+    x = torch.randn(128, 40)
+    for _ in range(2):
+        with compressor:
+            assert len(model._forward_hooks) == 1 and len(model._forward_pre_hooks) == 1
+            model(x).square().mean().backward()
+        assert not model._forward_hooks and not model._forward_pre_hooks
+    assert compressor.peak_bytes > 0

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import ROOT, run_cli
 from trainlab.errors import UsageError
@@ -208,6 +210,8 @@ def test_bad_tuning_input_is_one_line_and_keeps_stored_results(tmp_path, capsys)
         (["--algorithms", "sgd", "--eval-seeds", "1000000"], "reserved for tuning"),
         (["--algorithms", "sgd", "--workers", "0"], "--workers"),
         (["--algorithms", "sgd", "--baseline", "adamw"], "--baseline"),
+        (["--algorithms", "sgd", "--compress-activations", "3"], "--compress-activations must be one of"),
+        (["--algorithms", "sgd", "--freeze", "nosuch"], "freeze rule 'nosuch' matches no parameter"),
     ]
     for args, message in cases:
         argv = ["tune", "--name", "bad", "--workloads", TINY, "--store", str(store), *args]
@@ -295,3 +299,33 @@ def test_one_coordinator_per_experiment(tmp_path):
     manifest.set_user_attr(LEASE_ATTR, {"host": "elsewhere", "pid": 1, "at": time.time() - 31})
     with CoordinatorLease(storage, plan, 1, 30):
         pass
+
+
+def test_tune_trains_every_trial_with_the_trial_configuration_and_reports_its_memory(tmp_path, capsys):
+    """`trainlab tune --compress-activations 4`: the plan stores the configuration, every trial
+    trains with it (its saved activations are the compressed ones), and the report shows them."""
+    from trainlab.benchmark.runner import run_trial
+    from trainlab.algorithms import make_algorithm
+    from trainlab.workloads import create_workload
+    store = f"sqlite:///{tmp_path / 'studies.db'}"
+    (tmp_path / "sgd.json").write_text(json.dumps({"lr": {"feasible_points": [0.1]}}))
+    tiny = ["--workload-option", "mnist1d_mlp.step_budget=6", "--workload-option", "mnist1d_mlp.eval_every=3"]
+    code, lines = _main(capsys, "tune", "--name", "packed", "--algorithms", "sgd", "--workloads", "mnist1d_mlp",
+                        *tiny,
+                        "--search-space", str(tmp_path / "sgd.json"), "--trials", "1", "--studies", "1",
+                        "--eval-seeds", "0", "--store", store, "--threads", "1", "--no-progress",
+                        "--compress-activations", "4", "--report-dir", str(tmp_path / "report"))
+    assert code == 0, lines
+    plan, done, _ = _completed(store, "packed")
+    assert plan.trial == {"compress_activations": 4} and len(done) == 2
+    plain = run_trial(create_workload("mnist1d_mlp", step_budget=6, eval_every=3), make_algorithm("sgd", {"lr": 0.1}),
+                      0, torch.device("cpu"))
+    for t in done:
+        result = t.user_attrs["result"]
+        assert result["compress_activations"] == 4
+        assert 0 < result["saved_activation_bytes"] < plain.saved_activation_bytes / 4
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "Every trial trains with: activations 4-bit." in report
+    memory = report[report.index("## Memory"):]
+    row = next(line for line in memory.splitlines() if line.startswith("| sgd | mnist1d_mlp |"))
+    assert f"{statistics.median(t.user_attrs['result']['saved_activation_bytes'] for t in done) / 1024:.1f} KiB" in row

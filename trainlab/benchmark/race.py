@@ -16,7 +16,8 @@ import torch
 from trainlab.algorithms import AlgorithmSpec, check_applies, make_algorithm
 from trainlab.benchmark.progress import RaceProgress
 from trainlab.store.results import TrialResult
-from trainlab.benchmark.runner import apply_freeze, check_memory_options, run_trial
+from trainlab.benchmark.runner import run_trial
+from trainlab.benchmark.trial_config import TrialConfig
 from trainlab.errors import UsageError
 from trainlab.store import ResultsStore
 from trainlab.utils.environment import describe
@@ -28,9 +29,8 @@ class RacePlan:
     """What to run. Algorithms are names (+ overrides); each is specified per workload, because a
     baseline's learning rate may be tuned per workload (`trainlab.algorithms.registry.TUNED_PATH`).
 
-    Memory savers apply to every trial of the race (see `trainlab.benchmark.runner`):
-    `compress_activations` (2, 4, 8, "adaptive" or None), `precision` ("fp32", "bf16-autocast",
-    "bf16"), `freeze` (module-name rules; each must match a parameter of every workload)."""
+    `trial` (memory savers, precision) applies to every trial of the race; each freeze rule must
+    match a parameter of every workload."""
 
     workloads: list[Workload]
     algorithms: list[str]
@@ -43,11 +43,7 @@ class RacePlan:
     # (algorithm, workload name) -> hyperparameters for that pair only, e.g. a refined schedule's
     # gradient norms, which come from a first run on that workload.
     workload_overrides: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    extra_config: dict[str, Any] = field(default_factory=dict)
-    compress_activations: int | str | None = None
-    precision: str = "fp32"
-    freeze: list[str] | None = None
-    freeze_change: float | None = None   # FAR-style freezing threshold (see runner.run_trial)
+    trial: TrialConfig = field(default_factory=TrialConfig)
     untuned: bool = False   # workload-agnostic defaults even where a configuration was tuned
     search_spaces: dict[str, str] = field(default_factory=dict)   # AlgoPerf submission -> its space file
 
@@ -66,25 +62,15 @@ class RacePlan:
                            for w in self.workloads for a in self.algorithms
                            for spec in [self.spec(a, w)]],
             "seeds": list(self.seeds), "device": str(self.device),
-            "stop_at_target": self.stop_at_target, "compress_activations": self.compress_activations,
-            "precision": self.precision, "freeze": list(self.freeze) if self.freeze else None,
-            "freeze_change": self.freeze_change, **self.extra_config,
+            "stop_at_target": self.stop_at_target,
+            "compress_activations": self.trial.compress_activations, "precision": self.trial.precision,
+            "freeze": list(self.trial.freeze) or None, "freeze_change": self.trial.freeze_change,
         }
-
-    def check_memory_options(self) -> None:
-        """Check the memory savers, each freeze rule on a fresh model of every workload (cheap: no
-        data, no training), so a typo fails before any trial instead of in every one."""
-        check_memory_options(self.compress_activations, self.precision, self.freeze, self.device)
-        if self.freeze_change is not None and not self.freeze_change > 0:
-            raise UsageError(f"--freeze-change must be a positive threshold, got {self.freeze_change}")
-        if self.freeze:
-            for workload in self.workloads:
-                with torch.random.fork_rng(devices=[]):
-                    apply_freeze(workload.init_model(), self.freeze, workload.name)
 
 
 def prepare(plan: RacePlan) -> None:
-    """Build every spec and load every workload's data up front: a bad hyperparameter, a missing
+    """Build every spec, check the trial configuration on every workload (each freeze rule on a fresh
+    model) and load every workload's data up front: a bad hyperparameter, a freeze typo, a missing
     corpus or a bad path fails before any training."""
     if not plan.workloads or not plan.algorithms or not plan.seeds:
         raise UsageError("a race needs at least one workload, one algorithm and one seed")
@@ -93,7 +79,7 @@ def prepare(plan: RacePlan) -> None:
             model = workload.init_model()
         for algorithm in plan.algorithms:
             check_applies(plan.spec(algorithm, workload), model, workload.name, workload.step_budget)
-    plan.check_memory_options()
+    plan.trial.check(plan.device, plan.workloads)
     for workload in plan.workloads:
         workload.splits()
 
@@ -113,9 +99,7 @@ def run_race(plan: RacePlan, store: ResultsStore, progress: bool | None = None) 
                 result = run_trial(workload, algorithm, seed, plan.device,
                                    progress=display.start_trial(label, workload.step_budget),
                                    stop_at_target=plan.stop_at_target, grad_norm_kind=plan.grad_norm_kind,
-                                   compress_activations=plan.compress_activations,
-                                   precision=plan.precision, freeze=plan.freeze,
-                                   freeze_change=plan.freeze_change)
+                                   config=plan.trial)
             except (KeyboardInterrupt, SystemExit):
                 store.fail_trial(trial_id, "interrupted")
                 raise

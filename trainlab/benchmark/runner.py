@@ -7,8 +7,8 @@ training time and step count at the first evaluation whose validation metric mee
 that never meets it scores infinity. A non-finite training loss ends the trial as `diverged` at the
 step it appears (checking it costs one host-device sync per step, which is on the clock).
 
-Memory savers (`trainlab.memory`), all off by default; with all off the timed loop is exactly the
-plain one (the workload's own loss function goes to the algorithm, no hooks, no autocast):
+Memory savers (`trainlab.memory`), the fields of a `TrialConfig`, all off by default; with all off
+the timed loop is exactly the plain one (the workload's own loss function goes to the algorithm, no hooks, no autocast):
 - `freeze`: module-name rules (`trainlab.memory.freeze`), or `first:K` for the model's first K
   parameter-owning modules, applied right after the model is built and before the optimizer, so
   frozen parameters get no gradient, no optimizer state and no update.
@@ -53,58 +53,18 @@ from trainlab.algorithms import AlgorithmSpec, TrainingAlgorithm
 from trainlab.algorithms.algoperf_compat import TrainingCompleteError
 from trainlab.algorithms.submission import SubmissionAlgorithm, load_submission, submission_batch_size
 from trainlab.benchmark.clock import TrainingClock
+from trainlab.benchmark.trial_config import TrialConfig, apply_freeze
 from trainlab.store.results import EvalRecord, TrialResult
 from trainlab.errors import UsageError
 from trainlab.memory import (ActivationCompressor, ChangeBasedFreezer, SavedTensorMeter, bf16_autocast,
-                             bf16_supported, cast_model_bf16, freeze as freeze_modules)
+                             cast_model_bf16)
 from trainlab.optim import state_bytes
 from trainlab.utils.device import peak_device_memory, reset_peak_device_memory
 from trainlab.workloads import Workload
 
 
-PRECISIONS = ("fp32", "bf16-autocast", "bf16")
-ACTIVATION_BITS = (2, 4, 8, "adaptive")
 ADAPTIVE_AVERAGE_BITS = 4.0
 ADAPTIVE_INTERVAL = 1000
-
-
-def check_memory_options(compress_activations: int | str | None = None, precision: str = "fp32",
-                         freeze: list[str] | None = None, device: torch.device | None = None) -> None:
-    """Raise `UsageError` for a value `run_trial` cannot use (freeze rules are checked per model)."""
-    if compress_activations is not None and (
-            isinstance(compress_activations, bool) or not isinstance(compress_activations, (int, str))
-            or compress_activations not in ACTIVATION_BITS):
-        raise UsageError(f"compress_activations must be one of 2, 4, 8, adaptive (or off), "
-                         f"got {compress_activations!r}")
-    if precision not in PRECISIONS:
-        raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision != "fp32" and device is not None and not bf16_supported(device):
-        raise UsageError(f"precision {precision!r} needs bf16, which device {str(device)!r} does not "
-                         "support: use fp32 (CUDA needs an Ampere or newer GPU)")
-    if freeze is not None and (isinstance(freeze, str) or not all(isinstance(r, str) and r for r in freeze)):
-        raise UsageError(f"freeze must be a list of module-name rules, got {freeze!r}")
-
-
-def apply_freeze(model: torch.nn.Module, rules: list[str], workload: str) -> int:
-    """Freeze `rules` on `model`; returns the number of parameter entries frozen. A rule matching no
-    parameter, or rules that leave nothing to train, are a `UsageError` naming the workload.
-    A rule `first:K` freezes the model's first K parameter-owning modules."""
-    names = [r for r in rules if not r.startswith("first:")]
-    try:
-        for rule in rules:
-            if rule.startswith("first:"):
-                count = rule.partition(":")[2]
-                if not count.isdigit():
-                    raise UsageError(f"rule {rule!r}: write first:K with K a positive integer")
-                freeze_modules(model, first_k=int(count))
-        if names:
-            freeze_modules(model, modules=names)
-    except UsageError as exc:
-        raise UsageError(f"--freeze on workload {workload!r}: {exc}") from None
-    if not any(p.requires_grad for p in model.parameters()):
-        raise UsageError(f"--freeze {','.join(rules)} freezes every parameter of workload {workload!r}; "
-                         "leave something to train")
-    return sum(p.numel() for p in model.parameters() if not p.requires_grad)
 
 
 class TrialProgress(Protocol):
@@ -174,25 +134,26 @@ def _probe_saved_bytes(workload: Workload, model: torch.nn.Module, splits, seed:
 
 def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.device,
               progress: TrialProgress | None = None, stop_at_target: bool = False,
-              grad_norm_kind: str | None = None, *, compress_activations: int | str | None = None,
-              precision: str = "fp32", freeze: list[str] | None = None,
-              freeze_change: float | None = None, eval_split: str = "validation") -> TrialResult:
-    """Train `spec` on `workload` with `seed` under the clock (see module doc). `eval_split` is the
-    split whose metric is checked against the target: "validation" (races, tuning) or "test" (the
-    held-out evaluation runs of a tuning protocol, on data the tuning never selected on)."""
+              grad_norm_kind: str | None = None, *, config: TrialConfig | None = None,
+              eval_split: str = "validation") -> TrialResult:
+    """Train `spec` on `workload` with `seed` under the clock (see module doc), with the memory savers
+    and precision of `config` (default: none, fp32). `eval_split` is the split whose metric is
+    checked against the target: "validation" (races, tuning) or "test" (the held-out evaluation runs
+    of a tuning protocol, on data the tuning never selected on)."""
     if eval_split not in ("validation", "test"):
         raise UsageError(f"eval_split must be 'validation' or 'test', got {eval_split!r}")
-    check_memory_options(compress_activations, precision, freeze, device)
-    if freeze_change is not None and not (isinstance(freeze_change, (int, float)) and freeze_change > 0):
-        raise UsageError(f"freeze_change must be a positive threshold, got {freeze_change!r}")
+    config = config or TrialConfig()
+    config.check(device)
+    bits, precision, freeze, freeze_change = (config.compress_activations, config.precision,
+                                              config.freeze, config.freeze_change)
     result = TrialResult(workload=workload.name, algorithm=spec.name, seed=seed,
                          hparams=dict(spec.hparams), metric_name=workload.metric,
                          higher_is_better=workload.higher_is_better, target=workload.target,
-                         step_budget=workload.step_budget, compress_activations=compress_activations,
+                         step_budget=workload.step_budget, compress_activations=bits,
                          precision=precision)
 
     if spec.submission:   # an AlgoPerf submission trains the plain model, at its own batch size
-        if compress_activations is not None or precision != "fp32" or freeze or freeze_change is not None:
+        if not config.plain:
             raise UsageError(f"{spec.name}: AlgoPerf submissions run without trainlab's memory savers "
                              "(no --compress-activations, --precision, --freeze, --freeze-change)")
         if grad_norm_kind is not None:
@@ -228,8 +189,8 @@ def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.
     result.grad_bytes = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     model.train()
     compressor = None
-    if compress_activations is not None:
-        compressor = ActivationCompressor(compress_activations, model=model, seed=seed,
+    if bits is not None:
+        compressor = ActivationCompressor(bits, model=model, seed=seed,
                                           average_bits=ADAPTIVE_AVERAGE_BITS,
                                           adapt_interval=ADAPTIVE_INTERVAL)
     else:

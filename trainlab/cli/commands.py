@@ -11,9 +11,8 @@ from pathlib import Path
 import torch
 
 from trainlab.algorithms import DEFAULT_ALGORITHMS, make_algorithm, parse_hparam_overrides, valid_hparams
-from trainlab.benchmark.race import RacePlan, run_race
-from trainlab.benchmark.runner import PRECISIONS
-from trainlab.cli.options import parse_seeds, parse_workload_options, split_list
+from trainlab.benchmark.race import RacePlan, prepare, run_race
+from trainlab.cli.options import parse_seeds, parse_trial_config, parse_workload_options, split_list
 from trainlab.errors import UsageError
 from trainlab.reports import format_table, summarize, write_report
 from trainlab.store import ResultsStore
@@ -39,36 +38,18 @@ def _workloads(args: argparse.Namespace):
     return [cls(**options[cls.name]) for cls in classes]
 
 
-def _memory_options(args: argparse.Namespace) -> tuple[int | str | None, str, list[str] | None]:
-    """--compress-activations, --precision, --freeze, checked with one-line errors."""
-    bits = args.compress_activations
-    if bits is not None:
-        allowed = {"2": 2, "4": 4, "8": 8, "adaptive": "adaptive"}
-        if bits.strip().lower() not in allowed:
-            raise UsageError(f"--compress-activations must be one of 2, 4, 8, adaptive; got {bits!r}")
-        bits = allowed[bits.strip().lower()]
-    if args.precision not in PRECISIONS:
-        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}; got {args.precision!r}")
-    rules = split_list(args.freeze, "freeze") if args.freeze is not None else None
-    return bits, args.precision, rules
-
-
 def race(args: argparse.Namespace) -> int:
     device = _setup_runtime(args)
-    bits, precision, rules = _memory_options(args)
+    trial = parse_trial_config(args)
     workloads = _workloads(args)
     names = split_list(args.algorithms, "algorithms") if args.algorithms else list(DEFAULT_ALGORITHMS)
     overrides = parse_hparam_overrides(args.hparams, names)
     seeds = parse_seeds(args.seeds)
     plan = RacePlan(workloads, names, seeds, device, stop_at_target=args.stop_at_target,
                     grad_norm_kind=args.record_grad_norms, label=args.label, overrides=overrides,
-                    compress_activations=bits, precision=precision, freeze=rules,
-                    freeze_change=args.freeze_change, untuned=args.untuned,
+                    trial=trial, untuned=args.untuned,
                     search_spaces=_search_space_files(args.search_space, names))
-    for workload in workloads:  # every name and hyperparameter checked before anything runs
-        for name in names:
-            plan.spec(name, workload)
-    plan.check_memory_options()  # freeze rules too: a typo fails before any training
+    prepare(plan)   # every name, hyperparameter, freeze rule and data file checked before anything runs
     store = ResultsStore(args.store)
     print(f"race: {len(workloads)} workload(s) x {len(names)} algorithm(s) x {len(seeds)} seed(s) "
           f"on {device} ({torch.get_num_threads()} threads); store {store.url}", flush=True)
@@ -152,14 +133,16 @@ def set_targets(args: argparse.Namespace) -> int:
     for name in baselines:
         make_algorithm(name)
     workloads = _workloads(args)
+    trial = parse_trial_config(args)
+    trial.check(device, workloads)
     records, tuning = [], []
     for workload in workloads:
         if not args.tune_only:
-            record = set_target(workload, lrs, seeds, args.fraction, device, log=_log)
+            record = set_target(workload, lrs, seeds, args.fraction, device, log=_log, config=trial)
             records.append(record)
             workload.target = record.target
         for name in baselines:
-            tuning.append(tune_lr(workload, name, multipliers, device, log=_log))
+            tuning.append(tune_lr(workload, name, multipliers, device, log=_log, config=trial))
     env = describe(device)
     command = "trainlab " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["set-targets"] else "trainlab set-targets"
     text = to_markdown(records, tuning, command,
@@ -199,41 +182,19 @@ def refine(args: argparse.Namespace) -> int:
     """Two passes (Defazio et al. 2023): record gradient norms under linear decay, derive the refined
     schedule per workload, then race it against the comparison schedules on the evaluation seeds."""
     from trainlab.algorithms.registry import parse_name
-    from trainlab.benchmark.runner import run_trial
-    from trainlab.algorithms.rules import kind_for
-    from trainlab.schedules.refined import KIND_NORM
+    from trainlab.benchmark.refine import refinement_plan
 
     device = _setup_runtime(args)
     optimizer_name, _ = parse_name(args.algorithm)
-    if "+" in args.algorithm:
-        raise UsageError(f"--algorithm takes an optimizer name without a schedule (got {args.algorithm!r}); "
-                         "the schedules come from --compare and the refinement")
-    kind = kind_for(optimizer_name)
     compare = split_list(args.compare, "compare") if args.compare else []
-    names = [f"{optimizer_name}+{s}" for s in compare] + [f"{optimizer_name}+refined"]
     overrides = parse_hparam_overrides(args.hparams, [optimizer_name])[optimizer_name]
     seeds = parse_seeds(args.seeds)
-    if args.pass1_seed in seeds:
-        raise UsageError(f"--pass1-seed {args.pass1_seed} is also an evaluation seed: the refined "
-                         "schedule would be evaluated on the run it was derived from")
+    trial = parse_trial_config(args)
     workloads = _workloads(args)
-    first = f"{optimizer_name}+linear"
-    for workload in workloads:  # every name and hyperparameter checked before anything runs
-        for name in names[:-1] + [first]:
-            make_algorithm(name, overrides, workload=workload.name)
     store = ResultsStore(args.store)
-    plan = RacePlan(workloads, names, seeds, device, label=args.label or f"refine {optimizer_name}",
-                    overrides={name: dict(overrides) for name in names})
-    for workload in workloads:
-        spec = make_algorithm(first, overrides, workload=workload.name)
-        print(f"pass 1: {workload.name} / {first} / seed {args.pass1_seed}, recording "
-              f"{KIND_NORM[kind].upper()} gradient norms", flush=True)
-        result = run_trial(workload, spec, args.pass1_seed, device, grad_norm_kind=KIND_NORM[kind])
-        reached = f"step {result.steps_to_target}" if result.reached else "missed"
-        print(f"pass 1: {workload.name}: {result.metric_name} {result.final_metric:.4f}, target {reached}; "
-              f"refined schedule derived from {len(result.grad_norms)} norms", flush=True)
-        plan.workload_overrides[(names[-1], workload.name)] = {"grad_norms": result.grad_norms,
-                                                                "refine_kind": kind}
+    plan = refinement_plan(args.algorithm if "+" in args.algorithm else optimizer_name, workloads,
+                           compare, seeds, args.pass1_seed, device, overrides, trial, args.label, log=_log)
+    names = plan.algorithms
     print(f"pass 2: {len(workloads)} workload(s) x {', '.join(names)} x {len(seeds)} seed(s)", flush=True)
     race_id, results = run_race(plan, store, progress=False if args.no_progress else None)
     print(f"\nrace {race_id} summary\n")
@@ -267,50 +228,19 @@ def _search_space_files(items: list[str], algorithms: list[str]) -> dict[str, st
     return files
 
 
-def build_tuning_plan(args: argparse.Namespace):
-    """Everything `trainlab tune` needs, checked before any trial: names, spaces, data, seeds."""
-    from trainlab.algorithms.registry import parse_name
-    from trainlab.tuning.plan import TuningPlan
-    from trainlab.algorithms.search_space import check_search_space, load_search_space
+def build_tuning_plan(args: argparse.Namespace, device: torch.device | None = None):
+    """`trainlab tune`'s options -> a checked `TuningPlan` (`trainlab.tuning.build.build_plan`)."""
+    from trainlab.tuning.build import build_plan
 
     algorithms = split_list(args.algorithms, "algorithms")
     specs = split_list(args.workloads, "workloads") if args.workloads else list(DEFAULT_WORKLOADS)
-    classes = [workload_class(spec) for spec in specs]
-    options = parse_workload_options(args.workload_option, [c.name for c in classes])
-    from trainlab.algorithms.external import is_external, origin
-    from trainlab.algorithms.submission import is_submission, submission_origin
-
-    files = _search_space_files(args.search_space, algorithms)
-    spaces, origins = {}, {}
-    for algorithm in algorithms:
-        if is_submission(algorithm):
-            origins[algorithm], files[algorithm] = submission_origin(algorithm, files.get(algorithm))
-            spaces[algorithm] = check_search_space(load_search_space, algorithm, files[algorithm]).to_json()
-            continue
-        optimizer_name = parse_name(algorithm)[0]
-        if is_external(optimizer_name):
-            origins[optimizer_name] = origin(optimizer_name)
-            if algorithm not in files:
-                raise UsageError(f"{algorithm!r} has no built-in search space: give one with "
-                                 f"--search-space {algorithm}=FILE.json (AlgoPerf format)")
-        source = files.get(algorithm, optimizer_name)
-        spaces[algorithm] = check_search_space(load_search_space, algorithm, source).to_json()
-    eval_seeds = parse_seeds(args.eval_seeds) if args.eval_seeds else []
-    plan = TuningPlan(name=args.name, algorithms=algorithms, workloads=specs, trials=args.trials,
-                      studies=args.studies, eval_seeds=eval_seeds, protocol=args.protocol, seed=args.seed,
-                      search_spaces=spaces,
-                      workload_options={spec: options[cls.name] for spec, cls in zip(specs, classes)},
-                      stop_at_target=not args.full_budget, variants=args.variants,
-                      workload_names={spec: cls.name for spec, cls in zip(specs, classes)},
-                      select_by=args.select_by, origins=origins)
-    plan.check()
-    for spec, cls in zip(specs, classes):
-        workload = cls(**options[cls.name])
-        workload.splits()  # a missing corpus or a bad data path fails now, not in a worker
-        if args.variants:
-            for variant in variants_of(workload.name):
-                workload_class(variant)
-    return plan
+    names = [workload_class(spec).name for spec in specs]
+    return build_plan(
+        args.name, algorithms, specs, parse_workload_options(args.workload_option, names),
+        search_space_files=_search_space_files(args.search_space, algorithms), trials=args.trials,
+        studies=args.studies, eval_seeds=parse_seeds(args.eval_seeds) if args.eval_seeds else [],
+        protocol=args.protocol, seed=args.seed, stop_at_target=not args.full_budget,
+        variants=args.variants, select_by=args.select_by, trial=parse_trial_config(args), device=device)
 
 
 def tune(args: argparse.Namespace) -> int:
@@ -321,7 +251,7 @@ def tune(args: argparse.Namespace) -> int:
     device = _setup_runtime(args)
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
-    plan = build_tuning_plan(args)
+    plan = build_tuning_plan(args, device)
     if args.baseline is not None and args.baseline not in plan.algorithms:
         raise UsageError(f"--baseline {args.baseline!r} is not tuned here ({', '.join(plan.algorithms)})")
     storage = _tuning_storage(args)
@@ -335,7 +265,7 @@ def tune(args: argparse.Namespace) -> int:
           f"{plan.studies} studies x {plan.trials} trials = {total} tuning trials, then "
           + (f"evaluation on seeds {','.join(map(str, plan.eval_seeds))}" if plan.protocol == "held-out"
              else "no re-runs (same-split)")
-          + f"; {args.workers} worker(s) on {device}; store {store_url}",
+          + f"; {args.workers} worker(s) on {device}; trials train with {_trial_text(plan)}; store {store_url}",
           flush=True)
     bars = None if args.no_progress else (lambda label, steps: TrialBar(label, steps))
     run_experiment(storage, store_url, plan, device, workers=args.workers, threads=args.threads,
@@ -344,6 +274,11 @@ def tune(args: argparse.Namespace) -> int:
                    variants_of=variants_of if plan.variants else None)
     outcomes = collect(storage, plan)
     return _print_scores(outcomes, args, None if args.no_report else args.report_dir)
+
+
+def _trial_text(plan) -> str:
+    from trainlab.benchmark.trial_config import TrialConfig
+    return TrialConfig.from_dict(plan.trial).describe()
 
 
 def _print_scores(outcomes, args: argparse.Namespace, report_dir: str | None) -> int:

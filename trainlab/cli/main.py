@@ -51,6 +51,27 @@ def _add_workload_options(p: argparse.ArgumentParser) -> None:
                    help="CPU threads for PyTorch (default: PyTorch's choice, usually one per core)")
 
 
+def _add_trial_config(p: argparse.ArgumentParser) -> None:
+    """The memory savers and precision every trial trains with (`trainlab.benchmark.trial_config.TrialConfig`)."""
+    p.add_argument("--compress-activations", default=None, metavar="{2,4,8,adaptive}",
+                   help="store the activations saved for backward quantized to 2, 4 or 8 bits, or "
+                        "with per-tensor bits chosen by GACT ('adaptive', 4 bits on average); "
+                        "the compression runs on the clock (default: off)")
+    p.add_argument("--precision", default="fp32", metavar="{fp32,bf16-autocast,bf16}",
+                   help="fp32; bf16-autocast (fp32 weights, forward pass in bf16); or bf16 (bf16 "
+                        "weights and gradients, optimizer state in the optimizer's own dtype) "
+                        "(default: fp32)")
+    p.add_argument("--freeze", default=None, metavar="RULE[,RULE...]",
+                   help="freeze parameters by module name before the optimizer is built, e.g. "
+                        "blocks.0 or 'blocks.*.attn' (shell wildcards; every rule must match a "
+                        "parameter of every workload), or first:K for the first K "
+                        "parameter-owning modules (default: nothing frozen)")
+    p.add_argument("--freeze-change", type=float, default=None, metavar="THRESHOLD",
+                   help="Freeze-And-Reconfigure-style freezing during training: every eval_every "
+                        "steps (after the first 10 %%), freeze parameter tensors whose relative "
+                        "change over that window fell below THRESHOLD, e.g. 1e-3 (default: off)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="trainlab", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
@@ -84,23 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "final metric is then the metric at the target)")
     race.add_argument("--record-grad-norms", choices=["l1", "l2"], default=None,
                       help="record each step's gradient norm (for refined schedules; costs a little time)")
-    race.add_argument("--compress-activations", default=None, metavar="{2,4,8,adaptive}",
-                      help="store the activations saved for backward quantized to 2, 4 or 8 bits, or "
-                           "with per-tensor bits chosen by GACT ('adaptive', 4 bits on average); "
-                           "the compression runs on the clock (default: off)")
-    race.add_argument("--precision", default="fp32", metavar="{fp32,bf16-autocast,bf16}",
-                      help="fp32; bf16-autocast (fp32 weights, forward pass in bf16); or bf16 (bf16 "
-                           "weights and gradients, optimizer state in the optimizer's own dtype) "
-                           "(default: fp32)")
-    race.add_argument("--freeze", default=None, metavar="RULE[,RULE...]",
-                      help="freeze parameters by module name before the optimizer is built, e.g. "
-                           "blocks.0 or 'blocks.*.attn' (shell wildcards; every rule must match a "
-                           "parameter of every workload in the race), or first:K for the first K "
-                           "parameter-owning modules (default: nothing frozen)")
-    race.add_argument("--freeze-change", type=float, default=None, metavar="THRESHOLD",
-                      help="Freeze-And-Reconfigure-style freezing during training: every eval_every "
-                           "steps (after the first 10 %%), freeze parameter tensors whose relative "
-                           "change over that window fell below THRESHOLD, e.g. 1e-3 (default: off)")
+    _add_trial_config(race)
     race.add_argument("--search-space", action="append", default=[], metavar="ALG=FILE",
                       help="an AlgoPerf submission's tuning_search_space.json (list or dict form): the race "
                            "uses its first point (list) or centre (dict); default: the file beside the "
@@ -160,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="write targets and tuned lrs as JSON (trainlab/algorithms/tuned.json "
                               "is the file the race reads its baseline lrs from)")
     _add_workload_options(targets)
+    _add_trial_config(targets)
     refine = sub.add_parser("refine", help="derive a schedule from a first run's gradient norms and race it",
                             description="Schedule refinement (Defazio et al. 2023): pass 1 trains OPTIMIZER+linear "
                                         "on --pass1-seed recording per-step gradient norms (L1 for Adam-like, "
@@ -179,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     refine.add_argument("--hparams", action="append", default=[], metavar="OPT.KEY=VALUE",
                         help="override a hyperparameter for every schedule, e.g. adamw.lr=3e-3 (repeatable)")
     _add_workload_options(refine)
+    _add_trial_config(refine)
     _add_store(refine)
     refine.add_argument("--report-dir", default="trainlab-results/refine-report", metavar="DIR",
                         help="where to write the report (default: trainlab-results/refine-report)")
@@ -251,6 +258,7 @@ def _add_tuning_commands(sub) -> None:
     tune.add_argument("--baseline", default=None, metavar="ALG",
                       help="algorithm the geometric-mean speedup is relative to (default: the first)")
     _add_workload_options(tune)
+    _add_trial_config(tune)
     _add_store(tune)
     _add_heartbeat(tune)
     tune.add_argument("--report-dir", default="trainlab-results/tune-report", metavar="DIR",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trainlab.errors import UsageError
+
+if TYPE_CHECKING:
+    from trainlab.benchmark.trial_config import TrialConfig
 
 
 def split_list(text: str, what: str) -> list[str]:
@@ -43,3 +46,23 @@ def parse_workload_options(items: list[str], workloads: list[str]) -> dict[str, 
                              f"run ({', '.join(workloads)})")
         out[name][key] = raw.strip()  # the workload converts it to the option's declared type
     return out
+
+
+def parse_trial_config(args) -> "TrialConfig":
+    """--compress-activations, --precision, --freeze, --freeze-change -> a `TrialConfig`, with errors
+    that name the flag."""
+    from trainlab.benchmark.trial_config import PRECISIONS, TrialConfig
+    bits: int | str | None = None
+    if args.compress_activations is not None:
+        allowed: dict[str, int | str] = {"2": 2, "4": 4, "8": 8, "adaptive": "adaptive"}
+        text = args.compress_activations.strip().lower()
+        if text not in allowed:
+            raise UsageError(f"--compress-activations must be one of 2, 4, 8, adaptive; "
+                             f"got {args.compress_activations!r}")
+        bits = allowed[text]
+    if args.precision not in PRECISIONS:
+        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}; got {args.precision!r}")
+    if args.freeze_change is not None and not args.freeze_change > 0:
+        raise UsageError(f"--freeze-change must be a positive threshold, got {args.freeze_change}")
+    rules = tuple(split_list(args.freeze, "freeze")) if args.freeze is not None else ()
+    return TrialConfig(bits, args.precision, rules, args.freeze_change)

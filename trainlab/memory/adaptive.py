@@ -24,11 +24,7 @@ each run (dropout and augmentation match) and the model's buffers (BatchNorm run
 restored after each run. Cost: 1 + 3 L extra forward+backward passes at every adaptation (L =
 compressed tensors per step), so keep `adapt_interval` long (GACT: 1000).
 
-No cheaper estimator is offered. On ByteGPT(context=16, width=32, layers=1), batch 8, at 4 average
-bits, the relative error of the full gradient (mean of 5 seeds) was 0.094 with uniform 4 bits and
-0.035 with the probes; an estimator from each saved tensor's value ranges alone (the variance of its
-own rounding noise) did worse than uniform bits (0.16), and weighting it by the gradient reaching
-the saved tensor only matched uniform bits (0.090).
+No cheaper estimator is offered: the two tried did no better than uniform bits (docs/memory.md).
 
 Tensors fixed by an op rule (`ActivationCompressor(op_bits=...)` keeps attention's saves and the
 loss's log-probabilities at 8 bits by default) are not allocated, but they count in the budget, as
@@ -52,7 +48,7 @@ from __future__ import annotations
 import heapq
 import math
 import warnings
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 import torch
 
@@ -60,6 +56,15 @@ if TYPE_CHECKING:
     from trainlab.memory.activations import ActivationCompressor
 
 BIT_LEVELS = (32, 8, 4, 2)
+
+
+class ProbeOverride(NamedTuple):
+    """During one probe run: adaptive tensor `index` is packed at `bits` with noise seed offset
+    `seed_offset`; every other tensor keeps its bits and its noise."""
+
+    index: int
+    bits: int
+    seed_offset: int
 _CAP = 1e10  # GACT's ceiling on a sensitivity (also used for NaN / inf)
 
 
@@ -135,6 +140,16 @@ class AdaptivePrecision:
         self._fixed_seen: list[tuple[int, int]] = []
         self._warned = False
 
+    @property
+    def seen_layout(self) -> list[int]:
+        """Sizes of the adaptive tensors saved so far in this step, in saving order."""
+        return list(self._seen)
+
+    @property
+    def fixed_layout(self) -> list[tuple[int, int]]:
+        """(numel, bits) of the op-fixed tensors saved so far in this step."""
+        return list(self._fixed_seen)
+
     def bits_for(self, index: int, numel: int) -> int:
         if self.bits is not None and index < len(self.bits) and self.numels[index] == numel:
             return self.bits[index]
@@ -193,48 +208,40 @@ def probe_sensitivities(compressor: ActivationCompressor,
     saved_grads = [p.grad for p in params]
     buffers = [(b, b.detach().clone()) for b in model.buffers()]
     cuda = sorted({p.device.index or 0 for p in params if p.device.type == "cuda"})
-    peak = compressor._peak
 
-    def run(override):
+    def run(override: ProbeOverride | None):
         torch.set_rng_state(cpu_rng)
         if cuda:
             for dev, state in zip(cuda, cuda_rng):
                 torch.cuda.set_rng_state(state, dev)
         for p in params:
             p.grad = None
-        compressor._override = override
         try:
-            with torch.enable_grad(), compressor:
-                closure()
+            layout = compressor.probe(closure, override)
         finally:
-            compressor._override = None
             with torch.no_grad():
                 for b, value in buffers:
                     b.copy_(value)
-        layout = list(compressor.policy._seen)
         flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float()
                           for p in params]) if params else torch.zeros(0)
         return flat, layout
 
-    compressor._probing = True
     try:
-        with torch.random.fork_rng(devices=cuda):
+        with compressor.probing(), torch.random.fork_rng(devices=cuda):
             cpu_rng = torch.get_rng_state()
             cuda_rng = [torch.cuda.get_rng_state(d) for d in cuda]
             _, layout = run(None)
-            fixed = list(compressor.policy._fixed_seen)
+            fixed = compressor.policy.fixed_layout
             sens = []
             for index in range(len(layout)):
-                g0, l0 = run((index, 1, 0))
-                g1, l1 = run((index, 1, 1))
-                g2, l2 = run((index, 8, 0))
+                g0, l0 = run(ProbeOverride(index, 1, 0))
+                g1, l1 = run(ProbeOverride(index, 1, 1))
+                g2, l2 = run(ProbeOverride(index, 8, 0))
                 if not (l0 == l1 == l2 == layout):
                     raise RuntimeError("the saved-tensor sequence changed between probe runs; adaptive "
                                        "bits need the closure to build the same graph every time")
                 sens.append(gact_sensitivity(g0, g1, g2))
     finally:
-        compressor._probing = False
         for p, g in zip(params, saved_grads):
             p.grad = g
-        compressor._peak = peak
     return sens, layout, fixed

@@ -15,7 +15,8 @@ from trainlab.optim.muon import Muon
 from trainlab.optim.nadamw import NAdamW
 from trainlab.optim.frugal import FRUGAL
 from trainlab.optim.lowrank import FiraAdamW, GaLoreAdamW
-from trainlab.optim.projection import Projector, SubspaceAdam
+from trainlab.optim.projection import SubspaceAdam
+from trainlab.optim.projector import Projector
 from trainlab.optim.registration import Registration
 from trainlab.optim.registry import available, create, entry, linear_update, register, state_bytes
 from trainlab.optim.schedule_free import ScheduleFreeAdamW

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import torch
 
-from trainlab.optim.projection import (EMPTY, FULL, Projector,
-                                       StateFreeResidual, SubspaceAdam, _check_choice, _check_int)
+from trainlab.optim.projection import StateFreeResidual, SubspaceAdam
+from trainlab.optim.projector import EMPTY, FULL, Projector
 from trainlab.optim.registration import Registration
-from trainlab.optim.validation import check_non_negative, check_range
+from trainlab.optim.validation import check_choice, check_int, check_non_negative, check_range
 
 
 # ---- FRUGAL ------------------------------------------------------------------------------------
@@ -98,14 +98,14 @@ class FRUGAL(SubspaceAdam):
 
     def _validate_method(self, group, params):
         check_range("density", group["density"], 0.0, 1.0, low_open=True)
-        _check_int("update_gap", group["update_gap"], 1)
-        _check_choice("proj_type", group["proj_type"], _FRUGAL_PROJ_TYPES)
-        _check_choice("block_order", group["block_order"], _BLOCK_ORDERS)
-        _check_choice("inactive_update_rule", group["inactive_update_rule"], _FRUGAL_RULES)
+        check_int("update_gap", group["update_gap"], 1)
+        check_choice("proj_type", group["proj_type"], _FRUGAL_PROJ_TYPES)
+        check_choice("block_order", group["block_order"], _BLOCK_ORDERS)
+        check_choice("inactive_update_rule", group["inactive_update_rule"], _FRUGAL_RULES)
         check_non_negative("inactive_lr_scale", group["inactive_lr_scale"])
         if not isinstance(group["reset_statistics"], bool):
             raise ValueError(f"reset_statistics must be a bool, got {group['reset_statistics']!r}")
-        _check_int("seed", group["seed"], 0)
+        check_int("seed", group["seed"], 0)
 
     def _auto_projects(self, group, m, n):
         return True

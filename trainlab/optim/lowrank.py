@@ -6,11 +6,10 @@ import math
 from typing import Any
 
 
-from trainlab.optim.projection import (FiraResidual, Projector,
-                                       SubspaceAdam, _check_int,
-                                       matrix_shape)
+from trainlab.optim.projection import FiraResidual, SubspaceAdam
+from trainlab.optim.projector import Projector, matrix_shape
 from trainlab.optim.registration import Registration
-from trainlab.optim.validation import check_non_negative, check_range
+from trainlab.optim.validation import check_int, check_non_negative, check_range
 
 
 # ---- GaLore and Fira ---------------------------------------------------------------------------
@@ -45,12 +44,12 @@ class _LowRankAdam(SubspaceAdam):
         return Projector.svd(g, resolve_rank(group, *g.shape))
 
     def _validate_method(self, group, params):
-        _check_int("update_proj_gap", group["update_proj_gap"], 1)
+        check_int("update_proj_gap", group["update_proj_gap"], 1)
         if group.get("rank") is None:
             if group.get("rank_fraction") is not None:
                 check_range("rank_fraction", group["rank_fraction"], 0.0, 1.0, low_open=True)
             return
-        _check_int("rank", group["rank"], 1)
+        check_int("rank", group["rank"], 1)
         if group["projection"] != "all":
             return
         for p in params:

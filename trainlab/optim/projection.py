@@ -18,22 +18,7 @@ Everything here was written from the papers and from reading (not copying) their
 (official code of GaLore, jiaweizzhao/GaLore `galore_torch/adamw.py` + `galore_projector.py`; Fira,
 xichen-fy/Fira `optimizer_torch/fira_adamw.py`; FRUGAL, `frugal/proj_optimizer_templates.py`).
 
-Projectors (`Projector`, one per matrix parameter, kept as plain tensors/ints in optimizer state so
-`state_dict()` round-trips it and `state_bytes()` counts it):
-
-    RIGHT    m >= n ('std' side of GaLore/Fira/FRUGAL-SVD): Q = Vh[:r] (r x n) of svd(G);
-             P(G) = G Q^T (m x r),  P^-1(R) = R Q (m x n)
-    LEFT     m <  n: P = U[:, :r] (m x r);  P(G) = P^T G (r x n),  P^-1(R) = P R
-    COLUMNS  FRUGAL's random coordinate choice ("columns", its default coordinate mode): k = max(1,
-             int(n * density)) distinct columns drawn uniformly, sorted; P(G) = G[:, idx] (m x k),
-             P^-1(R) scatters R back into those columns (zeros elsewhere)
-    FULL     FRUGAL's block choice, active tensor: P = identity
-    EMPTY    FRUGAL's block choice, inactive tensor: nothing is projected (no Adam state at all)
-
-The SVD is `torch.linalg.svd(G.float(), full_matrices=False)` (fp32 whatever the parameter dtype,
-as GaLore does), refreshed when `(step - 1) % update_proj_gap == 0` with `step` 1-based (GaLore's
-`step % gap == 0` before its increment). The factor is copied into its own storage (a slice of
-Vh would keep the whole n x n factor alive and be counted by `state_bytes`).
+Projectors (`trainlab.optim.projector`): one per matrix parameter, kept in optimizer state.
 
 Shapes: a parameter with ndim >= 2 is viewed as (shape[0], prod(shape[1:])): a conv kernel
 (out, in, kh, kw) becomes (out, in*kh*kw). Parameters with ndim < 2 (biases, norm scales) and
@@ -74,102 +59,10 @@ from typing import Any
 import torch
 
 from trainlab.optim.state import KeepsSavedStateDtypes
+from trainlab.optim.projector import FULL, RIGHT, Projector, matrix_shape
 from trainlab.optim.validation import check_betas, check_dense_real, check_non_negative
 
-# Projector kinds; stored as Python ints (a str in optimizer state is mangled by torch's loader).
-RIGHT, LEFT, COLUMNS, FULL, EMPTY = 0, 1, 2, 3, 4
-_KIND_NAMES = {RIGHT: "right", LEFT: "left", COLUMNS: "columns", FULL: "full", EMPTY: "empty"}
-
 _PROJECTION_MODES = ("auto", "all", "none")
-
-
-def matrix_shape(p: torch.Tensor) -> tuple[int, int]:
-    """The m x n view of a parameter with ndim >= 2: (shape[0], prod(shape[1:]))."""
-    return p.shape[0], math.prod(p.shape[1:])
-
-
-class Projector:
-    """The subspace of one matrix parameter: `project(G)` and `project_back(R)`.
-
-    A projector is rebuilt from optimizer state on every step (`from_state`) and written back with
-    `to_state`, so the only persistent data are `state["proj_kind"]` (int) and `state["proj"]`
-    (the basis tensor, or the int64 column indices; absent for FULL/EMPTY).
-    """
-
-    def __init__(self, kind: int, basis: torch.Tensor | None = None) -> None:
-        self.kind = kind
-        self.basis = basis
-
-    # ---- construction --------------------------------------------------------------------
-
-    @classmethod
-    def svd(cls, grad: torch.Tensor, rank: int) -> "Projector":
-        """GaLore's 'std' side choice from the SVD of the current m x n gradient (computed in fp32)."""
-        m, n = grad.shape
-        u, _, vh = torch.linalg.svd(grad.float(), full_matrices=False)
-        if m >= n:
-            return cls(RIGHT, vh[:rank].clone(memory_format=torch.contiguous_format))
-        return cls(LEFT, u[:, :rank].clone(memory_format=torch.contiguous_format))
-
-    @classmethod
-    def columns(cls, n: int, count: int, generator: torch.Generator, device) -> "Projector":
-        """`count` distinct columns of n, uniformly at random from `generator`, sorted."""
-        idx = torch.randperm(n, generator=generator)[:count].sort().values
-        return cls(COLUMNS, idx.to(device))
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> "Projector":
-        return cls(state["proj_kind"], state.get("proj"))
-
-    def to_state(self, state: dict[str, Any]) -> None:
-        state["proj_kind"] = self.kind
-        if self.basis is None:
-            state.pop("proj", None)
-        else:
-            state["proj"] = self.basis
-
-    # ---- the maps --------------------------------------------------------------------------
-
-    @property
-    def has_subspace(self) -> bool:
-        return self.kind != EMPTY
-
-    def projected_shape(self, m: int, n: int) -> tuple[int, int]:
-        if self.kind == RIGHT:
-            return m, self.basis.shape[0]
-        if self.kind == LEFT:
-            return self.basis.shape[1], n
-        if self.kind == COLUMNS:
-            return m, self.basis.numel()
-        if self.kind == FULL:
-            return m, n
-        return 0, 0
-
-    def project(self, g: torch.Tensor) -> torch.Tensor:
-        if self.kind == RIGHT:
-            return g @ self.basis.T
-        if self.kind == LEFT:
-            return self.basis.T @ g
-        if self.kind == COLUMNS:
-            return g.index_select(1, self.basis)
-        if self.kind == FULL:
-            return g
-        raise RuntimeError("an EMPTY projector has no subspace to project onto")
-
-    def project_back(self, r: torch.Tensor, m: int, n: int) -> torch.Tensor:
-        if self.kind == RIGHT:
-            return r @ self.basis
-        if self.kind == LEFT:
-            return self.basis @ r
-        if self.kind == COLUMNS:
-            return r.new_zeros(m, n).index_copy_(1, self.basis, r)
-        if self.kind == FULL:
-            return r
-        return r.new_zeros(m, n)
-
-    def __repr__(self) -> str:
-        shape = None if self.basis is None else tuple(self.basis.shape)
-        return f"Projector({_KIND_NAMES[self.kind]}, basis={shape})"
 
 
 # ---- the inner Adam rule ------------------------------------------------------------------------
@@ -431,13 +324,3 @@ def _validate_common(group: dict[str, Any]) -> None:
     if group["projection"] not in _PROJECTION_MODES:
         raise ValueError(f"projection must be one of {', '.join(_PROJECTION_MODES)}, "
                          f"got {group['projection']!r}")
-
-
-def _check_int(name: str, value: Any, low: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")

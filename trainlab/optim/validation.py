@@ -45,3 +45,13 @@ def check_dense_real(optimizer: str, p) -> None:
         raise RuntimeError(f"{optimizer} does not support sparse gradients")
     if p.is_complex():
         raise RuntimeError(f"{optimizer} does not support complex parameters")
+
+
+def check_int(name: str, value, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def check_choice(name: str, value, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")

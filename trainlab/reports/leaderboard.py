@@ -12,16 +12,12 @@ import json
 import math
 import statistics
 from pathlib import Path
-from typing import Any
-
-from optuna.trial import TrialState
 
 from trainlab.errors import UsageError
 from trainlab.reports.claims import claim_rows
 from trainlab.reports.leaderboard_plot import pareto_plot
 from trainlab.reports.scoring_tables import MISS, scoring_table_latex
 from trainlab.reports.tuning_report import score_experiment, write_tuning_report
-from trainlab.tuning.experiment import experiment_trials, result_of
 from trainlab.tuning.outcomes import collect
 
 BASELINE = "adamw"
@@ -31,25 +27,6 @@ def _kib(value: float | None) -> str:
     if value is None or not math.isfinite(value):
         return "n/a"
     return f"{value / 1024:.1f} KiB" if value < 1024 ** 2 else f"{value / 1024 ** 2:.2f} MiB"
-
-
-def memory(storage, plan) -> dict[tuple[str, str], dict[str, Any]]:
-    """(algorithm, workload) -> median state bytes, peak memory and coverage over its completed
-    runs on the default workload (coverage None for the elementwise methods)."""
-    found: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for t in experiment_trials(storage, plan):
-        a = t.user_attrs
-        if t.state != TrialState.COMPLETE or "kind" not in a or a["workload"] != a["base_workload"]:
-            continue
-        found.setdefault((a["algorithm"], plan.display(a["workload"])), []).append(result_of(t))
-    out = {}
-    for key, results in found.items():
-        def median(field: str) -> float | None:
-            values = [r[field] for r in results if r.get(field) is not None]
-            return statistics.median(values) if values else None
-        out[key] = {"state": median("state_bytes"), "peak": median("peak_memory_bytes"),
-                    "coverage": median("coverage")}
-    return out
 
 
 def _cost(value: float, interval: tuple[float, float] | None, unit: str) -> str:
@@ -170,7 +147,7 @@ def write_leaderboard(storage, tuned, self_tuning, out: str, store: str | None =
         baseline = BASELINE if BASELINE in plan.algorithms else None
         write_tuning_report(outcomes, out_dir / key, baseline, None)
         views[key] = (outcomes, {by: score_experiment(outcomes, by, baseline) for by in ("time", "steps")},
-                      memory(storage, plan))
+                      outcomes.memory)
     workloads = [tuned.display(w) for w in tuned.workloads]
     if views["tuned"] is None:
         raise UsageError("the store has no leaderboard experiment yet: run `trainlab leaderboard` first")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainlab.benchmark.trial_config import TrialConfig
 from trainlab.reports import tuning_plots
 from trainlab.reports.scoring_tables import scoring_table_latex, scoring_table_markdown
 from trainlab.scoring import (benchmark_score, bootstrap_interval, geometric_mean_speedup,
@@ -88,7 +89,8 @@ def write_tuning_report(outcomes: Outcomes, out_dir: str | Path, baseline: str |
              f"{plan.studies} studies x {plan.trials} quasi-random trials{_per_workload_note(plan)} "
              "(scrambled Halton, study K "
              f"seeded {plan.seed}+K) from each algorithm's workload-agnostic search space.", "",
-             f"Protocol: {protocol}.", ""]
+             f"Protocol: {protocol}.", "",
+             f"Every trial trains with: {TrialConfig.from_dict(plan.trial).describe()}.", ""]
     if command:
         lines += ["Command:", "", f"    {command}", ""]
     if outcomes.missing:
@@ -120,6 +122,8 @@ def write_tuning_report(outcomes: Outcomes, out_dir: str | Path, baseline: str |
                          f"| {b['algorithm']} | {b['workload']} | {b['study']} | {b['draw']} | miss | "
                          f"{_config_text(b['config'])} |")
         lines.append("")
+    if outcomes.memory:
+        lines += _memory_section(outcomes)
     if outcomes.variants:
         lines += ["## Robustness on workload variants", "",
                   "Each study's best configuration, unchanged, on the workload's variants (one "
@@ -138,6 +142,26 @@ def write_tuning_report(outcomes: Outcomes, out_dir: str | Path, baseline: str |
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path, scores
+
+
+def _bytes(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value / 1024:.1f} KiB" if value < 1024 ** 2 else f"{value / 1024 ** 2:.2f} MiB"
+
+
+def _memory_section(outcomes: Outcomes) -> list[str]:
+    lines = ["## Memory", "",
+             "Median over each pair's completed runs (tuning and evaluation): optimizer state, the "
+             "activations saved for backward (measured by saved-tensor hooks: the compressed bytes when "
+             "activations are compressed), and peak memory (CUDA's peak allocation, elsewhere the sum of "
+             "parameters, gradients, state and saved activations).", "",
+             "| algorithm | workload | optimizer state | saved activations | peak memory |",
+             "|---|---|---:|---:|---:|"]
+    for (algorithm, workload), m in sorted(outcomes.memory.items()):
+        lines.append(f"| {algorithm} | {workload} | {_bytes(m['state'])} | {_bytes(m['saved_activations'])} "
+                     f"| {_bytes(m['peak'])} |")
+    return lines + [""]
 
 
 def _per_workload_note(plan) -> str:

@@ -9,6 +9,7 @@ a divergence or a failure. Per (algorithm, workload) and study, the scored costs
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,9 @@ class Outcomes:
     incomplete: set[tuple[str, str]] = field(default_factory=set)     # (algorithm, workload) of those
     counts: dict[str, int] = field(default_factory=dict)
     protocol: str = "held-out"                                        # how the costs were scored
+    # (algorithm, workload) -> median over its completed runs on the workload itself (variants
+    # excluded) of "state", "saved_activations", "peak" bytes and "coverage" (None when not measured)
+    memory: dict[tuple[str, str], dict[str, float | None]] = field(default_factory=dict)
 
 
 def collect(storage, plan: TuningPlan, protocol: str | None = None) -> Outcomes:
@@ -106,4 +110,24 @@ def collect(storage, plan: TuningPlan, protocol: str | None = None) -> Outcomes:
                                          "variant": t.user_attrs["workload"], "reached": bool(r.get("reached")),
                                          "best_metric": r.get("best_metric"), "target": r.get("target"),
                                          "time": cost_of(t, "time")})
+    out.memory = _memory(trials, plan)
+    return out
+
+
+MEMORY_FIELDS = {"state": "state_bytes", "saved_activations": "saved_activation_bytes",
+                 "peak": "peak_memory_bytes", "coverage": "coverage"}
+
+
+def _memory(trials, plan: TuningPlan) -> dict[tuple[str, str], dict[str, float | None]]:
+    found: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for t in trials:
+        a = t.user_attrs
+        if t.state == TrialState.COMPLETE and a["workload"] == a["base_workload"]:
+            found.setdefault((a["algorithm"], plan.display(a["workload"])), []).append(result_of(t))
+    out = {}
+    for key, results in found.items():
+        out[key] = {}
+        for name, column in MEMORY_FIELDS.items():
+            values = [r[column] for r in results if r.get(column) is not None]
+            out[key][name] = statistics.median(values) if values else None
     return out

@@ -24,6 +24,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from trainlab.benchmark.trial_config import TrialConfig
 from trainlab.errors import UsageError
 
 TUNING_SEED_BASE = 1_000_000
@@ -59,6 +60,8 @@ class TuningPlan:
     # optimizer name -> where its code came from, for optimizers from a file or a package
     # (`trainlab.algorithms.external.origin`): every worker loads and checks the same code
     origins: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # the memory savers and precision of every trial (`TrialConfig.to_dict()`; {} = none, fp32)
+    trial: dict[str, Any] = field(default_factory=dict)
 
     def register_optimizers(self) -> None:
         """Load the experiment's optimizers from files or packages, checking their stored origin."""
@@ -88,7 +91,11 @@ class TuningPlan:
     def display(self, spec: str) -> str:
         return self.workload_names.get(spec, spec)
 
+    def trial_config(self) -> TrialConfig:
+        return TrialConfig.from_dict(self.trial)
+
     def check(self) -> None:
+        self.trial_config()   # a stored plan's configuration is checked as the CLI's is
         if not self.name or ":" in self.name:
             raise UsageError(f"--name must be non-empty and contain no ':', got {self.name!r}")
         if not self.algorithms or not self.workloads:

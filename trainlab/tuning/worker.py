@@ -160,7 +160,8 @@ class Worker:
             progress = self.progress_factory(label, workload.step_budget) if self.progress_factory else None
             try:
                 result = run_trial(workload, spec, attrs["seed"], self.device, progress=progress,
-                                   stop_at_target=self.plan.stop_at_target, eval_split=attrs["split"])
+                                   stop_at_target=self.plan.stop_at_target, eval_split=attrs["split"],
+                                   config=self.plan.trial_config())
             finally:
                 if progress is not None:
                     progress.close()
