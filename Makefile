@@ -21,10 +21,12 @@ data: $(VENV)/.installed
 race: setup
 	$(BIN)/trainlab race
 
-# Lint (ruff, configured in pyproject.toml), then the tests; the PostgreSQL ones run against a throwaway
-# local server when one is installed (scripts/with-postgres).
+# Lint and format check (ruff), type check (mypy), all configured in pyproject.toml; then the tests,
+# the PostgreSQL ones against a throwaway local server when one is installed (scripts/with-postgres).
 test: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	scripts/with-postgres $(BIN)/pytest -q
 
 # The README's tuning comparison: 3 baselines x 3 default workloads, 3 studies x 5 trials each, the

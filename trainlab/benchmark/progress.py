@@ -33,9 +33,11 @@ class RaceProgress:
 
     # TrialProgress protocol (called by the runner)
     def on_step(self, step: int) -> None:
+        assert self.bar is not None, "start_trial() first"
         self.bar.update(1)
 
     def on_eval(self, record: EvalRecord, reached: bool) -> None:
+        assert self.bar is not None, "start_trial() first"
         self.bar.set_postfix(loss=f"{record.train_loss:.3f}", val=_format_metric(record.metric),
                              t=f"{record.train_seconds:.1f}s", hit="yes" if reached else "no",
                              refresh=False)
@@ -45,7 +47,7 @@ class RaceProgress:
             self.bar.close()
         self.done += 1
         self.overall.update(1)
-        if error is not None:
+        if error is not None or result is None:
             line = f"[{self.done}/{self.total}] {label}: FAILED: {error}"
         else:
             ttt = f"{result.time_to_target:.1f}s @ step {result.steps_to_target}" if result.reached else "missed"
@@ -68,9 +70,11 @@ class TrialBar:
                         dynamic_ncols=True, mininterval=0.25)
 
     def on_step(self, step: int) -> None:
+        assert self.bar is not None, "start_trial() first"
         self.bar.update(1)
 
     def on_eval(self, record: EvalRecord, reached: bool) -> None:
+        assert self.bar is not None, "start_trial() first"
         self.bar.set_postfix(val=_format_metric(record.metric), t=f"{record.train_seconds:.1f}s",
                              hit="yes" if reached else "no", refresh=False)
 

@@ -45,7 +45,7 @@ import contextlib
 import copy
 import math
 import time
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import torch
 
@@ -207,7 +207,7 @@ def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.
     done_at = 0   # the step after which an AlgoPerf submission declared training complete
     for step in range(1, workload.step_budget + 1):
         try:
-            batch = algorithm.next_batch(batches, model)
+            batch: Any = algorithm.next_batch(batches, model)   # a tuple, or a submission's dict
             loss = algorithm.update(model, batch, training_loss)
         except TrainingCompleteError:
             done_at = step = step - 1      # nothing trained this step: evaluate what the last one left
@@ -277,7 +277,8 @@ def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.
         result.test_metric = float(evaluate(model, splits.test)[workload.metric])
     if freezer is not None:  # parameters frozen during training count too
         result.frozen_params = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-    result.state_bytes = state_bytes(algorithm.optimizer)
+    result.state_bytes = (state_bytes(algorithm.optimizer) if algorithm.optimizer is not None else
+                          state_bytes(getattr(algorithm, "optimizer_state", None), exclude=model.parameters()))
     if compressor is not None:
         result.saved_activation_bytes = compressor.peak_bytes
     peak = peak_device_memory(device)
@@ -285,7 +286,7 @@ def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.
         result.peak_memory_bytes, result.peak_memory_source = peak, "cuda_max_allocated"
     else:
         result.peak_memory_bytes = (result.param_bytes + result.grad_bytes + result.state_bytes
-                                    + result.saved_activation_bytes)
+                                    + (result.saved_activation_bytes or 0))
         result.peak_memory_source = "params+grads+state+activations"
     if grad_norm_kind is not None:
         result.grad_norms = algorithm.grad_norms()

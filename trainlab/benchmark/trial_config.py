@@ -10,7 +10,7 @@ What each option does to training is documented in `trainlab.benchmark.runner`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
 import torch
 
@@ -23,7 +23,7 @@ ACTIVATION_BITS = (2, 4, 8, "adaptive")
 
 @dataclass(frozen=True)
 class TrialConfig:
-    compress_activations: int | str | None = None   # 2, 4, 8, "adaptive" (GACT) or None (off)
+    compress_activations: int | Literal["adaptive"] | None = None   # 2, 4, 8, "adaptive" (GACT) or None
     precision: str = "fp32"                         # one of PRECISIONS
     freeze: tuple[str, ...] = ()                    # module-name rules, or first:K
     freeze_change: float | None = None              # FAR-style freezing threshold, or None (off)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from trainlab.errors import UsageError
 
@@ -52,9 +52,9 @@ def parse_trial_config(args) -> "TrialConfig":
     """--compress-activations, --precision, --freeze, --freeze-change -> a `TrialConfig`, with errors
     that name the flag."""
     from trainlab.benchmark.trial_config import PRECISIONS, TrialConfig
-    bits: int | str | None = None
+    bits: int | Literal["adaptive"] | None = None
     if args.compress_activations is not None:
-        allowed: dict[str, int | str] = {"2": 2, "4": 4, "8": 8, "adaptive": "adaptive"}
+        allowed: dict[str, int | Literal["adaptive"]] = {"2": 2, "4": 4, "8": 8, "adaptive": "adaptive"}
         text = args.compress_activations.strip().lower()
         if text not in allowed:
             raise UsageError(f"--compress-activations must be one of 2, 4, 8, adaptive; "

@@ -42,7 +42,7 @@ Subclasses must not modify `p.grad`: gradient accumulation and logging code may 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import torch
 
@@ -109,7 +109,7 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
         if rule is None:
             raise RuntimeError(f"{type(self).__name__} has no per-tensor rule: no fused=True")
         states = [self._rule_states(group, p, self.state[p]) for p in params]
-        fused_path.apply(rule, params, [p.grad for p in params], states, self._scalars(group, step))
+        fused_path.apply(rule, params, [cast(torch.Tensor, p.grad) for p in params], states, self._scalars(group, step))
 
     # ---- the shared step ---------------------------------------------------------------------
 

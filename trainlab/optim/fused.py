@@ -62,8 +62,8 @@ def apply(rule: Rule, params: list[torch.Tensor], grads: list[torch.Tensor],
              for p, g, st in zip(params, grads, states)])
     fn = _COMPILED.get(key)
     if fn is None:
-        fn = _COMPILED[key] = torch.compile(_bucket_update(rule), fullgraph=True, dynamic=False,
-                                            isolate_recompiles=True)
+        fn = _COMPILED[key] = torch.compile(  # type: ignore[call-overload]  # stubs lack isolate_recompiles
+            _bucket_update(rule), fullgraph=True, dynamic=False, isolate_recompiles=True)
     s = torch.tensor(scalars, dtype=torch.float32)
     if first.device.type == "cuda":  # pinned + non_blocking: no host sync behind queued work
         s = s.pin_memory().to(first.device, non_blocking=True)

@@ -63,13 +63,14 @@ class MatrixOptimizer(KeepsSavedStateDtypes):
         state = self.state[p]
         if "step" not in state:
             state["step"] = 0
-            fp32 = dict(dtype=torch.float32, memory_format=torch.preserve_format)
+            fp32: dict[str, Any] = dict(dtype=torch.float32, memory_format=torch.preserve_format)
             state["exp_avg"] = torch.zeros_like(p, **fp32)
             state["exp_avg_sq"] = torch.zeros_like(p, **fp32)
         beta1, beta2 = betas
         if weight_decay:
             p.mul_(1 - lr * weight_decay)
         state["step"] += 1
+        assert p.grad is not None
         adam_moments_(state["exp_avg"], state["exp_avg_sq"], p.grad.float(), beta1, beta2)
         psi, c = adam_direction(state["exp_avg"], state["exp_avg_sq"], state["step"], beta1, beta2, eps, "torch")
         p.add_(psi.mul_(c).to(p.dtype), alpha=-lr)

@@ -86,6 +86,7 @@ class Muon(MatrixOptimizer):
         if "momentum_buffer" not in state:
             state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         buf, mu = state["momentum_buffer"], group["momentum"]
+        assert p.grad is not None
         buf.lerp_(p.grad, 1 - mu)
         u = p.grad.lerp(buf, mu) if group["nesterov"] else buf
         rows = p.shape[0]

@@ -267,12 +267,13 @@ class SubspaceAdam(KeepsSavedStateDtypes):
         state = self.state[p]
         if "step" not in state:
             state["step"] = 0
-            fp32 = dict(dtype=torch.float32, memory_format=torch.preserve_format)
+            fp32: dict[str, Any] = dict(dtype=torch.float32, memory_format=torch.preserve_format)
             state["exp_avg"] = torch.zeros_like(p, **fp32)
             state["exp_avg_sq"] = torch.zeros_like(p, **fp32)
         self._decay(p, group, before=True)
         state["step"] += 1
         beta1, beta2 = group["betas"]
+        assert p.grad is not None
         g = p.grad.float()
         adam_moments_(state["exp_avg"], state["exp_avg_sq"], g, beta1, beta2)
         psi, c = adam_direction(state["exp_avg"], state["exp_avg_sq"], state["step"], beta1, beta2,
@@ -283,6 +284,7 @@ class SubspaceAdam(KeepsSavedStateDtypes):
     def _projected_update(self, p: torch.Tensor, group: dict[str, Any], index: int) -> None:
         state = self.state[p]
         m, n = matrix_shape(p)
+        assert p.grad is not None
         g = p.grad.reshape(m, n).float()
         self._decay(p, group, before=True)
         if "step" not in state:

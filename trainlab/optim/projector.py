@@ -81,35 +81,41 @@ class Projector:
     def has_subspace(self) -> bool:
         return self.kind != EMPTY
 
+    @property
+    def _matrix(self) -> torch.Tensor:
+        """The basis of a RIGHT, LEFT or COLUMNS projector (FULL and EMPTY have none)."""
+        assert self.basis is not None, f"a {_KIND_NAMES[self.kind]} projector has no basis"
+        return self.basis
+
     def projected_shape(self, m: int, n: int) -> tuple[int, int]:
         if self.kind == RIGHT:
-            return m, self.basis.shape[0]
+            return m, self._matrix.shape[0]
         if self.kind == LEFT:
-            return self.basis.shape[1], n
+            return self._matrix.shape[1], n
         if self.kind == COLUMNS:
-            return m, self.basis.numel()
+            return m, self._matrix.numel()
         if self.kind == FULL:
             return m, n
         return 0, 0
 
     def project(self, g: torch.Tensor) -> torch.Tensor:
         if self.kind == RIGHT:
-            return g @ self.basis.T
+            return g @ self._matrix.T
         if self.kind == LEFT:
-            return self.basis.T @ g
+            return self._matrix.T @ g
         if self.kind == COLUMNS:
-            return g.index_select(1, self.basis)
+            return g.index_select(1, self._matrix)
         if self.kind == FULL:
             return g
         raise RuntimeError("an EMPTY projector has no subspace to project onto")
 
     def project_back(self, r: torch.Tensor, m: int, n: int) -> torch.Tensor:
         if self.kind == RIGHT:
-            return r @ self.basis
+            return r @ self._matrix
         if self.kind == LEFT:
-            return self.basis @ r
+            return self._matrix @ r
         if self.kind == COLUMNS:
-            return r.new_zeros(m, n).index_copy_(1, self.basis, r)
+            return r.new_zeros(m, n).index_copy_(1, self._matrix, r)
         if self.kind == FULL:
             return r
         return r.new_zeros(m, n)

@@ -102,18 +102,25 @@ def _check_type(optimizer: str, key: str, value: Any, default: Any) -> None:
                          f"got {value!r}")
 
 
-def state_bytes(optimizer: torch.optim.Optimizer) -> int:
-    """Bytes held by tensors in the optimizer's per-parameter state (shared storage counted once)."""
-    seen: set[tuple[int, int]] = set()
+def state_bytes(optimizer: torch.optim.Optimizer | Any, exclude: Any = ()) -> int:
+    """Bytes held by tensors in the optimizer's per-parameter state (shared storage counted once).
+    Given anything else (an AlgoPerf submission's optimizer_state), the tensors nested in it, less
+    those sharing storage with `exclude` (the model's parameters, which such a state may hold)."""
+    seen = {_storage(t) for t in _tensors(list(exclude))}
     total = 0
-    for state in optimizer.state.values():
+    values = optimizer.state.values() if isinstance(optimizer, torch.optim.Optimizer) else [optimizer]
+    for state in values:
         for value in _tensors(state):
-            key = (value.untyped_storage().data_ptr(), value.untyped_storage().nbytes())
+            key = _storage(value)
             if key in seen:
                 continue
             seen.add(key)
-            total += value.untyped_storage().nbytes()
+            total += key[1]
     return total
+
+
+def _storage(t: torch.Tensor) -> tuple[int, int]:
+    return t.untyped_storage().data_ptr(), t.untyped_storage().nbytes()
 
 
 def _tensors(value: Any):

@@ -106,6 +106,7 @@ class SOAP(torch.optim.Optimizer):
     def _matrix_step(self, p: torch.Tensor, group: dict[str, Any]) -> None:
         state = self.state[p]
         m_dim = p.shape[0]
+        assert p.grad is not None
         g = p.grad.reshape(m_dim, -1)
         n_dim = g.shape[1]
         beta1, beta2 = group["betas"]

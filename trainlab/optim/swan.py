@@ -109,6 +109,7 @@ class SWAN(MatrixOptimizer):
     def _matrix_update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
         m = p.shape[0]
         n = p.numel() // m
+        assert p.grad is not None
         g = p.grad.reshape(m, n).float()
         delta = grad_whitening(grad_norm(g, group["norm_eps"]), group["ns_steps"], group["ns_beta"])
         norm = torch.linalg.vector_norm(delta).clamp_min(torch.finfo(delta.dtype).tiny)
@@ -119,6 +120,7 @@ class SWAN(MatrixOptimizer):
         p.add_(delta.reshape(p.shape).to(p.dtype), alpha=-lr)
 
     def _other_update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
+        assert p.grad is not None
         if group["nonmatrix_rule"] == "sgd":
             if group["weight_decay"]:
                 p.mul_(1 - group["lr"] * group["weight_decay"])

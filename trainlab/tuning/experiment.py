@@ -68,7 +68,7 @@ def create_or_resume(storage, plan: TuningPlan) -> tuple[TuningPlan, bool]:
     manifest = optuna.create_study(storage=storage, study_name=plan.manifest_name(), load_if_exists=True)
     stored = manifest.user_attrs.get("plan")
     resumed = stored is not None
-    if resumed:
+    if stored is not None:
         previous = TuningPlan.from_json(stored)
         # Asking for the robustness runs on variants later, or adding algorithms, only adds runs:
         # allowed on resume (the stored trials of the others are kept as they are).

@@ -124,7 +124,7 @@ def _memory(trials, plan: TuningPlan) -> dict[tuple[str, str], dict[str, float |
         a = t.user_attrs
         if t.state == TrialState.COMPLETE and a["workload"] == a["base_workload"]:
             found.setdefault((a["algorithm"], plan.display(a["workload"])), []).append(result_of(t))
-    out = {}
+    out: dict[tuple[str, str], dict[str, float | None]] = {}
     for key, results in found.items():
         out[key] = {}
         for name, column in MEMORY_FIELDS.items():

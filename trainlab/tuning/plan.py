@@ -47,7 +47,7 @@ class TuningPlan:
     eval_seeds: list[int]
     protocol: str = "held-out"
     seed: int = 0                                     # QMC seed of study 0 (study K uses seed + K)
-    search_spaces: dict[str, dict[str, Any]] = field(default_factory=dict)   # algorithm -> JSON space
+    search_spaces: dict[str, Any] = field(default_factory=dict)   # algorithm -> JSON space (dict or list)
     workload_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     stop_at_target: bool = True
     variants: bool = False

@@ -78,7 +78,7 @@ class Workload(abc.ABC):
         if unknown:
             raise UsageError(f"workload {self.name!r} has no option {unknown[0]!r}; "
                              f"valid options: {', '.join(sorted(valid))}")
-        values = {}
+        values: dict[str, Any] = {}
         for key, option in valid.items():
             raw = options.get(key, option.default)
             values[key] = _coerce(self.name, key, raw, option.type) if raw is not None else None
