@@ -55,6 +55,17 @@ def test_own_data_selection_and_training_complete_error():
     assert result.final_metric < 0.6
 
 
+def test_a_submission_without_a_torch_optimizer_reports_its_state_tensors():
+    """Its optimizer state is a dict of tensors: the trial completes and counts them (one momentum
+    buffer per parameter), and counts none of the model's parameters it may also hold."""
+    workload = create_workload("mnist1d_mlp", step_budget=40, eval_every=20)
+    spec = make_algorithm(f"algoperf:{HERE / 'heavy_ball_submission.py'}")
+    result = run_trial(workload, spec, 0, CPU)
+    assert result.status == "completed" and result.steps == 40
+    assert result.state_bytes == result.param_bytes > 0
+    assert result.evals[-1].train_loss < result.evals[0].train_loss
+
+
 def test_dict_form_space_gives_its_centre_and_hparams_override(tmp_path):
     space = tmp_path / "space.json"
     space.write_text(json.dumps({"learning_rate": {"min": 1e-4, "max": 1e-2, "scaling": "log"},

@@ -9,24 +9,25 @@ from __future__ import annotations
 import argparse
 
 from trainlab import optim
+from trainlab.cli import parents
 from trainlab.errors import UsageError
 
 DEFAULT_STORE = "docs/leaderboard/leaderboard.db"
 DEFAULT_OUT = "docs/leaderboard"
 
 
-def add_parser(sub, add_heartbeat) -> None:
+def add_parsers(sub) -> None:
     p = sub.add_parser(
         "leaderboard", help="tune and score every registered algorithm (resumable; adds new ones)",
         description="The leaderboard: every algorithm under the held-out tuning protocol (3 studies "
                     "x 5 trials on the MNIST-1D workloads, 1 x 2 on text_lm; best of each study re-run "
                     "on seeds 0,1 and on the variants) and untuned at its workload-agnostic defaults "
                     "(3 seeds; 1 on text_lm), then one report. Rerun it to resume; name more "
-                    "--algorithms to add them: only their trials run.")
+                    "--algorithms to add them: only their trials run.",
+        parents=[parents.store(DEFAULT_STORE, ", committed beside the report"), parents.heartbeat(),
+                 parents.progress()])
     p.add_argument("--algorithms", default=None, metavar="LIST",
                    help="algorithms to add or run (default: every registered optimizer)")
-    p.add_argument("--store", default=DEFAULT_STORE, metavar="URL",
-                   help=f"results database (default: {DEFAULT_STORE}, committed beside the report)")
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                    help=f"report folder (default: {DEFAULT_OUT})")
     p.add_argument("--only", default="both", choices=["both", "tuned", "self"],
@@ -42,8 +43,7 @@ def add_parser(sub, add_heartbeat) -> None:
                    help="also write each finished (algorithm, workload)'s chosen configuration as JSON "
                         "(the Makefile writes trainlab/algorithms/leaderboard.json, which races use)")
     p.add_argument("--dry-run", action="store_true", help="check and print the plans; run nothing")
-    p.add_argument("--no-progress", action="store_true", help="one line per trial, no progress bars")
-    add_heartbeat(p)
+    p.set_defaults(func=leaderboard)
 
 
 def _stored(storage, name: str):
@@ -90,13 +90,11 @@ def check_workloads(algorithms: list[str]) -> None:
 def leaderboard(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from trainlab.benchmark.progress import TrialBar
-    from trainlab.cli.commands import _setup_runtime
     from trainlab.tuning.coordinator import run_experiment
     from trainlab.tuning.storage import open_storage
     from trainlab.workloads.variants import variants_of
 
-    device = _setup_runtime(args)
+    device = parents.setup_runtime(args)
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
     if args.algorithms:
@@ -125,7 +123,7 @@ def leaderboard(args: argparse.Namespace) -> int:
         return 0
     if not args.score_only:
         check_workloads(algorithms)
-        bars = None if args.no_progress else (lambda label, steps: TrialBar(label, steps))
+        bars = parents.progress_bars(args)
         chosen = [p for p in (tuned, self_) if args.only in ("both", "tuned" if p is tuned else "self")]
         for plan in chosen:
             print(f"leaderboard: {plan.name}: {len(plan.algorithms)} algorithms, "
