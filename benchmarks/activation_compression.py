@@ -69,9 +69,9 @@ from trainlab.workloads.registry import DEFAULT_WORKLOADS
 
 MODES = ("none", "8", "4", "2", "adaptive")
 GOAL_BITS = "4"
-GOAL_RATIO = 7.0          # at least this many times fewer saved-activation bytes
-GOAL_POINTS = 0.5         # at most this loss: accuracy points, or percent relative for loss-like metrics
-MIB = 2 ** 20
+GOAL_RATIO = 7.0  # at least this many times fewer saved-activation bytes
+GOAL_POINTS = 0.5  # at most this loss: accuracy points, or percent relative for loss-like metrics
+MIB = 2**20
 
 
 def parse_mode(text: str) -> int | str | None:
@@ -115,13 +115,13 @@ class Row:
     def mean(self, attr: str, all_trials: bool = False) -> float:
         """Mean over completed trials; `all_trials`: over every trial that ran (diverged included),
         for what divergence does not invalidate (saved bytes, seconds)."""
-        values = [getattr(t, attr) for t in (self.trials if all_trials else self.ok())
-                  if getattr(t, attr) is not None]
+        values = [getattr(t, attr) for t in (self.trials if all_trials else self.ok()) if getattr(t, attr) is not None]
         return statistics.fmean(values) if values else math.nan
 
 
-def run_all(workloads: list[str], modes: list[int | str | None], seeds: list[int], device: torch.device,
-            scale: float) -> list[Row]:
+def run_all(
+    workloads: list[str], modes: list[int | str | None], seeds: list[int], device: torch.device, scale: float
+) -> list[Row]:
     rows: list[Row] = []
     total = len(workloads) * len(modes) * len(seeds)
     done = 0
@@ -132,31 +132,42 @@ def run_all(workloads: list[str], modes: list[int | str | None], seeds: list[int
         workload = create_workload(name, step_budget=budget, eval_every=min(probe.eval_every, budget))
         spec = make_algorithm("adamw", workload=workload.name)
         for mode in modes:
-            row = Row(workload.name, mode_name(mode), workload.metric, workload.higher_is_better,
-                      workload.target, workload.step_budget)
+            row = Row(
+                workload.name,
+                mode_name(mode),
+                workload.metric,
+                workload.higher_is_better,
+                workload.target,
+                workload.step_budget,
+            )
             rows.append(row)
             for seed in seeds:
                 t0 = time.perf_counter()
                 try:
-                    result = run_trial(workload, spec, seed, device, stop_at_target=False,
-                                       compress_activations=mode)
+                    result = run_trial(workload, spec, seed, device, stop_at_target=False, compress_activations=mode)
                     row.trials.append(result)
                     if result.status != "completed":
                         row.errors.append(f"seed {seed}: {result.status} by step {result.steps}")
-                    msg = (f"{result.status}, {workload.metric} {result.final_metric:.4f}, saved "
-                           f"{(result.saved_activation_bytes or 0) / MIB:.3f} MiB, "
-                           f"train {result.train_seconds:.1f} s")
+                    msg = (
+                        f"{result.status}, {workload.metric} {result.final_metric:.4f}, saved "
+                        f"{(result.saved_activation_bytes or 0) / MIB:.3f} MiB, "
+                        f"train {result.train_seconds:.1f} s"
+                    )
                 except Exception as exc:  # noqa: BLE001 -- one failed trial must not lose the others
                     row.errors.append(f"seed {seed}: {type(exc).__name__}: {exc}")
                     msg = f"FAILED: {type(exc).__name__}: {exc}"
                 done += 1
-                print(f"[{done}/{total}] {workload.name} mode={mode_name(mode)} seed={seed}: {msg} "
-                      f"(wall {time.perf_counter() - t0:.1f} s, total {time.perf_counter() - started:.0f} s)",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"[{done}/{total}] {workload.name} mode={mode_name(mode)} seed={seed}: {msg} "
+                    f"(wall {time.perf_counter() - t0:.1f} s, total {time.perf_counter() - started:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
     return rows
 
 
 # ---- comparisons against the uncompressed row ------------------------------------------------
+
 
 def paired(row: Row, base: Row, attr: str, fn, all_trials: bool = False) -> list[float]:
     a, b = row.by_seed(all_trials), base.by_seed(all_trials)
@@ -165,8 +176,7 @@ def paired(row: Row, base: Row, attr: str, fn, all_trials: bool = False) -> list
 
 def reduction(row: Row, base: Row) -> float:
     """none / mode saved-activation bytes (how many times fewer), mean over paired seeds."""
-    values = paired(row, base, "saved_activation_bytes", lambda m, n: n / m if m else math.inf,
-                    all_trials=True)
+    values = paired(row, base, "saved_activation_bytes", lambda m, n: n / m if m else math.inf, all_trials=True)
     return statistics.fmean(values) if values else math.nan
 
 
@@ -183,11 +193,11 @@ def metric_loss(row: Row, base: Row) -> tuple[float, float]:
         return d, -d
     diffs = paired(row, base, "final_metric", lambda m, n: m - n)
     rel = paired(row, base, "final_metric", lambda m, n: 100.0 * (m - n) / n)
-    return (statistics.fmean(diffs) if diffs else math.nan,
-            statistics.fmean(rel) if rel else math.nan)
+    return (statistics.fmean(diffs) if diffs else math.nan, statistics.fmean(rel) if rel else math.nan)
 
 
 # ---- output ----------------------------------------------------------------------------------
+
 
 def fmt_metric(row: Row) -> str:
     v = row.mean("final_metric")
@@ -220,9 +230,11 @@ def fmt_reached(row: Row) -> str:
 
 
 def table(rows: list[Row], bases: dict[str, Row]) -> str:
-    lines = ["| workload | mode | saved activations (MiB) | reduction vs none | final val. metric "
-             "| diff. vs none | reached target (step) | train s |",
-             "|---|---|---:|---:|---:|---:|---|---:|"]
+    lines = [
+        "| workload | mode | saved activations (MiB) | reduction vs none | final val. metric "
+        "| diff. vs none | reached target (step) | train s |",
+        "|---|---|---:|---:|---:|---:|---|---:|",
+    ]
     for row in rows:
         base = bases.get(row.workload)
         saved = row.mean("saved_activation_bytes", all_trials=True)
@@ -230,9 +242,11 @@ def table(rows: list[Row], bases: dict[str, Row]) -> str:
         metric = fmt_metric(row)
         if row.errors:
             metric = ("" if metric == "n/a" else metric + " ") + "(" + "; ".join(row.errors) + ")"
-        lines.append(f"| {row.workload} | {row.mode} | {saved / MIB:.3f} | {red} | {metric} | "
-                     f"{fmt_diff(row, base)} | {fmt_reached(row)} | "
-                     f"{row.mean('train_seconds', all_trials=True):.1f} |")
+        lines.append(
+            f"| {row.workload} | {row.mode} | {saved / MIB:.3f} | {red} | {metric} | "
+            f"{fmt_diff(row, base)} | {fmt_reached(row)} | "
+            f"{row.mean('train_seconds', all_trials=True):.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -266,56 +280,85 @@ def verdict(rows: list[Row], bases: dict[str, Row], seeds: list[int], scale: flo
         if goal.diverged() and goal.ok():
             quality += f", and {len(goal.diverged())} of {len(goal.trials)} seeds diverged"
         passed += ok_mem and ok_q
-        text = (f"{name} {'PASSES' if ok_mem and ok_q else 'FAILS'}: {red:.2f}x less saved-activation "
-                f"memory ({'>=' if ok_mem else '<'} {GOAL_RATIO:g}x) with {quality}")
+        text = (
+            f"{name} {'PASSES' if ok_mem and ok_q else 'FAILS'}: {red:.2f}x less saved-activation "
+            f"memory ({'>=' if ok_mem else '<'} {GOAL_RATIO:g}x) with {quality}"
+        )
         adaptive = next((r for r in rows if r.workload == name and r.mode == "adaptive" and r.trials), None)
         if adaptive is not None:
             aq = _quality(adaptive, base)[0] if adaptive.ok() else "diverged"
             text += f" (adaptive, 4 bits on average: {reduction(adaptive, base):.2f}x, {aq})"
         parts.append(text)
     n = len(seeds)
-    caveats = ("Equal steps: every mode trains the workload's full step budget"
-               + (f" scaled by {scale:g} -- the goal is stated at the full budget, so this run does not "
-                  "answer it" if scale != 1.0 else "")
-               + f"; {n} seed{'s' if n != 1 else ''} ({', '.join(map(str, seeds))})"
-               + (", so a difference of a few tenths of a point may be within seed-to-seed noise"
-                  if n < 3 else ", differences are paired per seed and averaged")
-               + ". For text_lm, whose metric is bits per byte (lower is better), '0.5 point' is read as "
-                 "a 0.5 % relative increase in bits per byte.")
-    head = ("Verdict on the goal \"at 4 bits >= 7x less saved-activation memory with <= 0.5 point loss "
-            "in the workload's target metric at equal steps\": ")
+    caveats = (
+        "Equal steps: every mode trains the workload's full step budget"
+        + (
+            f" scaled by {scale:g} -- the goal is stated at the full budget, so this run does not answer it"
+            if scale != 1.0
+            else ""
+        )
+        + f"; {n} seed{'s' if n != 1 else ''} ({', '.join(map(str, seeds))})"
+        + (
+            ", so a difference of a few tenths of a point may be within seed-to-seed noise"
+            if n < 3
+            else ", differences are paired per seed and averaged"
+        )
+        + ". For text_lm, whose metric is bits per byte (lower is better), '0.5 point' is read as "
+        "a 0.5 % relative increase in bits per byte."
+    )
+    head = (
+        'Verdict on the goal "at 4 bits >= 7x less saved-activation memory with <= 0.5 point loss '
+        "in the workload's target metric at equal steps\": "
+    )
     overall = f"met on {passed} of {len(bases)} workload{'s' if len(bases) != 1 else ''}. "
     return head + overall + "; ".join(parts) + ". " + caveats
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workloads", default=",".join(DEFAULT_WORKLOADS),
-                        help=f"comma-separated workloads (default: {','.join(DEFAULT_WORKLOADS)})")
+    parser.add_argument(
+        "--workloads",
+        default=",".join(DEFAULT_WORKLOADS),
+        help=f"comma-separated workloads (default: {','.join(DEFAULT_WORKLOADS)})",
+    )
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
-    parser.add_argument("--modes", default=",".join(MODES),
-                        help=f"comma-separated modes among none,8,4,2,adaptive (default: {','.join(MODES)}); "
-                             "'none' is added if missing, as everything is compared against it")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: torch's own choice; use 1 on a shared machine)")
+    parser.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help=f"comma-separated modes among none,8,4,2,adaptive (default: {','.join(MODES)}); "
+        "'none' is added if missing, as everything is compared against it",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's own choice; use 1 on a shared machine)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    parser.add_argument("--step-budget-scale", type=float, default=1.0,
-                        help="multiply each workload's step budget (default: 1.0 = the full budget)")
-    parser.add_argument("--output", default=None,
-                        help="also write the table and verdict to this Markdown file")
-    parser.add_argument("--json", default=None,
-                        help="also write every trial's full result (evaluations included) to this JSON file")
-    parser.add_argument("--from-json", default=None, metavar="FILES",
-                        help="train nothing: rebuild the table and verdict from comma-separated --json files "
-                             "of earlier runs (e.g. two runs in parallel, each over some modes)")
+    parser.add_argument(
+        "--step-budget-scale",
+        type=float,
+        default=1.0,
+        help="multiply each workload's step budget (default: 1.0 = the full budget)",
+    )
+    parser.add_argument("--output", default=None, help="also write the table and verdict to this Markdown file")
+    parser.add_argument(
+        "--json", default=None, help="also write every trial's full result (evaluations included) to this JSON file"
+    )
+    parser.add_argument(
+        "--from-json",
+        default=None,
+        metavar="FILES",
+        help="train nothing: rebuild the table and verdict from comma-separated --json files "
+        "of earlier runs (e.g. two runs in parallel, each over some modes)",
+    )
     args = parser.parse_args(argv)
     if args.from_json:
         try:
             rows, seeds, scale = load_rows(args.from_json.split(","))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             parser.error(f"--from-json: {exc}")
-        out = "\n\n".join([f"Activation compression, rebuilt from {args.from_json}.",
-                            *report(rows, seeds, scale)])
+        out = "\n\n".join([f"Activation compression, rebuilt from {args.from_json}.", *report(rows, seeds, scale)])
         print(out)
         if args.output:
             with open(args.output, "w", encoding="utf-8") as fh:
@@ -344,12 +387,17 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     rows = run_all(workloads, modes, seeds, device, args.step_budget_scale)
     elapsed = time.perf_counter() - started
-    header = ("Activation compression, tuned AdamW at equal steps (full budget"
-              + (f" x {args.step_budget_scale:g}" if args.step_budget_scale != 1.0 else "")
-              + f"), seeds {','.join(map(str, seeds))}, device {device}"
-              + (f" ({torch.get_num_threads()} thread{'s' if torch.get_num_threads() != 1 else ''})"
-                 if device.type == "cpu" else "")
-              + f", torch {torch.__version__}; total wall time {elapsed / 60:.1f} min.")
+    header = (
+        "Activation compression, tuned AdamW at equal steps (full budget"
+        + (f" x {args.step_budget_scale:g}" if args.step_budget_scale != 1.0 else "")
+        + f"), seeds {','.join(map(str, seeds))}, device {device}"
+        + (
+            f" ({torch.get_num_threads()} thread{'s' if torch.get_num_threads() != 1 else ''})"
+            if device.type == "cpu"
+            else ""
+        )
+        + f", torch {torch.__version__}; total wall time {elapsed / 60:.1f} min."
+    )
     out = "\n\n".join([header, *report(rows, seeds, args.step_budget_scale)])
     print(out)
     if args.output:
@@ -357,8 +405,16 @@ def main(argv: list[str] | None = None) -> int:
             fh.write(out + "\n")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump([dict(dataclasses.asdict(t), mode=r.mode, scale=args.step_budget_scale)
-                       for r in rows for t in r.trials], fh, indent=1, default=str)
+            json.dump(
+                [
+                    dict(dataclasses.asdict(t), mode=r.mode, scale=args.step_budget_scale)
+                    for r in rows
+                    for t in r.trials
+                ],
+                fh,
+                indent=1,
+                default=str,
+            )
     return 0 if all(not r.errors for r in rows) else 1
 
 
@@ -366,19 +422,21 @@ def report(rows: list[Row], seeds: list[int], scale: float) -> list[str]:
     """The table, its notes and the verdict."""
     bases = {r.workload: r for r in rows if r.mode == "none"}
     budgets = ", ".join(f"{r.workload} {r.step_budget} steps, target {r.target:g}" for r in bases.values())
-    notes = ("Saved activations: peak bytes held by saved-tensor hooks in one training step (measured). "
-             "Reduction = none / mode. Diff. vs none: accuracy in points (100 x difference, + = better); "
-             "bits per byte in bits (+ = worse) with the relative change. Final metric = validation "
-             "metric after the last step. Train s: runner's clock, compression and adaptive probes "
-             "included, evaluation excluded; timings on a shared or loaded machine are rough. "
-             "Modes 8/4/2 set the bits of every compressed tensor except where an op rule fixes them "
-             f"(defaults: {', '.join(f'{k} {v}' for k, v in DEFAULT_OP_BITS.items())} bits; the input "
-             "batch is compressed too, per-row statistics and integer tensors stay exact), so the "
-             "reduction is the measured one, rules included. Outputs of GELU, SiLU and LayerNorm that "
-             "the next layer saves again are rebuilt in backward from their compressed input and hold "
-             "no bytes (recompute=True). Adaptive: GACT's per-tensor bits, 4 bits on average over "
-             "everything compressed, the op-fixed tensors included. "
-             f"Budgets: {budgets}.")
+    notes = (
+        "Saved activations: peak bytes held by saved-tensor hooks in one training step (measured). "
+        "Reduction = none / mode. Diff. vs none: accuracy in points (100 x difference, + = better); "
+        "bits per byte in bits (+ = worse) with the relative change. Final metric = validation "
+        "metric after the last step. Train s: runner's clock, compression and adaptive probes "
+        "included, evaluation excluded; timings on a shared or loaded machine are rough. "
+        "Modes 8/4/2 set the bits of every compressed tensor except where an op rule fixes them "
+        f"(defaults: {', '.join(f'{k} {v}' for k, v in DEFAULT_OP_BITS.items())} bits; the input "
+        "batch is compressed too, per-row statistics and integer tensors stay exact), so the "
+        "reduction is the measured one, rules included. Outputs of GELU, SiLU and LayerNorm that "
+        "the next layer saves again are rebuilt in backward from their compressed input and hold "
+        "no bytes (recompute=True). Adaptive: GACT's per-tensor bits, 4 bits on average over "
+        "everything compressed, the op-fixed tensors included. "
+        f"Budgets: {budgets}."
+    )
     return [table(rows, bases), notes, verdict(rows, bases, seeds, scale)]
 
 
@@ -398,8 +456,10 @@ def load_rows(paths: list[str]) -> tuple[list[Row], list[int], float]:
                 continue
             seen.add((item["workload"], mode, item["seed"]))
             trial = TrialResult(**{k: v for k, v in item.items() if k in fields and k != "evals"})
-            row = rows.setdefault((trial.workload, mode), Row(
-                trial.workload, mode, trial.metric_name, trial.higher_is_better, trial.target, trial.step_budget))
+            row = rows.setdefault(
+                (trial.workload, mode),
+                Row(trial.workload, mode, trial.metric_name, trial.higher_is_better, trial.target, trial.step_budget),
+            )
             row.trials.append(trial)
     if len(scales) > 1:
         raise ValueError(f"the files mix step-budget scales {sorted(scales)}")

@@ -33,7 +33,7 @@ def plain_loop(workload, spec, seed: int, device: torch.device, evaluate: bool =
     splits = workload.splits().to(device)
     torch.manual_seed(seed)
     model = workload.init_model().to(device)
-    helper = TrainingAlgorithm(spec, model, workload.step_budget)   # same optimizer + schedule objects
+    helper = TrainingAlgorithm(spec, model, workload.step_budget)  # same optimizer + schedule objects
     optimizer, scheduler = helper.optimizer, helper.scheduler
     batches = workload.batches(splits.train, torch.Generator().manual_seed(seed))
     model.train()
@@ -74,22 +74,26 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600, help="training steps per run (default: 600)")
     parser.add_argument("--repeats", type=int, default=5, help="runs of each loop (default: 5)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    parser.add_argument("--no-eval", action="store_true",
-                        help="compare against a plain loop that never evaluates (charges cache "
-                             "effects of evaluation to the harness)")
+    parser.add_argument(
+        "--no-eval",
+        action="store_true",
+        help="compare against a plain loop that never evaluates (charges cache effects of evaluation to the harness)",
+    )
     args = parser.parse_args()
     device = choose_device(args.device)
     workload = create_workload(args.workload, step_budget=args.steps)
     spec = make_algorithm("adamw", workload=workload.name)
-    plain_loop(workload, spec, 0, device)                       # warm-up: caches, allocator, data
+    plain_loop(workload, spec, 0, device)  # warm-up: caches, allocator, data
     plain, harness = [], []
     for _ in range(args.repeats):
         plain.append(plain_loop(workload, spec, 0, device, evaluate=not args.no_eval))
         harness.append(runner_loop(workload, spec, 0, device))
     p, h = statistics.median(plain), statistics.median(harness)
-    print(f"workload {workload.name}, {args.steps} steps x {args.repeats} repeats on {device} "
-          f"({torch.get_num_threads()} threads), evaluation every {workload.eval_every} steps"
-          + (" in the runner only" if args.no_eval else " in both loops"))
+    print(
+        f"workload {workload.name}, {args.steps} steps x {args.repeats} repeats on {device} "
+        f"({torch.get_num_threads()} threads), evaluation every {workload.eval_every} steps"
+        + (" in the runner only" if args.no_eval else " in both loops")
+    )
     print("| loop | median ms/step | min ms/step |\n|---|---|---|")
     print(f"| plain PyTorch | {1e3 * p:.3f} | {1e3 * min(plain):.3f} |")
     print(f"| trainlab runner | {1e3 * h:.3f} | {1e3 * min(harness):.3f} |")

@@ -44,8 +44,15 @@ import torch
 from trainlab.optim import create
 from trainlab.optim.fused import stats as fused_stats
 
-TENSORS_MOVED = {"adamw": 7, "nadamw": 7, "lion": 5, "diffgrad": 9, "signsgd": 3, "signum": 5,
-                 "sfadamw": 7}  # registry name -> tensors read or written per entry (above)
+TENSORS_MOVED = {
+    "adamw": 7,
+    "nadamw": 7,
+    "lion": 5,
+    "diffgrad": 9,
+    "signsgd": 3,
+    "signum": 5,
+    "sfadamw": 7,
+}  # registry name -> tensors read or written per entry (above)
 
 OURS = {  # trainlab's elementwise optimizers: each gets a foreach row and a fused row
     "nadamw": dict(lr=1e-3, weight_decay=0.01),
@@ -59,16 +66,18 @@ OURS = {  # trainlab's elementwise optimizers: each gets a foreach row and a fus
 OPTIMIZERS = {  # label -> (registry name, hparams)
     "adamw (foreach)": ("adamw", dict(lr=1e-3, weight_decay=0.01, foreach=True)),
     "adamw (fused)": ("adamw", dict(lr=1e-3, weight_decay=0.01, fused=True)),
-    **{label: (name, {**h, **switch}) for name, h in OURS.items()
-       for label, switch in ((name, {}), (f"{name} (fused)", dict(fused=True)))},
+    **{
+        label: (name, {**h, **switch})
+        for name, h in OURS.items()
+        for label, switch in ((name, {}), (f"{name} (fused)", dict(fused=True)))
+    },
 }
 
 
 def shapes_for(n_params: int) -> list[tuple[int, ...]]:
     """Transformer-block-like Linear shapes (out x in) plus biases, about `n_params` entries."""
     d = max(64, round((n_params / 12) ** 0.5 / 64) * 64)
-    return [(4 * d, d), (4 * d,), (d, 4 * d), (d,), (d, d), (d,), (d, d), (d,), (d, d), (d,),
-            (d, d), (d,)]
+    return [(4 * d, d), (4 * d,), (d, 4 * d), (d,), (d, d), (d,), (d, d), (d,), (d, d), (d,), (d, d), (d,)]
 
 
 def sync(device: torch.device) -> None:
@@ -99,8 +108,7 @@ def compiled(fn):
     before = fused_stats()
     result = fn()
     after = fused_stats()
-    return result, (after["compiles"] - before["compiles"],
-                    after["compile_seconds"] - before["compile_seconds"])
+    return result, (after["compiles"] - before["compiles"], after["compile_seconds"] - before["compile_seconds"])
 
 
 def main() -> None:
@@ -109,20 +117,26 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50, help="timed steps per optimizer")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, ...")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="CPU threads for torch (0: torch's default); 1 is steadier on a busy machine")
-    parser.add_argument("--only", default="",
-                        help="comma-separated registry names to run (adamw fused is always kept, "
-                             "as the reference); default: all")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="CPU threads for torch (0: torch's default); 1 is steadier on a busy machine",
+    )
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated registry names to run (adamw fused is always kept, as the reference); default: all",
+    )
     args = parser.parse_args()
     only = {name for name in args.only.split(",") if name}
     if only - set(TENSORS_MOVED):
-        parser.error(f"--only: unknown {', '.join(sorted(only - set(TENSORS_MOVED)))}; "
-                     f"known: {', '.join(TENSORS_MOVED)}")
+        parser.error(
+            f"--only: unknown {', '.join(sorted(only - set(TENSORS_MOVED)))}; known: {', '.join(TENSORS_MOVED)}"
+        )
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
-                          if args.device == "auto" else args.device)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
 
     gen = torch.Generator().manual_seed(0)
     shapes = shapes_for(int(args.params))
@@ -146,10 +160,10 @@ def main() -> None:
         try:
             opt = create(name, params, **hparams)
             # warm-up (the fused path compiles on its first step), then the timed steps
-            _, (_, compile_s) = compiled(lambda: warm_up(
-                opt.step, device, max(args.warmup, 1) if ours_fused else args.warmup))
-            (seconds, fastest), (recompiles, _) = compiled(
-                lambda: step_times(opt.step, device, args.steps, 0))
+            _, (_, compile_s) = compiled(
+                lambda: warm_up(opt.step, device, max(args.warmup, 1) if ours_fused else args.warmup)
+            )
+            (seconds, fastest), (recompiles, _) = compiled(lambda: step_times(opt.step, device, args.steps, 0))
         except (RuntimeError, ValueError) as exc:  # e.g. no fused AdamW on this device
             rows.append((label, name, None, None, None, str(exc).splitlines()[0]))
             continue
@@ -157,16 +171,21 @@ def main() -> None:
         rows.append((label, name, seconds, fastest, compile_s if ours_fused else None, note))
         del opt, params
 
-    fused = next((s for label, _, s, _, _, _ in rows if label == "adamw (fused)" and s is not None),
-                 None)
+    fused = next((s for label, _, s, _, _, _ in rows if label == "adamw (fused)" and s is not None), None)
     threads = f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"device: {device} ({name}{threads}); torch {torch.__version__}; {n / 1e6:.2f}M fp32 params "
-          f"in {len(shapes)} tensors; median of {args.steps} steps after {args.warmup} warm-up")
-    print(f"copy bandwidth (torch._foreach_copy_, read+write): {bandwidth / 1e9:.1f} GB/s "
-          f"(median {copy_time * 1e3:.3f} ms, min {copy_min * 1e3:.3f} ms, for {8 * n / 1e6:.1f} MB)\n")
-    print("| optimizer | bytes/param | median step (ms) | min step (ms) | bound (ms) | step / bound "
-          "| step / adamw fused | compile (s) |")
+    print(
+        f"device: {device} ({name}{threads}); torch {torch.__version__}; {n / 1e6:.2f}M fp32 params "
+        f"in {len(shapes)} tensors; median of {args.steps} steps after {args.warmup} warm-up"
+    )
+    print(
+        f"copy bandwidth (torch._foreach_copy_, read+write): {bandwidth / 1e9:.1f} GB/s "
+        f"(median {copy_time * 1e3:.3f} ms, min {copy_min * 1e3:.3f} ms, for {8 * n / 1e6:.1f} MB)\n"
+    )
+    print(
+        "| optimizer | bytes/param | median step (ms) | min step (ms) | bound (ms) | step / bound "
+        "| step / adamw fused | compile (s) |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for label, name, seconds, fastest, compile_s, note in rows:
         moved = 4 * TENSORS_MOVED[name]
@@ -176,8 +195,10 @@ def main() -> None:
             continue
         vs_fused = f"{seconds / fused:.2f}" if fused else "n/a"
         compile_col = f"{compile_s:.1f}" if compile_s is not None else ""
-        print(f"| {label} | {moved} | {seconds * 1e3:.3f} | {fastest * 1e3:.3f} | {bound * 1e3:.3f} | "
-              f"{seconds / bound:.2f} | {vs_fused} | {compile_col}{' (' + note + ')' if note else ''} |")
+        print(
+            f"| {label} | {moved} | {seconds * 1e3:.3f} | {fastest * 1e3:.3f} | {bound * 1e3:.3f} | "
+            f"{seconds / bound:.2f} | {vs_fused} | {compile_col}{' (' + note + ')' if note else ''} |"
+        )
 
 
 if __name__ == "__main__":

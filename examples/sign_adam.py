@@ -1,6 +1,6 @@
 """A 20-line optimizer of your own, raced and tuned by trainlab without registering anything:
 
-    trainlab race --algorithms examples/sign_adam.py:SignAdam,adamw --workloads mnist1d_mlp
+trainlab race --algorithms examples/sign_adam.py:SignAdam,adamw --workloads mnist1d_mlp
 """
 
 import torch

@@ -19,14 +19,14 @@ class SineRegression(Workload):
     description = "y = sin(3x) + noise on [-2, 2], 2-layer MLP, validation mean squared error"
     metric = "mse"
     higher_is_better = False
-    default_target = 0.025         # the noise variance is 0.01: 0.025 means "fit the curve well"
+    default_target = 0.025  # the noise variance is 0.01: 0.025 means "fit the curve well"
     default_step_budget = 600
     default_batch_size = 64
     default_eval_every = 50
     options = {"samples": Option(int, 4000, "number of (x, y) pairs to draw")}
 
     def load_splits(self) -> Splits:
-        g = torch.Generator().manual_seed(1234)          # fixed: the data never depends on the trial seed
+        g = torch.Generator().manual_seed(1234)  # fixed: the data never depends on the trial seed
         n = self.option_values["samples"]
         x = torch.rand(n, 1, generator=g) * 4 - 2
         y = torch.sin(3 * x) + 0.1 * torch.randn(n, 1, generator=g)

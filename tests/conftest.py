@@ -16,8 +16,9 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run `python -m trainlab ARGS` as a real process and capture its output."""
-    return subprocess.run([sys.executable, "-m", "trainlab", *args], capture_output=True, text=True,
-                          cwd=cwd or ROOT, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "trainlab", *args], capture_output=True, text=True, cwd=cwd or ROOT, timeout=timeout
+    )
 
 
 @pytest.fixture

@@ -21,8 +21,10 @@ class TinyRegression(Workload):
     default_step_budget = 60
     default_batch_size = 32
     default_eval_every = 10
-    options = {"eval_sleep": Option(float, 0.0, "seconds to sleep in every evaluation"),
-               "train_sleep": Option(float, 0.0, "seconds to sleep in every training loss call")}
+    options = {
+        "eval_sleep": Option(float, 0.0, "seconds to sleep in every evaluation"),
+        "train_sleep": Option(float, 0.0, "seconds to sleep in every training loss call"),
+    }
 
     def load_splits(self) -> Splits:
         g = torch.Generator().manual_seed(0)

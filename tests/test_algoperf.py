@@ -22,16 +22,24 @@ MLP = dict(step_budget=300, eval_every=50)
 
 def test_adamw_submission_matches_builtin_adamw_step_for_step():
     workload = create_workload("mnist1d_mlp", **MLP, target=0.6)
-    sub = make_algorithm(f"algoperf:{ADAMW}")    # its tuning_search_space.json sits beside it
-    assert sub.hparams == {"learning_rate": 0.004, "one_minus_beta1": 0.1, "beta2": 0.999,
-                           "weight_decay": 0.01, "warmup_factor": 0.05}      # the list's first point
-    builtin = make_algorithm("adamw", {"lr": 0.004, "betas": (0.9, 0.999), "weight_decay": 0.01,
-                                       "warmup_fraction": 0.05, "eps": 1e-8}, untuned=True)
+    sub = make_algorithm(f"algoperf:{ADAMW}")  # its tuning_search_space.json sits beside it
+    assert sub.hparams == {
+        "learning_rate": 0.004,
+        "one_minus_beta1": 0.1,
+        "beta2": 0.999,
+        "weight_decay": 0.01,
+        "warmup_factor": 0.05,
+    }  # the list's first point
+    builtin = make_algorithm(
+        "adamw",
+        {"lr": 0.004, "betas": (0.9, 0.999), "weight_decay": 0.01, "warmup_fraction": 0.05, "eps": 1e-8},
+        untuned=True,
+    )
     a = run_trial(workload, sub, 3, CPU)
     b = run_trial(workload, builtin, 3, CPU)
     assert a.reached and b.reached and a.steps_to_target == b.steps_to_target
-    assert a.hparams["batch_size_source"].startswith("128: workload default")   # ValueError -> default
-    for x, y in zip(a.evals, b.evals):                  # the same training, to float rounding
+    assert a.hparams["batch_size_source"].startswith("128: workload default")  # ValueError -> default
+    for x, y in zip(a.evals, b.evals):  # the same training, to float rounding
         assert abs(x.metric - y.metric) <= 0.004 and abs(x.train_loss - y.train_loss) <= 1e-4
 
 
@@ -40,7 +48,7 @@ def test_prepare_for_eval_is_called_before_every_evaluation_and_timed():
     spec = make_algorithm(f"algoperf:{HERE / 'swap_submission.py'}", {"learning_rate": 0.1})
     result = run_trial(workload, spec, 0, CPU)
     assert [round(e.metric, 2) for e in result.evals] != []
-    assert all(e.metric < 0.2 for e in result.evals)   # every evaluation saw the zeroed model
+    assert all(e.metric < 0.2 for e in result.evals)  # every evaluation saw the zeroed model
     assert result.evals[-1].train_loss < result.evals[0].train_loss < 2.31  # training went on
     assert result.hparams["batch_size_source"] == "64: submission (get_batch_size)"
 
@@ -50,8 +58,8 @@ def test_own_data_selection_and_training_complete_error():
     spec = make_algorithm(f"algoperf:{HERE / 'one_batch_submission.py'}")
     assert spec.hparams == {} and spec.source.startswith("none (self-tuning")
     result = run_trial(workload, spec, 0, CPU)
-    assert result.steps == 30 and result.status == "completed"    # ended by TrainingCompleteError
-    assert result.evals[-1].step == 30 and result.evals[-1].train_loss < 0.05   # one batch, memorised
+    assert result.steps == 30 and result.status == "completed"  # ended by TrainingCompleteError
+    assert result.evals[-1].step == 30 and result.evals[-1].train_loss < 0.05  # one batch, memorised
     assert result.final_metric < 0.6
 
 
@@ -68,13 +76,18 @@ def test_a_submission_without_a_torch_optimizer_reports_its_state_tensors():
 
 def test_dict_form_space_gives_its_centre_and_hparams_override(tmp_path):
     space = tmp_path / "space.json"
-    space.write_text(json.dumps({"learning_rate": {"min": 1e-4, "max": 1e-2, "scaling": "log"},
-                                 "one_minus_beta1": {"min": 0.05, "max": 0.15},
-                                 "beta2": {"feasible_points": [0.99, 0.999]},
-                                 "weight_decay": {"feasible_points": [0.1]},
-                                 "warmup_factor": {"feasible_points": [0.02]}}))
-    spec = make_algorithm(f"algoperf:{ADAMW}", {"weight_decay": 0.0},
-                          search_space=str(space))
+    space.write_text(
+        json.dumps(
+            {
+                "learning_rate": {"min": 1e-4, "max": 1e-2, "scaling": "log"},
+                "one_minus_beta1": {"min": 0.05, "max": 0.15},
+                "beta2": {"feasible_points": [0.99, 0.999]},
+                "weight_decay": {"feasible_points": [0.1]},
+                "warmup_factor": {"feasible_points": [0.02]},
+            }
+        )
+    )
+    spec = make_algorithm(f"algoperf:{ADAMW}", {"weight_decay": 0.0}, search_space=str(space))
     assert spec.hparams["learning_rate"] == pytest.approx(1e-3)
     assert spec.hparams["one_minus_beta1"] == pytest.approx(0.1)
     assert spec.hparams["beta2"] == 0.99 and spec.hparams["weight_decay"] == 0.0
@@ -83,34 +96,62 @@ def test_dict_form_space_gives_its_centre_and_hparams_override(tmp_path):
 def test_three_submissions_race_from_the_command_line(tmp_path):
     store = tmp_path / "r.db"
     names = [f"algoperf:{p}" for p in (ADAMW, HERE / "swap_submission.py", HERE / "one_batch_submission.py")]
-    hp = [f"{names[0]}.learning_rate=0.004", f"{names[0]}.one_minus_beta1=0.1", f"{names[0]}.beta2=0.999",
-          f"{names[0]}.weight_decay=0.01", f"{names[0]}.warmup_factor=0.05", f"{names[1]}.learning_rate=0.1"]
-    done = run_cli("race", "--workloads", "mnist1d_mlp", "--workload-option", "mnist1d_mlp.step_budget=100",
-                   "--workload-option", "mnist1d_mlp.eval_every=50", "--algorithms", ",".join(names),
-                   *[x for h in hp for x in ("--hparams", h)], "--store", str(store),
-                   "--report-dir", str(tmp_path / "rep"), "--no-progress")
+    hp = [
+        f"{names[0]}.learning_rate=0.004",
+        f"{names[0]}.one_minus_beta1=0.1",
+        f"{names[0]}.beta2=0.999",
+        f"{names[0]}.weight_decay=0.01",
+        f"{names[0]}.warmup_factor=0.05",
+        f"{names[1]}.learning_rate=0.1",
+    ]
+    done = run_cli(
+        "race",
+        "--workloads",
+        "mnist1d_mlp",
+        "--workload-option",
+        "mnist1d_mlp.step_budget=100",
+        "--workload-option",
+        "mnist1d_mlp.eval_every=50",
+        "--algorithms",
+        ",".join(names),
+        *[x for h in hp for x in ("--hparams", h)],
+        "--store",
+        str(store),
+        "--report-dir",
+        str(tmp_path / "rep"),
+        "--no-progress",
+    )
     assert done.returncode == 0, done.stderr
     report = (tmp_path / "rep" / "report.md").read_text()
     assert all(f"| {n} | mnist1d_mlp |" in report for n in names)
     from trainlab.store import ResultsStore
+
     trials = {t["algorithm"]: t for t in ResultsStore(str(store)).trials(1)}
     assert {t["status"] for t in trials.values()} == {"completed"}
     assert trials[names[1]]["hparams"]["batch_size_source"] == "64: submission (get_batch_size)"
     assert trials[names[2]]["steps"] == 30
 
 
-@pytest.mark.parametrize("body, message", [
-    ("def oops(:\n", "cannot import AlgoPerf submission"),
-    ("def get_batch_size(n):\n    return 1\n", "defines no init_optimizer_state()"),
-    ("import torch\n" + "\n".join(f"def {f}(*a, **k):\n    pass" for f in
-                                 ("get_batch_size", "init_optimizer_state", "data_selection")),
-     "defines no update_params()"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("def oops(:\n", "cannot import AlgoPerf submission"),
+        ("def get_batch_size(n):\n    return 1\n", "defines no init_optimizer_state()"),
+        (
+            "import torch\n"
+            + "\n".join(
+                f"def {f}(*a, **k):\n    pass" for f in ("get_batch_size", "init_optimizer_state", "data_selection")
+            ),
+            "defines no update_params()",
+        ),
+    ],
+)
 def test_bad_submissions_fail_in_one_line(tmp_path, body, message):
     (tmp_path / "sub.py").write_text(body)
     store = tmp_path / "r.db"
-    done = run_cli("race", "--workloads", "mnist1d_mlp", "--algorithms", "algoperf:sub.py", "--store", str(store),
-                   cwd=tmp_path)
+    done = run_cli(
+        "race", "--workloads", "mnist1d_mlp", "--algorithms", "algoperf:sub.py", "--store", str(store), cwd=tmp_path
+    )
     assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1, done.stderr
     assert not store.exists()
 
@@ -118,12 +159,31 @@ def test_bad_submissions_fail_in_one_line(tmp_path, body, message):
 def test_a_bad_search_space_is_refused_in_one_line(tmp_path):
     (tmp_path / "space.json").write_text(json.dumps({"learning_rate": {"min": 1e-2, "max": 1e-3}}))
     sub = f"algoperf:{ADAMW}"
-    done = run_cli("race", "--workloads", "mnist1d_mlp", "--algorithms", sub, "--search-space",
-                   f"{sub}=space.json", "--store", str(tmp_path / "r.db"), cwd=tmp_path)
+    done = run_cli(
+        "race",
+        "--workloads",
+        "mnist1d_mlp",
+        "--algorithms",
+        sub,
+        "--search-space",
+        f"{sub}=space.json",
+        "--store",
+        str(tmp_path / "r.db"),
+        cwd=tmp_path,
+    )
     assert done.returncode == 2 and "must be below max" in done.stderr and done.stderr.count("\n") == 1
-    (tmp_path / "lonely.py").write_text(ADAMW.read_text())    # no tuning_search_space.json beside it
-    tuned = run_cli("tune", "--name", "x", "--algorithms", "algoperf:lonely.py", "--dry-run", "--store",
-                    f"sqlite:///{tmp_path / 't.db'}", cwd=tmp_path)
+    (tmp_path / "lonely.py").write_text(ADAMW.read_text())  # no tuning_search_space.json beside it
+    tuned = run_cli(
+        "tune",
+        "--name",
+        "x",
+        "--algorithms",
+        "algoperf:lonely.py",
+        "--dry-run",
+        "--store",
+        f"sqlite:///{tmp_path / 't.db'}",
+        cwd=tmp_path,
+    )
     assert tuned.returncode == 2 and "tuning needs its search space" in tuned.stderr
 
 
@@ -135,10 +195,34 @@ def test_a_submission_tunes_over_its_list_form_space(tmp_path):
 
     store = f"sqlite:///{tmp_path / 't.db'}"
     sub = f"algoperf:{ADAMW}"
-    done = run_cli("tune", "--name", "ap", "--workloads", "mnist1d_mlp", "--workload-option",
-                   "mnist1d_mlp.step_budget=60", "--workload-option", "mnist1d_mlp.eval_every=20",
-                   "--algorithms", sub, "--trials", "2", "--studies", "1", "--eval-seeds", "0", "--workers", "2",
-                   "--threads", "1", "--store", store, "--no-report", "--no-progress", timeout=600)
+    done = run_cli(
+        "tune",
+        "--name",
+        "ap",
+        "--workloads",
+        "mnist1d_mlp",
+        "--workload-option",
+        "mnist1d_mlp.step_budget=60",
+        "--workload-option",
+        "mnist1d_mlp.eval_every=20",
+        "--algorithms",
+        sub,
+        "--trials",
+        "2",
+        "--studies",
+        "1",
+        "--eval-seeds",
+        "0",
+        "--workers",
+        "2",
+        "--threads",
+        "1",
+        "--store",
+        store,
+        "--no-report",
+        "--no-progress",
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     storage = open_storage(store, 10, 30, create=False)
     plan = load_plan(storage, "ap")
@@ -146,4 +230,4 @@ def test_a_submission_tunes_over_its_list_form_space(tmp_path):
     tuning = [t for t in experiment_trials(storage, plan) if t.user_attrs.get("kind") == "tune"]
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in tuning)
     rates = sorted(t.user_attrs["config"]["learning_rate"] for t in tuning)
-    assert rates == [0.004, 0.01]          # both points of the list, each once
+    assert rates == [0.004, 0.01]  # both points of the list, each once

@@ -14,12 +14,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent / "trainlab"
 # (layer, rank within the layer): a package may import those with a smaller pair.
-LAYERS = {"errors": (0, 0), "utils": (0, 1),
-          "optim": (1, 0), "schedules": (1, 0), "memory": (1, 0), "scoring": (1, 0),
-          "store": (2, 0), "algorithms": (2, 0), "workloads": (2, 0),
-          "benchmark": (3, 0), "tuning": (3, 1), "reports": (3, 2),
-          "cli": (4, 0)}
-MAX_LINES = 400   # a module over this holds more than one concept: split it
+LAYERS = {
+    "errors": (0, 0),
+    "utils": (0, 1),
+    "optim": (1, 0),
+    "schedules": (1, 0),
+    "memory": (1, 0),
+    "scoring": (1, 0),
+    "store": (2, 0),
+    "algorithms": (2, 0),
+    "workloads": (2, 0),
+    "benchmark": (3, 0),
+    "tuning": (3, 1),
+    "reports": (3, 2),
+    "cli": (4, 0),
+}
+MAX_LINES = 400  # a module over this holds more than one concept: split it
 
 
 def imported_packages(source: str) -> list[tuple[int, str]]:
@@ -31,15 +41,17 @@ def imported_packages(source: str) -> list[tuple[int, str]]:
             names = [a.name for a in node.names] if len(parts) == 1 else [parts[1]]
             found += [(node.lineno, n) for n in names]
         elif isinstance(node, ast.Import):
-            found += [(node.lineno, a.name.split(".")[1]) for a in node.names
-                      if a.name.startswith("trainlab.")]
+            found += [(node.lineno, a.name.split(".")[1]) for a in node.names if a.name.startswith("trainlab.")]
     return found
 
 
 def back_arrows(package: str, source: str, where: str) -> list[str]:
     own = LAYERS[package]
-    return [f"{where}:{line} {package} imports {target}" for line, target in imported_packages(source)
-            if target in LAYERS and target != package and LAYERS[target] >= own]
+    return [
+        f"{where}:{line} {package} imports {target}"
+        for line, target in imported_packages(source)
+        if target in LAYERS and target != package and LAYERS[target] >= own
+    ]
 
 
 def test_every_import_points_down():
@@ -65,6 +77,9 @@ def test_schedules_do_not_import_optimizers():
 
 
 def test_no_module_grows_past_the_ceiling():
-    big = {str(p.relative_to(ROOT.parent)): n for p in ROOT.rglob("*.py")
-           if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    big = {
+        str(p.relative_to(ROOT.parent)): n
+        for p in ROOT.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
     assert not big, big

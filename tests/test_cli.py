@@ -12,10 +12,22 @@ from conftest import run_cli
 from trainlab.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["--workload-option", "mnist1d_mlp.step_budget=60", "--workload-option", "mnist1d_mlp.eval_every=20",
-        "--workload-option", "mnist1d_cnn.step_budget=40", "--workload-option", "mnist1d_cnn.eval_every=20",
-        "--workload-option", "text_lm.step_budget=20", "--workload-option", "text_lm.eval_every=10",
-        "--workload-option", "text_lm.eval_windows=32"]
+TINY = [
+    "--workload-option",
+    "mnist1d_mlp.step_budget=60",
+    "--workload-option",
+    "mnist1d_mlp.eval_every=20",
+    "--workload-option",
+    "mnist1d_cnn.step_budget=40",
+    "--workload-option",
+    "mnist1d_cnn.eval_every=20",
+    "--workload-option",
+    "text_lm.step_budget=20",
+    "--workload-option",
+    "text_lm.eval_every=10",
+    "--workload-option",
+    "text_lm.eval_windows=32",
+]
 
 
 def _trial_count(db: Path) -> int:
@@ -26,8 +38,9 @@ def _trial_count(db: Path) -> int:
 @pytest.fixture(scope="module")
 def small_race(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("race")
-    done = run_cli("race", *TINY, "--store", str(tmp / "results.db"), "--report-dir", str(tmp / "report"),
-                   "--no-progress", cwd=tmp)
+    done = run_cli(
+        "race", *TINY, "--store", str(tmp / "results.db"), "--report-dir", str(tmp / "report"), "--no-progress", cwd=tmp
+    )
     return tmp, done
 
 
@@ -102,8 +115,18 @@ def test_unreadable_store_is_one_line_error(tmp_path):
 def test_every_option_of_every_command_is_documented():
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(sub.choices) == {"race", "list", "report", "fetch-data", "set-targets", "refine",
-                                "tune", "worker", "score", "leaderboard"}
+    assert set(sub.choices) == {
+        "race",
+        "list",
+        "report",
+        "fetch-data",
+        "set-targets",
+        "refine",
+        "tune",
+        "worker",
+        "score",
+        "leaderboard",
+    }
     for name, command in sub.choices.items():
         assert command.description, name
         for action in command._actions:
@@ -125,26 +148,55 @@ def test_python_dash_m_and_version():
 def test_set_targets_records_the_protocol_and_writes_defaults(tmp_path):
     import json
 
-    done = run_cli("set-targets", "--workloads", str(ROOT / "tests" / "support_workloads.py"),
-                   "--lrs", "0.01,0.1", "--seeds", "100,101,102", "--baselines", "adamw,sgd",
-                   "--multipliers", "0.5,1", "--out", str(tmp_path / "targets.md"),
-                   "--write-defaults", str(tmp_path / "tuned.json"), "--threads", "1", cwd=tmp_path)
+    done = run_cli(
+        "set-targets",
+        "--workloads",
+        str(ROOT / "tests" / "support_workloads.py"),
+        "--lrs",
+        "0.01,0.1",
+        "--seeds",
+        "100,101,102",
+        "--baselines",
+        "adamw,sgd",
+        "--multipliers",
+        "0.5,1",
+        "--out",
+        str(tmp_path / "targets.md"),
+        "--write-defaults",
+        str(tmp_path / "tuned.json"),
+        "--threads",
+        "1",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     record = (tmp_path / "targets.md").read_text()
     data = json.loads((tmp_path / "tuned.json").read_text())
     target = data["targets"]["tiny_regression"]
-    reruns = [float(line.split("|")[2]) for line in record.splitlines()
-              if line.startswith("| 10") and line.count("|") == 4]
-    assert len(reruns) == 3 and abs(sorted(reruns)[1] - target) < 1e-4   # the median of the re-runs
+    reruns = [
+        float(line.split("|")[2]) for line in record.splitlines() if line.startswith("| 10") and line.count("|") == 4
+    ]
+    assert len(reruns) == 3 and abs(sorted(reruns)[1] - target) < 1e-4  # the median of the re-runs
     assert set(data["learning_rates"]["tiny_regression"]) == {"adamw", "sgd"}
     assert "**Target: mse <= " in record and "(chosen)" in record
-    assert "45 steps (race budget 60)" in record   # the workload's own target-setting budget: 3/4
+    assert "45 steps (race budget 60)" in record  # the workload's own target-setting budget: 3/4
 
 
 def test_refine_runs_both_passes_and_plots_the_refinement(tmp_path):
-    done = run_cli("refine", "--workloads", str(ROOT / "tests" / "support_workloads.py"), "--seeds", "0,1",
-                   "--store", str(tmp_path / "r.db"), "--report-dir", str(tmp_path / "rep"),
-                   "--no-progress", "--threads", "1", cwd=tmp_path)
+    done = run_cli(
+        "refine",
+        "--workloads",
+        str(ROOT / "tests" / "support_workloads.py"),
+        "--seeds",
+        "0,1",
+        "--store",
+        str(tmp_path / "r.db"),
+        "--report-dir",
+        str(tmp_path / "rep"),
+        "--no-progress",
+        "--threads",
+        "1",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     assert "pass 1: tiny_regression / adamw+linear / seed 1000" in done.stdout
     report = (tmp_path / "rep" / "report.md").read_text()
@@ -154,11 +206,14 @@ def test_refine_runs_both_passes_and_plots_the_refinement(tmp_path):
     assert _trial_count(tmp_path / "r.db") == 6
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["refine", "--pass1-seed", "0", "--seeds", "0,1"], "is also an evaluation seed"),
-    (["refine", "--algorithm", "adamw+cosine"], "without a schedule"),
-    (["refine", "--algorithm", "adamx"], "unknown algorithm"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["refine", "--pass1-seed", "0", "--seeds", "0,1"], "is also an evaluation seed"),
+        (["refine", "--algorithm", "adamw+cosine"], "without a schedule"),
+        (["refine", "--algorithm", "adamx"], "unknown algorithm"),
+    ],
+)
 def test_refine_bad_input_is_one_line(tmp_path, argv, message):
     done = run_cli(*argv, "--store", str(tmp_path / "r.db"), cwd=tmp_path)
     assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -10,9 +10,11 @@ from trainlab.reports import write_report
 from trainlab.store import ResultsStore
 from trainlab.workloads import DEFAULT_WORKLOADS, create_workload
 
-TINY = {"mnist1d_mlp": dict(step_budget=12, eval_every=6),
-        "mnist1d_cnn": dict(step_budget=6, eval_every=3),
-        "text_lm": dict(step_budget=4, eval_every=2, eval_windows=8)}
+TINY = {
+    "mnist1d_mlp": dict(step_budget=12, eval_every=6),
+    "mnist1d_cnn": dict(step_budget=6, eval_every=3),
+    "text_lm": dict(step_budget=4, eval_every=2, eval_windows=8),
+}
 
 
 def test_every_optimizer_races_on_every_default_workload(tmp_path):
@@ -21,11 +23,11 @@ def test_every_optimizer_races_on_every_default_workload(tmp_path):
     plan = RacePlan(workloads, names, [0], torch.device("cpu"))
     store = ResultsStore(f"sqlite:///{tmp_path / 'r.db'}")
     race_id, results = run_race(plan, store, progress=False)
-    assert len(results) == len(names) * len(workloads)              # no trial failed
+    assert len(results) == len(names) * len(workloads)  # no trial failed
     trials = store.trials(race_id)
     assert {t["status"] for t in trials} <= {"completed", "diverged"}
     for t in trials:
-        if t["algorithm"] != "signsgd":                              # the only stateless rule
+        if t["algorithm"] != "signsgd":  # the only stateless rule
             assert t["state_bytes"] > 0, t["algorithm"]
     report = write_report(store, tmp_path / "report", race_id).read_text()
     for name in names:

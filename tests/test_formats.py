@@ -14,8 +14,14 @@ import torch
 
 from trainlab.errors import UsageError
 from trainlab.workloads.data import formats
-from trainlab.workloads.data.formats import (load_cifar10_dir, load_mnist_dir, read_cifar10_batch,
-                                             read_idx, write_cifar10_batch, write_idx)
+from trainlab.workloads.data.formats import (
+    load_cifar10_dir,
+    load_mnist_dir,
+    read_cifar10_batch,
+    read_idx,
+    write_cifar10_batch,
+    write_idx,
+)
 from trainlab.workloads.image import CIFAR10ResNet, MNISTCNN
 
 RNG = np.random.default_rng(0)
@@ -31,8 +37,10 @@ def _labels(n: int) -> np.ndarray:
 
 def _mnist_dir(root: Path, n_train: int = 60, n_test: int = 20, gz: bool = False) -> dict:
     root.mkdir(parents=True, exist_ok=True)
-    data = {"train": (_images(n_train, (28, 28)), _labels(n_train)),
-            "test": (_images(n_test, (28, 28)), _labels(n_test))}
+    data = {
+        "train": (_images(n_train, (28, 28)), _labels(n_train)),
+        "test": (_images(n_test, (28, 28)), _labels(n_test)),
+    }
     suffix = ".gz" if gz else ""
     for split, (images, labels) in formats.MNIST_FILES.items():
         write_idx(root / f"{images}{suffix}", data[split][0])
@@ -52,6 +60,7 @@ def _cifar_dir(root: Path, n_per_batch: int = 12, n_test: int = 20) -> dict:
 
 
 # -- IDX ---------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["a.idx", "a.idx.gz"])
 @pytest.mark.parametrize("dtype", ["u1", "i1", "i2", "i4", "f4", "f8"])
@@ -74,14 +83,17 @@ def test_idx_gzip_detected_by_magic_without_gz_suffix(tmp_path):
     np.testing.assert_array_equal(read_idx(tmp_path / "a"), read_idx(tmp_path / "a.gz"))
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda b: b[:-1], "corrupt"),                     # one data byte short
-    (lambda b: b + b"\x00", "corrupt"),                # one byte too many
-    (lambda b: b"\x01" + b[1:], "bad magic"),
-    (lambda b: b[:2] + b"\x42" + b[3:], "dtype code"),
-    (lambda b: b[:6], "truncated"),
-    (lambda b: b"", "bad magic"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda b: b[:-1], "corrupt"),  # one data byte short
+        (lambda b: b + b"\x00", "corrupt"),  # one byte too many
+        (lambda b: b"\x01" + b[1:], "bad magic"),
+        (lambda b: b[:2] + b"\x42" + b[3:], "dtype code"),
+        (lambda b: b[:6], "truncated"),
+        (lambda b: b"", "bad magic"),
+    ],
+)
 def test_corrupt_idx_is_a_usage_error(tmp_path, mutate, message):
     write_idx(tmp_path / "good", _images(2, (28, 28)))
     bad = tmp_path / "bad"
@@ -127,6 +139,7 @@ def test_mnist_wrong_image_shape_is_a_usage_error(tmp_path):
 
 
 # -- CIFAR-10 ------------------------------------------------------------------------------------
+
 
 def test_cifar10_batch_round_trip_and_channel_layout(tmp_path):
     x, y = _images(30, (3, 32, 32)), _labels(30)
@@ -174,11 +187,14 @@ def test_codecs_encode_only_allows_latin1(tmp_path):
         read_cifar10_batch(tmp_path / "b")
 
 
-@pytest.mark.parametrize("batch, message", [
-    ([1, 2], "dict"),
-    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1]}, "labels for 2 images"),
-    ({b"data": np.zeros((2, 100), np.uint8), b"labels": [1, 2]}, "3072"),
-])
+@pytest.mark.parametrize(
+    "batch, message",
+    [
+        ([1, 2], "dict"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1]}, "labels for 2 images"),
+        ({b"data": np.zeros((2, 100), np.uint8), b"labels": [1, 2]}, "3072"),
+    ],
+)
 def test_malformed_cifar10_batch_is_a_usage_error(tmp_path, batch, message):
     (tmp_path / "b").write_bytes(pickle.dumps(batch, protocol=2))
     with pytest.raises(UsageError, match=message):
@@ -208,10 +224,14 @@ def test_cifar10_missing_dir_or_file_lists_expected_names(tmp_path):
 
 # -- workloads -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("cls, make_dir, holdout, shape", [
-    (MNISTCNN, _mnist_dir, 60 // 6, (1, 28, 28)),
-    (CIFAR10ResNet, _cifar_dir, 60 // 10, (3, 32, 32)),
-])
+
+@pytest.mark.parametrize(
+    "cls, make_dir, holdout, shape",
+    [
+        (MNISTCNN, _mnist_dir, 60 // 6, (1, 28, 28)),
+        (CIFAR10ResNet, _cifar_dir, 60 // 10, (3, 32, 32)),
+    ],
+)
 def test_image_workload_on_tiny_fixture(tmp_path, cls, make_dir, holdout, shape):
     raw = make_dir(tmp_path / "data")
     workload = cls(data_dir=str(tmp_path / "data"))
@@ -251,9 +271,18 @@ def test_missing_data_dir_option_is_a_usage_error(cls):
 
 
 def test_class_attributes():
-    assert (MNISTCNN.name, MNISTCNN.default_target, MNISTCNN.default_step_budget,
-            MNISTCNN.default_batch_size, MNISTCNN.default_eval_every) == ("mnist_cnn", 0.99, 3000, 128, 250)
-    assert (CIFAR10ResNet.name, CIFAR10ResNet.default_target, CIFAR10ResNet.default_step_budget,
-            CIFAR10ResNet.default_batch_size, CIFAR10ResNet.default_eval_every) == (
-        "cifar10_cnn", 0.85, 8000, 128, 500)
+    assert (
+        MNISTCNN.name,
+        MNISTCNN.default_target,
+        MNISTCNN.default_step_budget,
+        MNISTCNN.default_batch_size,
+        MNISTCNN.default_eval_every,
+    ) == ("mnist_cnn", 0.99, 3000, 128, 250)
+    assert (
+        CIFAR10ResNet.name,
+        CIFAR10ResNet.default_target,
+        CIFAR10ResNet.default_step_budget,
+        CIFAR10ResNet.default_batch_size,
+        CIFAR10ResNet.default_eval_every,
+    ) == ("cifar10_cnn", 0.85, 8000, 128, 500)
     assert MNISTCNN.metric == CIFAR10ResNet.metric == "accuracy" and MNISTCNN.higher_is_better

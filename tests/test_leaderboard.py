@@ -21,9 +21,11 @@ from trainlab.tuning.leaderboard import self_tuning_plan, tuned_plan
 from trainlab.tuning.storage import open_storage
 from trainlab.workloads import DEFAULT_WORKLOADS, create_workload
 
-TINY = {"mnist1d_mlp": dict(step_budget=12, eval_every=6),
-        "mnist1d_cnn": dict(step_budget=6, eval_every=3),
-        "text_lm": dict(step_budget=4, eval_every=2, eval_windows=8)}
+TINY = {
+    "mnist1d_mlp": dict(step_budget=12, eval_every=6),
+    "mnist1d_cnn": dict(step_budget=6, eval_every=3),
+    "text_lm": dict(step_budget=4, eval_every=2, eval_windows=8),
+}
 MATRIX_METHODS = ("galore", "fira", "frugal", "swan")
 
 
@@ -56,7 +58,7 @@ def test_hidden_matrices_leave_out_embeddings_positions_and_the_output_layer():
     names = {id(p): n for n, p in model.named_parameters()}
     hidden_names = sorted(names[id(p)] for p in hidden)
     assert all(n.startswith("blocks.") and n.endswith("weight") for n in hidden_names)
-    assert len(hidden_names) == 4 * len(model.blocks)        # qkv, proj, two MLP matrices per block
+    assert len(hidden_names) == 4 * len(model.blocks)  # qkv, proj, two MLP matrices per block
     rest_names = {names[id(p)] for p in rest}
     assert {"embed.weight", "position", "head.weight"} <= rest_names
     assert len(hidden) + len(rest) == len(list(model.parameters()))
@@ -79,8 +81,19 @@ def test_race_records_coverage_and_state_below_adamw(tmp_path):
 
 def test_a_method_that_would_project_nothing_is_refused_before_training(tmp_path):
     db = tmp_path / "r.db"
-    done = run_cli("race", "--workloads", "mnist1d_mlp", "--algorithms", "adamw,galore", "--hparams",
-                   "galore.rank_fraction=1.0", "--store", str(db), "--no-progress", "--no-report")
+    done = run_cli(
+        "race",
+        "--workloads",
+        "mnist1d_mlp",
+        "--algorithms",
+        "adamw,galore",
+        "--hparams",
+        "galore.rank_fraction=1.0",
+        "--store",
+        str(db),
+        "--no-progress",
+        "--no-report",
+    )
     assert done.returncode == 2
     line = done.stderr.strip()
     assert "\n" not in line and "galore" in line and "rank_fraction" in line and "AdamW" in line
@@ -100,10 +113,18 @@ def test_schedule_free_warms_up_for_its_fraction_of_the_budget():
 
 def test_tune_dry_run_accepts_every_registered_algorithm(tmp_path):
     names = optim.available()
-    done = run_cli("tune", "--name", "all", "--algorithms", ",".join(names), "--dry-run",
-                   "--store", f"sqlite:///{tmp_path / 's.db'}")
+    done = run_cli(
+        "tune",
+        "--name",
+        "all",
+        "--algorithms",
+        ",".join(names),
+        "--dry-run",
+        "--store",
+        f"sqlite:///{tmp_path / 's.db'}",
+    )
     assert done.returncode == 0, done.stderr
-    plan = json.loads(done.stdout[:done.stdout.rindex("}") + 1])
+    plan = json.loads(done.stdout[: done.stdout.rindex("}") + 1])
     assert sorted(plan["search_spaces"]) == names and all(plan["search_spaces"].values())
 
 
@@ -123,12 +144,12 @@ def test_per_workload_budget_and_growth_by_algorithm(tmp_path):
     assert not resumed
     assert enqueue_tuning(storage, plan) == 2 * 3 * 5 + 1 * 2
     assert len(load(storage, plan.tune_study_name("adamw", "text_lm", 0)).trials) == 2
-    with pytest.raises(KeyError):   # text_lm has one study only
+    with pytest.raises(KeyError):  # text_lm has one study only
         optuna.load_study(study_name=plan.tune_study_name("adamw", "text_lm", 1), storage=storage)
     before = {t.number: t.params for t in load(storage, plan.tune_study_name("adamw", "mnist1d_mlp", 0)).trials}
     grown, resumed = create_or_resume(storage, tuned_plan(["adamw", "lion"], spaces))
     assert resumed and grown.algorithms == ["adamw", "lion"]
-    assert enqueue_tuning(storage, grown) == 32                   # only lion's draws
+    assert enqueue_tuning(storage, grown) == 32  # only lion's draws
     after = {t.number: t.params for t in load(storage, plan.tune_study_name("adamw", "mnist1d_mlp", 0)).trials}
     assert after == before
     # anything else changed is still refused, in one line
@@ -140,6 +161,7 @@ def test_per_workload_budget_and_growth_by_algorithm(tmp_path):
 
 def test_self_tuning_plan_pins_the_race_defaults():
     from trainlab.algorithms.registry import valid_hparams
+
     plan = self_tuning_plan(["lion"], {"lion": valid_hparams("lion", "cosine")})
     assert plan.search_spaces["lion"] == {"lr": {"feasible_points": [4e-4]}}
     assert plan.protocol == "same-split" and plan.trials == 1 and plan.studies_for("text_lm") == 1
@@ -154,9 +176,22 @@ def test_races_use_the_leaderboard_configuration_and_say_so(tmp_path):
     assert spec.source.startswith("leaderboard")
     untuned = make_algorithm("lion", workload="mnist1d_mlp", untuned=True)
     assert untuned.hparams["lr"] == 4e-4 and untuned.source == "workload-agnostic defaults"
-    done = run_cli("race", "--workloads", "mnist1d_mlp", "--algorithms", "lion", "--workload-option",
-                   "mnist1d_mlp.step_budget=20", "--workload-option", "mnist1d_mlp.eval_every=10",
-                   "--store", str(tmp_path / "r.db"), "--report-dir", str(tmp_path / "rep"), "--no-progress")
+    done = run_cli(
+        "race",
+        "--workloads",
+        "mnist1d_mlp",
+        "--algorithms",
+        "lion",
+        "--workload-option",
+        "mnist1d_mlp.step_budget=20",
+        "--workload-option",
+        "mnist1d_mlp.eval_every=10",
+        "--store",
+        str(tmp_path / "r.db"),
+        "--report-dir",
+        str(tmp_path / "rep"),
+        "--no-progress",
+    )
     assert done.returncode == 0, done.stderr
     table = (tmp_path / "rep" / "report.md").read_text()
     assert "| lion | mnist1d_mlp |" in table and "leaderboard (docs/leaderboard/, study" in table
@@ -182,9 +217,17 @@ def test_the_report_is_written_from_both_experiments(tmp_path):
         plan.trials, plan.studies = 1, 1
         plan.per_workload = {"text_lm": {**plan.per_workload.get("text_lm", {}), "studies": 1, "trials": 1}}
         plan.workload_options = {w: {k: str(v) for k, v in TINY[w].items()} for w in DEFAULT_WORKLOADS}
-        run_experiment(storage, url, plan, torch.device("cpu"), workers=1, heartbeat_interval=10,
-                       grace_period=30, report=lambda line: None,
-                       variants_of=variants_of if plan.variants else None)
+        run_experiment(
+            storage,
+            url,
+            plan,
+            torch.device("cpu"),
+            workers=1,
+            heartbeat_interval=10,
+            grace_period=30,
+            report=lambda line: None,
+            variants_of=variants_of if plan.variants else None,
+        )
     path = write_leaderboard(storage, tuned, untuned, str(tmp_path / "board"), store=url)
     report = path.read_text()
     for a in algorithms:

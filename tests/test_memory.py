@@ -29,9 +29,21 @@ from torch import nn
 from torch.nn import functional as F
 
 from trainlab.errors import UsageError
-from trainlab.memory import (ActivationCompressor, ChangeBasedFreezer, SavedTensorMeter, allocate_bits,
-                             bf16_autocast, cast_model_bf16, compress_activations, dequantize, freeze,
-                             packed_nbytes, parameter_units, quantize, trainable_parameters)
+from trainlab.memory import (
+    ActivationCompressor,
+    ChangeBasedFreezer,
+    SavedTensorMeter,
+    allocate_bits,
+    bf16_autocast,
+    cast_model_bf16,
+    compress_activations,
+    dequantize,
+    freeze,
+    packed_nbytes,
+    parameter_units,
+    quantize,
+    trainable_parameters,
+)
 from trainlab.memory.adaptive import AdaptivePrecision
 from trainlab.optim import create
 from trainlab.workloads.mnist1d_cnn import _ConvNet
@@ -47,6 +59,7 @@ def _per_entry(values: torch.Tensor, group: int, n: int) -> torch.Tensor:
 
 # ---- quantize ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("meta", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("bits", [2, 4, 8])
 def test_error_is_below_one_step_per_group(bits, meta):
@@ -61,9 +74,9 @@ def test_error_is_below_one_step_per_group(bits, meta):
     assert torch.all(err <= step * (1 + 1e-5))
     # the stored step is the group's range over 2^b - 1 (bf16 rounds it up by at most ~2^-8)
     groups = torch.nn.functional.pad(x.reshape(-1), (0, 1280 - 1050)).view(-1, 256)
-    ideal = (groups.amax(1) - groups.amin(1)) / (2 ** bits - 1)
+    ideal = (groups.amax(1) - groups.amin(1)) / (2**bits - 1)
     assert torch.all(packed.scale.float() >= ideal * (1 - 1e-6))
-    assert torch.all(packed.scale.float() <= ideal * (1 + 2 ** -7) + 1e-6)
+    assert torch.all(packed.scale.float() <= ideal * (1 + 2**-7) + 1e-6)
     nearest = dequantize(quantize(x, bits, stochastic=False, meta_dtype=meta))
     assert torch.all((nearest - x).reshape(-1).abs() <= step / 2 * (1 + 1e-4) + 1e-6)
 
@@ -123,6 +136,7 @@ def test_unsupported_bits_name_the_allowed_values():
 
 
 # ---- saved-tensor meter and compressor ---------------------------------------------------------
+
 
 def _mlp() -> nn.Module:
     torch.manual_seed(0)
@@ -209,7 +223,7 @@ def test_meter_counts_shared_storage_once_and_skips_parameters():
     x = torch.randn(64, 64)
     meter = SavedTensorMeter(lin)
     with meter:
-        h = lin(x)         # saves x (16 KiB) and the weight (a parameter: not counted)
+        h = lin(x)  # saves x (16 KiB) and the weight (a parameter: not counted)
         y = h.view(-1) * h.view(-1)  # saves the same storage twice: counted once
         assert meter.current_bytes == 2 * 64 * 64 * 4
         y.sum().backward()
@@ -236,7 +250,7 @@ def test_views_of_one_buffer_share_a_pack_and_restore_their_layout():
     a = torch.randn(32, 128, requires_grad=True)
 
     def loss():
-        b = a * 1.0                  # non-leaf, dense
+        b = a * 1.0  # non-leaf, dense
         return b.sin().sum() + b.t().cos().sum()  # saves b and a transposed view of the same bytes
 
     exact = torch.autograd.grad(loss(), a)[0]
@@ -254,16 +268,22 @@ def test_in_place_change_of_a_saved_tensor_is_still_an_error(meter):
     a = torch.randn(64, 32, requires_grad=True)
     with meter:
         h = torch.relu(a * 2)  # relu saves its output...
-        h.sigmoid_()           # ...which is then overwritten
+        h.sigmoid_()  # ...which is then overwritten
         with pytest.raises(RuntimeError, match="modified by an inplace operation"):
             h.sum().backward()
 
 
 def test_in_place_relu_network_trains_under_compression():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv1d(1, 16, 5, padding=2), nn.BatchNorm1d(16), nn.ReLU(inplace=True),
-                          nn.Conv1d(16, 16, 5, padding=2), nn.ReLU(inplace=True), nn.Flatten(),
-                          nn.Linear(640, 10))
+    model = nn.Sequential(
+        nn.Conv1d(1, 16, 5, padding=2),
+        nn.BatchNorm1d(16),
+        nn.ReLU(inplace=True),
+        nn.Conv1d(16, 16, 5, padding=2),
+        nn.ReLU(inplace=True),
+        nn.Flatten(),
+        nn.Linear(640, 10),
+    )
     x, y = torch.randn(32, 1, 40), torch.randint(0, 10, (32,))
     exact, _ = _step(model, lambda: F.cross_entropy(model(x), y), SavedTensorMeter(model))
     compressed, _ = _step(model, lambda: F.cross_entropy(model(x), y), ActivationCompressor(8, model=model))
@@ -284,6 +304,7 @@ def test_autocast_bf16_with_compression():
 
 
 # ---- adaptive bits (GACT) ----------------------------------------------------------------------
+
 
 def test_allocation_respects_budget_and_favours_sensitive_tensors():
     numel = [1000, 1000, 1000, 1000]
@@ -311,16 +332,17 @@ class _TwoBranches(nn.Module):
         self.head_a, self.head_b = nn.Linear(64, 4), nn.Linear(64, 4)
 
     def forward(self, x):
-        return 100 * self.head_a(torch.tanh(self.a(x))).square().mean() + \
-            self.head_b(torch.tanh(self.b(x))).square().mean()
+        return (
+            100 * self.head_a(torch.tanh(self.a(x))).square().mean()
+            + self.head_b(torch.tanh(self.b(x))).square().mean()
+        )
 
 
 def test_probes_give_more_bits_to_the_sensitive_tensor():
     torch.manual_seed(0)
     model = _TwoBranches()
     x = torch.randn(64, 32)
-    comp = ActivationCompressor("adaptive", model=model, average_bits=4, adapt_interval=10,
-                                compress_inputs=False)
+    comp = ActivationCompressor("adaptive", model=model, average_bits=4, adapt_interval=10, compress_inputs=False)
     with comp:
         model(x).backward()
     bits = comp.iterate(lambda: model(x).backward())
@@ -355,20 +377,20 @@ def test_adaptive_budget_counts_the_tensors_op_rules_fix():
     policy = AdaptivePrecision(average_bits=4)
     assert policy.allocate([5.0, 1.0], [100, 100], fixed=[(100, 8)]) == [2, 2]
     assert policy.allocatable_average() == 2
-    bits = policy.allocate([5.0, 1.0], [100, 100])   # nothing fixed: 4 bits each on average
+    bits = policy.allocate([5.0, 1.0], [100, 100])  # nothing fixed: 4 bits each on average
     assert sum(bits) * 100 <= 800 and bits[0] >= bits[1] and policy.allocatable_average() == 4
     # fixed tensors alone over the budget: the allocated ones get the lowest level, not an error
     assert AdaptivePrecision(average_bits=4).allocate([1.0], [100], fixed=[(1000, 8)]) == [2]
 
 
 def test_adaptive_average_over_everything_compressed_meets_the_budget():
-    model = _gpt(width=128)   # attention's saves and the log-probs: 8 bits by the default op rules
+    model = _gpt(width=128)  # attention's saves and the log-probs: 8 bits by the default op rules
     loss_fn = _gpt_loss(model)
     comp = ActivationCompressor("adaptive", model=model, average_bits=6)
     _step(model, loss_fn, comp)
     bits = comp.iterate(lambda: loss_fn().backward())
     numels, fixed = comp.policy.numels, comp.policy.fixed
-    assert {b for _, b in fixed} == {0, 8}   # 0: outputs rebuilt in backward (GELU, LayerNorm)
+    assert {b for _, b in fixed} == {0, 8}  # 0: outputs rebuilt in backward (GELU, LayerNorm)
     allocated = sum(b * d for b, d in zip(bits, numels))
     assert allocated + sum(n * b for n, b in fixed) <= 6 * (sum(numels) + sum(n for n, _ in fixed))
     # the allocated tensors get what the fixed ones leave (rebuilt entries leave all of theirs)
@@ -389,17 +411,24 @@ def test_probes_restore_batchnorm_statistics():
 
 # ---- freezing ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("build", ["trainable_only", "all_params"])
 def test_frozen_parameters_are_bit_identical_and_stateless(build):
     model = _gpt()
     loss_fn = _gpt_loss(model)
     names = freeze(model, modules=["embed", "blocks.0.attn"])
-    assert names == ["embed.weight", "blocks.0.attn.qkv.weight", "blocks.0.attn.qkv.bias",
-                     "blocks.0.attn.proj.weight", "blocks.0.attn.proj.bias"]
+    assert names == [
+        "embed.weight",
+        "blocks.0.attn.qkv.weight",
+        "blocks.0.attn.qkv.bias",
+        "blocks.0.attn.proj.weight",
+        "blocks.0.attn.proj.bias",
+    ]
     params = dict(model.named_parameters())
     before = {n: p.detach().clone() for n, p in params.items()}
-    opt = torch.optim.AdamW(trainable_parameters(model) if build == "trainable_only" else model.parameters(),
-                            lr=1e-2, weight_decay=0.1)
+    opt = torch.optim.AdamW(
+        trainable_parameters(model) if build == "trainable_only" else model.parameters(), lr=1e-2, weight_decay=0.1
+    )
     for _ in range(3):
         loss_fn().backward()
         opt.step()
@@ -414,15 +443,20 @@ def test_frozen_parameters_are_bit_identical_and_stateless(build):
 def test_freeze_first_k_counts_parameter_owning_modules():
     model = _gpt()
     assert [u for u, _ in parameter_units(model)][:3] == ["", "embed", "blocks.0.ln1"]
-    assert freeze(model, first_k=3) == ["position", "embed.weight", "blocks.0.ln1.weight",
-                                        "blocks.0.ln1.bias"]
-    assert freeze(_gpt(), modules=["blocks.*.mlp"]) == ["blocks.0.mlp.0.weight", "blocks.0.mlp.0.bias",
-                                                       "blocks.0.mlp.2.weight", "blocks.0.mlp.2.bias"]
+    assert freeze(model, first_k=3) == ["position", "embed.weight", "blocks.0.ln1.weight", "blocks.0.ln1.bias"]
+    assert freeze(_gpt(), modules=["blocks.*.mlp"]) == [
+        "blocks.0.mlp.0.weight",
+        "blocks.0.mlp.0.bias",
+        "blocks.0.mlp.2.weight",
+        "blocks.0.mlp.2.bias",
+    ]
 
 
 def test_freeze_rule_matching_nothing_is_a_usage_error():
-    expected = (r"freeze rule 'block.0' matches no parameter; "
-                r"module names look like: \(root\), embed, blocks\.0\.ln1")
+    expected = (
+        r"freeze rule 'block.0' matches no parameter; "
+        r"module names look like: \(root\), embed, blocks\.0\.ln1"
+    )
     with pytest.raises(UsageError, match=expected):
         freeze(_gpt(), modules=["block.0"])
     with pytest.raises(UsageError):
@@ -465,6 +499,7 @@ def test_change_based_freezer_freezes_what_stopped_moving_and_drops_its_state():
 
 # ---- precision ---------------------------------------------------------------------------------
 
+
 def test_bf16_helpers_and_optimizer_state_dtypes():
     lin = nn.Linear(8, 8)
     with bf16_autocast("cpu"):
@@ -478,7 +513,7 @@ def test_bf16_helpers_and_optimizer_state_dtypes():
     elementwise.step()
     projection.step()
     assert elementwise.state[model.weight]["exp_avg"].dtype == torch.bfloat16  # state in the param dtype
-    assert projection.state[model.weight]["exp_avg"].dtype == torch.float32    # projection: fp32 state
+    assert projection.state[model.weight]["exp_avg"].dtype == torch.float32  # projection: fp32 state
 
 
 def test_model_scope_keeps_the_losss_saved_tensors_exact():
@@ -496,7 +531,7 @@ def test_model_scope_keeps_the_losss_saved_tensors_exact():
     for compressor in (scoped, everything, default):
         with compressor:
             nn.functional.cross_entropy(model(x), y).backward()
-    loss_bytes = 128 * 10 * 4        # the log-probabilities, kept exact only in model scope
+    loss_bytes = 128 * 10 * 4  # the log-probabilities, kept exact only in model scope
     assert scoped.peak_bytes > everything.peak_bytes + loss_bytes // 2
     assert scoped.peak_bytes < exact.peak_bytes
     assert default.peak_bytes == scoped.peak_bytes - loss_bytes + (1280 + 5 * 8)
@@ -506,6 +541,7 @@ def test_model_scope_keeps_the_losss_saved_tensors_exact():
 
 
 # ---- op-aware rules ----------------------------------------------------------------------------
+
 
 class _Attention(nn.Module):
     def __init__(self, width=32, heads=2):
@@ -536,13 +572,13 @@ def test_attention_saves_are_8_bit_and_keep_peaky_gradients_finite():
     exact = grad(SavedTensorMeter(model))
     default = ActivationCompressor(4, model=model, min_numel=0, trace=True)
     uniform = ActivationCompressor(4, model=model, min_numel=0, op_bits={}, trace=True)
-    qk_only = ActivationCompressor(4, model=model, min_numel=0, trace=True,
-                                   op_bits={"scaled_dot_product_attention": {0: 8, 1: 8}})
+    qk_only = ActivationCompressor(
+        4, model=model, min_numel=0, trace=True, op_bits={"scaled_dot_product_attention": {0: 8, 1: 8}}
+    )
     errors = {}
     for name, comp in (("default", default), ("uniform", uniform), ("qk", qk_only)):
         errors[name] = max(_rel(grad(comp), exact) for _ in range(3))
-        attention = {(r.position, r.shape): r.bits for r in comp.records
-                     if r.op == "scaled_dot_product_attention"}
+        attention = {(r.position, r.shape): r.bits for r in comp.records if r.op == "scaled_dot_product_attention"}
         q_shape = (8, 2, 32, 16)
         assert attention[(None, q_shape[:-1])] is None  # the logsumexp: computed by the op, kept exact
         assert [attention[(0, q_shape)], attention[(1, q_shape)]] == ([4, 4] if name == "uniform" else [8, 8])
@@ -575,8 +611,8 @@ def test_recomputed_outputs_are_the_op_applied_to_its_saved_input():
         out = model.fc2(act)
     # the saved fc2 input is gelu(the GELU's saved, dequantized input), exactly
     assert torch.equal(out.grad_fn._saved_mat1, F.gelu(act.grad_fn._saved_self))
-    assert not torch.equal(out.grad_fn._saved_mat1, act)          # rebuilt, not stored
-    assert (out.grad_fn._saved_mat1 - act).abs().max() < 0.05      # from an 8-bit input
+    assert not torch.equal(out.grad_fn._saved_mat1, act)  # rebuilt, not stored
+    assert (out.grad_fn._saved_mat1 - act).abs().max() < 0.05  # from an 8-bit input
     ln = norm.grad_fn
     rebuilt = F.layer_norm(ln._saved_input, (48,), model.norm.weight, model.norm.bias, model.norm.eps)
     assert torch.equal(hidden.grad_fn._saved_mat1, rebuilt)
@@ -598,7 +634,7 @@ def test_recomputation_saves_the_bytes_of_the_outputs_and_checks_in_place_change
     with on:
         loss = loss_fn()
     with torch.no_grad():
-        model.norm.weight.add_(1.0)   # an optimizer step between forward and backward
+        model.norm.weight.add_(1.0)  # an optimizer step between forward and backward
     with pytest.raises(RuntimeError, match="recompute=False"):
         loss.backward()
 

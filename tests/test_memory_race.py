@@ -29,8 +29,7 @@ from trainlab.workloads import create_workload
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU = torch.device("cpu")
-TINY = {"mnist1d_cnn": dict(step_budget=6, eval_every=3),
-        "text_lm": dict(step_budget=4, eval_every=2, eval_windows=8)}
+TINY = {"mnist1d_cnn": dict(step_budget=6, eval_every=3), "text_lm": dict(step_budget=4, eval_every=2, eval_windows=8)}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -42,11 +41,13 @@ def _curve(result):
 
 # ---- runner ------------------------------------------------------------------------------------
 
+
 def test_saved_activations_are_measured_and_4_bit_compression_shrinks_them():
     spec = make_algorithm("adamw")
     plain = run_trial(create_workload("mnist1d_cnn", **TINY["mnist1d_cnn"]), spec, 0, CPU)
-    packed = run_trial(create_workload("mnist1d_cnn", **TINY["mnist1d_cnn"]), spec, 0, CPU,
-                       config=TrialConfig(compress_activations=4))
+    packed = run_trial(
+        create_workload("mnist1d_cnn", **TINY["mnist1d_cnn"]), spec, 0, CPU, config=TrialConfig(compress_activations=4)
+    )
     assert plain.saved_activation_bytes > 0 and packed.saved_activation_bytes > 0
     assert packed.saved_activation_bytes * 5 < plain.saved_activation_bytes
     for r in (plain, packed):
@@ -123,8 +124,11 @@ def test_bad_memory_options_fail_before_training():
         run_trial(TinyRegression(), spec, 0, CPU, config=TrialConfig(compress_activations=3))
     with pytest.raises(UsageError, match="fp32, bf16-autocast, bf16"):
         run_trial(TinyRegression(), spec, 0, CPU, config=TrialConfig(precision="fp16"))
-    with pytest.raises(UsageError, match="freeze rule 'nosuch' matches no parameter; module names look like: "
-                                         r"\(root\)"):
+    with pytest.raises(
+        UsageError,
+        match="freeze rule 'nosuch' matches no parameter; module names look like: "
+        r"\(root\)",
+    ):
         run_trial(TinyRegression(), spec, 0, CPU, config=TrialConfig(freeze=("nosuch",)))
     with pytest.raises(UsageError, match="freezes every parameter"):
         run_trial(TinyRegression(), spec, 0, CPU, config=TrialConfig(freeze=("weight", "bias")))
@@ -174,10 +178,15 @@ def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
     with store.engine.connect() as conn:
         assert conn.execute(sa.text("select value from trainlab_meta")).scalar() == str(SCHEMA_VERSION) == "3"
         after = conn.execute(sa.text("select * from trainlab_trials")).mappings().one()
-    assert {k: after[k] for k in before} == dict(before)          # every stored value kept
+    assert {k: after[k] for k in before} == dict(before)  # every stored value kept
     assert {k: after[k] for k in set(after) - set(before)} == {
-        "saved_activation_bytes": None, "compress_activations": None, "precision": None, "frozen_params": None,
-        "covered_params": None, "coverage": None}
+        "saved_activation_bytes": None,
+        "compress_activations": None,
+        "precision": None,
+        "frozen_params": None,
+        "covered_params": None,
+        "coverage": None,
+    }
     trial = store.trials(1)[0]
     assert trial["time_to_target"] == 2.0 and [e["step"] for e in store.evals(1)] == [10, 20]
     row = summarize([trial])[0]
@@ -186,8 +195,13 @@ def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
     assert "| mnist1d_mlp | adamw | 1/1 |" in report and "| 1.6 KiB |" in report
     # the upgraded store takes new trials with the new columns, and reopening it changes nothing
     race = store.start_race({"seeds": [0]}, {"device": "cpu"})
-    result = run_trial(TinyRegression(step_budget=10, eval_every=5), make_algorithm("adamw"), 0, CPU,
-                       config=TrialConfig(compress_activations=8, freeze=("bias",)))
+    result = run_trial(
+        TinyRegression(step_budget=10, eval_every=5),
+        make_algorithm("adamw"),
+        0,
+        CPU,
+        config=TrialConfig(compress_activations=8, freeze=("bias",)),
+    )
     store.finish_trial(store.start_trial(race, "tiny_regression", "adamw", 0, {}), result)
     again = ResultsStore(str(db)).trials(race)[0]
     assert again["compress_activations"] == "8" and again["precision"] == "fp32"
@@ -198,15 +212,31 @@ def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
 
 # ---- CLI and report ----------------------------------------------------------------------------
 
+
 def test_race_with_compression_and_bf16_autocast_end_to_end(tmp_path):
     options = [f"mnist1d_cnn.{k}={v}" for k, v in TINY["mnist1d_cnn"].items()]
     options += [f"text_lm.{k}={v}" for k, v in TINY["text_lm"].items()]
     options += ["tiny_regression.step_budget=20"]
-    done = run_cli("race", "--workloads", f"{ROOT / 'tests' / 'support_workloads.py'},mnist1d_cnn,text_lm",
-                   "--algorithms", "adamw", *[a for o in options for a in ("--workload-option", o)],
-                   "--compress-activations", "4", "--precision", "bf16-autocast", "--threads", "1",
-                   "--store", str(tmp_path / "r.db"), "--report-dir", str(tmp_path / "report"),
-                   "--no-progress", cwd=tmp_path)
+    done = run_cli(
+        "race",
+        "--workloads",
+        f"{ROOT / 'tests' / 'support_workloads.py'},mnist1d_cnn,text_lm",
+        "--algorithms",
+        "adamw",
+        *[a for o in options for a in ("--workload-option", o)],
+        "--compress-activations",
+        "4",
+        "--precision",
+        "bf16-autocast",
+        "--threads",
+        "1",
+        "--store",
+        str(tmp_path / "r.db"),
+        "--report-dir",
+        str(tmp_path / "report"),
+        "--no-progress",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     assert "| saved activations | peak memory |" in done.stdout
     report = (tmp_path / "report" / "report.md").read_text()
@@ -227,9 +257,11 @@ def test_race_with_compression_and_bf16_autocast_end_to_end(tmp_path):
 
 
 BAD = [
-    (["--freeze", "nosuchmodule"],
-     "--freeze on workload 'mnist1d_cnn': freeze rule 'nosuchmodule' matches no parameter; module names "
-     "look like: features.0.0, features.0.1"),
+    (
+        ["--freeze", "nosuchmodule"],
+        "--freeze on workload 'mnist1d_cnn': freeze rule 'nosuchmodule' matches no parameter; module names "
+        "look like: features.0.0, features.0.1",
+    ),
     (["--precision", "fp16"], "--precision must be one of fp32, bf16-autocast, bf16; got 'fp16'"),
     (["--compress-activations", "3"], "--compress-activations must be one of 2, 4, 8, adaptive; got '3'"),
 ]
@@ -247,8 +279,7 @@ def test_bad_memory_options_are_one_line_errors_before_any_training(tmp_path, ar
 
 
 def test_pareto_front_keeps_what_nothing_beats_on_memory_and_time():
-    points = [(10.0, 5.0), (20.0, 3.0), (15.0, 6.0), (30.0, 3.0), (5.0, float("inf")), (40.0, 1.0),
-              (20.0, 4.0)]
+    points = [(10.0, 5.0), (20.0, 3.0), (15.0, 6.0), (30.0, 3.0), (5.0, float("inf")), (40.0, 1.0), (20.0, 4.0)]
     assert pareto_front(points) == [(10.0, 5.0), (20.0, 3.0), (40.0, 1.0)]
     assert pareto_front([(1.0, float("inf"))]) == []
 
@@ -262,16 +293,27 @@ def test_first_k_and_change_based_freezing_in_a_race(tmp_path):
     workload = create_workload("mnist1d_mlp", step_budget=200, eval_every=20)
     spec = make_algorithm("adamw", workload="mnist1d_mlp")
     first = run_trial(workload, spec, 0, cpu, config=TrialConfig(freeze=("first:1",)))
-    assert first.frozen_params == 40 * 256 + 256            # the first Linear layer
+    assert first.frozen_params == 40 * 256 + 256  # the first Linear layer
     assert first.state_bytes == 8 * (78858 - 10496) + 4 * 4  # no state for it (+4 B step per tensor)
     # a huge threshold freezes as much as allowed (at most 90 % of entries) after 10 % of the budget
     changed = run_trial(workload, spec, 0, cpu, config=TrialConfig(freeze_change=1e9))
     assert 0 < changed.frozen_params <= 0.9 * 78858
     unfrozen = run_trial(workload, spec, 0, cpu)
     assert unfrozen.state_bytes - changed.state_bytes >= 8 * changed.frozen_params  # their state is gone
-    done = run_cli("race", "--workloads", "mnist1d_mlp", "--algorithms", "adamw", "--freeze-change", "-1",
-                   "--store", str(tmp_path / "r.db"), cwd=tmp_path)
+    done = run_cli(
+        "race",
+        "--workloads",
+        "mnist1d_mlp",
+        "--algorithms",
+        "adamw",
+        "--freeze-change",
+        "-1",
+        "--store",
+        str(tmp_path / "r.db"),
+        cwd=tmp_path,
+    )
     assert done.returncode == 2 and "--freeze-change must be a positive threshold" in done.stderr
-    bad = run_cli("race", "--workloads", "mnist1d_mlp", "--freeze", "first:x", "--store", str(tmp_path / "r.db"),
-                  cwd=tmp_path)
+    bad = run_cli(
+        "race", "--workloads", "mnist1d_mlp", "--freeze", "first:x", "--store", str(tmp_path / "r.db"), cwd=tmp_path
+    )
     assert bad.returncode == 2 and "first:K" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

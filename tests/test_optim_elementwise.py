@@ -25,24 +25,27 @@ LR2_FACTOR = 2.5  # the second param group (the 1-D parameter) runs at lr * LR2_
 
 # ---- float64 references: one step of one parameter --------------------------------------------
 
+
 def ref_adamw(p, g, s, t, lr, h):
     b1, b2 = h["betas"]
-    s.setdefault("m", torch.zeros_like(p)); s.setdefault("v", torch.zeros_like(p))
+    s.setdefault("m", torch.zeros_like(p))
+    s.setdefault("v", torch.zeros_like(p))
     p = p * (1 - lr * h["weight_decay"])
     s["m"] = b1 * s["m"] + (1 - b1) * g
     s["v"] = b2 * s["v"] + (1 - b2) * g * g
-    m_hat = s["m"] / (1 - b1 ** t)
-    return p - lr * m_hat / (torch.sqrt(s["v"]) / math.sqrt(1 - b2 ** t) + h["eps"])
+    m_hat = s["m"] / (1 - b1**t)
+    return p - lr * m_hat / (torch.sqrt(s["v"]) / math.sqrt(1 - b2**t) + h["eps"])
 
 
 def ref_nadamw(p, g, s, t, lr, h):
     b1, b2 = h["betas"]
-    s.setdefault("m", torch.zeros_like(p)); s.setdefault("v", torch.zeros_like(p))
+    s.setdefault("m", torch.zeros_like(p))
+    s.setdefault("v", torch.zeros_like(p))
     p = p * (1 - lr * h["weight_decay"])
     s["m"] = b1 * s["m"] + (1 - b1) * g
     s["v"] = b2 * s["v"] + (1 - b2) * g * g
     m_bar = b1 * s["m"] + (1 - b1) * g
-    return p - lr * (m_bar / (1 - b1 ** t)) / (torch.sqrt(s["v"]) / math.sqrt(1 - b2 ** t) + h["eps"])
+    return p - lr * (m_bar / (1 - b1**t)) / (torch.sqrt(s["v"]) / math.sqrt(1 - b2**t) + h["eps"])
 
 
 def ref_sgd_nesterov(p, g, s, t, lr, h):
@@ -70,7 +73,7 @@ def ref_diffgrad(p, g, s, t, lr, h):
     s["v"] = b2 * s["v"] + (1 - b2) * g * g
     xi = 1.0 / (1.0 + torch.exp(-torch.abs(s["prev"] - g)))
     s["prev"] = g.clone()
-    step_size = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+    step_size = lr * math.sqrt(1 - b2**t) / (1 - b1**t)
     return p - step_size * xi * s["m"] / (torch.sqrt(s["v"]) + h["eps"])
 
 
@@ -98,7 +101,7 @@ def ref_sfadamw(p, g, s, t, lr, h):
     c = w / s["weight_sum"]
     y = p
     s["v"] = b2 * s["v"] + (1 - b2) * g * g
-    u = g / (torch.sqrt(s["v"] / (1 - b2 ** t)) + h["eps"]) + h["weight_decay"] * y
+    u = g / (torch.sqrt(s["v"] / (1 - b2**t)) + h["eps"]) + h["weight_decay"] * y
     s["z"] = s["z"] - gamma * u
     s["x"] = (1 - c) * s["x"] + c * s["z"]
     return b1 * s["x"] + (1 - b1) * s["z"]
@@ -117,26 +120,33 @@ def ref_ademamix(p, g, s, t, lr, h):
     s["m1"] = b1 * s["m1"] + (1 - b1) * g
     s["m2"] = b3 * s["m2"] + (1 - b3) * g
     s["v"] = b2 * s["v"] + (1 - b2) * g * g
-    denom = torch.sqrt(s["v"]) / math.sqrt(1 - b2 ** t) + h["eps"]
-    return p - lr * ((s["m1"] / (1 - b1 ** t) + alpha * s["m2"]) / denom + h["weight_decay"] * p)
+    denom = torch.sqrt(s["v"]) / math.sqrt(1 - b2**t) + h["eps"]
+    return p - lr * ((s["m1"] / (1 - b1**t) + alpha * s["m2"]) / denom + h["weight_decay"] * p)
 
 
 # name -> (factory(params_or_groups, **h), hparams used in the test (lr included), reference)
 CASES = {
-    "adamw": (lambda ps, **h: create("adamw", ps, **h),
-              dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1), ref_adamw),
-    "sgd": (lambda ps, **h: create("sgd", ps, **h),
-            dict(lr=0.05, momentum=0.9, weight_decay=0.01), ref_sgd_nesterov),
+    "adamw": (
+        lambda ps, **h: create("adamw", ps, **h),
+        dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1),
+        ref_adamw,
+    ),
+    "sgd": (lambda ps, **h: create("sgd", ps, **h), dict(lr=0.05, momentum=0.9, weight_decay=0.01), ref_sgd_nesterov),
     "nadamw": (NAdamW, dict(lr=1e-3, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1), ref_nadamw),
     "lion": (Lion, dict(lr=1e-3, betas=(0.9, 0.99), weight_decay=0.5), ref_lion),
-    "diffgrad": (DiffGrad, dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05),
-                 ref_diffgrad),
+    "diffgrad": (DiffGrad, dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05), ref_diffgrad),
     "signsgd": (SignSGD, dict(lr=1e-3, weight_decay=0.5), ref_signsgd),
     "signum": (Signum, dict(lr=1e-3, momentum=0.9, weight_decay=0.5), ref_signsgd),
-    "sfadamw": (ScheduleFreeAdamW, dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1,
-                                        warmup_steps=2, r=0.5, weight_lr_power=2.0), ref_sfadamw),
-    "ademamix": (AdEMAMix, dict(lr=1e-3, betas=(0.9, 0.99, 0.999), alpha=5.0, alpha_warmup=3,
-                                beta3_warmup=3, eps=1e-8, weight_decay=0.1), ref_ademamix),
+    "sfadamw": (
+        ScheduleFreeAdamW,
+        dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1, warmup_steps=2, r=0.5, weight_lr_power=2.0),
+        ref_sfadamw,
+    ),
+    "ademamix": (
+        AdEMAMix,
+        dict(lr=1e-3, betas=(0.9, 0.99, 0.999), alpha=5.0, alpha_warmup=3, beta3_warmup=3, eps=1e-8, weight_decay=0.1),
+        ref_ademamix,
+    ),
 }
 NAMES = list(CASES)
 # Only our ElementwiseOptimizer subclasses take foreach=False through the same code as the registry's.
@@ -168,6 +178,7 @@ def run_steps(opt, params, grads):
 
 
 # ---- exactness against the references ---------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", NAMES)
 def test_matches_float64_reference(name):
@@ -226,6 +237,7 @@ def test_parameters_with_different_step_counts(name):
 
 # ---- state_dict, state bytes --------------------------------------------------------------------
 
+
 def _roundtrip(state_dict):
     buffer = io.BytesIO()
     torch.save(state_dict, buffer)
@@ -251,7 +263,8 @@ def test_state_dict_round_trip_is_bit_exact(name):
     for x, y in zip(straight, resumed):
         assert torch.equal(x, y)
     if name == "sfadamw":
-        opt.eval(); opt2.eval()
+        opt.eval()
+        opt2.eval()
         for x, y in zip(straight, resumed):
             assert torch.equal(x, y)
 
@@ -284,13 +297,15 @@ def test_state_bytes_match_documented_formula(name):
 
 # ---- dtypes, closure, compile ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", NAMES)
 def test_bf16_parameters(name):
     params = make_params(torch.bfloat16)
     opt = build(name, params)
     run_steps(opt, params, make_grads(3, torch.bfloat16))
     if name == "sfadamw":
-        opt.eval(); opt.train()
+        opt.eval()
+        opt.train()
     for p in params:
         assert p.dtype == torch.bfloat16 and torch.isfinite(p).all()
     if name in OURS:  # documented: state in the parameter's dtype
@@ -356,6 +371,7 @@ def test_works_with_compiled_model(name, compiled_model):
 
 # ---- Schedule-Free modes, bad input ----------------------------------------------------------------
 
+
 def test_schedule_free_modes():
     params = make_params()
     opt = build("sfadamw", params)
@@ -364,10 +380,12 @@ def test_schedule_free_modes():
     opt.train()
     run_steps(opt, params, make_grads(2))
     y = [p.detach().clone() for p in params]
-    opt.eval(); opt.eval()  # idempotent
+    opt.eval()
+    opt.eval()  # idempotent
     with pytest.raises(RuntimeError, match=r"train\(\)"):
         opt.step()
-    opt.train(); opt.train()
+    opt.train()
+    opt.train()
     for a, b in zip(params, y):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
 
@@ -411,11 +429,12 @@ def test_ademamix_with_alpha_zero_is_torch_adamw():
     run_steps(AdEMAMix(a, lr=1e-2, betas=(0.9, 0.999, 0.9999), alpha=0.0, weight_decay=0.1), a, grads)
     run_steps(torch.optim.AdamW(b, lr=1e-2, betas=(0.9, 0.999), weight_decay=0.1), b, grads)
     for x, y in zip(a, b):
-        torch.testing.assert_close(x, y, atol=1e-6, rtol=0)   # fp32 rounding of values near 2
+        torch.testing.assert_close(x, y, atol=1e-6, rtol=0)  # fp32 rounding of values near 2
 
 
 def test_ademamix_warmups_follow_the_race_budget():
     from trainlab.algorithms import TrainingAlgorithm, make_algorithm
+
     algorithm = TrainingAlgorithm(make_algorithm("ademamix"), nn.Linear(3, 2), total_steps=600)
     group = algorithm.optimizer.param_groups[0]
     assert group["alpha_warmup"] == 600 and group["beta3_warmup"] == 600 and group["alpha"] == 8.0

@@ -26,9 +26,9 @@ def one_thread_module():
 
 
 SHAPES = [(48, 80), (80, 48), (80,)]  # group 0: the two matrices; group 1: the bias
-STEPS = 3        # fused vs foreach, lr changed after every step
-MORE = 2         # steps after a state_dict hand-over
-LR_DECAY = 0.5   # lr multiplier between steps: a baked-in lr would be off by 2x at once
+STEPS = 3  # fused vs foreach, lr changed after every step
+MORE = 2  # steps after a state_dict hand-over
+LR_DECAY = 0.5  # lr multiplier between steps: a baked-in lr would be off by 2x at once
 
 CASES = {  # registry name -> hparams (weight decay on everywhere)
     "nadamw": dict(lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1),
@@ -46,8 +46,10 @@ def make_params(seed=0):
     return [torch.randn(s, generator=gen).requires_grad_() for s in SHAPES]
 
 
-GRADS = [[torch.randn(s, generator=torch.Generator().manual_seed(100 * t + i))
-          for i, s in enumerate(SHAPES)] for t in range(STEPS + MORE)]
+GRADS = [
+    [torch.randn(s, generator=torch.Generator().manual_seed(100 * t + i)) for i, s in enumerate(SHAPES)]
+    for t in range(STEPS + MORE)
+]
 
 
 def build(name, params, **override):
@@ -87,19 +89,19 @@ def run(request):
             for group in opt.param_groups:
                 group["lr"] *= LR_DECAY
     new_layouts = fused.stats()["layouts"] - layouts
-    return dict(name=name, foreach=foreach, fused=fuse, a=a, b=b, compiles=compiles,
-                new_layouts=new_layouts)
+    return dict(name=name, foreach=foreach, fused=fuse, a=a, b=b, compiles=compiles, new_layouts=new_layouts)
 
 
 def test_fused_matches_foreach(run):
     assert max_diff(run["a"], make_params()) > 1e-4  # the steps did move the parameters
     assert max_diff(run["a"], run["b"]) <= 1e-6, run["name"]
-    assert max_diff(state_tensors(run["foreach"], run["a"]),
-                    state_tensors(run["fused"], run["b"])) <= 1e-6
+    assert max_diff(state_tensors(run["foreach"], run["a"]), state_tensors(run["fused"], run["b"])) <= 1e-6
     if run["name"] == "sfadamw":  # the averaged point x agrees too
-        run["foreach"].eval(); run["fused"].eval()
+        run["foreach"].eval()
+        run["fused"].eval()
         assert max_diff(run["a"], run["b"]) <= 1e-6
-        run["foreach"].train(); run["fused"].train()
+        run["foreach"].train()
+        run["fused"].train()
 
 
 def test_changing_lr_does_not_recompile(run):
@@ -133,12 +135,12 @@ def test_state_dict_moves_between_fused_and_foreach(run):
         for key in s:
             if torch.is_tensor(s[key]):
                 assert (s[key].shape, s[key].dtype) == (t[key].shape, t[key].dtype), key
-    to_foreach, x = resume(name, run["b"], from_fused.state_dict())            # fused -> foreach
+    to_foreach, x = resume(name, run["b"], from_fused.state_dict())  # fused -> foreach
     to_fused, y = resume(name, run["b"], from_fused.state_dict(), fused=True)  # fused -> fused
-    back, z = resume(name, run["a"], from_foreach.state_dict(), fused=True)    # foreach -> fused
+    back, z = resume(name, run["a"], from_foreach.state_dict(), fused=True)  # foreach -> fused
     assert [g["fused"] for g in to_foreach.param_groups] == [False, False]  # the loader's switch
     assert all(g["fused"] for g in to_fused.param_groups + back.param_groups)
-    assert to_foreach.param_groups[0]["lr"] == CASES[name]["lr"] * LR_DECAY ** STEPS
+    assert to_foreach.param_groups[0]["lr"] == CASES[name]["lr"] * LR_DECAY**STEPS
     for grads in GRADS[STEPS:]:
         step(to_foreach, x, grads)
         assert step(to_fused, y, grads) == 0 and step(back, z, grads) == 0  # kernels reused

@@ -14,8 +14,7 @@ from trainlab.optim.selection import recipe_groups
 
 SHAPES = [(48, 80), (80, 48), (80,)]
 A, B, C = 3.4445, -4.7750, 2.0315
-H = dict(lr=0.02, momentum=0.95, weight_decay=0.1, adamw_lr_ratio=0.25, adamw_betas=(0.9, 0.95),
-         adamw_eps=1e-10)
+H = dict(lr=0.02, momentum=0.95, weight_decay=0.1, adamw_lr_ratio=0.25, adamw_betas=(0.9, 0.95), adamw_eps=1e-10)
 
 
 def params_and_grads(steps, seed=0):
@@ -71,19 +70,20 @@ def test_matches_float64_reference():
         ref[2] = ref[2] * (1 - lr * 0.1)
         m = 0.9 * m + 0.1 * g
         v = 0.95 * v + 0.05 * g * g
-        ref[2] = ref[2] - lr * (m / (1 - 0.9 ** t)) / (torch.sqrt(v / (1 - 0.95 ** t)) + 1e-10)
+        ref[2] = ref[2] - lr * (m / (1 - 0.9**t)) / (torch.sqrt(v / (1 - 0.95**t)) + 1e-10)
         for p, r in zip(params, ref):
             assert (p.detach().double() - r).abs().max().item() <= 1e-6, t
 
 
 def test_newton_schulz_flattens_a_low_rank_spectrum():
     from trainlab.optim.muon import newton_schulz
+
     _, grads = params_and_grads(1)
     g = grads[0][0].double()
     before = torch.linalg.svdvals(g)
     after = torch.linalg.svdvals(newton_schulz(g, 5, torch.float64))
-    assert before[0] / before[5] > 1.5                # the top 6 directions differ in scale
-    assert 0.6 < after[:6].min() and after[:6].max() < 1.25   # NS5 maps them near 1
+    assert before[0] / before[5] > 1.5  # the top 6 directions differ in scale
+    assert 0.6 < after[:6].min() and after[:6].max() < 1.25  # NS5 maps them near 1
 
 
 def test_agrees_with_torch_optim_muon():
@@ -134,6 +134,7 @@ def test_state_dict_round_trip_is_bit_exact_and_state_bytes_exact():
 
 def test_recipe_orthogonalises_hidden_matrices_only():
     from trainlab.workloads import create_workload
+
     model = create_workload("text_lm").init_model()
     opt = create("muon", recipe_groups(Muon, model))
     covered, total = opt.coverage()
@@ -141,13 +142,16 @@ def test_recipe_orthogonalises_hidden_matrices_only():
     assert covered == hidden and total == sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize("bad, message", [
-    (dict(adjust_lr="rms"), "adjust_lr must be one of original, match_rms_adamw"),
-    (dict(ns_dtype="half"), "ns_dtype must be one of"),
-    (dict(momentum=1.0), r"momentum must be in \[0.0, 1.0\)"),
-    (dict(ns_steps=0), "ns_steps must be an integer >= 1"),
-    (dict(lr=-1.0), "lr"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict(adjust_lr="rms"), "adjust_lr must be one of original, match_rms_adamw"),
+        (dict(ns_dtype="half"), "ns_dtype must be one of"),
+        (dict(momentum=1.0), r"momentum must be in \[0.0, 1.0\)"),
+        (dict(ns_steps=0), "ns_steps must be an integer >= 1"),
+        (dict(lr=-1.0), "lr"),
+    ],
+)
 def test_bad_hyperparameters(bad, message):
     with pytest.raises(ValueError, match=message):
         Muon([torch.zeros(3, 4, requires_grad=True)], **bad)

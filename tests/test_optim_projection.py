@@ -20,10 +20,10 @@ import torch
 from trainlab.optim import create, state_bytes
 from trainlab.optim import FRUGAL, SWAN, FiraAdamW, GaLoreAdamW
 
-STEPS = 5          # crosses refreshes at t = 1, 3, 5 with gap 2
+STEPS = 5  # crosses refreshes at t = 1, 3, 5 with gap 2
 GAP = 2
 RANK = 6
-DENSITY = 0.125    # FRUGAL-SVD rank round(0.125 * 48) = 6
+DENSITY = 0.125  # FRUGAL-SVD rank round(0.125 * 48) = 6
 LR1, LR2 = 0.02, 0.01
 WD = 0.1
 BETAS = (0.9, 0.999)
@@ -38,16 +38,19 @@ def _setup(seed=0, dtype=torch.float32, zeros=False):
     shapes = {"A": (48, 80), "B": (80, 48), "c": (48,)}
     # weights at a typical init scale (0.1): the fp32 spacing near |w| ~ 3 (2.4e-7) would otherwise
     # eat most of the 1e-6 budget in rounding the result alone
-    params = {k: (torch.zeros(s) if zeros else 0.1 * torch.randn(s, generator=gen)).to(dtype)
-              .requires_grad_() for k, s in shapes.items()}
-    grads = [{k: torch.randn(s, generator=gen).to(dtype) for k, s in shapes.items()}
-             for _ in range(12)]
+    params = {
+        k: (torch.zeros(s) if zeros else 0.1 * torch.randn(s, generator=gen)).to(dtype).requires_grad_()
+        for k, s in shapes.items()
+    }
+    grads = [{k: torch.randn(s, generator=gen).to(dtype) for k, s in shapes.items()} for _ in range(12)]
     return params, grads
 
 
 def _groups(params, key, value):
-    return [{"params": [params["A"], params["c"]], key: value, "lr": LR1},
-            {"params": [params["B"]], key: value, "lr": LR2}]
+    return [
+        {"params": [params["A"], params["c"]], key: value, "lr": LR1},
+        {"params": [params["B"]], key: value, "lr": LR2},
+    ]
 
 
 def _lr(name):
@@ -62,6 +65,7 @@ def _run(opt, params, grads, steps, start=0):
 
 
 # ---- float64 references --------------------------------------------------------------------------
+
 
 def _svd_basis(g32, r):
     """Same routine, same fp32 input as the implementation; ('right', Vh[:r]) or ('left', U[:, :r])."""
@@ -90,7 +94,7 @@ def ref_adamw_hf(w, grads, lr, wd, eps):
         g = g.double()
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
-        w = w - lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t) * m / (v.sqrt() + eps)
+        w = w - lr * math.sqrt(1 - b2**t) / (1 - b1**t) * m / (v.sqrt() + eps)
         w = w - lr * wd * w
     return w
 
@@ -106,7 +110,7 @@ def ref_adamw_torch(w, grads, lr, wd, eps):
         w = w * (1 - lr * wd)
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
-        w = w - lr * (m / (1 - b1 ** t)) / (v.sqrt() / math.sqrt(1 - b2 ** t) + eps)
+        w = w - lr * (m / (1 - b1**t)) / (v.sqrt() / math.sqrt(1 - b2**t) + eps)
     return w
 
 
@@ -123,7 +127,7 @@ def ref_galore(w, grads, lr, wd, r, gap, scale, eps=1e-6):
             m, v = torch.zeros_like(rg), torch.zeros_like(rg)
         m = b1 * m + (1 - b1) * rg
         v = b2 * v + (1 - b2) * rg * rg
-        step = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        step = lr * math.sqrt(1 - b2**t) / (1 - b1**t)
         w = w - step * scale * _back(basis, m / (v.sqrt() + eps))
         w = w - lr * wd * w
     return w
@@ -143,22 +147,21 @@ def ref_fira(w, grads, lr, wd, r, gap, alpha, gamma=1.01, eps=1e-6):
         m = b1 * m + (1 - b1) * rg
         v = b2 * v + (1 - b2) * rg * rg
         psi = m / (v.sqrt() + eps)
-        if basis[0] == "right":   # R is m x r: one factor per row of G
+        if basis[0] == "right":  # R is m x r: one factor per row of G
             phi = (psi.norm(dim=1) / (rg.norm(dim=1) + 1e-8))[:, None]
-        else:                     # R is r x n: one factor per column of G
+        else:  # R is r x n: one factor per column of G
             phi = (psi.norm(dim=0) / (rg.norm(dim=0) + 1e-8))[None, :]
         s = (g - alpha * _back(basis, rg)) * phi
         if prev is not None and s.norm() / (prev + 1e-8) > gamma:
             s = s * (gamma * (prev + 1e-8) / s.norm())
         prev = s.norm()
-        step = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        step = lr * math.sqrt(1 - b2**t) / (1 - b1**t)
         w = w - step * (alpha * _back(basis, psi) + s)
         w = w - lr * wd * w
     return w
 
 
-def ref_frugal_subspace(w, grads, lr, wd, gap, bases, rule="sign_sgd", inactive_scale=1.0,
-                        reset=True, eps=1e-8):
+def ref_frugal_subspace(w, grads, lr, wd, gap, bases, rule="sign_sgd", inactive_scale=1.0, reset=True, eps=1e-8):
     """FRUGAL svd / columns: `bases[t]` is ('right'|'left', Q) or ('cols', idx) for step t+1."""
     w = w.double().clone()
     b1, b2 = BETAS
@@ -184,7 +187,7 @@ def ref_frugal_subspace(w, grads, lr, wd, gap, bases, rule="sign_sgd", inactive_
         k += 1
         m = b1 * m + (1 - b1) * rg
         v = b2 * v + (1 - b2) * rg * rg
-        upd = back((m / (1 - b1 ** k)) / (v.sqrt() / math.sqrt(1 - b2 ** k) + eps))
+        upd = back((m / (1 - b1**k)) / (v.sqrt() / math.sqrt(1 - b2**k) + eps))
         resid = g - back(rg)
         if rule == "sign_sgd":
             upd = upd + inactive_scale * torch.sign(resid)
@@ -229,6 +232,7 @@ def _grads_of(grads, k, steps=STEPS):
 
 # ---- comparisons against the references ----------------------------------------------------------
 
+
 def test_galore_matches_reference():
     params, grads = _setup()
     w0 = {k: p.detach().clone() for k, p in params.items()}
@@ -243,11 +247,11 @@ def test_galore_projector_sides():
     params, grads = _setup()
     opt = GaLoreAdamW(_groups(params, "rank", RANK), update_proj_gap=GAP)
     _run(opt, params, grads, 1)
-    assert opt.state[params["A"]]["proj"].shape == (48, RANK)        # 48 x 80: P = U[:, :r]
-    assert opt.state[params["A"]]["exp_avg"].shape == (RANK, 80)     # P^T G
-    assert opt.state[params["B"]]["proj"].shape == (RANK, 48)        # 80 x 48: Q = Vh[:r]
-    assert opt.state[params["B"]]["exp_avg"].shape == (80, RANK)     # G Q^T
-    assert opt.state[params["c"]]["exp_avg"].shape == (48,)          # 1-D: plain AdamW
+    assert opt.state[params["A"]]["proj"].shape == (48, RANK)  # 48 x 80: P = U[:, :r]
+    assert opt.state[params["A"]]["exp_avg"].shape == (RANK, 80)  # P^T G
+    assert opt.state[params["B"]]["proj"].shape == (RANK, 48)  # 80 x 48: Q = Vh[:r]
+    assert opt.state[params["B"]]["exp_avg"].shape == (80, RANK)  # G Q^T
+    assert opt.state[params["c"]]["exp_avg"].shape == (48,)  # 1-D: plain AdamW
 
 
 def test_fira_matches_reference():
@@ -273,8 +277,8 @@ def test_fira_limiter_engages():
     refs = {k: ref_fira(w0[k], _grads_of(grads, k, 3), _lr(k), WD, RANK, GAP, 0.25) for k in ("A", "B")}
     _assert_close({k: params[k] for k in refs}, refs)
     assert opt.state[params["A"]]["limiter_norm"].shape == ()
-    assert norms[1] == pytest.approx(1.01 * (norms[0] + 1e-8), rel=1e-5)   # limited at t = 2
-    assert norms[2] < norms[1]                                              # not limited at t = 3
+    assert norms[1] == pytest.approx(1.01 * (norms[0] + 1e-8), rel=1e-5)  # limited at t = 2
+    assert norms[2] < norms[1]  # not limited at t = 3
 
 
 def _frugal_bases(opt, params, grads, steps, k):
@@ -294,8 +298,14 @@ def _frugal_bases(opt, params, grads, steps, k):
 def test_frugal_svd_matches_reference(rule):
     params, grads = _setup()
     w0 = {k: p.detach().clone() for k, p in params.items()}
-    opt = FRUGAL(_groups(params, "density", DENSITY), weight_decay=WD, update_gap=GAP,
-                 proj_type="svd", inactive_update_rule=rule, inactive_lr_scale=0.5)
+    opt = FRUGAL(
+        _groups(params, "density", DENSITY),
+        weight_decay=WD,
+        update_gap=GAP,
+        proj_type="svd",
+        inactive_update_rule=rule,
+        inactive_lr_scale=0.5,
+    )
     _run(opt, params, grads, STEPS)
     refs = {}
     for k in ("A", "B"):
@@ -315,8 +325,13 @@ def test_frugal_svd_matches_reference(rule):
 def test_frugal_random_columns_matches_reference(reset):
     params, grads = _setup()
     w0 = {k: p.detach().clone() for k, p in params.items()}
-    opt = FRUGAL(_groups(params, "density", DENSITY), weight_decay=WD, update_gap=GAP,
-                 proj_type="random_columns", reset_statistics=reset)
+    opt = FRUGAL(
+        _groups(params, "density", DENSITY),
+        weight_decay=WD,
+        update_gap=GAP,
+        proj_type="random_columns",
+        reset_statistics=reset,
+    )
     bases = _frugal_bases(opt, params, grads, STEPS, ("A", "B"))
     refs = {}
     for k, n in (("A", 80), ("B", 48)):
@@ -326,10 +341,11 @@ def test_frugal_random_columns_matches_reference(reset):
             assert i.dtype == torch.int64 and i.numel() == count
             assert torch.equal(i, torch.unique(i)) and 0 <= int(i.min()) and int(i.max()) < n
             if t % GAP:
-                assert torch.equal(i, idx[t - 1])          # fixed between refreshes
-        assert not torch.equal(idx[0], idx[GAP])            # redrawn at a refresh
-        refs[k] = ref_frugal_subspace(w0[k], _grads_of(grads, k), _lr(k), WD, GAP,
-                                      [("cols", i) for i in idx], reset=reset)
+                assert torch.equal(i, idx[t - 1])  # fixed between refreshes
+        assert not torch.equal(idx[0], idx[GAP])  # redrawn at a refresh
+        refs[k] = ref_frugal_subspace(
+            w0[k], _grads_of(grads, k), _lr(k), WD, GAP, [("cols", i) for i in idx], reset=reset
+        )
     refs["c"] = ref_adamw_torch(w0["c"], _grads_of(grads, "c"), LR1, WD, 1e-8)
     _assert_close(params, refs)
 
@@ -340,10 +356,17 @@ def test_frugal_block_matches_reference():
     params = {k: (0.1 * torch.randn(s, generator=gen)).requires_grad_() for k, s in shapes.items()}
     grads = [{k: torch.randn(s, generator=gen) for k, s in shapes.items()} for _ in range(6)]
     w0 = {k: p.detach().clone() for k, p in params.items()}
-    opt = FRUGAL([{"params": [params["A"], params["B"], params["D"]], "density": 0.34, "lr": LR1},
-                  {"params": [params["c"]], "lr": LR2}],
-                 weight_decay=WD, update_gap=GAP, proj_type="block", block_order="descending",
-                 inactive_lr_scale=0.5)
+    opt = FRUGAL(
+        [
+            {"params": [params["A"], params["B"], params["D"]], "density": 0.34, "lr": LR1},
+            {"params": [params["c"]], "lr": LR2},
+        ],
+        weight_decay=WD,
+        update_gap=GAP,
+        proj_type="block",
+        block_order="descending",
+        inactive_lr_scale=0.5,
+    )
     _run(opt, params, grads, 6)
     # round(3 * 0.34) = 1 active tensor; descending: D for t in 1-2, B for 3-4, A for 5-6
     active = {"D": (1, 2), "B": (3, 4), "A": (5, 6)}
@@ -360,7 +383,7 @@ def test_frugal_block_matches_reference():
                 s += 1
                 m = b1 * m + (1 - b1) * g
                 v = b2 * v + (1 - b2) * g * g
-                w = w - LR1 * (m / (1 - b1 ** s)) / (v.sqrt() / math.sqrt(1 - b2 ** s) + 1e-8)
+                w = w - LR1 * (m / (1 - b1**s)) / (v.sqrt() / math.sqrt(1 - b2**s) + 1e-8)
             else:
                 w = w - LR1 * 0.5 * torch.sign(g)
         diff = (params[k].detach().double() - w).abs().max().item()
@@ -385,13 +408,14 @@ def test_frugal_block_random_order_picks_count():
 def test_swan_matches_reference():
     params, grads = _setup()
     w0 = {k: p.detach().clone() for k, p in params.items()}
-    opt = SWAN([{"params": [params["A"], params["c"]], "lr": LR1}, {"params": [params["B"]], "lr": LR2}],
-               weight_decay=WD)
+    opt = SWAN(
+        [{"params": [params["A"], params["c"]], "lr": LR1}, {"params": [params["B"]], "lr": LR2}], weight_decay=WD
+    )
     _run(opt, params, grads, STEPS)
     refs = {k: ref_swan_matrix(w0[k], _grads_of(grads, k), _lr(k), WD) for k in ("A", "B")}
     refs["c"] = ref_adamw_torch(w0["c"], _grads_of(grads, "c"), LR1, WD, 1e-8)
     _assert_close(params, refs)
-    assert state_bytes(opt) == 8 * 48            # matrices stateless, AdamW for the 1-D param
+    assert state_bytes(opt) == 8 * 48  # matrices stateless, AdamW for the 1-D param
 
 
 def test_swan_whitening_converges_to_polar_factor():
@@ -426,6 +450,7 @@ def test_swan_nonmatrix_sgd_and_conv():
 
 # ---- rank of the update --------------------------------------------------------------------------
 
+
 def _update_rank(opt_factory):
     gen = torch.Generator().manual_seed(6)
     w = torch.zeros(48, 80, requires_grad=True)
@@ -440,8 +465,7 @@ def test_update_ranks():
     assert _update_rank(lambda g: FiraAdamW(g, rank=RANK)) > RANK
     assert _update_rank(lambda g: FRUGAL(g, density=DENSITY, proj_type="svd")) > RANK
     assert _update_rank(lambda g: FRUGAL(g, density=DENSITY, proj_type="random_columns")) > RANK
-    assert _update_rank(lambda g: FRUGAL(g, density=DENSITY, proj_type="svd",
-                                         inactive_update_rule="no")) <= RANK
+    assert _update_rank(lambda g: FRUGAL(g, density=DENSITY, proj_type="svd", inactive_update_rule="no")) <= RANK
 
 
 # ---- state_dict round trip -----------------------------------------------------------------------
@@ -451,8 +475,7 @@ FACTORIES = {
     "fira": lambda ps: FiraAdamW(ps, update_proj_gap=3, weight_decay=WD),
     "frugal_svd": lambda ps: FRUGAL(ps, density=DENSITY, update_gap=3, proj_type="svd", weight_decay=WD),
     "frugal_cols": lambda ps: FRUGAL(ps, density=DENSITY, update_gap=3, proj_type="random_columns"),
-    "frugal_block": lambda ps: FRUGAL(ps, density=0.5, update_gap=3, proj_type="block",
-                                      block_order="random"),
+    "frugal_block": lambda ps: FRUGAL(ps, density=0.5, update_gap=3, proj_type="block", block_order="random"),
     "frugal_block_desc": lambda ps: FRUGAL(ps, density=0.5, update_gap=3, proj_type="block"),
     "swan": lambda ps: SWAN(ps, weight_decay=WD),
 }
@@ -488,6 +511,7 @@ def test_state_dict_round_trip_is_bit_exact(name):
 
 
 # ---- state_bytes formulas ------------------------------------------------------------------------
+
 
 def _galore_bytes(m, n, r):
     return 4 * r * (min(m, n) + 2 * max(m, n))
@@ -543,8 +567,13 @@ def test_plain_list_rule_through_create():
 
 def test_closure_and_model_training():
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(2, 8, 3), torch.nn.Flatten(), torch.nn.Linear(8 * 36, 40),
-                                torch.nn.ReLU(), torch.nn.Linear(40, 3))
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(2, 8, 3),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8 * 36, 40),
+        torch.nn.ReLU(),
+        torch.nn.Linear(40, 3),
+    )
     x, y = torch.randn(16, 2, 8, 8), torch.randint(0, 3, (16,))
     for name, kw in (("galore", dict(rank=4)), ("fira", dict(rank=4)), ("frugal", {}), ("swan", {})):
         m = __import__("copy").deepcopy(model)
@@ -555,6 +584,7 @@ def test_closure_and_model_training():
             loss = torch.nn.functional.cross_entropy(m(x), y)
             loss.backward()
             return loss
+
         first = opt.step(closure).item()
         for _ in range(15):
             last = opt.step(closure).item()
@@ -562,6 +592,7 @@ def test_closure_and_model_training():
 
 
 # ---- bf16 ----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", sorted(FACTORIES))
 def test_bf16_params_keep_fp32_state(name):
@@ -571,8 +602,9 @@ def test_bf16_params_keep_fp32_state(name):
     _run(opt, params, grads, 4)
     for k, p in params.items():
         assert p.dtype == torch.bfloat16 and torch.isfinite(p).all() and not torch.equal(p, before[k])
-    floats = [v for st in opt.state.values() for v in st.values()
-              if isinstance(v, torch.Tensor) and v.is_floating_point()]
+    floats = [
+        v for st in opt.state.values() for v in st.values() if isinstance(v, torch.Tensor) and v.is_floating_point()
+    ]
     assert all(v.dtype == torch.float32 for v in floats)
     opt2 = FACTORIES[name](_rt_groups(params, name))
     opt2.load_state_dict(opt.state_dict())
@@ -583,6 +615,7 @@ def test_bf16_params_keep_fp32_state(name):
 
 
 # ---- validation ----------------------------------------------------------------------------------
+
 
 def test_bad_inputs_raise():
     params, _ = _setup()
@@ -621,6 +654,7 @@ def test_bad_inputs_raise():
 
 
 # ---- under torch.compile of the model ----------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def compiled_mlp():

@@ -28,9 +28,10 @@ def params_and_grads(steps, seed=0):
     for _ in range(steps):
         step = []
         for s in SHAPES:
-            if len(s) == 2:   # rank 6 + noise: rank-deficient statistics for the first steps
-                g = torch.randn(s[0], 6, generator=gen, dtype=torch.float64) @ \
-                    torch.randn(6, s[1], generator=gen, dtype=torch.float64)
+            if len(s) == 2:  # rank 6 + noise: rank-deficient statistics for the first steps
+                g = torch.randn(s[0], 6, generator=gen, dtype=torch.float64) @ torch.randn(
+                    6, s[1], generator=gen, dtype=torch.float64
+                )
                 step.append(g + 0.01 * torch.randn(s, generator=gen, dtype=torch.float64))
             else:
                 step.append(torch.randn(s, generator=gen, dtype=torch.float64))
@@ -71,7 +72,7 @@ class Reference:
         rm = self.QL.T @ self.M @ self.QR
         n = self.QL @ (rm / (torch.sqrt(self.V) + self.h["eps"])) @ self.QR.T
         lr = self.h["lr"]
-        p = p - lr * math.sqrt(1 - b2 ** self.k) / (1 - b1 ** self.k) * n
+        p = p - lr * math.sqrt(1 - b2**self.k) / (1 - b1**self.k) * n
         p = p * (1 - lr * self.h["weight_decay"])
         self.L = bs * self.L + (1 - bs) * g @ g.T
         self.R = bs * self.R + (1 - bs) * g.T @ g
@@ -91,13 +92,14 @@ def test_matches_float64_reference_through_refreshes():
     def bases_of(p):
         def get():
             state = opt.state[p]
-            for side in ("L", "R"):   # a valid eigenbasis of its statistics, largest first
+            for side in ("L", "R"):  # a valid eigenbasis of its statistics, largest first
                 stat, q = state[f"stat_{side}"], state[f"basis_{side}"]
                 d = q.T @ stat @ q
                 assert (d - torch.diag(torch.diag(d))).abs().max() <= 1e-10 * stat.abs().max()
                 assert torch.all(torch.diag(d)[:-1] >= torch.diag(d)[1:] - 1e-10 * stat.abs().max())
                 assert torch.allclose(q.T @ q, torch.eye(q.shape[0], dtype=q.dtype), atol=1e-12)
             return state["basis_L"].clone(), state["basis_R"].clone()
+
         return get
 
     refs = [Reference(H, bases_of(params[0])), Reference(H, bases_of(params[1]))]
@@ -110,16 +112,16 @@ def test_matches_float64_reference_through_refreshes():
         opt.step()
         for i in range(2):
             ref_p[i] = refs[i].step(ref_p[i], step[i])
-        adam_k += 1                                   # 1-D: plain Adam from the first call
+        adam_k += 1  # 1-D: plain Adam from the first call
         b1, b2 = H["betas"]
         m = b1 * m + (1 - b1) * step[2]
         v = b2 * v + (1 - b2) * step[2] ** 2
         lr = 2 * H["lr"]
-        ref_p[2] = ref_p[2] - lr * math.sqrt(1 - b2 ** adam_k) / (1 - b1 ** adam_k) * m / (v.sqrt() + H["eps"])
+        ref_p[2] = ref_p[2] - lr * math.sqrt(1 - b2**adam_k) / (1 - b1**adam_k) * m / (v.sqrt() + H["eps"])
         ref_p[2] = ref_p[2] * (1 - lr * H["weight_decay"])
         for p, r in zip(params, ref_p):
             assert (p.detach() - r).abs().max().item() <= 1e-8
-    assert opt.state[params[0]]["step"] == 9        # the first call only set up the bases
+    assert opt.state[params[0]]["step"] == 9  # the first call only set up the bases
 
 
 def _roundtrip(state):
@@ -153,16 +155,22 @@ def test_state_bytes_match_the_formula_and_long_sides_stay_unrotated():
     both = lambda m, n: 4 * (2 * m * n + 2 * m * m + 2 * n * n)  # noqa: E731
     assert state_bytes(opt) == both(48, 80) + both(80, 48) + 8 * 80
     narrow = [p.detach().clone().requires_grad_() for p in params[:1]]
-    opt = SOAP(narrow, **{**H, "max_precond_dim": 60})      # the 80-long side is not rotated
+    opt = SOAP(narrow, **{**H, "max_precond_dim": 60})  # the 80-long side is not rotated
     run(opt, narrow, [[s[0]] for s in grads])
     assert "basis_R" not in opt.state[narrow[0]] and "basis_L" in opt.state[narrow[0]]
     assert state_bytes(opt) == 4 * (2 * 48 * 80 + 2 * 48 * 48)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (dict(lr=-1.0), "lr"), (dict(betas=(1.0, 0.9)), "beta1"), (dict(shampoo_beta=1.0), "shampoo_beta"),
-    (dict(precondition_frequency=0), "precondition_frequency"), (dict(max_precond_dim=1.5), "max_precond_dim"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict(lr=-1.0), "lr"),
+        (dict(betas=(1.0, 0.9)), "beta1"),
+        (dict(shampoo_beta=1.0), "shampoo_beta"),
+        (dict(precondition_frequency=0), "precondition_frequency"),
+        (dict(max_precond_dim=1.5), "max_precond_dim"),
+    ],
+)
 def test_bad_hyperparameters(bad, message):
     with pytest.raises(ValueError, match=message):
         SOAP([torch.zeros(3, 4, requires_grad=True)], **bad)

@@ -24,7 +24,7 @@ def test_clock_accumulates_only_running_stretches():
     clock.start()
     now[0] = 2.0
     assert clock.pause() == 2.0
-    now[0] = 10.0          # paused: these 8 seconds are evaluation
+    now[0] = 10.0  # paused: these 8 seconds are evaluation
     clock.resume()
     now[0] = 11.5
     assert clock.pause() == 3.5
@@ -37,7 +37,7 @@ def test_slow_evaluation_does_not_change_training_time():
     fast = run_trial(TinyRegression(train_sleep=0.004), spec, 0, CPU)
     slow = run_trial(TinyRegression(train_sleep=0.004, eval_sleep=0.1), spec, 0, CPU)
     assert len(slow.evals) == 6 and slow.eval_seconds >= 0.6
-    assert fast.train_seconds >= 60 * 0.004                 # training time is counted ...
+    assert fast.train_seconds >= 60 * 0.004  # training time is counted ...
     assert abs(slow.train_seconds - fast.train_seconds) < 0.1  # ... evaluation time is not
     # every evaluation's clock reading excludes all earlier evaluations
     for a, b in zip(fast.evals, slow.evals):
@@ -59,8 +59,7 @@ def test_a_trial_that_never_meets_the_target_scores_infinity():
 
 
 def test_stop_at_target_ends_the_trial_at_the_first_hit():
-    result = run_trial(ScriptedMetric([0.1, 0.6, 0.9]), make_algorithm("adamw"), 0, CPU,
-                       stop_at_target=True)
+    result = run_trial(ScriptedMetric([0.1, 0.6, 0.9]), make_algorithm("adamw"), 0, CPU, stop_at_target=True)
     assert result.steps == 20 and len(result.evals) == 2
 
 
@@ -84,8 +83,11 @@ def test_a_non_finite_loss_marks_the_trial_diverged():
     model = workload.init_model()
     algorithm = TrainingAlgorithm(spec, model, workload.step_budget)
     batches = workload.batches(workload.splits().train, torch.Generator().manual_seed(0))
-    first_bad = next(step for step in range(1, workload.step_budget + 1)
-                     if not torch.isfinite(algorithm.update(model, next(batches), workload.loss)))
+    first_bad = next(
+        step
+        for step in range(1, workload.step_budget + 1)
+        if not torch.isfinite(algorithm.update(model, next(batches), workload.loss))
+    )
     assert first_bad < workload.eval_every
     assert result.steps == first_bad  # stopped at the step it happened, not at the next evaluation
     assert result.evals == [] and math.isnan(result.final_metric)
@@ -116,8 +118,9 @@ def test_trial_records_memory_accounting():
     # saved for backward: the input batch (32 x 16, for the weight gradient), and the prediction and
     # target mse_loss keeps (32 x 1 each), all fp32
     assert result.saved_activation_bytes == 4 * (32 * 16 + 32 + 32)
-    assert result.peak_memory_bytes == (result.param_bytes + result.grad_bytes + result.state_bytes
-                                        + result.saved_activation_bytes)
+    assert result.peak_memory_bytes == (
+        result.param_bytes + result.grad_bytes + result.state_bytes + result.saved_activation_bytes
+    )
     assert result.peak_memory_source == "params+grads+state+activations"
 
 

@@ -11,9 +11,24 @@ import torch
 
 from trainlab import optim
 from trainlab.algorithms.rules import default_rule, kind_for, norm_kinds, scaling_rules
-from trainlab.schedules import (SCHEDULE_HPARAMS, SCHEDULES, as_lr_scheduler, build_schedule, constant,
-                                cosine_decay, join, linear_decay, linear_warmup, piecewise_constant,
-                                refine, refined_schedule, scale, scale_lr, uba, wsd)
+from trainlab.schedules import (
+    SCHEDULE_HPARAMS,
+    SCHEDULES,
+    as_lr_scheduler,
+    build_schedule,
+    constant,
+    cosine_decay,
+    join,
+    linear_decay,
+    linear_warmup,
+    piecewise_constant,
+    refine,
+    refined_schedule,
+    scale,
+    scale_lr,
+    uba,
+    wsd,
+)
 
 NORM_KIND, SCALING_RULE = norm_kinds(), scaling_rules()
 
@@ -22,11 +37,12 @@ T, W = 100, 10
 
 # --- closed forms and boundaries ---------------------------------------------------------------
 
+
 def test_warmup_starts_at_one_over_w_and_reaches_one_at_its_end():
     f = linear_warmup(W)
-    assert f(0) == pytest.approx(1 / W)            # the first update is not taken at lr 0
+    assert f(0) == pytest.approx(1 / W)  # the first update is not taken at lr 0
     assert f(4) == pytest.approx(5 / W)
-    assert f(W - 1) == 1.0                          # last warm-up step: full lr
+    assert f(W - 1) == 1.0  # last warm-up step: full lr
     assert f(W) == 1.0 and f(10 * W) == 1.0
     assert linear_warmup(0)(0) == 1.0
 
@@ -35,26 +51,29 @@ def test_cosine_and_linear_decay_closed_forms():
     cos, lin = cosine_decay(T, W), linear_decay(T, W)
     assert cos(0) == pytest.approx(1 / W) and lin(0) == pytest.approx(1 / W)
     assert cos(W) == 1.0 and lin(W) == 1.0
-    assert cos(55) == pytest.approx(0.5) and lin(55) == pytest.approx(0.5)   # halfway through 90 steps
+    assert cos(55) == pytest.approx(0.5) and lin(55) == pytest.approx(0.5)  # halfway through 90 steps
     assert cos(T - 1) == pytest.approx(0.5 * (1 + math.cos(math.pi * 89 / 90)))
     assert lin(T - 1) == pytest.approx(1 / 90)
     assert cos(T) == pytest.approx(0.0, abs=1e-15) and lin(T) == 0.0
     assert constant()(0) == constant()(12345) == 1.0
 
 
-@pytest.mark.parametrize("cooldown, mid, last", [
-    ("linear", 0.5, 1 / 20),
-    ("1-sqrt", 1 - math.sqrt(0.5), 1 - math.sqrt(19 / 20)),
-    ("cosine", 0.5, 0.5 * (1 + math.cos(math.pi * 19 / 20))),
-])
+@pytest.mark.parametrize(
+    "cooldown, mid, last",
+    [
+        ("linear", 0.5, 1 / 20),
+        ("1-sqrt", 1 - math.sqrt(0.5), 1 - math.sqrt(19 / 20)),
+        ("cosine", 0.5, 0.5 * (1 + math.cos(math.pi * 19 / 20))),
+    ],
+)
 def test_wsd_boundaries(cooldown, mid, last):
     f = wsd(T, warmup_steps=5, decay_fraction=0.2, cooldown=cooldown)  # cool-down = steps 80..99
     assert f(0) == pytest.approx(1 / 5)
-    assert f(4) == 1.0                              # end of warm-up
+    assert f(4) == 1.0  # end of warm-up
     assert all(f(s) == 1.0 for s in range(5, 80))  # stable phase
-    assert f(80) == 1.0                             # first cool-down step: progress 0
+    assert f(80) == 1.0  # first cool-down step: progress 0
     assert f(90) == pytest.approx(mid)
-    assert f(99) == pytest.approx(last)             # last update
+    assert f(99) == pytest.approx(last)  # last update
     assert f(100) == pytest.approx(0.0, abs=1e-15)  # the end of the budget
     assert all(f(s) >= f(s + 1) for s in range(4, 100))
 
@@ -84,6 +103,7 @@ def test_scale():
 
 # --- UBA (formula from a third-party implementation; see budget_aware.py) ----------------------
 
+
 def test_uba_with_phi_2_is_cosine_annealing_at_every_step():
     for warmup in (0, W):
         f, g = uba(T, warmup, phi=2.0), cosine_decay(T, warmup)
@@ -105,11 +125,19 @@ def test_uba_endpoints_and_monotone_decay(phi):
 
 # --- the LambdaLR adapter driven by a real optimizer -------------------------------------------
 
-@pytest.mark.parametrize("schedule", [
-    cosine_decay(T, W), linear_decay(T, W), wsd(T, 5, 0.2, "1-sqrt"), uba(T, W, 0.8),
-    piecewise_constant([30, 60], [1.0, 0.3, 0.1]),
-    refined_schedule(list(np.linspace(5.0, 1.0, T)), "sgd"),
-], ids=["cosine", "linear", "wsd", "uba", "piecewise", "refined"])
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        cosine_decay(T, W),
+        linear_decay(T, W),
+        wsd(T, 5, 0.2, "1-sqrt"),
+        uba(T, W, 0.8),
+        piecewise_constant([30, 60], [1.0, 0.3, 0.1]),
+        refined_schedule(list(np.linspace(5.0, 1.0, T)), "sgd"),
+    ],
+    ids=["cosine", "linear", "wsd", "uba", "piecewise", "refined"],
+)
 def test_adapter_matches_the_pure_function_at_every_step(schedule):
     base_lr = 0.3
     param = torch.zeros(3, requires_grad=True)
@@ -123,6 +151,7 @@ def test_adapter_matches_the_pure_function_at_every_step(schedule):
 
 
 # --- refinement (Defazio et al. 2023, arXiv 2310.07831) -----------------------------------------
+
 
 @pytest.mark.parametrize("kind", ["adam", "sgd"])
 @pytest.mark.parametrize("steps", [2, 7, 100])
@@ -144,14 +173,14 @@ def test_refined_is_non_negative_ends_at_zero_and_peaks_at_exactly_one():
 def test_shrinking_norms_give_an_automatic_warmup():
     t = np.arange(200)
     eta = refine(1.0 + 9.0 * np.exp(-t / 10.0), "sgd")
-    assert eta[0] < 0.1                          # large early norms: small early steps
-    assert eta[0] < eta[10] < eta[20]            # the schedule rises at the start
+    assert eta[0] < 0.1  # large early norms: small early steps
+    assert eta[0] < eta[10] < eta[20]  # the schedule rises at the start
     assert int(np.argmax(eta)) > 0
 
 
 def test_median_filter_removes_a_single_spike():
     norms = [1.0] * 100
-    norms[50] = 1e6                              # width 2*(10//2)+1 = 11 ignores one outlier
+    norms[50] = 1e6  # width 2*(10//2)+1 = 11 ignores one outlier
     np.testing.assert_allclose(refine(norms, "sgd"), refine([1.0] * 100, "sgd"), atol=1e-12)
 
 
@@ -164,6 +193,7 @@ def test_refined_schedule_matches_refine_and_is_zero_past_the_end():
 
 # --- registry ------------------------------------------------------------------------------------
 
+
 def test_every_registered_schedule_builds_with_its_defaults():
     for name, defaults in SCHEDULE_HPARAMS.items():
         hp = dict(defaults)
@@ -172,8 +202,9 @@ def test_every_registered_schedule_builds_with_its_defaults():
         f = build_schedule(name, T, hp)
         assert 0.0 <= f(0) <= 1.0 and f(T - 1) >= 0.0
     assert set(SCHEDULES) == set(SCHEDULE_HPARAMS)
-    assert build_schedule("wsd", T, {"cooldown": "linear", "decay_fraction": 0.5,
-                                     "warmup_fraction": 0.0})(75) == pytest.approx(0.5)
+    assert build_schedule("wsd", T, {"cooldown": "linear", "decay_fraction": 0.5, "warmup_fraction": 0.0})(
+        75
+    ) == pytest.approx(0.5)
 
 
 def test_schedule_hparams_do_not_collide_with_optimizer_hparams():
@@ -182,8 +213,9 @@ def test_schedule_hparams_do_not_collide_with_optimizer_hparams():
         assert not set(defaults) & optimizer_keys, name
 
 
-@pytest.mark.parametrize("name", ["adamw+wsd", "adamw+linear", "adamw+cosine", "adamw+constant",
-                                  "adamw+uba", "sgd+refined"])
+@pytest.mark.parametrize(
+    "name", ["adamw+wsd", "adamw+linear", "adamw+cosine", "adamw+constant", "adamw+uba", "sgd+refined"]
+)
 def test_algorithms_name_the_schedules(name):
     from trainlab.algorithms.base import TrainingAlgorithm
     from trainlab.algorithms.registry import make_algorithm
@@ -211,6 +243,7 @@ def test_every_optimizer_has_a_norm_kind_and_a_batch_rule():
 
 # --- batch-size scaling (Granziol et al., JMLR 2022) ---------------------------------------------
 
+
 def test_scale_lr_rules():
     assert scale_lr(0.1, 128, 256, "linear") == pytest.approx(0.2)
     assert scale_lr(1e-3, 128, 256, "sqrt") == pytest.approx(1e-3 * math.sqrt(2))
@@ -220,43 +253,47 @@ def test_scale_lr_rules():
 
 # --- bad input -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: cosine_decay(0), "total_steps"),
-    (lambda: linear_decay(-5), "total_steps"),
-    (lambda: wsd(0), "total_steps"),
-    (lambda: uba(0), "total_steps"),
-    (lambda: linear_decay(10, 11), "warmup_steps"),
-    (lambda: wsd(10, 11), "warmup_steps"),
-    (lambda: uba(10, 11), "warmup_steps"),
-    (lambda: wsd(10, 0, 1.5), "decay_fraction"),
-    (lambda: wsd(10, 0, -0.1), "decay_fraction"),
-    (lambda: wsd(10, 5, 0.8), "overlap"),
-    (lambda: wsd(10, 0, 0.2, "cubic"), "cooldown.*linear, 1-sqrt, cosine"),
-    (lambda: uba(10, 0, 0.0), "phi"),
-    (lambda: piecewise_constant([5], [1.0]), "boundar"),
-    (lambda: piecewise_constant([5, 3], [1.0, 0.5, 0.1]), "increasing"),
-    (lambda: piecewise_constant([5], [1.0, float("nan")]), "finite"),
-    (lambda: join([constant()], [3]), "boundar"),
-    (lambda: scale(constant(), -1.0), "factor"),
-    (lambda: refine([]), "at least 2"),
-    (lambda: refine([1.0]), "at least 2"),
-    (lambda: refine([1.0, float("nan"), 2.0]), "finite and positive; step 1"),
-    (lambda: refine([1.0, float("inf")]), "finite and positive"),
-    (lambda: refine([1.0, 0.0, 2.0]), "finite and positive"),
-    (lambda: refine([1.0, -2.0]), "finite and positive"),
-    (lambda: refine([[1.0, 2.0]]), "flat"),
-    (lambda: refine(["a", "b"]), "flat"),
-    (lambda: refine([1.0, 2.0], kind="lamb"), "kind.*adam, sgd"),
-    (lambda: refine([1.0, 2.0], tau=2.0), "tau"),
-    (lambda: refine([1.0, 2.0], total_steps=3), "total_steps=3"),
-    (lambda: scale_lr(0.1, 128, 256, "cubic"), "rule.*linear, sqrt"),
-    (lambda: scale_lr(0.1, 0, 256), "base_batch"),
-    (lambda: scale_lr(0.1, 128, 2.5), "batch"),
-    (lambda: scale_lr(-0.1, 128, 256), "lr"),
-    (lambda: default_rule("mystery"), "mystery"),
-    (lambda: kind_for("mystery"), "mystery"),
-    (lambda: build_schedule("nope", 10, {}), "unknown schedule"),
-])
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: cosine_decay(0), "total_steps"),
+        (lambda: linear_decay(-5), "total_steps"),
+        (lambda: wsd(0), "total_steps"),
+        (lambda: uba(0), "total_steps"),
+        (lambda: linear_decay(10, 11), "warmup_steps"),
+        (lambda: wsd(10, 11), "warmup_steps"),
+        (lambda: uba(10, 11), "warmup_steps"),
+        (lambda: wsd(10, 0, 1.5), "decay_fraction"),
+        (lambda: wsd(10, 0, -0.1), "decay_fraction"),
+        (lambda: wsd(10, 5, 0.8), "overlap"),
+        (lambda: wsd(10, 0, 0.2, "cubic"), "cooldown.*linear, 1-sqrt, cosine"),
+        (lambda: uba(10, 0, 0.0), "phi"),
+        (lambda: piecewise_constant([5], [1.0]), "boundar"),
+        (lambda: piecewise_constant([5, 3], [1.0, 0.5, 0.1]), "increasing"),
+        (lambda: piecewise_constant([5], [1.0, float("nan")]), "finite"),
+        (lambda: join([constant()], [3]), "boundar"),
+        (lambda: scale(constant(), -1.0), "factor"),
+        (lambda: refine([]), "at least 2"),
+        (lambda: refine([1.0]), "at least 2"),
+        (lambda: refine([1.0, float("nan"), 2.0]), "finite and positive; step 1"),
+        (lambda: refine([1.0, float("inf")]), "finite and positive"),
+        (lambda: refine([1.0, 0.0, 2.0]), "finite and positive"),
+        (lambda: refine([1.0, -2.0]), "finite and positive"),
+        (lambda: refine([[1.0, 2.0]]), "flat"),
+        (lambda: refine(["a", "b"]), "flat"),
+        (lambda: refine([1.0, 2.0], kind="lamb"), "kind.*adam, sgd"),
+        (lambda: refine([1.0, 2.0], tau=2.0), "tau"),
+        (lambda: refine([1.0, 2.0], total_steps=3), "total_steps=3"),
+        (lambda: scale_lr(0.1, 128, 256, "cubic"), "rule.*linear, sqrt"),
+        (lambda: scale_lr(0.1, 0, 256), "base_batch"),
+        (lambda: scale_lr(0.1, 128, 2.5), "batch"),
+        (lambda: scale_lr(-0.1, 128, 256), "lr"),
+        (lambda: default_rule("mystery"), "mystery"),
+        (lambda: kind_for("mystery"), "mystery"),
+        (lambda: build_schedule("nope", 10, {}), "unknown schedule"),
+    ],
+)
 def test_bad_input_raises_value_error_naming_the_problem(call, message):
     with pytest.raises(ValueError, match=message):
         call()

@@ -9,10 +9,16 @@ import numpy as np
 import pytest
 
 from trainlab.reports.scoring_tables import scoring_table_latex, scoring_table_markdown
-from trainlab.reports.tuning_plots import (performance_profiles_plot, tuning_curves_plot,
-                                           workload_costs_plot)
-from trainlab.scoring import (benchmark_score, bootstrap_interval, geometric_mean_speedup, median_cost,
-                              performance_profile, performance_ratios, workload_cost)
+from trainlab.reports.tuning_plots import performance_profiles_plot, tuning_curves_plot, workload_costs_plot
+from trainlab.scoring import (
+    benchmark_score,
+    bootstrap_interval,
+    geometric_mean_speedup,
+    median_cost,
+    performance_profile,
+    performance_ratios,
+    workload_cost,
+)
 
 INF = math.inf
 
@@ -33,13 +39,14 @@ RATIOS = {
 }
 # A workload with ratio r <= 4 adds (4 - r) / ((4 - 1) * 4 workloads) to the score.
 SCORES = {
-    "A": ((4 - 1) + (4 - 4) + (4 - 1) + 0) / (3 * 4),   # 6 / 12 = 0.5
-    "B": ((4 - 1) + 0 + (4 - 2.5) + 0) / (3 * 4),       # 4.5 / 12 = 0.375
-    "C": (0 + (4 - 1) + (4 - 1.25) + 0) / (3 * 4),      # 5.75 / 12 = 0.479166...
+    "A": ((4 - 1) + (4 - 4) + (4 - 1) + 0) / (3 * 4),  # 6 / 12 = 0.5
+    "B": ((4 - 1) + 0 + (4 - 2.5) + 0) / (3 * 4),  # 4.5 / 12 = 0.375
+    "C": (0 + (4 - 1) + (4 - 1.25) + 0) / (3 * 4),  # 5.75 / 12 = 0.479166...
 }
 
 
 # --- ratios, profiles, score ---------------------------------------------------------------------
+
 
 def test_ratios_tie_cap_and_unreached_workload():
     assert performance_ratios(COSTS) == RATIOS
@@ -47,7 +54,7 @@ def test_ratios_tie_cap_and_unreached_workload():
 
 def test_smaller_r_max_caps_more():
     ratios = performance_ratios(COSTS, r_max=2.0)
-    assert ratios["A"]["capped"] == INF and ratios["B"]["spread"] == INF   # 4 and 2.5 exceed 2
+    assert ratios["A"]["capped"] == INF and ratios["B"]["spread"] == INF  # 4 and 2.5 exceed 2
     assert ratios["C"]["spread"] == 1.25
     # C: (2 - 1) + (2 - 1.25) over (2 - 1) * 4 workloads
     assert benchmark_score(ratios, r_max=2.0)["C"] == pytest.approx((1 + 0.75) / 4)
@@ -56,7 +63,7 @@ def test_smaller_r_max_caps_more():
 def test_profile_counts_ratios_at_most_tau():
     taus = [1.0, 1.25, 2.0, 2.5, 4.0, 100.0]
     profile = performance_profile(RATIOS, taus)
-    assert profile["A"] == [2 / 4, 2 / 4, 2 / 4, 2 / 4, 3 / 4, 3 / 4]   # ratio exactly 4 counts at tau 4
+    assert profile["A"] == [2 / 4, 2 / 4, 2 / 4, 2 / 4, 3 / 4, 3 / 4]  # ratio exactly 4 counts at tau 4
     assert profile["B"] == [1 / 4, 1 / 4, 1 / 4, 2 / 4, 2 / 4, 2 / 4]
     assert profile["C"] == [1 / 4, 2 / 4, 2 / 4, 2 / 4, 2 / 4, 2 / 4]
 
@@ -93,14 +100,18 @@ def test_ratio_errors():
 
 # --- medians, workload cost, bootstrap -----------------------------------------------------------
 
-@pytest.mark.parametrize("values, expected", [
-    ([3.0, 1.0, 2.0], 2.0),
-    ([1.0, INF, INF], INF),           # most missed: a miss
-    ([1.0, 2.0, INF], 2.0),           # one miss out of three does not matter
-    ([1.0, 2.0, 3.0, INF], 2.5),      # even: mean of the middle two
-    ([1.0, 2.0, INF, INF], INF),      # even, a middle value is inf: inf
-    ([7.0], 7.0),
-])
+
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        ([3.0, 1.0, 2.0], 2.0),
+        ([1.0, INF, INF], INF),  # most missed: a miss
+        ([1.0, 2.0, INF], 2.0),  # one miss out of three does not matter
+        ([1.0, 2.0, 3.0, INF], 2.5),  # even: mean of the middle two
+        ([1.0, 2.0, INF, INF], INF),  # even, a middle value is inf: inf
+        ([7.0], 7.0),
+    ],
+)
 def test_median_cost(values, expected):
     assert median_cost(values) == expected
 
@@ -154,13 +165,14 @@ def test_bootstrap_argument_errors():
 
 # --- speedups ------------------------------------------------------------------------------------
 
+
 def test_geometric_mean_speedup_with_exclusions():
     costs = {
         "base": {"w1": 10.0, "w2": 10.0, "w3": INF},
-        "B": {"w1": 5.0, "w2": 20.0, "w3": 3.0},     # speedups 2 and 0.5; w3 excluded -> 1.0 over 2
-        "C": {"w1": INF, "w2": 2.5, "w3": 1.0},      # only w2: 10 / 2.5 = 4
-        "D": {"w1": INF, "w2": INF, "w3": INF},      # nothing in common -> nan
-        "E": {"w1": 5.0, "w2": 1.25, "w3": INF},     # speedups 2 and 8 -> sqrt(16) = 4
+        "B": {"w1": 5.0, "w2": 20.0, "w3": 3.0},  # speedups 2 and 0.5; w3 excluded -> 1.0 over 2
+        "C": {"w1": INF, "w2": 2.5, "w3": 1.0},  # only w2: 10 / 2.5 = 4
+        "D": {"w1": INF, "w2": INF, "w3": INF},  # nothing in common -> nan
+        "E": {"w1": 5.0, "w2": 1.25, "w3": INF},  # speedups 2 and 8 -> sqrt(16) = 4
     }
     result = geometric_mean_speedup(costs, "base")
     assert result["base"] == (1.0, 2, 3)
@@ -177,12 +189,13 @@ def test_unknown_baseline_names_the_algorithms():
 
 # --- plots ---------------------------------------------------------------------------------------
 
+
 def _is_png(path) -> bool:
     return path.exists() and path.stat().st_size > 1000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_performance_profiles_plot(tmp_path):
-    ratios = {**RATIOS, "D": {w: INF for w in RATIOS["A"]}}   # a curve that stays at 0
+    ratios = {**RATIOS, "D": {w: INF for w in RATIOS["A"]}}  # a curve that stays at 0
     assert _is_png(performance_profiles_plot(ratios, tmp_path / "profiles.png"))
 
 
@@ -211,22 +224,23 @@ def test_tuning_curves_plot_with_misses(tmp_path):
 
 # --- tables --------------------------------------------------------------------------------------
 
+
 def test_scoring_table_markdown():
     intervals = {"A": {"tie": (9.0, 11.5), "spread": (18.0, 24.0)}, "C": {"capped": (12.0, INF)}}
     speedups = geometric_mean_speedup(COSTS, "A")
     table = scoring_table_markdown(COSTS, intervals, SCORES, speedups, unit="s", baseline="A")
     lines = table.strip().splitlines()
     assert lines[0] == "| algorithm | capped (s) | nobody (s) | spread (s) | tie (s) | score | speedup vs A |"
-    assert [line.split("|")[1].strip() for line in lines[2:]] == ["A", "C", "B"]   # by score, descending
+    assert [line.split("|")[1].strip() for line in lines[2:]] == ["A", "C", "B"]  # by score, descending
     a_row, c_row, b_row = lines[2:]
-    assert "| 10.0 [9.0, 11.5] |" in a_row                  # the interval takes the estimate's decimals
+    assert "| 10.0 [9.0, 11.5] |" in a_row  # the interval takes the estimate's decimals
     assert "| 60.0 | miss |" in a_row and "| 0.500 |" in a_row and "1.00x (3/4)" in a_row
     assert "| 15.0 [12.0, inf] |" in c_row and "| 0.479 |" in c_row
     # C vs A: capped 60/15 = 4, spread 20/25 = 0.8 -> sqrt(3.2) over 2 of 4 workloads
     assert f"{math.sqrt(3.2):.2f}x (2/4)" in c_row
     # B vs A: tie 1, capped 60/60.3, spread 0.4 -> cube root of their product over 3 of 4
     assert f"{(60 / 60.3 * 0.4) ** (1 / 3):.2f}x (3/4)" in b_row and "| 0.375 |" in b_row
-    assert table.count("miss") == 4                         # A, B, C on "nobody", and C on "tie"
+    assert table.count("miss") == 4  # A, B, C on "nobody", and C on "tie"
 
 
 def test_scoring_table_latex():

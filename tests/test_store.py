@@ -21,8 +21,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _result(reached: bool) -> TrialResult:
-    result = TrialResult(workload="w", algorithm="adamw", seed=0, hparams={"lr": 1e-3},
-                         metric_name="accuracy", higher_is_better=True, target=0.5, step_budget=20)
+    result = TrialResult(
+        workload="w",
+        algorithm="adamw",
+        seed=0,
+        hparams={"lr": 1e-3},
+        metric_name="accuracy",
+        higher_is_better=True,
+        target=0.5,
+        step_budget=20,
+    )
     result.evals = [EvalRecord(10, 1.0, 0.7, 0.4, 0.9, 0.1), EvalRecord(20, 2.0, 0.5, 0.6, 0.8, 0.1)]
     result.reached, result.final_metric, result.test_metric = reached, 0.6, math.nan
     if reached:
@@ -85,9 +93,26 @@ def _count(db: Path, status: str) -> int:
 
 def test_a_race_killed_between_trials_keeps_every_finished_trial(tmp_path):
     db = tmp_path / "results.db"
-    cmd = [sys.executable, "-m", "trainlab", "race", "--workloads", str(ROOT / "tests" / "support_workloads.py"),
-           "--workload-option", "tiny_regression.train_sleep=0.01", "--algorithms", "adamw,nadamw,sgd",
-           "--seeds", "0,1,2", "--store", str(db), "--no-report", "--no-progress", "--threads", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "trainlab",
+        "race",
+        "--workloads",
+        str(ROOT / "tests" / "support_workloads.py"),
+        "--workload-option",
+        "tiny_regression.train_sleep=0.01",
+        "--algorithms",
+        "adamw,nadamw,sgd",
+        "--seeds",
+        "0,1,2",
+        "--store",
+        str(db),
+        "--no-report",
+        "--no-progress",
+        "--threads",
+        "1",
+    ]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while _count(db, "completed") < 2 and time.time() < deadline and proc.poll() is None:
@@ -100,14 +125,18 @@ def test_a_race_killed_between_trials_keeps_every_finished_trial(tmp_path):
     race = store.race()
     assert race["environment"]["torch_version"] and race["config"]["seeds"] == [0, 1, 2]
     trials = store.trials(race["id"])
-    assert sum(t["status"] == "running" for t in trials) <= 1   # at most the one being trained
+    assert sum(t["status"] == "running" for t in trials) <= 1  # at most the one being trained
     for trial in trials:
         if trial["status"] == "completed":
             assert [e["step"] for e in store.evals(trial["id"])] == [10, 20, 30, 40, 50, 60]
             assert trial["state_bytes"] > 0 and trial["final_metric"] is not None
     # the store stays usable: a report can be written from what survived
-    out = subprocess.run([sys.executable, "-m", "trainlab", "report", "--store", str(db), "--out",
-                          str(tmp_path / "rep")], capture_output=True, text=True, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-m", "trainlab", "report", "--store", str(db), "--out", str(tmp_path / "rep")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     assert "did not finish" in (tmp_path / "rep" / "report.md").read_text() or completed == 9
 

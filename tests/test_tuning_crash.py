@@ -27,8 +27,11 @@ from trainlab.tuning.outcomes import collect
 from trainlab.tuning.storage import FAULT_ENV, open_storage
 
 TINY = str(ROOT / "tests" / "support_workloads.py")
-SPACE = {"lr": {"min": 1e-3, "max": 0.3, "scaling": "log"}, "momentum": {"min": 0.5, "max": 0.95},
-         "nesterov": {"feasible_points": [True]}}
+SPACE = {
+    "lr": {"min": 1e-3, "max": 0.3, "scaling": "log"},
+    "momentum": {"min": 0.5, "max": 0.95},
+    "nesterov": {"feasible_points": [True]},
+}
 
 pytestmark = pytest.mark.slow
 
@@ -36,11 +39,42 @@ pytestmark = pytest.mark.slow
 def _command(tmp_path: Path, store: str) -> list[str]:
     space = tmp_path / "sgd.json"
     space.write_text(json.dumps(SPACE))
-    return [sys.executable, "-m", "trainlab", "tune", "--name", "crash", "--algorithms", "sgd",
-            "--workloads", TINY, "--search-space", str(space), "--trials", "4", "--studies", "2",
-            "--eval-seeds", "0,1", "--select-by", "steps", "--workers", "2", "--store", store,
-            "--threads", "1", "--no-progress", "--no-report", "--heartbeat-interval", "1",
-            "--grace-period", "3", "--workload-option", "tiny_regression.train_sleep=0.004"]
+    return [
+        sys.executable,
+        "-m",
+        "trainlab",
+        "tune",
+        "--name",
+        "crash",
+        "--algorithms",
+        "sgd",
+        "--workloads",
+        TINY,
+        "--search-space",
+        str(space),
+        "--trials",
+        "4",
+        "--studies",
+        "2",
+        "--eval-seeds",
+        "0,1",
+        "--select-by",
+        "steps",
+        "--workers",
+        "2",
+        "--store",
+        store,
+        "--threads",
+        "1",
+        "--no-progress",
+        "--no-report",
+        "--heartbeat-interval",
+        "1",
+        "--grace-period",
+        "3",
+        "--workload-option",
+        "tiny_regression.train_sleep=0.004",
+    ]
 
 
 def _start(command: list[str], fault_at: int | None = None) -> subprocess.Popen:
@@ -49,8 +83,9 @@ def _start(command: list[str], fault_at: int | None = None) -> subprocess.Popen:
     if fault_at is not None:
         env[FAULT_ENV] = str(fault_at)
     # a session of its own: killing the group is a machine crash (coordinator and workers at once)
-    return subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    return subprocess.Popen(
+        command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 180) -> str:
@@ -82,8 +117,10 @@ def _identity(t) -> tuple:
 
 def _summary(trials) -> dict[tuple, tuple]:
     done = [t for t in trials if t.state.name == "COMPLETE"]
-    return {_identity(t): (json.dumps(t.user_attrs["config"], sort_keys=True),
-                           t.user_attrs["result"]["steps_to_target"]) for t in done}
+    return {
+        _identity(t): (json.dumps(t.user_attrs["config"], sort_keys=True), t.user_attrs["result"]["steps_to_target"])
+        for t in done
+    }
 
 
 def test_sigkill_at_any_moment_then_restart_equals_an_uninterrupted_experiment(tmp_path):
@@ -128,7 +165,7 @@ def test_sigkill_at_any_moment_then_restart_equals_an_uninterrupted_experiment(t
     completed = [t for t in trials if t.state.name == "COMPLETE"]
     counts = Counter(_identity(t) for t in completed)
     assert counts and max(counts.values()) == 1, "a completed trial was recorded twice"
-    assert _summary(trials) == _summary(ref_trials)      # same trials, configurations, steps
+    assert _summary(trials) == _summary(ref_trials)  # same trials, configurations, steps
     assert len(completed) == 2 * 4 + 2 * 2
     assert not [t for t in trials if t.state.name in ("WAITING", "RUNNING")]
     # trials that were running when killed were failed and re-run (a copy that completed)

@@ -18,30 +18,68 @@ from trainlab.algorithms.search_space import SearchSpace, check_search_space
 
 TINY = str(ROOT / "tests" / "support_workloads.py")
 ALGORITHMS = ["adamw", "sgd", "lion", "signum", "sfadamw", "frugal", "adamw+wsd"]
-NAMES = ["lr", "weight_decay", "momentum", "betas", "beta1", "beta2", "one_minus_beta1", "eps",
-         "warmup_fraction", "nesterov", "rank", "density", "grad_clip", "decay_fraction", "learning_rate", ""]
-SETTINGS = settings(max_examples=1000, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+NAMES = [
+    "lr",
+    "weight_decay",
+    "momentum",
+    "betas",
+    "beta1",
+    "beta2",
+    "one_minus_beta1",
+    "eps",
+    "warmup_fraction",
+    "nesterov",
+    "rank",
+    "density",
+    "grad_clip",
+    "decay_fraction",
+    "learning_rate",
+    "",
+]
+SETTINGS = settings(
+    max_examples=1000,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6),
-                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=5))
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-10, 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=5),
+)
 numbers = st.one_of(st.floats(-2, 2), st.floats(1e-8, 1e3), st.integers(-5, 5), scalars)
 range_spec = st.fixed_dictionaries(
     {"min": numbers, "max": numbers},
-    optional={"scaling": st.sampled_from(["log", "linear", "cubic", 1, None]), "step": numbers})
-points_spec = st.fixed_dictionaries({"feasible_points": st.one_of(
-    st.lists(numbers, max_size=4), st.lists(st.lists(numbers, max_size=2), max_size=2), scalars)})
+    optional={"scaling": st.sampled_from(["log", "linear", "cubic", 1, None]), "step": numbers},
+)
+points_spec = st.fixed_dictionaries(
+    {
+        "feasible_points": st.one_of(
+            st.lists(numbers, max_size=4), st.lists(st.lists(numbers, max_size=2), max_size=2), scalars
+        )
+    }
+)
 dimension = st.one_of(range_spec, points_spec, scalars, st.lists(numbers, max_size=2), st.just({}))
 plausible = st.dictionaries(  # mostly valid spaces, so acceptance is exercised as much as rejection
     st.sampled_from(["lr", "weight_decay", "warmup_fraction", "one_minus_beta1", "momentum"]),
-    st.one_of(st.builds(lambda a, b, log: {"min": min(a, b), "max": max(a, b) + 1e-3,
-                                           "scaling": "log" if log else "linear"},
-                        st.floats(1e-5, 0.5), st.floats(1e-5, 0.5), st.booleans()),
-              st.builds(lambda p: {"feasible_points": sorted(set(p))},
-                        st.lists(st.floats(0, 0.5), min_size=1, max_size=3))),
-    min_size=1, max_size=4)
-spaces = st.one_of(plausible, st.dictionaries(st.sampled_from(NAMES), dimension, max_size=5),
-                   st.lists(numbers, max_size=2), scalars)
+    st.one_of(
+        st.builds(
+            lambda a, b, log: {"min": min(a, b), "max": max(a, b) + 1e-3, "scaling": "log" if log else "linear"},
+            st.floats(1e-5, 0.5),
+            st.floats(1e-5, 0.5),
+            st.booleans(),
+        ),
+        st.builds(lambda p: {"feasible_points": sorted(set(p))}, st.lists(st.floats(0, 0.5), min_size=1, max_size=3)),
+    ),
+    min_size=1,
+    max_size=4,
+)
+spaces = st.one_of(
+    plausible, st.dictionaries(st.sampled_from(NAMES), dimension, max_size=5), st.lists(numbers, max_size=2), scalars
+)
 
 
 @SETTINGS
@@ -62,25 +100,35 @@ def _value(draw_from):
     return st.one_of(draw_from, st.text(alphabet="0123456789,.-e abc", max_size=8))
 
 
-options = st.fixed_dictionaries({}, optional={
-    "--algorithms": _value(st.sampled_from(["sgd", "adamw,sgd", "nosuch", "sgd,sgd", "", "sgd+nosuch", "lion"])),
-    "--workloads": _value(st.sampled_from([TINY, "nosuch", f"{TINY},{TINY}", "./missing.py", ""])),
-    "--trials": _value(st.sampled_from(["1", "5", "0", "-3", "1001", "x"])),
-    "--studies": _value(st.sampled_from(["1", "3", "0", "101"])),
-    "--eval-seeds": _value(st.sampled_from(["0,1,2", "1000000", "-1", "1,1", "a"])),
-    "--protocol": st.sampled_from(["held-out", "same-split", "cv"]),
-    "--seed": _value(st.sampled_from(["0", "-1", "4294967296"])),
-    "--workers": _value(st.sampled_from(["1", "2", "0", "-1"])),
-    "--select-by": st.sampled_from(["time", "steps", "loss"]),
-    "--baseline": st.sampled_from(["sgd", "adamw", "nosuch"]),
-    "--search-space": st.sampled_from(["good", "bad", "notjson", "missing", "sgd=good", "lion=good"]),
-    "--heartbeat-interval": st.sampled_from(["1", "0", "10"]),
-    "--grace-period": st.sampled_from(["3", "1", "30"]),
-    "--workload-option": st.sampled_from(["tiny_regression.train_sleep=0", "tiny_regression.nope=1",
-                                          "nosuch.x=1", "bad", "tiny_regression.step_budget=-5"]),
-    "--threads": st.sampled_from(["1", "0"]),
-    "--name": st.sampled_from(["fuzz", "a:b", ""]),
-})
+options = st.fixed_dictionaries(
+    {},
+    optional={
+        "--algorithms": _value(st.sampled_from(["sgd", "adamw,sgd", "nosuch", "sgd,sgd", "", "sgd+nosuch", "lion"])),
+        "--workloads": _value(st.sampled_from([TINY, "nosuch", f"{TINY},{TINY}", "./missing.py", ""])),
+        "--trials": _value(st.sampled_from(["1", "5", "0", "-3", "1001", "x"])),
+        "--studies": _value(st.sampled_from(["1", "3", "0", "101"])),
+        "--eval-seeds": _value(st.sampled_from(["0,1,2", "1000000", "-1", "1,1", "a"])),
+        "--protocol": st.sampled_from(["held-out", "same-split", "cv"]),
+        "--seed": _value(st.sampled_from(["0", "-1", "4294967296"])),
+        "--workers": _value(st.sampled_from(["1", "2", "0", "-1"])),
+        "--select-by": st.sampled_from(["time", "steps", "loss"]),
+        "--baseline": st.sampled_from(["sgd", "adamw", "nosuch"]),
+        "--search-space": st.sampled_from(["good", "bad", "notjson", "missing", "sgd=good", "lion=good"]),
+        "--heartbeat-interval": st.sampled_from(["1", "0", "10"]),
+        "--grace-period": st.sampled_from(["3", "1", "30"]),
+        "--workload-option": st.sampled_from(
+            [
+                "tiny_regression.train_sleep=0",
+                "tiny_regression.nope=1",
+                "nosuch.x=1",
+                "bad",
+                "tiny_regression.step_budget=-5",
+            ]
+        ),
+        "--threads": st.sampled_from(["1", "0"]),
+        "--name": st.sampled_from(["fuzz", "a:b", ""]),
+    },
+)
 
 
 @pytest.fixture(scope="module")
@@ -103,10 +151,10 @@ def test_fuzzed_tune_command_lines_are_accepted_or_rejected_in_one_line(chosen, 
         if key == "--search-space":
             name, _, stem = value.rpartition("=")
             value = (f"{name}=" if name else "") + str(files / f"{stem}.json")
-        argv += [key, value] if key != "--threads" else []   # threads would change this process
+        argv += [key, value] if key != "--threads" else []  # threads would change this process
     try:
         code = main(argv)
-    except SystemExit as exc:   # argparse's own errors (OneLineParser)
+    except SystemExit as exc:  # argparse's own errors (OneLineParser)
         code = exc.code
     err = capsys.readouterr().err.strip().splitlines()
     event(f"exit {code}")

@@ -60,8 +60,7 @@ def test_every_default_workload_has_at_least_two_registered_variants():
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_variant_keeps_the_base_protocol_but_has_its_own_target(name):
     cls, base = VARIANTS[name], workload_class(VARIANTS[name].base)
-    for attr in ("metric", "higher_is_better", "default_step_budget", "default_batch_size",
-                 "default_eval_every"):
+    for attr in ("metric", "higher_is_better", "default_step_budget", "default_batch_size", "default_eval_every"):
         assert getattr(cls, attr) == getattr(base, attr)
     assert cls.default_target != base.default_target
     # A variant is a different problem; its target must not be one a base-tuned run trivially hits.
@@ -113,20 +112,24 @@ def test_base_workloads_with_default_options_are_unchanged(name):
     model = _model(name)
     assert sum(p.numel() for p in model.parameters()) == count
     assert _checksum(model) == checksum
-    defaults = {k: o.default for k, o in workload_class(name).options.items()
-                if k in ("activation", "norm", "norm_placement")}
+    defaults = {
+        k: o.default for k, o in workload_class(name).options.items() if k in ("activation", "norm", "norm_placement")
+    }
     assert defaults and _checksum(_model(name, **defaults)) == checksum
     assert str(model) == str(_model(name, **defaults))
 
 
-@pytest.mark.parametrize("name, key, valid", [
-    ("mnist1d_mlp", "activation", "relu, gelu, tanh, silu"),
-    ("mnist1d_cnn", "activation", "relu, gelu, tanh, silu"),
-    ("mnist1d_cnn", "norm", "batch, layer, none"),
-    ("text_lm", "activation", "gelu, relu"),
-    ("text_lm", "norm_placement", "pre, post"),
-    ("text_lm_relu", "norm_placement", "pre, post"),
-])
+@pytest.mark.parametrize(
+    "name, key, valid",
+    [
+        ("mnist1d_mlp", "activation", "relu, gelu, tanh, silu"),
+        ("mnist1d_cnn", "activation", "relu, gelu, tanh, silu"),
+        ("mnist1d_cnn", "norm", "batch, layer, none"),
+        ("text_lm", "activation", "gelu, relu"),
+        ("text_lm", "norm_placement", "pre, post"),
+        ("text_lm_relu", "norm_placement", "pre, post"),
+    ],
+)
 def test_a_bad_option_value_names_the_valid_ones(name, key, valid):
     with pytest.raises(UsageError, match=f"{key}='swish' is not one of {valid}"):
         create_workload(name, **{key: "swish"})

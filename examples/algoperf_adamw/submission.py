@@ -20,9 +20,13 @@ USE_PYTORCH_DDP, RANK, DEVICE, N_GPUS = pytorch_setup()
 
 def init_optimizer_state(workload, model_params, model_state, hyperparameters, rng):
     del model_state, rng
-    optimizer = torch.optim.AdamW(model_params.parameters(), lr=hyperparameters.learning_rate,
-                                  betas=(1.0 - hyperparameters.one_minus_beta1, hyperparameters.beta2),
-                                  eps=1e-8, weight_decay=hyperparameters.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model_params.parameters(),
+        lr=hyperparameters.learning_rate,
+        betas=(1.0 - hyperparameters.one_minus_beta1, hyperparameters.beta2),
+        eps=1e-8,
+        weight_decay=hyperparameters.weight_decay,
+    )
     total = workload.step_hint
     warmup = int(hyperparameters.warmup_factor * total)
 
@@ -35,18 +39,39 @@ def init_optimizer_state(workload, model_params, model_state, hyperparameters, r
     return {"optimizer": optimizer, "scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)}
 
 
-def update_params(workload, current_param_container, current_params_types, model_state, hyperparameters,
-                  batch, loss_type, optimizer_state, eval_results, global_step, rng, train_state=None):
+def update_params(
+    workload,
+    current_param_container,
+    current_params_types,
+    model_state,
+    hyperparameters,
+    batch,
+    loss_type,
+    optimizer_state,
+    eval_results,
+    global_step,
+    rng,
+    train_state=None,
+):
     del current_params_types, loss_type, eval_results, rng, train_state
     current_param_container.train()
     optimizer_state["optimizer"].zero_grad(set_to_none=True)
     logits, new_model_state = workload.model_fn(
-        params=current_param_container, augmented_and_preprocessed_input_batch=batch,
-        model_state=model_state, mode=spec.ForwardPassMode.TRAIN, rng=None, update_batch_norm=True,
-        dropout_rate=None)
+        params=current_param_container,
+        augmented_and_preprocessed_input_batch=batch,
+        model_state=model_state,
+        mode=spec.ForwardPassMode.TRAIN,
+        rng=None,
+        update_batch_norm=True,
+        dropout_rate=None,
+    )
     label_smoothing = hyperparameters.label_smoothing if hasattr(hyperparameters, "label_smoothing") else 0.0
-    losses = workload.loss_fn(label_batch=batch["targets"], logits_batch=logits, mask_batch=batch.get("weights"),
-                              label_smoothing=label_smoothing)
+    losses = workload.loss_fn(
+        label_batch=batch["targets"],
+        logits_batch=logits,
+        mask_batch=batch.get("weights"),
+        label_smoothing=label_smoothing,
+    )
     loss = losses["summed"] / losses["n_valid_examples"]
     loss.backward()
     if hasattr(hyperparameters, "grad_clip"):
@@ -62,7 +87,8 @@ def get_batch_size(workload_name):
     raise ValueError(f"Unsupported workload name: {workload_name}.")
 
 
-def data_selection(workload, input_queue, optimizer_state, current_param_container, model_state,
-                   hyperparameters, global_step, rng):
+def data_selection(
+    workload, input_queue, optimizer_state, current_param_container, model_state, hyperparameters, global_step, rng
+):
     del workload, optimizer_state, current_param_container, model_state, hyperparameters, global_step, rng
     return next(input_queue)

@@ -10,13 +10,23 @@ def init_optimizer_state(workload, model_params, model_state, hyperparameters, r
     return {"momentum": [torch.zeros_like(p) for p in model_params.parameters()]}
 
 
-def update_params(workload, current_param_container, current_params_types, model_state, hyperparameters,
-                  batch, loss_type, optimizer_state, eval_results, global_step, rng):
+def update_params(
+    workload,
+    current_param_container,
+    current_params_types,
+    model_state,
+    hyperparameters,
+    batch,
+    loss_type,
+    optimizer_state,
+    eval_results,
+    global_step,
+    rng,
+):
     params = list(current_param_container.parameters())
     for p in params:
         p.grad = None
-    logits, _ = workload.model_fn(current_param_container, batch, model_state, spec.ForwardPassMode.TRAIN,
-                                  rng, True)
+    logits, _ = workload.model_fn(current_param_container, batch, model_state, spec.ForwardPassMode.TRAIN, rng, True)
     losses = workload.loss_fn(batch["targets"], logits)
     (losses["summed"] / losses["n_valid_examples"]).backward()
     with torch.no_grad():
@@ -30,6 +40,7 @@ def get_batch_size(workload_name):
     return 128
 
 
-def data_selection(workload, input_queue, optimizer_state, current_param_container, model_state,
-                   hyperparameters, global_step, rng):
+def data_selection(
+    workload, input_queue, optimizer_state, current_param_container, model_state, hyperparameters, global_step, rng
+):
     return next(input_queue)

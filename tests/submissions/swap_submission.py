@@ -7,8 +7,7 @@ from algorithmic_efficiency import spec
 
 
 def init_optimizer_state(workload, model_params, model_state, hyperparameters, rng):
-    return {"optimizer": torch.optim.SGD(model_params.parameters(), lr=hyperparameters.learning_rate),
-            "saved": None}
+    return {"optimizer": torch.optim.SGD(model_params.parameters(), lr=hyperparameters.learning_rate), "saved": None}
 
 
 def _restore(model, optimizer_state):
@@ -19,20 +18,40 @@ def _restore(model, optimizer_state):
         optimizer_state["saved"] = None
 
 
-def update_params(workload, current_param_container, current_params_types, model_state, hyperparameters,
-                  batch, loss_type, optimizer_state, eval_results, global_step, rng):
+def update_params(
+    workload,
+    current_param_container,
+    current_params_types,
+    model_state,
+    hyperparameters,
+    batch,
+    loss_type,
+    optimizer_state,
+    eval_results,
+    global_step,
+    rng,
+):
     _restore(current_param_container, optimizer_state)
     optimizer_state["optimizer"].zero_grad()
-    logits, _ = workload.model_fn(current_param_container, batch, model_state, spec.ForwardPassMode.TRAIN,
-                                  rng, True)
+    logits, _ = workload.model_fn(current_param_container, batch, model_state, spec.ForwardPassMode.TRAIN, rng, True)
     losses = workload.loss_fn(batch["targets"], logits)
     (losses["summed"] / losses["n_valid_examples"]).backward()
     optimizer_state["optimizer"].step()
     return optimizer_state, current_param_container, model_state
 
 
-def prepare_for_eval(workload, current_param_container, current_params_types, model_state, hyperparameters,
-                     loss_type, optimizer_state, eval_results, global_step, rng):
+def prepare_for_eval(
+    workload,
+    current_param_container,
+    current_params_types,
+    model_state,
+    hyperparameters,
+    loss_type,
+    optimizer_state,
+    eval_results,
+    global_step,
+    rng,
+):
     optimizer_state["saved"] = [p.detach().clone() for p in current_param_container.parameters()]
     with torch.no_grad():
         for p in current_param_container.parameters():
@@ -44,6 +63,7 @@ def get_batch_size(workload_name):
     return 64
 
 
-def data_selection(workload, input_queue, optimizer_state, current_param_container, model_state,
-                   hyperparameters, global_step, rng):
+def data_selection(
+    workload, input_queue, optimizer_state, current_param_container, model_state, hyperparameters, global_step, rng
+):
     return next(input_queue)

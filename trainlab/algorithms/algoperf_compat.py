@@ -86,13 +86,22 @@ def _module(name: str, **attrs: Any) -> types.ModuleType:
 
 def install() -> None:
     """Make `import algoperf.spec` (and friends) resolve here, unless the real packages are loaded."""
-    spec = _module("spec", TrainingCompleteError=TrainingCompleteError, ForwardPassMode=ForwardPassMode,
-                   LossType=LossType, ParameterType=ParameterType, ShapeTuple=ShapeTuple,
-                   TrainState=TrainState, Workload=object, Dict=dict, Any=Any)
+    spec = _module(
+        "spec",
+        TrainingCompleteError=TrainingCompleteError,
+        ForwardPassMode=ForwardPassMode,
+        LossType=LossType,
+        ParameterType=ParameterType,
+        ShapeTuple=ShapeTuple,
+        TrainState=TrainState,
+        Workload=object,
+        Dict=dict,
+        Any=Any,
+    )
     utils = _module("pytorch_utils", pytorch_setup=pytorch_setup, pytorch_init=pytorch_init)
     for root in ("algoperf", "algorithmic_efficiency"):
         if root in sys.modules and not getattr(sys.modules[root], "__trainlab_compat__", False):
-            continue   # the real package is in use: leave it alone
+            continue  # the real package is in use: leave it alone
         package = _module(root, spec=spec, pytorch_utils=utils, __trainlab_compat__=True, __path__=[])
         sys.modules[root] = package
         sys.modules[f"{root}.spec"] = spec
@@ -101,8 +110,15 @@ def install() -> None:
         import absl.logging  # noqa: F401  (the real one, when installed)
     except ImportError:
         log = _logging.getLogger("submission")
-        shim = _module("logging", info=log.info, warning=log.warning, error=log.error, debug=log.debug,
-                       log=log.log, vlog=lambda level, msg, *a: log.debug(msg, *a),
-                       set_verbosity=lambda *a, **k: None)
+        shim = _module(
+            "logging",
+            info=log.info,
+            warning=log.warning,
+            error=log.error,
+            debug=log.debug,
+            log=log.log,
+            vlog=lambda level, msg, *a: log.debug(msg, *a),
+            set_verbosity=lambda *a, **k: None,
+        )
         sys.modules["absl"] = _module("absl", logging=shim, __path__=[])
         sys.modules["absl.logging"] = shim

@@ -26,13 +26,13 @@ ALGORITHM_HPARAMS: dict[str, Any] = {"grad_clip": None}
 
 @dataclass(frozen=True)
 class AlgorithmSpec:
-    name: str                               # what the user typed, e.g. "adamw" or "adamw+linear"
-    optimizer: str                          # a name in trainlab.optim's registry
-    schedule: str                           # a name in trainlab.schedules' registry
+    name: str  # what the user typed, e.g. "adamw" or "adamw+linear"
+    optimizer: str  # a name in trainlab.optim's registry
+    schedule: str  # a name in trainlab.schedules' registry
     hparams: Mapping[str, Any] = field(default_factory=dict)  # every effective value, defaults included
     description: str = ""
-    source: str = ""                        # where the values came from (defaults, leaderboard, ...)
-    submission: bool = False                # an AlgoPerf submission (`algoperf:PATH`): hparams are its point
+    source: str = ""  # where the values came from (defaults, leaderboard, ...)
+    submission: bool = False  # an AlgoPerf submission (`algoperf:PATH`): hparams are its point
 
     def optimizer_hparams(self, total_steps: int | None = None) -> dict[str, Any]:
         """The constructor's arguments. With `total_steps`, an optimizer whose own step counts
@@ -62,8 +62,9 @@ class AlgorithmSpec:
 class TrainingAlgorithm:
     """One trial's optimizer, schedule and update rule, built from an `AlgorithmSpec`."""
 
-    def __init__(self, spec: AlgorithmSpec, model: nn.Module, total_steps: int,
-                 grad_norm_kind: str | None = None) -> None:
+    def __init__(
+        self, spec: AlgorithmSpec, model: nn.Module, total_steps: int, grad_norm_kind: str | None = None
+    ) -> None:
         self.spec = spec
         self.params = [p for p in model.parameters() if p.requires_grad]
         # matrix methods get the recipes' groups (hidden matrices apart: trainlab.optim.selection)
@@ -89,8 +90,12 @@ class TrainingAlgorithm:
         treats every entry alike (the elementwise ones)."""
         return coverage(self.optimizer)
 
-    def update(self, model: nn.Module, batch: Sequence[torch.Tensor],
-               loss_fn: Callable[[nn.Module, Sequence[torch.Tensor]], torch.Tensor]) -> torch.Tensor:
+    def update(
+        self,
+        model: nn.Module,
+        batch: Sequence[torch.Tensor],
+        loss_fn: Callable[[nn.Module, Sequence[torch.Tensor]], torch.Tensor],
+    ) -> torch.Tensor:
         """One training step: forward, backward, optional clip, optimizer and schedule step."""
         self.optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(model, batch)
@@ -131,8 +136,13 @@ def check_applies(spec: AlgorithmSpec, model: nn.Module, workload: str, total_st
     if covered is None or covered[0] > 0:
         return
     setting = getattr(optim.entry(spec.optimizer).factory, "coverage_setting", None)
-    fix = (f"lower {spec.name}.{setting} (--hparams {spec.name}.{setting}=...)" if setting else
-           "give the model a hidden Linear or convolution layer, or race another method")
-    raise UsageError(f"{spec.name} would treat no parameter of workload {workload!r} differently from "
-                     f"AdamW (it acts on hidden Linear/conv weights only, see trainlab.optim.selection): "
-                     f"{fix}")
+    fix = (
+        f"lower {spec.name}.{setting} (--hparams {spec.name}.{setting}=...)"
+        if setting
+        else "give the model a hidden Linear or convolution layer, or race another method"
+    )
+    raise UsageError(
+        f"{spec.name} would treat no parameter of workload {workload!r} differently from "
+        f"AdamW (it acts on hidden Linear/conv weights only, see trainlab.optim.selection): "
+        f"{fix}"
+    )

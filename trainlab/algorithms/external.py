@@ -51,8 +51,9 @@ def import_file(path: Path, source: str, what: str, prefix: str):
         spec.loader.exec_module(module)
     except Exception as exc:  # a user's file: any error is its author's, reported in one line
         where = f" (line {exc.lineno})" if isinstance(exc, SyntaxError) and exc.lineno else ""
-        raise UsageError(f"cannot import {what} {source!r}{where}: {type(exc).__name__}: "
-                         f"{getattr(exc, 'msg', None) or exc}") from None
+        raise UsageError(
+            f"cannot import {what} {source!r}{where}: {type(exc).__name__}: {getattr(exc, 'msg', None) or exc}"
+        ) from None
     sys.modules[name] = module
     return module
 
@@ -61,25 +62,35 @@ def _import_module(source: str):
     try:
         return importlib.import_module(source)
     except Exception as exc:
-        raise UsageError(f"cannot import module {source!r}: {type(exc).__name__}: {exc} "
-                         "(install its package, or give a file path ending in .py)") from None
+        raise UsageError(
+            f"cannot import module {source!r}: {type(exc).__name__}: {exc} "
+            "(install its package, or give a file path ending in .py)"
+        ) from None
 
 
 def load_class(optimizer_name: str) -> type[torch.optim.Optimizer]:
     """The optimizer class named by SOURCE:ClassName (one-line `UsageError` otherwise)."""
     source, _, cls_name = optimizer_name.rpartition(":")
-    module = (import_file(Path(source).expanduser().resolve(), source, "optimizer file",
-                          "trainlab_user_optimizer") if _is_file(source) else _import_module(source))
+    module = (
+        import_file(Path(source).expanduser().resolve(), source, "optimizer file", "trainlab_user_optimizer")
+        if _is_file(source)
+        else _import_module(source)
+    )
     cls = getattr(module, cls_name, None)
     if cls is None:
-        found = sorted(n for n, v in vars(module).items()
-                       if isinstance(v, type) and issubclass(v, torch.optim.Optimizer)
-                       and v is not torch.optim.Optimizer)
-        raise UsageError(f"{source!r} has no class {cls_name!r}"
-                         + (f"; its optimizers: {', '.join(found)}" if found else ""))
+        found = sorted(
+            n
+            for n, v in vars(module).items()
+            if isinstance(v, type) and issubclass(v, torch.optim.Optimizer) and v is not torch.optim.Optimizer
+        )
+        raise UsageError(
+            f"{source!r} has no class {cls_name!r}" + (f"; its optimizers: {', '.join(found)}" if found else "")
+        )
     if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
-        raise UsageError(f"{optimizer_name!r} is not a torch.optim.Optimizer subclass "
-                         f"(it is {type(cls).__name__} {cls!r}): subclass torch.optim.Optimizer")
+        raise UsageError(
+            f"{optimizer_name!r} is not a torch.optim.Optimizer subclass "
+            f"(it is {type(cls).__name__} {cls!r}): subclass torch.optim.Optimizer"
+        )
     return cls
 
 
@@ -92,6 +103,7 @@ def origin(optimizer_name: str) -> dict[str, Any]:
     top = source.split(".")[0]
     try:
         from importlib.metadata import PackageNotFoundError, version
+
         found = version(top)
     except (ImportError, PackageNotFoundError, ValueError):
         found = None
@@ -103,16 +115,22 @@ def check_origin(optimizer_name: str, stored: dict[str, Any]) -> None:
     if stored.get("kind") == "file":
         path = Path(stored["path"])
         if not path.is_file():
-            raise UsageError(f"experiment optimizer {optimizer_name!r}: file {stored['path']} is not on "
-                             "this machine; copy it to that path first")
+            raise UsageError(
+                f"experiment optimizer {optimizer_name!r}: file {stored['path']} is not on "
+                "this machine; copy it to that path first"
+            )
         if _sha256(path) != stored["sha256"]:
-            raise UsageError(f"experiment optimizer {optimizer_name!r}: {stored['path']} changed since "
-                             "the experiment was created (SHA-256 differs); restore it or start a new --name")
+            raise UsageError(
+                f"experiment optimizer {optimizer_name!r}: {stored['path']} changed since "
+                "the experiment was created (SHA-256 differs); restore it or start a new --name"
+            )
     elif stored.get("kind") == "module" and stored.get("version") is not None:
         now = origin(optimizer_name).get("version")
         if now != stored["version"]:
-            raise UsageError(f"experiment optimizer {optimizer_name!r}: package version {now} here, "
-                             f"{stored['version']} when the experiment was created; install that one")
+            raise UsageError(
+                f"experiment optimizer {optimizer_name!r}: package version {now} here, "
+                f"{stored['version']} when the experiment was created; install that one"
+            )
 
 
 def ensure_registered(optimizer_name: str, stored_origin: dict[str, Any] | None = None) -> None:

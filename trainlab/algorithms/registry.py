@@ -79,38 +79,51 @@ def valid_hparams(optimizer_name: str, schedule: str) -> dict[str, Any]:
 
 def parse_name(name: str) -> tuple[str, str]:
     if is_submission(name):
-        raise UsageError(f"{name!r}: AlgoPerf submissions race and tune (trainlab race / tune); "
-                         "set-targets and refine do not run them")
+        raise UsageError(
+            f"{name!r}: AlgoPerf submissions race and tune (trainlab race / tune); "
+            "set-targets and refine do not run them"
+        )
     optimizer_name, _, schedule = name.strip().partition("+")
     if optimizer_name not in optim.available() and is_external(optimizer_name):
-        ensure_registered(optimizer_name)   # path/to/file.py:Class or package.module:Class
+        ensure_registered(optimizer_name)  # path/to/file.py:Class or package.module:Class
     if optimizer_name not in optim.available():
-        raise UsageError(f"unknown algorithm {optimizer_name!r}; available: "
-                         f"{', '.join(optim.available())} (optionally +SCHEDULE), or any "
-                         "torch.optim.Optimizer as path/to/file.py:ClassName or package.module:ClassName")
+        raise UsageError(
+            f"unknown algorithm {optimizer_name!r}; available: "
+            f"{', '.join(optim.available())} (optionally +SCHEDULE), or any "
+            "torch.optim.Optimizer as path/to/file.py:ClassName or package.module:ClassName"
+        )
     schedule = schedule or optim.entry(optimizer_name).schedule
     if schedule not in SCHEDULES:
-        raise UsageError(f"unknown schedule {schedule!r} in {name!r}; available: "
-                         f"{', '.join(sorted(SCHEDULES))}")
+        raise UsageError(f"unknown schedule {schedule!r} in {name!r}; available: {', '.join(sorted(SCHEDULES))}")
     return optimizer_name, schedule
 
 
-def make_algorithm(name: str, overrides: Mapping[str, Any] | None = None,
-                   workload: str | None = None, untuned: bool = False,
-                   search_space: str | None = None) -> AlgorithmSpec:
+def make_algorithm(
+    name: str,
+    overrides: Mapping[str, Any] | None = None,
+    workload: str | None = None,
+    untuned: bool = False,
+    search_space: str | None = None,
+) -> AlgorithmSpec:
     """The spec of algorithm `name`. With `workload` (and not `untuned`): the leaderboard's
     configuration for that pair if it has one, else a baseline's tuned lr, else the race defaults.
     An AlgoPerf submission (`algoperf:PATH`) gets its search space's race point (`search_space`, or
     the `tuning_search_space.json` beside it), then `overrides`."""
     if is_submission(name):
-        load_submission(name)   # a bad file or a missing function fails now, in one line
+        load_submission(name)  # a bad file or a missing function fails now, in one line
         point, source = race_point(name, search_space)
         if overrides:
             point = {**(point or {}), **overrides}
             source += f"; set here: {', '.join(sorted(overrides))}"
-        return AlgorithmSpec(name=name.strip(), optimizer="algoperf", schedule="constant",
-                             hparams=dict(point or {}), description="AlgoPerf submission " + name.strip(),
-                             source=source, submission=True)
+        return AlgorithmSpec(
+            name=name.strip(),
+            optimizer="algoperf",
+            schedule="constant",
+            hparams=dict(point or {}),
+            description="AlgoPerf submission " + name.strip(),
+            source=source,
+            submission=True,
+        )
     optimizer_name, schedule = parse_name(name)
     defaults = valid_hparams(optimizer_name, schedule)
     source = "workload-agnostic defaults"
@@ -123,27 +136,37 @@ def make_algorithm(name: str, overrides: Mapping[str, Any] | None = None,
         defaults.update({k: v for k, v in board["hparams"].items() if k in defaults})
         source = f"leaderboard (docs/leaderboard/, study {board['study']})"
     overrides = dict(overrides or {})
-    switches = optim.entry(optimizer_name).switches()   # e.g. fused=True: how, not what, to compute
+    switches = optim.entry(optimizer_name).switches()  # e.g. fused=True: how, not what, to compute
     unknown = sorted(set(overrides) - set(defaults) - switches)
     if unknown:
-        raise UsageError(f"algorithm {name!r} has no hyperparameter {unknown[0]!r}; "
-                         f"valid: {', '.join(sorted(defaults))}"
-                         + (f" (and the switches {', '.join(sorted(switches))})" if switches else ""))
+        raise UsageError(
+            f"algorithm {name!r} has no hyperparameter {unknown[0]!r}; "
+            f"valid: {', '.join(sorted(defaults))}"
+            + (f" (and the switches {', '.join(sorted(switches))})" if switches else "")
+        )
     hparams = {**defaults, **overrides}
     if overrides:
         source += f"; set here: {', '.join(sorted(overrides))}"
     # Let the optimizer validate types and ranges now, on a throwaway tensor, not mid-race.
     import torch
+
     try:
-        optim.create(optimizer_name, [torch.zeros(2, requires_grad=True)],
-                     **{k: v for k, v in hparams.items()
-                        if k in optim.entry(optimizer_name).hyperparameters() or k in switches})
+        optim.create(
+            optimizer_name,
+            [torch.zeros(2, requires_grad=True)],
+            **{k: v for k, v in hparams.items() if k in optim.entry(optimizer_name).hyperparameters() or k in switches},
+        )
     except ValueError as exc:
         raise UsageError(f"algorithm {name!r}: {exc}") from None
     entry = optim.entry(optimizer_name)
-    return AlgorithmSpec(name=name.strip(), optimizer=optimizer_name, schedule=schedule,
-                         hparams=hparams, description=f"{entry.summary}; {schedule} schedule",
-                         source=source)
+    return AlgorithmSpec(
+        name=name.strip(),
+        optimizer=optimizer_name,
+        schedule=schedule,
+        hparams=hparams,
+        description=f"{entry.summary}; {schedule} schedule",
+        source=source,
+    )
 
 
 def parse_hparam_overrides(items: Iterable[str], algorithm_names: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -156,8 +179,9 @@ def parse_hparam_overrides(items: Iterable[str], algorithm_names: Iterable[str])
         if not sep or not dot or not key:
             raise UsageError(f"bad --hparams item {item!r}: write ALGORITHM.KEY=VALUE, e.g. adamw.lr=3e-3")
         if name not in out:
-            raise UsageError(f"--hparams {item!r} names algorithm {name!r}, which is not in this race "
-                             f"({', '.join(names)})")
+            raise UsageError(
+                f"--hparams {item!r} names algorithm {name!r}, which is not in this race ({', '.join(names)})"
+            )
         out[name][key] = parse_literal(raw, item)
     return out
 

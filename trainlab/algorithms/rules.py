@@ -20,12 +20,11 @@ def _linear(optimizer_name: str, what: str) -> bool:
     try:
         return optim.linear_update(optimizer_name)
     except ValueError:
-        raise ValueError(f"no {what} for optimizer {optimizer_name!r}; known: "
-                         f"{', '.join(optim.available())}") from None
+        raise ValueError(f"no {what} for optimizer {optimizer_name!r}; known: {', '.join(optim.available())}") from None
 
 
 def default_rule(optimizer_name: str) -> str:
-    """"linear" for the SGD family, "sqrt" for the Adam family."""
+    """ "linear" for the SGD family, "sqrt" for the Adam family."""
     return "linear" if _linear(optimizer_name, "batch-size scaling rule") else "sqrt"
 
 

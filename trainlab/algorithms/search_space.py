@@ -31,8 +31,7 @@ from typing import Any, Mapping
 
 from trainlab.errors import UsageError
 
-BETA_ALIASES = {"beta1": (0, False), "beta2": (1, False),
-                "one_minus_beta1": (0, True), "one_minus_beta2": (1, True)}
+BETA_ALIASES = {"beta1": (0, False), "beta2": (1, False), "one_minus_beta1": (0, True), "one_minus_beta2": (1, True)}
 SCALINGS = ("linear", "log")
 RANGE_KEYS = {"min", "max", "scaling"}
 
@@ -43,7 +42,7 @@ class Dimension:
     low: float | None = None
     high: float | None = None
     log: bool = False
-    points: tuple[Any, ...] | None = None   # feasible points, when not a range
+    points: tuple[Any, ...] | None = None  # feasible points, when not a range
 
     @property
     def constant(self) -> bool:
@@ -52,6 +51,7 @@ class Dimension:
     def distribution(self):
         """The Optuna distribution a tuning study samples (optuna imported here: races need none)."""
         from optuna.distributions import CategoricalDistribution, FloatDistribution
+
         if self.points is not None:
             return CategoricalDistribution(list(self.points))
         return FloatDistribution(self.low, self.high, log=self.log)
@@ -74,8 +74,11 @@ class SearchSpace:
             return [dict(p) for p in self.points]
         out: dict[str, Any] = {}
         for d in self.dimensions:
-            out[d.name] = ({"feasible_points": list(d.points)} if d.points is not None
-                           else {"min": d.low, "max": d.high, "scaling": "log" if d.log else "linear"})
+            out[d.name] = (
+                {"feasible_points": list(d.points)}
+                if d.points is not None
+                else {"min": d.low, "max": d.high, "scaling": "log" if d.log else "linear"}
+            )
         return out
 
     def distributions(self) -> dict[str, Any]:
@@ -115,49 +118,59 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def parse_search_space(data: Any, source: str = "<inline>",
-                       valid: Mapping[str, Any] | None = None) -> SearchSpace:
+def parse_search_space(data: Any, source: str = "<inline>", valid: Mapping[str, Any] | None = None) -> SearchSpace:
     """Check the shape of a decoded JSON search space; `valid` (hyperparameter -> default) adds the
     name check. Raises `UsageError` with `source` and the offending key."""
     where = f"search space {source}"
     if isinstance(data, list) and data:
         return _parse_point_list(data, where, source, valid)
     if not isinstance(data, dict) or not data:
-        raise UsageError(f"{where}: expected a non-empty JSON object of hyperparameters, e.g. "
-                         '{"lr": {"min": 1e-4, "max": 1e-2, "scaling": "log"}} (or AlgoPerf\'s list form, '
-                         "a non-empty list of points)")
+        raise UsageError(
+            f"{where}: expected a non-empty JSON object of hyperparameters, e.g. "
+            '{"lr": {"min": 1e-4, "max": 1e-2, "scaling": "log"}} (or AlgoPerf\'s list form, '
+            "a non-empty list of points)"
+        )
     dims = []
     for name, spec in data.items():
         if not isinstance(name, str) or not name:
             raise UsageError(f"{where}: hyperparameter names must be non-empty strings, got {name!r}")
         if valid is not None and name not in valid and name not in BETA_ALIASES:
-            raise UsageError(f"{where}: unknown hyperparameter {name!r}; valid: "
-                             f"{', '.join(sorted(set(valid) | (set(BETA_ALIASES) if 'betas' in valid else set())))}")
+            raise UsageError(
+                f"{where}: unknown hyperparameter {name!r}; valid: "
+                f"{', '.join(sorted(set(valid) | (set(BETA_ALIASES) if 'betas' in valid else set())))}"
+            )
         if name in BETA_ALIASES and valid is not None and "betas" not in valid:
             raise UsageError(f"{where}: {name!r} sets betas, which this algorithm does not have")
         if not isinstance(spec, dict):
-            raise UsageError(f"{where}: {name!r} must be an object with min/max/scaling or "
-                             f"feasible_points, got {type(spec).__name__}")
+            raise UsageError(
+                f"{where}: {name!r} must be an object with min/max/scaling or "
+                f"feasible_points, got {type(spec).__name__}"
+            )
         if "feasible_points" in spec:
             extra = set(spec) - {"feasible_points"}
             if extra:
-                raise UsageError(f"{where}: {name!r} mixes feasible_points with {sorted(extra)[0]!r}; "
-                                 "give either feasible_points or min/max/scaling")
+                raise UsageError(
+                    f"{where}: {name!r} mixes feasible_points with {sorted(extra)[0]!r}; "
+                    "give either feasible_points or min/max/scaling"
+                )
             points = spec["feasible_points"]
             if not isinstance(points, list) or not points:
                 raise UsageError(f"{where}: {name!r}: feasible_points must be a non-empty list")
             for p in points:
                 if not (p is None or isinstance(p, (str, bool)) or _number(p)):
-                    raise UsageError(f"{where}: {name!r}: feasible point {p!r} is not a finite number, "
-                                     "string, boolean or null")
+                    raise UsageError(
+                        f"{where}: {name!r}: feasible point {p!r} is not a finite number, string, boolean or null"
+                    )
             if len({json.dumps(p) for p in points}) != len(points):
                 raise UsageError(f"{where}: {name!r}: feasible_points has duplicates")
             dims.append(Dimension(name, points=tuple(points)))
             continue
         extra = set(spec) - RANGE_KEYS
         if extra:
-            raise UsageError(f"{where}: {name!r} has unknown key {sorted(extra)[0]!r}; "
-                             "allowed: min, max, scaling, or feasible_points")
+            raise UsageError(
+                f"{where}: {name!r} has unknown key {sorted(extra)[0]!r}; "
+                "allowed: min, max, scaling, or feasible_points"
+            )
         if "min" not in spec or "max" not in spec:
             raise UsageError(f"{where}: {name!r} needs both min and max (or feasible_points)")
         low, high = spec["min"], spec["max"]
@@ -167,8 +180,9 @@ def parse_search_space(data: Any, source: str = "<inline>",
         if scaling not in SCALINGS:
             raise UsageError(f"{where}: {name!r}: scaling must be 'log' or 'linear', got {scaling!r}")
         if not low < high:
-            raise UsageError(f"{where}: {name!r}: min ({low}) must be below max ({high}); "
-                             "use feasible_points for a single value")
+            raise UsageError(
+                f"{where}: {name!r}: min ({low}) must be below max ({high}); use feasible_points for a single value"
+            )
         if scaling == "log" and low <= 0:
             raise UsageError(f"{where}: {name!r}: log scaling needs min > 0, got {low}")
         dims.append(Dimension(name, low=float(low), high=float(high), log=scaling == "log"))
@@ -178,8 +192,10 @@ def parse_search_space(data: Any, source: str = "<inline>",
 def _parse_point_list(data: list, where: str, source: str, valid: Mapping[str, Any] | None) -> SearchSpace:
     """AlgoPerf's list form: a list of explicit points (objects of scalars)."""
     if not all(isinstance(p, dict) and p for p in data):
-        raise UsageError(f"{where}: a list-form space must be a non-empty list of non-empty objects, "
-                         'e.g. [{"learning_rate": 0.001, "beta2": 0.999}]')
+        raise UsageError(
+            f"{where}: a list-form space must be a non-empty list of non-empty objects, "
+            'e.g. [{"learning_rate": 0.001, "beta2": 0.999}]'
+        )
     for point in data:
         for name, value in point.items():
             if valid is not None and name not in valid and name not in BETA_ALIASES:
@@ -192,6 +208,7 @@ def _parse_point_list(data: list, where: str, source: str, valid: Mapping[str, A
 def builtin_space_names() -> list[str]:
     """Optimizers whose registration states a search space (`trainlab.optim.Registration`)."""
     from trainlab import optim
+
     return [name for name in optim.available() if optim.entry(name).search_space is not None]
 
 
@@ -202,9 +219,12 @@ def load_search_space(path_or_name: str | Path, valid: Mapping[str, Any] | None 
     if not path.suffix and not path.exists():
         name = text_source
         if name not in builtin_space_names():
-            raise UsageError(f"no built-in search space for {name!r} (built-in: "
-                             f"{', '.join(builtin_space_names())}); pass --search-space FILE.json")
+            raise UsageError(
+                f"no built-in search space for {name!r} (built-in: "
+                f"{', '.join(builtin_space_names())}); pass --search-space FILE.json"
+            )
         from trainlab import optim
+
         return parse_search_space(optim.entry(name).search_space, f"built-in {name}", valid)
     try:
         text = path.read_text()
@@ -225,7 +245,7 @@ def check_search_space(loader, algorithm: str, source: Any) -> SearchSpace:
     from trainlab.algorithms.registry import parse_name, valid_hparams
     from trainlab.algorithms.submission import is_submission
 
-    if is_submission(algorithm):   # its hyperparameters are its own: the shape is all we can check
+    if is_submission(algorithm):  # its hyperparameters are its own: the shape is all we can check
         return parse_search_space(source, "<inline>") if loader is None else loader(source, None)
     optimizer_name, schedule = parse_name(algorithm)
     valid = valid_hparams(optimizer_name, schedule)
@@ -243,5 +263,7 @@ def race_point(space: SearchSpace) -> dict[str, Any]:
     dimension (geometric for log scaling, the first feasible point)."""
     if space.points is not None:
         return dict(space.points[0])
-    return {d.name: d.points[0] if d.points is not None else
-            ((d.low * d.high) ** 0.5 if d.log else (d.low + d.high) / 2) for d in space.dimensions}
+    return {
+        d.name: d.points[0] if d.points is not None else ((d.low * d.high) ** 0.5 if d.log else (d.low + d.high) / 2)
+        for d in space.dimensions
+    }

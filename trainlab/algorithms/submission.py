@@ -43,14 +43,16 @@ def is_submission(name: str) -> bool:
 
 def load_submission(name: str):
     """The submission module of `algoperf:PATH` (one-line `UsageError` when it cannot be used)."""
-    source = name.strip()[len(PREFIX):]
+    source = name.strip()[len(PREFIX) :]
     path = Path(source).expanduser().resolve()
     compat.install()
     module = import_file(path, source, "AlgoPerf submission", "trainlab_submission")
     missing = [f for f in REQUIRED if not callable(getattr(module, f, None))]
     if missing:
-        raise UsageError(f"AlgoPerf submission {source!r} defines no {missing[0]}(): a submission needs "
-                         f"{', '.join(REQUIRED)} (and optionally prepare_for_eval)")
+        raise UsageError(
+            f"AlgoPerf submission {source!r} defines no {missing[0]}(): a submission needs "
+            f"{', '.join(REQUIRED)} (and optionally prepare_for_eval)"
+        )
     return module
 
 
@@ -81,9 +83,16 @@ class SubmissionWorkload:
     eval_period_time_sec = float("inf")
     metrics_logger = None
 
-    def model_fn(self, params: nn.Module, augmented_and_preprocessed_input_batch: Mapping[str, Any],
-                 model_state: Any, mode: Any, rng: Any, update_batch_norm: bool,
-                 dropout_rate: float | None = None) -> tuple[torch.Tensor, Any]:
+    def model_fn(
+        self,
+        params: nn.Module,
+        augmented_and_preprocessed_input_batch: Mapping[str, Any],
+        model_state: Any,
+        mode: Any,
+        rng: Any,
+        update_batch_norm: bool,
+        dropout_rate: float | None = None,
+    ) -> tuple[torch.Tensor, Any]:
         training = mode == compat.ForwardPassMode.TRAIN
         if params.training != training:
             params.train(training)
@@ -91,8 +100,13 @@ class SubmissionWorkload:
             outputs = self._workload.outputs(params, augmented_and_preprocessed_input_batch["inputs"])
         return outputs, model_state
 
-    def loss_fn(self, label_batch: torch.Tensor, logits_batch: torch.Tensor, mask_batch: Any = None,
-                label_smoothing: float = 0.0) -> dict[str, torch.Tensor]:
+    def loss_fn(
+        self,
+        label_batch: torch.Tensor,
+        logits_batch: torch.Tensor,
+        mask_batch: Any = None,
+        label_smoothing: float = 0.0,
+    ) -> dict[str, torch.Tensor]:
         per_example = self._workload.output_loss(logits_batch, label_batch, label_smoothing)
         if mask_batch is not None:
             mask = mask_batch.reshape(-1).to(per_example.dtype)
@@ -123,8 +137,9 @@ def submission_batch_size(module, workload) -> tuple[int, str]:
     except (ValueError, KeyError, NotImplementedError):
         return workload.batch_size, "workload default (get_batch_size does not know this workload)"
     if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-        raise UsageError(f"AlgoPerf submission: get_batch_size({workload.name!r}) returned {size!r}, "
-                         "not a positive integer")
+        raise UsageError(
+            f"AlgoPerf submission: get_batch_size({workload.name!r}) returned {size!r}, not a positive integer"
+        )
     return size, "submission (get_batch_size)"
 
 
@@ -136,14 +151,14 @@ class SubmissionAlgorithm:
         self.module = load_submission(spec.name)
         self.view = SubmissionWorkload(workload, model)
         point = spec.submission_hparams()
-        self.hyperparameters = hyperparameters_tuple(point) if point else None   # None: self-tuning
+        self.hyperparameters = hyperparameters_tuple(point) if point else None  # None: self-tuning
         self.rng = torch.Generator().manual_seed(seed)
         self.optimizer = None
         self.model_state = None
         self.step = 0
         self.optimizer_state = self.module.init_optimizer_state(
-            workload=self.view, model_params=model, model_state=None,
-            hyperparameters=self.hyperparameters, rng=self.rng)
+            workload=self.view, model_params=model, model_state=None, hyperparameters=self.hyperparameters, rng=self.rng
+        )
         if isinstance(self.optimizer_state, Mapping):
             self.optimizer = self.optimizer_state.get("optimizer")
         self._with_train_state = "train_state" in inspect.signature(self.module.update_params).parameters
@@ -161,16 +176,30 @@ class SubmissionAlgorithm:
         if not hasattr(self, "_input_queue"):
             self._input_queue = self._queue(batches)
         return self.module.data_selection(
-            workload=self.view, input_queue=self._input_queue, optimizer_state=self.optimizer_state,
-            current_param_container=model, model_state=self.model_state,
-            hyperparameters=self.hyperparameters, global_step=self.step, rng=self.rng)
+            workload=self.view,
+            input_queue=self._input_queue,
+            optimizer_state=self.optimizer_state,
+            current_param_container=model,
+            model_state=self.model_state,
+            hyperparameters=self.hyperparameters,
+            global_step=self.step,
+            rng=self.rng,
+        )
 
     def update(self, model: nn.Module, batch, loss_fn=None) -> torch.Tensor:
-        kwargs = dict(workload=self.view, current_param_container=model,
-                      current_params_types=self.view.model_params_types, model_state=self.model_state,
-                      hyperparameters=self.hyperparameters, batch=batch, loss_type=self.view.loss_type,
-                      optimizer_state=self.optimizer_state, eval_results=self.view.eval_results,
-                      global_step=self.step, rng=self.rng)
+        kwargs = dict(
+            workload=self.view,
+            current_param_container=model,
+            current_params_types=self.view.model_params_types,
+            model_state=self.model_state,
+            hyperparameters=self.hyperparameters,
+            batch=batch,
+            loss_type=self.view.loss_type,
+            optimizer_state=self.optimizer_state,
+            eval_results=self.view.eval_results,
+            global_step=self.step,
+            rng=self.rng,
+        )
         if self._with_train_state:
             kwargs["train_state"] = {"global_step": self.step, "training_complete": False}
         self.optimizer_state, _, self.model_state = self.module.update_params(**kwargs)
@@ -182,11 +211,17 @@ class SubmissionAlgorithm:
         prepare = getattr(self.module, "prepare_for_eval", None)
         if callable(prepare):
             self.optimizer_state, _, self.model_state = prepare(
-                workload=self.view, current_param_container=model,
-                current_params_types=self.view.model_params_types, model_state=self.model_state,
-                hyperparameters=self.hyperparameters, loss_type=self.view.loss_type,
-                optimizer_state=self.optimizer_state, eval_results=self.view.eval_results,
-                global_step=self.step, rng=self.rng)
+                workload=self.view,
+                current_param_container=model,
+                current_params_types=self.view.model_params_types,
+                model_state=self.model_state,
+                hyperparameters=self.hyperparameters,
+                loss_type=self.view.loss_type,
+                optimizer_state=self.optimizer_state,
+                eval_results=self.view.eval_results,
+                global_step=self.step,
+                rng=self.rng,
+            )
 
     def prepare_for_train(self, model: nn.Module) -> None:
         """AlgoPerf has no such hook: a submission restores its training weights in update_params."""
@@ -207,7 +242,7 @@ def race_point(name: str, search_space: str | None) -> tuple[dict[str, Any] | No
     from trainlab.algorithms.search_space import race_point as centre
 
     if search_space is None:
-        sibling = Path(name.strip()[len(PREFIX):]).expanduser().resolve().with_name("tuning_search_space.json")
+        sibling = Path(name.strip()[len(PREFIX) :]).expanduser().resolve().with_name("tuning_search_space.json")
         if not sibling.is_file():
             return None, "none (self-tuning submission: hyperparameters=None)"
         search_space = str(sibling)
@@ -221,11 +256,13 @@ def submission_origin(name: str, search_space: str | None) -> tuple[dict[str, An
     from trainlab.algorithms.external import _sha256
 
     load_submission(name)
-    path = Path(name.strip()[len(PREFIX):]).expanduser().resolve()
+    path = Path(name.strip()[len(PREFIX) :]).expanduser().resolve()
     if search_space is None:
         sibling = path.with_name("tuning_search_space.json")
         if not sibling.is_file():
-            raise UsageError(f"{name}: tuning needs its search space: --search-space {name.strip()}=FILE.json "
-                             "(AlgoPerf format), or a tuning_search_space.json beside the submission")
+            raise UsageError(
+                f"{name}: tuning needs its search space: --search-space {name.strip()}=FILE.json "
+                "(AlgoPerf format), or a tuning_search_space.json beside the submission"
+            )
         search_space = str(sibling)
     return {"kind": "file", "path": str(path), "sha256": _sha256(path), "submission": True}, search_space

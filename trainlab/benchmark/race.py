@@ -44,27 +44,42 @@ class RacePlan:
     # gradient norms, which come from a first run on that workload.
     workload_overrides: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     trial: TrialConfig = field(default_factory=TrialConfig)
-    untuned: bool = False   # workload-agnostic defaults even where a configuration was tuned
-    search_spaces: dict[str, str] = field(default_factory=dict)   # AlgoPerf submission -> its space file
+    untuned: bool = False  # workload-agnostic defaults even where a configuration was tuned
+    search_spaces: dict[str, str] = field(default_factory=dict)  # AlgoPerf submission -> its space file
 
     def spec(self, algorithm: str, workload: Workload) -> AlgorithmSpec:
-        hparams = {**self.overrides.get(algorithm, {}),
-                   **self.workload_overrides.get((algorithm, workload.name), {})}
-        return make_algorithm(algorithm, hparams, workload=workload.name, untuned=self.untuned,
-                              search_space=self.search_spaces.get(algorithm))
+        hparams = {**self.overrides.get(algorithm, {}), **self.workload_overrides.get((algorithm, workload.name), {})}
+        return make_algorithm(
+            algorithm,
+            hparams,
+            workload=workload.name,
+            untuned=self.untuned,
+            search_space=self.search_spaces.get(algorithm),
+        )
 
     def config(self) -> dict[str, Any]:
         return {
             "workloads": [w.describe() for w in self.workloads],
-            "algorithms": [{"name": a, "workload": w.name, "optimizer": spec.optimizer,
-                            "schedule": spec.schedule, "hparams": dict(spec.hparams),
-                            "source": spec.source}
-                           for w in self.workloads for a in self.algorithms
-                           for spec in [self.spec(a, w)]],
-            "seeds": list(self.seeds), "device": str(self.device),
+            "algorithms": [
+                {
+                    "name": a,
+                    "workload": w.name,
+                    "optimizer": spec.optimizer,
+                    "schedule": spec.schedule,
+                    "hparams": dict(spec.hparams),
+                    "source": spec.source,
+                }
+                for w in self.workloads
+                for a in self.algorithms
+                for spec in [self.spec(a, w)]
+            ],
+            "seeds": list(self.seeds),
+            "device": str(self.device),
             "stop_at_target": self.stop_at_target,
-            "compress_activations": self.trial.compress_activations, "precision": self.trial.precision,
-            "freeze": list(self.trial.freeze) or None, "freeze_change": self.trial.freeze_change,
+            "compress_activations": self.trial.compress_activations,
+            "precision": self.trial.precision,
+            "freeze": list(self.trial.freeze) or None,
+            "freeze_change": self.trial.freeze_change,
         }
 
 
@@ -96,16 +111,23 @@ def run_race(plan: RacePlan, store: ResultsStore, progress: bool | None = None) 
             label = f"{workload.name} / {algorithm.name} / seed {seed}"
             trial_id = store.start_trial(race_id, workload.name, algorithm.name, seed, dict(algorithm.hparams))
             try:
-                result = run_trial(workload, algorithm, seed, plan.device,
-                                   progress=display.start_trial(label, workload.step_budget),
-                                   stop_at_target=plan.stop_at_target, grad_norm_kind=plan.grad_norm_kind,
-                                   config=plan.trial)
+                result = run_trial(
+                    workload,
+                    algorithm,
+                    seed,
+                    plan.device,
+                    progress=display.start_trial(label, workload.step_budget),
+                    stop_at_target=plan.stop_at_target,
+                    grad_norm_kind=plan.grad_norm_kind,
+                    config=plan.trial,
+                )
             except (KeyboardInterrupt, SystemExit):
                 store.fail_trial(trial_id, "interrupted")
                 raise
             except Exception as exc:  # a bug in one algorithm must not lose the rest of the race
-                store.fail_trial(trial_id, "".join(traceback.format_exception_only(exc)).strip() +
-                                 "\n" + traceback.format_exc())
+                store.fail_trial(
+                    trial_id, "".join(traceback.format_exception_only(exc)).strip() + "\n" + traceback.format_exc()
+                )
                 display.end_trial(None, label, error=f"{type(exc).__name__}: {exc}")
                 continue
             store.finish_trial(trial_id, result)

@@ -56,8 +56,7 @@ from trainlab.benchmark.clock import TrainingClock
 from trainlab.benchmark.trial_config import TrialConfig, apply_freeze
 from trainlab.store.results import EvalRecord, TrialResult
 from trainlab.errors import UsageError
-from trainlab.memory import (ActivationCompressor, ChangeBasedFreezer, SavedTensorMeter, bf16_autocast,
-                             cast_model_bf16)
+from trainlab.memory import ActivationCompressor, ChangeBasedFreezer, SavedTensorMeter, bf16_autocast, cast_model_bf16
 from trainlab.optim import state_bytes
 from trainlab.utils.device import peak_device_memory, reset_peak_device_memory
 from trainlab.workloads import Workload
@@ -74,8 +73,9 @@ class TrialProgress(Protocol):
     def on_eval(self, record: EvalRecord, reached: bool) -> None: ...
 
 
-def _training_loss(workload: Workload, device: torch.device, autocast: bool,
-                   compressor: ActivationCompressor | None) -> Callable:
+def _training_loss(
+    workload: Workload, device: torch.device, autocast: bool, compressor: ActivationCompressor | None
+) -> Callable:
     """The loss function the algorithm calls each timed step: the workload's own when nothing is on."""
     if not autocast and compressor is None:
         return workload.loss
@@ -95,6 +95,7 @@ def _training_loss(workload: Workload, device: torch.device, autocast: bool,
         def closure():
             with cast():
                 workload.loss(model, batch).backward()
+
         compressor.iterate(closure)
         return forward(model, batch)
 
@@ -105,16 +106,19 @@ def _autocast_evaluate(workload: Workload, device: torch.device) -> Callable:
     def evaluate(model, split):
         with bf16_autocast(device):
             return workload.evaluate(model, split)
+
     return evaluate
 
 
-def _probe_saved_bytes(workload: Workload, model: torch.nn.Module, splits, seed: int,
-                       device: torch.device, autocast: bool) -> int:
+def _probe_saved_bytes(
+    workload: Workload, model: torch.nn.Module, splits, seed: int, device: torch.device, autocast: bool
+) -> int:
     """Saved-activation bytes of one forward+backward on the trial's first batch (see module doc)."""
     meter = SavedTensorMeter(model)
     buffers = [(b, b.detach().clone()) for b in model.buffers()]
-    devices = [device.index if device.index is not None else torch.cuda.current_device()] \
-        if device.type == "cuda" else []
+    devices = (
+        [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    )
     try:
         with torch.random.fork_rng(devices=devices):
             batch = next(iter(workload.batches(splits.train, torch.Generator().manual_seed(seed))))
@@ -132,10 +136,18 @@ def _probe_saved_bytes(workload: Workload, model: torch.nn.Module, splits, seed:
     return meter.peak_bytes
 
 
-def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.device,
-              progress: TrialProgress | None = None, stop_at_target: bool = False,
-              grad_norm_kind: str | None = None, *, config: TrialConfig | None = None,
-              eval_split: str = "validation") -> TrialResult:
+def run_trial(
+    workload: Workload,
+    spec: AlgorithmSpec,
+    seed: int,
+    device: torch.device,
+    progress: TrialProgress | None = None,
+    stop_at_target: bool = False,
+    grad_norm_kind: str | None = None,
+    *,
+    config: TrialConfig | None = None,
+    eval_split: str = "validation",
+) -> TrialResult:
     """Train `spec` on `workload` with `seed` under the clock (see module doc), with the memory savers
     and precision of `config` (default: none, fp32). `eval_split` is the split whose metric is
     checked against the target: "validation" (races, tuning) or "test" (the held-out evaluation runs
@@ -144,18 +156,31 @@ def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.
         raise UsageError(f"eval_split must be 'validation' or 'test', got {eval_split!r}")
     config = config or TrialConfig()
     config.check(device)
-    bits, precision, freeze, freeze_change = (config.compress_activations, config.precision,
-                                              config.freeze, config.freeze_change)
-    result = TrialResult(workload=workload.name, algorithm=spec.name, seed=seed,
-                         hparams=dict(spec.hparams), metric_name=workload.metric,
-                         higher_is_better=workload.higher_is_better, target=workload.target,
-                         step_budget=workload.step_budget, compress_activations=bits,
-                         precision=precision)
+    bits, precision, freeze, freeze_change = (
+        config.compress_activations,
+        config.precision,
+        config.freeze,
+        config.freeze_change,
+    )
+    result = TrialResult(
+        workload=workload.name,
+        algorithm=spec.name,
+        seed=seed,
+        hparams=dict(spec.hparams),
+        metric_name=workload.metric,
+        higher_is_better=workload.higher_is_better,
+        target=workload.target,
+        step_budget=workload.step_budget,
+        compress_activations=bits,
+        precision=precision,
+    )
 
-    if spec.submission:   # an AlgoPerf submission trains the plain model, at its own batch size
+    if spec.submission:  # an AlgoPerf submission trains the plain model, at its own batch size
         if not config.plain:
-            raise UsageError(f"{spec.name}: AlgoPerf submissions run without trainlab's memory savers "
-                             "(no --compress-activations, --precision, --freeze, --freeze-change)")
+            raise UsageError(
+                f"{spec.name}: AlgoPerf submissions run without trainlab's memory savers "
+                "(no --compress-activations, --precision, --freeze, --freeze-change)"
+            )
         if grad_norm_kind is not None:
             raise UsageError(f"{spec.name}: an AlgoPerf submission cannot record gradient norms")
         size, origin = submission_batch_size(load_submission(spec.name), workload)
@@ -173,26 +198,34 @@ def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.
     if precision == "bf16":
         cast_model_bf16(model)
     autocast = precision != "fp32"
-    algorithm = (SubmissionAlgorithm(spec, model, workload, seed) if spec.submission else
-                 TrainingAlgorithm(spec, model, workload.step_budget, grad_norm_kind))
+    algorithm = (
+        SubmissionAlgorithm(spec, model, workload, seed)
+        if spec.submission
+        else TrainingAlgorithm(spec, model, workload.step_budget, grad_norm_kind)
+    )
     covered = algorithm.coverage()
     if covered is not None:
         result.covered_params = covered[0]
         result.coverage = covered[0] / covered[1] if covered[1] else 0.0
     freezer = None
     if freeze_change is not None:
-        freezer = ChangeBasedFreezer(model, window=workload.eval_every, threshold=float(freeze_change),
-                                     start_step=workload.step_budget // 10, max_fraction=0.9,
-                                     optimizer=algorithm.optimizer)
+        freezer = ChangeBasedFreezer(
+            model,
+            window=workload.eval_every,
+            threshold=float(freeze_change),
+            start_step=workload.step_budget // 10,
+            max_fraction=0.9,
+            optimizer=algorithm.optimizer,
+        )
     batches = workload.batches(splits.train, torch.Generator().manual_seed(seed))
     result.param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     result.grad_bytes = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     model.train()
     compressor = None
     if bits is not None:
-        compressor = ActivationCompressor(bits, model=model, seed=seed,
-                                          average_bits=ADAPTIVE_AVERAGE_BITS,
-                                          adapt_interval=ADAPTIVE_INTERVAL)
+        compressor = ActivationCompressor(
+            bits, model=model, seed=seed, average_bits=ADAPTIVE_AVERAGE_BITS, adapt_interval=ADAPTIVE_INTERVAL
+        )
     else:
         result.saved_activation_bytes = _probe_saved_bytes(workload, model, splits, seed, device, autocast)
     training_loss = _training_loss(workload, device, autocast, compressor)
@@ -204,13 +237,13 @@ def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.
     losses_since_eval = 0
 
     clock.start()
-    done_at = 0   # the step after which an AlgoPerf submission declared training complete
+    done_at = 0  # the step after which an AlgoPerf submission declared training complete
     for step in range(1, workload.step_budget + 1):
         try:
-            batch: Any = algorithm.next_batch(batches, model)   # a tuple, or a submission's dict
+            batch: Any = algorithm.next_batch(batches, model)  # a tuple, or a submission's dict
             loss = algorithm.update(model, batch, training_loss)
         except TrainingCompleteError:
-            done_at = step = step - 1      # nothing trained this step: evaluate what the last one left
+            done_at = step = step - 1  # nothing trained this step: evaluate what the last one left
             if step == 0 or (result.evals and result.evals[-1].step == step):
                 break
         if not done_at:
@@ -236,10 +269,14 @@ def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.
         model.eval()
         metrics = evaluate(model, getattr(splits, eval_split))
         model.train()
-        record = EvalRecord(step=step, train_seconds=train_seconds, train_loss=train_loss,
-                            metric=float(metrics[workload.metric]),
-                            validation_loss=float(metrics.get("loss", math.nan)),
-                            eval_seconds=time.perf_counter() - eval_started)
+        record = EvalRecord(
+            step=step,
+            train_seconds=train_seconds,
+            train_loss=train_loss,
+            metric=float(metrics[workload.metric]),
+            validation_loss=float(metrics.get("loss", math.nan)),
+            eval_seconds=time.perf_counter() - eval_started,
+        )
         result.evals.append(record)
         algorithm.record_eval(step, workload.metric, record.metric, record.validation_loss)
         result.eval_seconds += record.eval_seconds
@@ -259,7 +296,7 @@ def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.
 
     # ---- wrap-up: not on the clock ----
     result.steps = step
-    if not result.evals and result.status != "diverged":   # ended before its first step
+    if not result.evals and result.status != "diverged":  # ended before its first step
         clock.pause()
         result.status = "completed"
         result.evals.append(EvalRecord(0, 0.0, math.nan, math.nan, math.nan, 0.0))
@@ -277,16 +314,20 @@ def run_trial(workload: Workload, spec: AlgorithmSpec, seed: int, device: torch.
         result.test_metric = float(evaluate(model, splits.test)[workload.metric])
     if freezer is not None:  # parameters frozen during training count too
         result.frozen_params = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-    result.state_bytes = (state_bytes(algorithm.optimizer) if algorithm.optimizer is not None else
-                          state_bytes(getattr(algorithm, "optimizer_state", None), exclude=model.parameters()))
+    result.state_bytes = (
+        state_bytes(algorithm.optimizer)
+        if algorithm.optimizer is not None
+        else state_bytes(getattr(algorithm, "optimizer_state", None), exclude=model.parameters())
+    )
     if compressor is not None:
         result.saved_activation_bytes = compressor.peak_bytes
     peak = peak_device_memory(device)
     if peak is not None:
         result.peak_memory_bytes, result.peak_memory_source = peak, "cuda_max_allocated"
     else:
-        result.peak_memory_bytes = (result.param_bytes + result.grad_bytes + result.state_bytes
-                                    + (result.saved_activation_bytes or 0))
+        result.peak_memory_bytes = (
+            result.param_bytes + result.grad_bytes + result.state_bytes + (result.saved_activation_bytes or 0)
+        )
         result.peak_memory_source = "params+grads+state+activations"
     if grad_norm_kind is not None:
         result.grad_norms = algorithm.grad_norms()

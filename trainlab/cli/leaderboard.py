@@ -18,36 +18,52 @@ DEFAULT_OUT = "docs/leaderboard"
 
 def add_parsers(sub) -> None:
     p = sub.add_parser(
-        "leaderboard", help="tune and score every registered algorithm (resumable; adds new ones)",
+        "leaderboard",
+        help="tune and score every registered algorithm (resumable; adds new ones)",
         description="The leaderboard: every algorithm under the held-out tuning protocol (3 studies "
-                    "x 5 trials on the MNIST-1D workloads, 1 x 2 on text_lm; best of each study re-run "
-                    "on seeds 0,1 and on the variants) and untuned at its workload-agnostic defaults "
-                    "(3 seeds; 1 on text_lm), then one report. Rerun it to resume; name more "
-                    "--algorithms to add them: only their trials run.",
-        parents=[parents.store(DEFAULT_STORE, ", committed beside the report"), parents.heartbeat(),
-                 parents.progress()])
-    p.add_argument("--algorithms", default=None, metavar="LIST",
-                   help="algorithms to add or run (default: every registered optimizer)")
-    p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
-                   help=f"report folder (default: {DEFAULT_OUT})")
-    p.add_argument("--only", default="both", choices=["both", "tuned", "self"],
-                   help="run only the tuned or only the self-tuning experiment (default: both)")
-    p.add_argument("--score-only", action="store_true",
-                   help="run nothing: score what is stored and write the report")
+        "x 5 trials on the MNIST-1D workloads, 1 x 2 on text_lm; best of each study re-run "
+        "on seeds 0,1 and on the variants) and untuned at its workload-agnostic defaults "
+        "(3 seeds; 1 on text_lm), then one report. Rerun it to resume; name more "
+        "--algorithms to add them: only their trials run.",
+        parents=[
+            parents.store(DEFAULT_STORE, ", committed beside the report"),
+            parents.heartbeat(),
+            parents.progress(),
+        ],
+    )
+    p.add_argument(
+        "--algorithms",
+        default=None,
+        metavar="LIST",
+        help="algorithms to add or run (default: every registered optimizer)",
+    )
+    p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"report folder (default: {DEFAULT_OUT})")
+    p.add_argument(
+        "--only",
+        default="both",
+        choices=["both", "tuned", "self"],
+        help="run only the tuned or only the self-tuning experiment (default: both)",
+    )
+    p.add_argument("--score-only", action="store_true", help="run nothing: score what is stored and write the report")
     p.add_argument("--workers", type=int, default=2, help="trial processes on this machine (default: 2)")
-    p.add_argument("--threads", type=int, default=1, metavar="N",
-                   help="CPU threads per trial process (default: 1)")
-    p.add_argument("--device", default="auto",
-                   help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument("--write-configs", default=None, metavar="FILE",
-                   help="also write each finished (algorithm, workload)'s chosen configuration as JSON "
-                        "(the Makefile writes trainlab/algorithms/leaderboard.json, which races use)")
+    p.add_argument("--threads", type=int, default=1, metavar="N", help="CPU threads per trial process (default: 1)")
+    p.add_argument(
+        "--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps (default: auto)"
+    )
+    p.add_argument(
+        "--write-configs",
+        default=None,
+        metavar="FILE",
+        help="also write each finished (algorithm, workload)'s chosen configuration as JSON "
+        "(the Makefile writes trainlab/algorithms/leaderboard.json, which races use)",
+    )
     p.add_argument("--dry-run", action="store_true", help="check and print the plans; run nothing")
     p.set_defaults(func=leaderboard)
 
 
 def _stored(storage, name: str):
     from trainlab.tuning.experiment import load_plan
+
     try:
         return load_plan(storage, name)
     except UsageError:
@@ -57,8 +73,7 @@ def _stored(storage, name: str):
 def plans(storage, algorithms: list[str]):
     """The two plans, grown from what the store holds, each checked."""
     from trainlab.algorithms.registry import parse_name, valid_hparams
-    from trainlab.tuning.leaderboard import (SELF_TUNING_NAME, TUNED_NAME, grown, self_tuning_plan,
-                                             tuned_plan)
+    from trainlab.tuning.leaderboard import SELF_TUNING_NAME, TUNED_NAME, grown, self_tuning_plan, tuned_plan
     from trainlab.algorithms.search_space import check_search_space, load_search_space
 
     spaces = {a: check_search_space(load_search_space, a, parse_name(a)[0]).to_json() for a in algorithms}
@@ -100,6 +115,7 @@ def leaderboard(args: argparse.Namespace) -> int:
     if args.algorithms:
         from trainlab.algorithms.registry import parse_name
         from trainlab.cli.options import split_list
+
         algorithms = split_list(args.algorithms, "algorithms")
         for a in algorithms:
             parse_name(a)
@@ -108,7 +124,7 @@ def leaderboard(args: argparse.Namespace) -> int:
     if "://" not in args.store:
         Path(args.store).parent.mkdir(parents=True, exist_ok=True)
     storage = open_storage(args.store, args.heartbeat_interval, args.grace_period, create=True)
-    if args.score_only:   # score what is stored, as it is: algorithms not yet run are not on the board
+    if args.score_only:  # score what is stored, as it is: algorithms not yet run are not on the board
         stored = [_stored(storage, name) for name in ("leaderboard", "leaderboard-self")]
         if stored[0] is None:
             raise UsageError(f"no leaderboard in {args.store}: run `trainlab leaderboard` first")
@@ -117,8 +133,10 @@ def leaderboard(args: argparse.Namespace) -> int:
         tuned, self_ = plans(storage, algorithms)
     if args.dry_run:
         for plan in (tuned, self_):
-            print(f"{plan.name}: {len(plan.algorithms)} algorithms ({', '.join(plan.algorithms)}), "
-                  f"{plan.tuning_trials()} trials before evaluation runs")
+            print(
+                f"{plan.name}: {len(plan.algorithms)} algorithms ({', '.join(plan.algorithms)}), "
+                f"{plan.tuning_trials()} trials before evaluation runs"
+            )
         print(f"store {args.store} is reachable (dry run: nothing ran)")
         return 0
     if not args.score_only:
@@ -126,20 +144,34 @@ def leaderboard(args: argparse.Namespace) -> int:
         bars = parents.progress_bars(args)
         chosen = [p for p in (tuned, self_) if args.only in ("both", "tuned" if p is tuned else "self")]
         for plan in chosen:
-            print(f"leaderboard: {plan.name}: {len(plan.algorithms)} algorithms, "
-                  f"{plan.tuning_trials()} trials before evaluation runs; {args.workers} worker(s), "
-                  f"{args.threads} thread(s) each; store {args.store}", flush=True)
-            run_experiment(storage, args.store, plan, device, workers=args.workers, threads=args.threads,
-                           heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
-                           report=lambda line: print(line, flush=True), progress_factory=bars,
-                           variants_of=variants_of if plan.variants else None)
+            print(
+                f"leaderboard: {plan.name}: {len(plan.algorithms)} algorithms, "
+                f"{plan.tuning_trials()} trials before evaluation runs; {args.workers} worker(s), "
+                f"{args.threads} thread(s) each; store {args.store}",
+                flush=True,
+            )
+            run_experiment(
+                storage,
+                args.store,
+                plan,
+                device,
+                workers=args.workers,
+                threads=args.threads,
+                heartbeat_interval=args.heartbeat_interval,
+                grace_period=args.grace_period,
+                report=lambda line: print(line, flush=True),
+                progress_factory=bars,
+                variants_of=variants_of if plan.variants else None,
+            )
     from trainlab.reports.leaderboard import write_leaderboard
+
     path = write_leaderboard(storage, tuned, self_, args.out, store=args.store)
     print(f"\nleaderboard report: {path}")
     if args.write_configs:
         import json
 
         from trainlab.tuning.leaderboard import race_configs
+
         configs = race_configs(storage, tuned)
         Path(args.write_configs).write_text(json.dumps(configs, indent=2, sort_keys=True) + "\n")
         count = sum(len(v) for v in configs["configs"].values())

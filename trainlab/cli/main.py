@@ -41,9 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     from trainlab.cli import catalog, leaderboard, race, tuning
 
     parser = OneLineParser(
-        prog="trainlab", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        prog="trainlab",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
         description="Choose, trust and afford training algorithms: race them to validation targets "
-                    "under an honest clock, store every measurement, and report.")
+        "under an honest clock, store every measurement, and report.",
+    )
     parser.add_argument("--version", action="version", version=f"trainlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=OneLineParser)
     race.add_parsers(sub)

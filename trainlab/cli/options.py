@@ -39,11 +39,11 @@ def parse_workload_options(items: list[str], workloads: list[str]) -> dict[str, 
         head, sep, raw = item.partition("=")
         name, dot, key = head.rpartition(".")
         if not sep or not dot or not key:
-            raise UsageError(f"bad --workload-option {item!r}: write WORKLOAD.KEY=VALUE, "
-                             "e.g. text_lm.text_file=my.txt")
+            raise UsageError(f"bad --workload-option {item!r}: write WORKLOAD.KEY=VALUE, e.g. text_lm.text_file=my.txt")
         if name not in out:
-            raise UsageError(f"--workload-option {item!r} names workload {name!r}, which is not in this "
-                             f"run ({', '.join(workloads)})")
+            raise UsageError(
+                f"--workload-option {item!r} names workload {name!r}, which is not in this run ({', '.join(workloads)})"
+            )
         out[name][key] = raw.strip()  # the workload converts it to the option's declared type
     return out
 
@@ -52,13 +52,15 @@ def parse_trial_config(args) -> "TrialConfig":
     """--compress-activations, --precision, --freeze, --freeze-change -> a `TrialConfig`, with errors
     that name the flag."""
     from trainlab.benchmark.trial_config import PRECISIONS, TrialConfig
+
     bits: int | Literal["adaptive"] | None = None
     if args.compress_activations is not None:
         allowed: dict[str, int | Literal["adaptive"]] = {"2": 2, "4": 4, "8": 8, "adaptive": "adaptive"}
         text = args.compress_activations.strip().lower()
         if text not in allowed:
-            raise UsageError(f"--compress-activations must be one of 2, 4, 8, adaptive; "
-                             f"got {args.compress_activations!r}")
+            raise UsageError(
+                f"--compress-activations must be one of 2, 4, 8, adaptive; got {args.compress_activations!r}"
+            )
         bits = allowed[text]
     if args.precision not in PRECISIONS:
         raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}; got {args.precision!r}")

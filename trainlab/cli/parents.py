@@ -18,49 +18,81 @@ def _parent() -> argparse.ArgumentParser:
 
 def store(default: str = DEFAULT_STORE_URL, note: str = "") -> argparse.ArgumentParser:
     p = _parent()
-    p.add_argument("--store", default=default, metavar="URL",
-                   help=f"results database: a SQLAlchemy URL or a file path (SQLite) (default: {default}{note})")
+    p.add_argument(
+        "--store",
+        default=default,
+        metavar="URL",
+        help=f"results database: a SQLAlchemy URL or a file path (SQLite) (default: {default}{note})",
+    )
     return p
 
 
 def runtime() -> argparse.ArgumentParser:
     p = _parent()
-    p.add_argument("--device", default="auto",
-                   help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="CPU threads for PyTorch (default: PyTorch's choice, usually one per core)")
+    p.add_argument(
+        "--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps (default: auto)"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPU threads for PyTorch (default: PyTorch's choice, usually one per core)",
+    )
     return p
 
 
 def workload_options() -> argparse.ArgumentParser:
     p = _parent()
-    p.add_argument("--workload-option", action="append", default=[], metavar="W.KEY=VALUE",
-                   help="set an option of workload W, e.g. text_lm.text_file=my.txt or "
-                        "mnist1d_mlp.step_budget=500 (repeatable; `trainlab list` shows each "
-                        "workload's options)")
+    p.add_argument(
+        "--workload-option",
+        action="append",
+        default=[],
+        metavar="W.KEY=VALUE",
+        help="set an option of workload W, e.g. text_lm.text_file=my.txt or "
+        "mnist1d_mlp.step_budget=500 (repeatable; `trainlab list` shows each "
+        "workload's options)",
+    )
     return p
 
 
 def trial_config() -> argparse.ArgumentParser:
     """The memory savers and precision every trial trains with (`trainlab.benchmark.trial_config`)."""
     p = _parent()
-    p.add_argument("--compress-activations", default=None, metavar="{2,4,8,adaptive}",
-                   help="store the activations saved for backward quantized to 2, 4 or 8 bits, or "
-                        "with per-tensor bits chosen by GACT ('adaptive', 4 bits on average); "
-                        "the compression runs on the clock (default: off)")
-    p.add_argument("--precision", default="fp32", metavar="{fp32,bf16-autocast,bf16}",
-                   help="fp32; bf16-autocast (fp32 weights, forward pass in bf16); or bf16 (bf16 "
-                        "weights and gradients, optimizer state in the optimizer's own dtype) "
-                        "(default: fp32)")
-    p.add_argument("--freeze", default=None, metavar="RULE[,RULE...]",
-                   help="freeze parameters by module name before the optimizer is built, e.g. "
-                        "blocks.0 or 'blocks.*.attn' (shell wildcards; every rule must match a "
-                        "parameter of every workload), or first:K for the first K "
-                        "parameter-owning modules (default: nothing frozen)")
-    p.add_argument("--freeze-change", type=float, default=None, metavar="THRESHOLD",
-                   help="Freeze-And-Reconfigure-style freezing during training: every eval_every "
-                        "steps (after the first 10 %%), freeze parameter tensors whose relative "
-                        "change over that window fell below THRESHOLD, e.g. 1e-3 (default: off)")
+    p.add_argument(
+        "--compress-activations",
+        default=None,
+        metavar="{2,4,8,adaptive}",
+        help="store the activations saved for backward quantized to 2, 4 or 8 bits, or "
+        "with per-tensor bits chosen by GACT ('adaptive', 4 bits on average); "
+        "the compression runs on the clock (default: off)",
+    )
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        metavar="{fp32,bf16-autocast,bf16}",
+        help="fp32; bf16-autocast (fp32 weights, forward pass in bf16); or bf16 (bf16 "
+        "weights and gradients, optimizer state in the optimizer's own dtype) "
+        "(default: fp32)",
+    )
+    p.add_argument(
+        "--freeze",
+        default=None,
+        metavar="RULE[,RULE...]",
+        help="freeze parameters by module name before the optimizer is built, e.g. "
+        "blocks.0 or 'blocks.*.attn' (shell wildcards; every rule must match a "
+        "parameter of every workload), or first:K for the first K "
+        "parameter-owning modules (default: nothing frozen)",
+    )
+    p.add_argument(
+        "--freeze-change",
+        type=float,
+        default=None,
+        metavar="THRESHOLD",
+        help="Freeze-And-Reconfigure-style freezing during training: every eval_every "
+        "steps (after the first 10 %%), freeze parameter tensors whose relative "
+        "change over that window fell below THRESHOLD, e.g. 1e-3 (default: off)",
+    )
     return p
 
 
@@ -72,31 +104,44 @@ def progress() -> argparse.ArgumentParser:
 
 def report_dir(default: str) -> argparse.ArgumentParser:
     p = _parent()
-    p.add_argument("--report-dir", default=default, metavar="DIR",
-                   help=f"where to write the report (default: {default})")
+    p.add_argument(
+        "--report-dir", default=default, metavar="DIR", help=f"where to write the report (default: {default})"
+    )
     p.add_argument("--no-report", action="store_true", help="write no report")
     return p
 
 
 def heartbeat() -> argparse.ArgumentParser:
     from trainlab.tuning.storage import DEFAULT_GRACE_PERIOD, DEFAULT_HEARTBEAT_INTERVAL
+
     p = _parent()
-    p.add_argument("--heartbeat-interval", type=int, default=DEFAULT_HEARTBEAT_INTERVAL, metavar="S",
-                   help="seconds between a running trial's heartbeats in the store "
-                        f"(default: {DEFAULT_HEARTBEAT_INTERVAL})")
-    p.add_argument("--grace-period", type=int, default=DEFAULT_GRACE_PERIOD, metavar="S",
-                   help="a running trial without a heartbeat for this long belonged to a dead worker: "
-                        f"it is failed and queued again (default: {DEFAULT_GRACE_PERIOD})")
+    p.add_argument(
+        "--heartbeat-interval",
+        type=int,
+        default=DEFAULT_HEARTBEAT_INTERVAL,
+        metavar="S",
+        help=f"seconds between a running trial's heartbeats in the store (default: {DEFAULT_HEARTBEAT_INTERVAL})",
+    )
+    p.add_argument(
+        "--grace-period",
+        type=int,
+        default=DEFAULT_GRACE_PERIOD,
+        metavar="S",
+        help="a running trial without a heartbeat for this long belonged to a dead worker: "
+        f"it is failed and queued again (default: {DEFAULT_GRACE_PERIOD})",
+    )
     return p
 
 
 # ---- what the shared options set up --------------------------------------------------------------
+
 
 def setup_runtime(args: argparse.Namespace):
     """--threads applied, --device resolved (`runtime()`)."""
     import torch
 
     from trainlab.utils.device import choose_device
+
     if args.threads is not None:
         if args.threads <= 0:
             raise UsageError(f"--threads must be a positive integer, got {args.threads}")
@@ -107,9 +152,12 @@ def setup_runtime(args: argparse.Namespace):
 def tuning_storage(args: argparse.Namespace, create: bool = True):
     """The Optuna storage behind --store, with the `heartbeat()` settings checked."""
     from trainlab.tuning.storage import open_storage
+
     if args.heartbeat_interval < 1 or args.grace_period <= args.heartbeat_interval:
-        raise UsageError(f"--heartbeat-interval must be >= 1 s and --grace-period longer than it "
-                         f"(got {args.heartbeat_interval} and {args.grace_period})")
+        raise UsageError(
+            f"--heartbeat-interval must be >= 1 s and --grace-period longer than it "
+            f"(got {args.heartbeat_interval} and {args.grace_period})"
+        )
     return open_storage(args.store, args.heartbeat_interval, args.grace_period, create=create)
 
 
@@ -118,6 +166,7 @@ def progress_bars(args: argparse.Namespace):
     if args.no_progress:
         return None
     from trainlab.benchmark.progress import TrialBar
+
     return lambda label, steps: TrialBar(label, steps)
 
 
@@ -126,6 +175,7 @@ def build_workloads(args: argparse.Namespace) -> list:
     its --workload-option values (addressed by workload name)."""
     from trainlab.cli.options import parse_workload_options, split_list
     from trainlab.workloads import DEFAULT_WORKLOADS, workload_class
+
     specs = split_list(args.workloads, "workloads") if args.workloads else list(DEFAULT_WORKLOADS)
     classes = [workload_class(spec) for spec in specs]
     options = parse_workload_options(args.workload_option, [cls.name for cls in classes])

@@ -17,98 +17,198 @@ WORKLOADS_HELP = "comma-separated workload names, .py files or modules (default:
 
 def add_parsers(sub) -> None:
     race = sub.add_parser(
-        "race", help="train algorithms on workloads and time each to its target",
+        "race",
+        help="train algorithms on workloads and time each to its target",
         description="Run every (workload, algorithm, seed) trial, store each as it finishes, print the "
-                    "summary and write the report.",
-        parents=[parents.workload_options(), parents.runtime(), parents.store(),
-                 parents.report_dir("trainlab-results/report"), parents.trial_config(), parents.progress()])
+        "summary and write the report.",
+        parents=[
+            parents.workload_options(),
+            parents.runtime(),
+            parents.store(),
+            parents.report_dir("trainlab-results/report"),
+            parents.trial_config(),
+            parents.progress(),
+        ],
+    )
     race.add_argument("--workloads", default=None, metavar="LIST", help=WORKLOADS_HELP)
-    race.add_argument("--algorithms", default=None, metavar="LIST",
-                      help="comma-separated algorithms, each OPTIMIZER or OPTIMIZER+SCHEDULE "
-                           "(default: adamw,nadamw,sgd, each with warm-up + cosine)")
-    race.add_argument("--seeds", default="0", metavar="LIST",
-                      help="comma-separated integer seeds; each seeds model init and batch order (default: 0)")
-    race.add_argument("--hparams", action="append", default=[], metavar="ALG.KEY=VALUE",
-                      help="override a hyperparameter of one algorithm, e.g. adamw.lr=3e-3 "
-                           "(VALUE is a Python literal; repeatable)")
-    race.add_argument("--stop-at-target", action="store_true",
-                      help="end each trial at its first evaluation meeting the target (faster; the "
-                           "final metric is then the metric at the target)")
-    race.add_argument("--record-grad-norms", choices=["l1", "l2"], default=None,
-                      help="record each step's gradient norm (for refined schedules; costs a little time)")
-    race.add_argument("--search-space", action="append", default=[], metavar="ALG=FILE",
-                      help="an AlgoPerf submission's tuning_search_space.json (list or dict form): the race "
-                           "uses its first point (list) or centre (dict); default: the file beside the "
-                           "submission, if any")
-    race.add_argument("--untuned", action="store_true",
-                      help="use every algorithm's workload-agnostic defaults, not the configuration the "
-                           "leaderboard tuned for a built-in workload (the leaderboard's self-tuning view)")
+    race.add_argument(
+        "--algorithms",
+        default=None,
+        metavar="LIST",
+        help="comma-separated algorithms, each OPTIMIZER or OPTIMIZER+SCHEDULE "
+        "(default: adamw,nadamw,sgd, each with warm-up + cosine)",
+    )
+    race.add_argument(
+        "--seeds",
+        default="0",
+        metavar="LIST",
+        help="comma-separated integer seeds; each seeds model init and batch order (default: 0)",
+    )
+    race.add_argument(
+        "--hparams",
+        action="append",
+        default=[],
+        metavar="ALG.KEY=VALUE",
+        help="override a hyperparameter of one algorithm, e.g. adamw.lr=3e-3 (VALUE is a Python literal; repeatable)",
+    )
+    race.add_argument(
+        "--stop-at-target",
+        action="store_true",
+        help="end each trial at its first evaluation meeting the target (faster; the "
+        "final metric is then the metric at the target)",
+    )
+    race.add_argument(
+        "--record-grad-norms",
+        choices=["l1", "l2"],
+        default=None,
+        help="record each step's gradient norm (for refined schedules; costs a little time)",
+    )
+    race.add_argument(
+        "--search-space",
+        action="append",
+        default=[],
+        metavar="ALG=FILE",
+        help="an AlgoPerf submission's tuning_search_space.json (list or dict form): the race "
+        "uses its first point (list) or centre (dict); default: the file beside the "
+        "submission, if any",
+    )
+    race.add_argument(
+        "--untuned",
+        action="store_true",
+        help="use every algorithm's workload-agnostic defaults, not the configuration the "
+        "leaderboard tuned for a built-in workload (the leaderboard's self-tuning view)",
+    )
     race.add_argument("--label", default=None, help="a free-text label stored with the race")
     race.set_defaults(func=run_race_command)
 
-    report = sub.add_parser("report", help="write the Markdown + PNG report of a stored race",
-                            description="Write report.md and PNG plots for one race of a results store.",
-                            parents=[parents.store()])
-    report.add_argument("--race", type=int, default=None, metavar="ID",
-                        help="race id (default: the newest race in the store)")
-    report.add_argument("--out", default="trainlab-results/report", metavar="DIR",
-                        help="output folder (default: trainlab-results/report)")
+    report = sub.add_parser(
+        "report",
+        help="write the Markdown + PNG report of a stored race",
+        description="Write report.md and PNG plots for one race of a results store.",
+        parents=[parents.store()],
+    )
+    report.add_argument(
+        "--race", type=int, default=None, metavar="ID", help="race id (default: the newest race in the store)"
+    )
+    report.add_argument(
+        "--out",
+        default="trainlab-results/report",
+        metavar="DIR",
+        help="output folder (default: trainlab-results/report)",
+    )
     report.set_defaults(func=report_command)
 
     refine = sub.add_parser(
-        "refine", help="derive a schedule from a first run's gradient norms and race it",
+        "refine",
+        help="derive a schedule from a first run's gradient norms and race it",
         description="Schedule refinement (Defazio et al. 2023): pass 1 trains OPTIMIZER+linear on "
-                    "--pass1-seed recording per-step gradient norms (L1 for Adam-like, L2 for SGD-like "
-                    "optimizers); the refined schedule is derived per workload; pass 2 races "
-                    "OPTIMIZER+refined against the --compare schedules on the evaluation seeds, and "
-                    "writes the report.",
-        parents=[parents.workload_options(), parents.runtime(), parents.store(),
-                 parents.report_dir("trainlab-results/refine-report"), parents.trial_config(),
-                 parents.progress()])
-    refine.add_argument("--algorithm", default="adamw", metavar="OPTIMIZER",
-                        help="optimizer to refine, without a schedule (default: adamw)")
+        "--pass1-seed recording per-step gradient norms (L1 for Adam-like, L2 for SGD-like "
+        "optimizers); the refined schedule is derived per workload; pass 2 races "
+        "OPTIMIZER+refined against the --compare schedules on the evaluation seeds, and "
+        "writes the report.",
+        parents=[
+            parents.workload_options(),
+            parents.runtime(),
+            parents.store(),
+            parents.report_dir("trainlab-results/refine-report"),
+            parents.trial_config(),
+            parents.progress(),
+        ],
+    )
+    refine.add_argument(
+        "--algorithm",
+        default="adamw",
+        metavar="OPTIMIZER",
+        help="optimizer to refine, without a schedule (default: adamw)",
+    )
     refine.add_argument("--workloads", default=None, metavar="LIST", help=WORKLOADS_HELP)
-    refine.add_argument("--compare", default="cosine,linear", metavar="LIST",
-                        help="schedules to race the refined one against (default: cosine,linear)")
-    refine.add_argument("--seeds", default="0,1,2", metavar="LIST",
-                        help="evaluation seeds for pass 2 (default: 0,1,2)")
-    refine.add_argument("--pass1-seed", type=int, default=1000, metavar="SEED",
-                        help="seed of the first (recording) run; must not be an evaluation seed (default: 1000)")
-    refine.add_argument("--hparams", action="append", default=[], metavar="OPT.KEY=VALUE",
-                        help="override a hyperparameter for every schedule, e.g. adamw.lr=3e-3 (repeatable)")
+    refine.add_argument(
+        "--compare",
+        default="cosine,linear",
+        metavar="LIST",
+        help="schedules to race the refined one against (default: cosine,linear)",
+    )
+    refine.add_argument("--seeds", default="0,1,2", metavar="LIST", help="evaluation seeds for pass 2 (default: 0,1,2)")
+    refine.add_argument(
+        "--pass1-seed",
+        type=int,
+        default=1000,
+        metavar="SEED",
+        help="seed of the first (recording) run; must not be an evaluation seed (default: 1000)",
+    )
+    refine.add_argument(
+        "--hparams",
+        action="append",
+        default=[],
+        metavar="OPT.KEY=VALUE",
+        help="override a hyperparameter for every schedule, e.g. adamw.lr=3e-3 (repeatable)",
+    )
     refine.add_argument("--label", default=None, help="a free-text label stored with the race")
     refine.set_defaults(func=refine_command)
 
     targets = sub.add_parser(
-        "set-targets", help="run the target-setting protocol and tune baseline lrs",
+        "set-targets",
+        help="run the target-setting protocol and tune baseline lrs",
         description="AlgoPerf-style target setting: tune AdamW's learning rate on a grid at 3/4 of each "
-                    "workload's step budget, re-run the best on fresh seeds and take the median best "
-                    "validation metric; then tune each race baseline's learning rate at the full budget.",
-        parents=[parents.workload_options(), parents.runtime(), parents.trial_config()])
-    targets.add_argument("--workloads", default=None, metavar="LIST",
-                         help="workloads to set targets for (default: the three default workloads)")
-    targets.add_argument("--lrs", default="1e-3,2e-3,4e-3,8e-3,1.6e-2,3.2e-2", metavar="LIST",
-                         help="AdamW learning rates for target setting (default: 1e-3 to 3.2e-2 in factors of 2)")
-    targets.add_argument("--seeds", default="100,101,102", metavar="LIST",
-                         help="seeds for the re-runs of the best learning rate (default: 100,101,102)")
-    targets.add_argument("--fraction", type=float, default=None,
-                         help="target-setting budget as a fraction of the race budget (default: each "
-                              "workload's own, 3/4 unless it sets target_setting_steps; text_lm: 900 "
-                              "of 2400 steps)")
-    targets.add_argument("--baselines", default="adamw,nadamw,sgd", metavar="LIST",
-                         help="algorithms whose lr to tune per workload after setting the target "
-                              "(default: adamw,nadamw,sgd; empty string to skip)")
-    targets.add_argument("--multipliers", default="0.25,0.5,1,2,4,8", metavar="LIST",
-                         help="lr grid for baselines, as multiples of each one's default lr "
-                              "(default: 0.25,0.5,1,2,4,8)")
-    targets.add_argument("--tune-only", action="store_true",
-                         help="skip target setting: tune baseline lrs against each workload's current "
-                              "target (set it with --workload-option W.target=VALUE)")
-    targets.add_argument("--out", default=None, metavar="FILE",
-                         help="also write the Markdown record to FILE (e.g. docs/targets.md)")
-    targets.add_argument("--write-defaults", default=None, metavar="JSON",
-                         help="write targets and tuned lrs as JSON (trainlab/algorithms/tuned.json "
-                              "is the file the race reads its baseline lrs from)")
+        "workload's step budget, re-run the best on fresh seeds and take the median best "
+        "validation metric; then tune each race baseline's learning rate at the full budget.",
+        parents=[parents.workload_options(), parents.runtime(), parents.trial_config()],
+    )
+    targets.add_argument(
+        "--workloads",
+        default=None,
+        metavar="LIST",
+        help="workloads to set targets for (default: the three default workloads)",
+    )
+    targets.add_argument(
+        "--lrs",
+        default="1e-3,2e-3,4e-3,8e-3,1.6e-2,3.2e-2",
+        metavar="LIST",
+        help="AdamW learning rates for target setting (default: 1e-3 to 3.2e-2 in factors of 2)",
+    )
+    targets.add_argument(
+        "--seeds",
+        default="100,101,102",
+        metavar="LIST",
+        help="seeds for the re-runs of the best learning rate (default: 100,101,102)",
+    )
+    targets.add_argument(
+        "--fraction",
+        type=float,
+        default=None,
+        help="target-setting budget as a fraction of the race budget (default: each "
+        "workload's own, 3/4 unless it sets target_setting_steps; text_lm: 900 "
+        "of 2400 steps)",
+    )
+    targets.add_argument(
+        "--baselines",
+        default="adamw,nadamw,sgd",
+        metavar="LIST",
+        help="algorithms whose lr to tune per workload after setting the target "
+        "(default: adamw,nadamw,sgd; empty string to skip)",
+    )
+    targets.add_argument(
+        "--multipliers",
+        default="0.25,0.5,1,2,4,8",
+        metavar="LIST",
+        help="lr grid for baselines, as multiples of each one's default lr (default: 0.25,0.5,1,2,4,8)",
+    )
+    targets.add_argument(
+        "--tune-only",
+        action="store_true",
+        help="skip target setting: tune baseline lrs against each workload's current "
+        "target (set it with --workload-option W.target=VALUE)",
+    )
+    targets.add_argument(
+        "--out", default=None, metavar="FILE", help="also write the Markdown record to FILE (e.g. docs/targets.md)"
+    )
+    targets.add_argument(
+        "--write-defaults",
+        default=None,
+        metavar="JSON",
+        help="write targets and tuned lrs as JSON (trainlab/algorithms/tuned.json "
+        "is the file the race reads its baseline lrs from)",
+    )
     targets.set_defaults(func=set_targets_command)
 
 
@@ -122,14 +222,16 @@ def search_space_files(items: list[str], algorithms: list[str]) -> dict[str, str
                 raise UsageError(f"--search-space {item!r}: with several algorithms write ALGORITHM=FILE.json")
             name, path = algorithms[0], item
         if name not in algorithms:
-            raise UsageError(f"--search-space {item!r} names {name!r}, which is not tuned here "
-                             f"({', '.join(algorithms)})")
+            raise UsageError(
+                f"--search-space {item!r} names {name!r}, which is not tuned here ({', '.join(algorithms)})"
+            )
         files[name] = path
     return files
 
 
 def _summary_and_report(store, race_id: int, report_dir: str | None) -> None:
     from trainlab.reports import format_table, summarize, write_report
+
     print(f"\nrace {race_id} summary\n")
     print(format_table(summarize(store.trials(race_id))))
     if report_dir:
@@ -149,14 +251,26 @@ def run_race_command(args: argparse.Namespace) -> int:
     names = split_list(args.algorithms, "algorithms") if args.algorithms else list(DEFAULT_ALGORITHMS)
     overrides = parse_hparam_overrides(args.hparams, names)
     seeds = parse_seeds(args.seeds)
-    plan = RacePlan(workloads, names, seeds, device, stop_at_target=args.stop_at_target,
-                    grad_norm_kind=args.record_grad_norms, label=args.label, overrides=overrides,
-                    trial=trial, untuned=args.untuned,
-                    search_spaces=search_space_files(args.search_space, names))
-    prepare(plan)   # every name, hyperparameter, freeze rule and data file checked before anything runs
+    plan = RacePlan(
+        workloads,
+        names,
+        seeds,
+        device,
+        stop_at_target=args.stop_at_target,
+        grad_norm_kind=args.record_grad_norms,
+        label=args.label,
+        overrides=overrides,
+        trial=trial,
+        untuned=args.untuned,
+        search_spaces=search_space_files(args.search_space, names),
+    )
+    prepare(plan)  # every name, hyperparameter, freeze rule and data file checked before anything runs
     store = ResultsStore(args.store)
-    print(f"race: {len(workloads)} workload(s) x {len(names)} algorithm(s) x {len(seeds)} seed(s) "
-          f"on {device} ({torch.get_num_threads()} threads); store {store.url}", flush=True)
+    print(
+        f"race: {len(workloads)} workload(s) x {len(names)} algorithm(s) x {len(seeds)} seed(s) "
+        f"on {device} ({torch.get_num_threads()} threads); store {store.url}",
+        flush=True,
+    )
     race_id, results = run_race(plan, store, progress=False if args.no_progress else None)
     _summary_and_report(store, race_id, None if args.no_report else args.report_dir)
     return 1 if len(results) < len(workloads) * len(names) * len(seeds) else 0
@@ -165,6 +279,7 @@ def run_race_command(args: argparse.Namespace) -> int:
 def report_command(args: argparse.Namespace) -> int:
     from trainlab.reports import write_report
     from trainlab.store import ResultsStore
+
     store = ResultsStore(args.store, create=False)
     print(f"report: {write_report(store, args.out, args.race)}")
     return 0
@@ -187,8 +302,18 @@ def refine_command(args: argparse.Namespace) -> int:
     trial = parse_trial_config(args)
     workloads = parents.build_workloads(args)
     store = ResultsStore(args.store)
-    plan = refinement_plan(args.algorithm if "+" in args.algorithm else optimizer_name, workloads,
-                           compare, seeds, args.pass1_seed, device, overrides, trial, args.label, log=_log)
+    plan = refinement_plan(
+        args.algorithm if "+" in args.algorithm else optimizer_name,
+        workloads,
+        compare,
+        seeds,
+        args.pass1_seed,
+        device,
+        overrides,
+        trial,
+        args.label,
+        log=_log,
+    )
     names = plan.algorithms
     print(f"pass 2: {len(workloads)} workload(s) x {', '.join(names)} x {len(seeds)} seed(s)", flush=True)
     race_id, results = run_race(plan, store, progress=False if args.no_progress else None)
@@ -224,9 +349,12 @@ def set_targets_command(args: argparse.Namespace) -> int:
             tuning.append(tune_lr(workload, name, multipliers, device, log=_log, config=trial))
     env = describe(device)
     command = "trainlab " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["set-targets"] else "trainlab set-targets"
-    text = to_markdown(records, tuning, command,
-                       f"{env['device']}, {env['num_threads']} threads, torch {env['torch_version']}, "
-                       f"commit {env['git_commit']}")
+    text = to_markdown(
+        records,
+        tuning,
+        command,
+        f"{env['device']}, {env['num_threads']} threads, torch {env['torch_version']}, commit {env['git_commit']}",
+    )
     print("\n" + text)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

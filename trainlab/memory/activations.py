@@ -5,8 +5,7 @@ saved tensors are quantized (per-group min/scale, stochastic rounding: `trainlab
 held packed, dequantized in backward, and counted the same way. With `bits="adaptive"` the bits are
 chosen per tensor by GACT's algorithm (`trainlab.memory.adaptive`); op rules fix the bits of what
 sensitive ops save (`trainlab.memory.op_rules`); saved outputs of cheap ops are rebuilt in backward
-rather than packed twice (`trainlab.memory.recompute`). Why each default is what it is, with the
-measurements: docs/memory.md.
+rather than packed twice (`trainlab.memory.recompute`). The measurements behind defaults: docs/memory.md.
 
 Usage (one `with` block per forward+backward, i.e. per step; the object is reused across steps):
 
@@ -44,7 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from typing import Callable, Iterator, Literal, Mapping, NamedTuple
+from typing import Callable, Iterator, Literal, Mapping
 
 import torch
 from torch import nn
@@ -52,26 +51,12 @@ from torch import nn
 from trainlab.errors import UsageError
 from trainlab.memory import adaptive as _adaptive
 from trainlab.memory.adaptive import ProbeOverride
-from trainlab.memory.op_rules import (DEFAULT_OP_BITS, MISSING, OpRecorder, OpRule, check_op_bits, lookup,
-                                      site)
+from trainlab.memory.op_rules import DEFAULT_OP_BITS, MISSING, OpRecorder, OpRule, check_op_bits, lookup, site
 from trainlab.memory.quantize import ALLOWED_BITS, _quantize, packed_nbytes
 from trainlab.memory.recompute import NotedOutput, note_output, rebuild, recipe_for
-from trainlab.memory.saved_tensors import Saved, SavedTensorMeter, SharedPack, identity_key, is_dense
+from trainlab.memory.saved_tensors import SavedRecord, Saved, SavedTensorMeter, SharedPack, identity_key, is_dense
 
 _UNCOMPRESSED = (None, 32)
-
-
-class SavedRecord(NamedTuple):
-    """One saved tensor (`ActivationCompressor(trace=True).records`). `bits`: of the pack it refers
-    to, None when kept as is; `nbytes`: bytes newly held (0 for model state and for shared packs)."""
-
-    op: str | None
-    position: int | None
-    shape: tuple
-    dtype: torch.dtype
-    bits: int | None
-    nbytes: int
-    recomputed: bool = False   # held as a recipe over other saved tensors (`recompute=True`)
 
 
 class ActivationCompressor(SavedTensorMeter):
@@ -98,13 +83,24 @@ class ActivationCompressor(SavedTensorMeter):
     breakdown: which op saved what, at how many bits, for how many new bytes).
     """
 
-    def __init__(self, bits: int | Literal["adaptive"] | None = 4, group_size: int | Literal["row"] = 256,
-                 min_numel: int = 1024, *, model: nn.Module | None = None,
-                 meta_dtype: torch.dtype = torch.float32, stochastic: bool = True, seed: int = 0,
-                 average_bits: float = 4.0, adapt_interval: int = 1000,
-                 scope: Literal["model", "all"] = "model", compress_inputs: bool = True,
-                 op_bits: Mapping[str, OpRule] | None = None, recompute: bool = True,
-                 trace: bool = False) -> None:
+    def __init__(
+        self,
+        bits: int | Literal["adaptive"] | None = 4,
+        group_size: int | Literal["row"] = 256,
+        min_numel: int = 1024,
+        *,
+        model: nn.Module | None = None,
+        meta_dtype: torch.dtype = torch.float32,
+        stochastic: bool = True,
+        seed: int = 0,
+        average_bits: float = 4.0,
+        adapt_interval: int = 1000,
+        scope: Literal["model", "all"] = "model",
+        compress_inputs: bool = True,
+        op_bits: Mapping[str, OpRule] | None = None,
+        recompute: bool = True,
+        trace: bool = False,
+    ) -> None:
         super().__init__(model)
         self.compress_inputs = bool(compress_inputs)
         self.recompute = bool(recompute)
@@ -112,19 +108,22 @@ class ActivationCompressor(SavedTensorMeter):
         self._rebuilding = False
         self.records: list[SavedRecord] | None = [] if trace else None  # the last block's saves
         self.op_bits = check_op_bits(DEFAULT_OP_BITS if op_bits is None else op_bits)
-        self._ops: list[tuple] = []    # (func, args, kwargs) of the torch function running now
+        self._ops: list[tuple] = []  # (func, args, kwargs) of the torch function running now
         self._recorder: OpRecorder | None = None
         if scope not in ("model", "all"):
             raise UsageError(f"scope must be 'model' or 'all', got {scope!r}")
         self.scope = scope
         self._model_depth = 0
-        self._model_hooks: list = []   # forward hooks on `model` while a block is open (scope "model")
-        if isinstance(bits, bool) or bits not in (*ALLOWED_BITS, "adaptive", *_UNCOMPRESSED) or not (
-                bits is None or isinstance(bits, (int, str))):
-            raise UsageError(f"activation bits must be one of 2, 4, 8, 'adaptive', or None / 32 for no "
-                             f"compression; got {bits!r}")
-        if group_size != "row" and (isinstance(group_size, bool) or not isinstance(group_size, int)
-                                    or group_size < 1):
+        self._model_hooks: list = []  # forward hooks on `model` while a block is open (scope "model")
+        if (
+            isinstance(bits, bool)
+            or bits not in (*ALLOWED_BITS, "adaptive", *_UNCOMPRESSED)
+            or not (bits is None or isinstance(bits, (int, str)))
+        ):
+            raise UsageError(
+                f"activation bits must be one of 2, 4, 8, 'adaptive', or None / 32 for no compression; got {bits!r}"
+            )
+        if group_size != "row" and (isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1):
             raise UsageError(f"group_size must be a positive int or 'row', got {group_size!r}")
         if isinstance(min_numel, bool) or not isinstance(min_numel, int) or min_numel < 0:
             raise UsageError(f"min_numel must be a non-negative int, got {min_numel!r}")
@@ -139,19 +138,16 @@ class ActivationCompressor(SavedTensorMeter):
         self.iteration = 0  # calls to iterate()
         self.policy: _adaptive.AdaptivePrecision | None = None
         if bits == "adaptive":
-            if not 2 <= average_bits:
-                raise UsageError(f"average_bits must be at least 2 (the lowest level), got {average_bits!r}")
-            if isinstance(adapt_interval, bool) or not isinstance(adapt_interval, int) or adapt_interval < 1:
-                raise UsageError(f"adapt_interval must be a positive int, got {adapt_interval!r}")
             if model is None:
-                raise UsageError("bits='adaptive' needs model=... (its gradients are what GACT's "
-                                 "sensitivity probes compare)")
+                raise UsageError(
+                    "bits='adaptive' needs model=... (its gradients are what GACT's sensitivity probes compare)"
+                )
             self.policy = _adaptive.AdaptivePrecision(average_bits, adapt_interval)
-        self._step = 0                 # noise step: completed `with` blocks outside probes
-        self._index = 0                # compressible tensors seen in the current step
-        self._adaptive_index = 0       # of those, the ones whose bits GACT's allocation picks
-        self._override: ProbeOverride | None = None   # during a probe run
-        self._probing = False                         # inside `probing()`: blocks are not noise steps
+        self._step = 0  # noise step: completed `with` blocks outside probes
+        self._index = 0  # compressible tensors seen in the current step
+        self._adaptive_index = 0  # of those, the ones whose bits GACT's allocation picks
+        self._override: ProbeOverride | None = None  # during a probe run
+        self._probing = False  # inside `probing()`: blocks are not noise steps
         self._generators: dict[torch.device, torch.Generator] = {}
         self._dedupe: dict[tuple, SharedPack] = {}
 
@@ -170,8 +166,10 @@ class ActivationCompressor(SavedTensorMeter):
         outermost = not self._hooks
         super().__enter__()
         if outermost and self.model is not None and self.scope == "model":
-            self._model_hooks = [self.model.register_forward_pre_hook(self._enter_model),
-                                 self.model.register_forward_hook(self._leave_model)]
+            self._model_hooks = [
+                self.model.register_forward_pre_hook(self._enter_model),
+                self.model.register_forward_hook(self._leave_model),
+            ]
         if outermost and self.compressing:
             self._recorder = OpRecorder(self._ops, self._note_output if self.recompute else None)
             self._recorder.__enter__()
@@ -221,8 +219,10 @@ class ActivationCompressor(SavedTensorMeter):
         policy = self.policy
         if policy is not None and self.iteration % policy.adapt_interval == 0:
             if closure is None:
-                raise UsageError("bits='adaptive' needs iterate(closure): the closure runs forward and "
-                                 "backward for GACT's sensitivity probes")
+                raise UsageError(
+                    "bits='adaptive' needs iterate(closure): the closure runs forward and "
+                    "backward for GACT's sensitivity probes"
+                )
             sens, layout, fixed = _adaptive.probe_sensitivities(self, closure)
             if layout:
                 adapted = policy.allocate(sens, layout, fixed)
@@ -264,8 +264,9 @@ class ActivationCompressor(SavedTensorMeter):
         before = self._current
         saved, bits = self._pack_as(t)
         recomputed = (saved.base if saved.base is not None else saved).recipe is not None
-        self.records.append(SavedRecord(*self.site(t), tuple(t.shape), t.dtype, bits, self._current - before,
-                                        recomputed))
+        self.records.append(
+            SavedRecord(*site(self._ops, t), tuple(t.shape), t.dtype, bits, self._current - before, recomputed)
+        )
         return saved
 
     def _pack_as(self, t: torch.Tensor) -> tuple[Saved, int | None]:
@@ -304,9 +305,14 @@ class ActivationCompressor(SavedTensorMeter):
             # A dense tensor is quantized in memory order, so every view covering the same bytes
             # (SDPA's output and the reshaped input of the projection after it) shares one pack.
             source = t.as_strided((t.numel(),), (1,)) if dense else t
-            packed = _quantize(source, bits, self.group_size, stochastic=self.stochastic,
-                               generator=self._generator(t.device, index, seed_offset),
-                               meta_dtype=self.meta_dtype)
+            packed = _quantize(
+                source,
+                bits,
+                self.group_size,
+                stochastic=self.stochastic,
+                generator=self._generator(t.device, index, seed_offset),
+                meta_dtype=self.meta_dtype,
+            )
             saved = Saved(t, packed=packed)
             nbytes = packed_nbytes(packed)
             self._add(nbytes)
@@ -342,11 +348,6 @@ class ActivationCompressor(SavedTensorMeter):
 
     def _leave_model(self, module, args, output) -> None:
         self._model_depth -= 1
-
-    def site(self, t: torch.Tensor) -> tuple[str | None, int | None]:
-        """(name of the torch function saving `t`, position of `t` among its tensor arguments); see
-        `trainlab.memory.op_rules.site`. (None, None) when not compressing."""
-        return site(self._ops, t)
 
     def _rule(self, t: torch.Tensor) -> int | str | None:
         """Bits for `t` by op rule, "auto" (the compressor's bits), or None (kept as is)."""
@@ -388,13 +389,12 @@ class ActivationCompressor(SavedTensorMeter):
                 return None
             self._generators[device] = gen
         seed = (self.seed * 1_000_003 + self._step) * 65_537 + index + seed_offset
-        gen.manual_seed(seed % (2 ** 63))
+        gen.manual_seed(seed % (2**63))
         return gen
 
 
-def compress_activations(bits: int | Literal["adaptive"] | None = 4, group_size: int | Literal["row"] = 256,
-                         min_numel: int = 1024, **options) -> ActivationCompressor:
+def compress_activations(
+    bits: int | Literal["adaptive"] | None = 4, group_size: int | Literal["row"] = 256, min_numel: int = 1024, **options
+) -> ActivationCompressor:
     """`ActivationCompressor(bits, group_size, min_numel, **options)`, named for `with` statements."""
     return ActivationCompressor(bits, group_size, min_numel, **options)
-
-

@@ -52,6 +52,8 @@ from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 import torch
 
+from trainlab.errors import UsageError
+
 if TYPE_CHECKING:
     from trainlab.memory.activations import ActivationCompressor
 
@@ -65,16 +67,19 @@ class ProbeOverride(NamedTuple):
     index: int
     bits: int
     seed_offset: int
+
+
 _CAP = 1e10  # GACT's ceiling on a sensitivity (also used for NaN / inf)
 
 
 def _variance_factor(bits: int) -> float:
     """1 / (2^b - 1)^2, with 32 bits treated as exact (zero variance), as GACT does."""
-    return 0.0 if bits >= 32 else 1.0 / (2 ** bits - 1) ** 2
+    return 0.0 if bits >= 32 else 1.0 / (2**bits - 1) ** 2
 
 
-def allocate_bits(sensitivity: Sequence[float], numel: Sequence[int], average_bits: float,
-                  levels: Sequence[int] = BIT_LEVELS) -> list[int]:
+def allocate_bits(
+    sensitivity: Sequence[float], numel: Sequence[int], average_bits: float, levels: Sequence[int] = BIT_LEVELS
+) -> list[int]:
     """GACT's greedy bit allocation: bits per tensor with `sum b*d <= average_bits * sum d`.
 
     Start every tensor at `max(levels)`; repeatedly lower by one level the tensor with the smallest
@@ -124,18 +129,23 @@ def _clean(c: float) -> float:
 class AdaptivePrecision:
     """The per-tensor bit table and its bookkeeping across steps (used by `ActivationCompressor`)."""
 
-    def __init__(self, average_bits: float = 4.0, adapt_interval: int = 1000,
-                 levels: Sequence[int] = BIT_LEVELS) -> None:
+    def __init__(
+        self, average_bits: float = 4.0, adapt_interval: int = 1000, levels: Sequence[int] = BIT_LEVELS
+    ) -> None:
+        if not 2 <= average_bits:
+            raise UsageError(f"average_bits must be at least 2 (the lowest level), got {average_bits!r}")
+        if isinstance(adapt_interval, bool) or not isinstance(adapt_interval, int) or adapt_interval < 1:
+            raise UsageError(f"adapt_interval must be a positive int, got {adapt_interval!r}")
         self.average_bits = float(average_bits)
         self.adapt_interval = int(adapt_interval)
         self.levels = tuple(sorted(set(levels), reverse=True))
         # Before the first adaptation every tensor gets the largest level within the budget.
         self.initial_bits = max(b for b in self.levels if b <= self.average_bits)
-        self.bits: list[int] | None = None          # per tensor index, after an adaptation
-        self.numels: list[int] | None = None        # the layout `bits` was allocated for
+        self.bits: list[int] | None = None  # per tensor index, after an adaptation
+        self.numels: list[int] | None = None  # the layout `bits` was allocated for
         self.sensitivity: list[float] | None = None
-        self.last_layout: list[int] = []             # sizes seen in the last complete step
-        self.fixed: list[tuple[int, int]] = []       # (numel, bits) fixed by op rules, last allocation
+        self.last_layout: list[int] = []  # sizes seen in the last complete step
+        self.fixed: list[tuple[int, int]] = []  # (numel, bits) fixed by op rules, last allocation
         self._seen: list[int] = []
         self._fixed_seen: list[tuple[int, int]] = []
         self._warned = False
@@ -170,13 +180,17 @@ class AdaptivePrecision:
         self.last_layout = self._seen
         if self.numels is not None and self._seen != self.numels:
             if not self._warned:
-                warnings.warn("adaptive activation bits: the saved-tensor sequence changed since the "
-                              "last adaptation; using the initial bits until the next one", stacklevel=3)
+                warnings.warn(
+                    "adaptive activation bits: the saved-tensor sequence changed since the "
+                    "last adaptation; using the initial bits until the next one",
+                    stacklevel=3,
+                )
                 self._warned = True
             self.bits = self.numels = None
 
-    def allocate(self, sensitivity: Sequence[float], layout: Sequence[int],
-                 fixed: Sequence[tuple[int, int]] = ()) -> list[int]:
+    def allocate(
+        self, sensitivity: Sequence[float], layout: Sequence[int], fixed: Sequence[tuple[int, int]] = ()
+    ) -> list[int]:
         """Bits per allocated tensor; `fixed`: (numel, bits) of the op-fixed tensors, in the budget."""
         self.sensitivity = [float(c) for c in sensitivity]
         self.numels = list(layout)
@@ -195,8 +209,9 @@ class AdaptivePrecision:
         return min(max(left / total, min(self.levels)), max(self.levels))
 
 
-def probe_sensitivities(compressor: ActivationCompressor,
-                        closure: Callable[[], object]) -> tuple[list[float], list[int], list[tuple[int, int]]]:
+def probe_sensitivities(
+    compressor: ActivationCompressor, closure: Callable[[], object]
+) -> tuple[list[float], list[int], list[tuple[int, int]]]:
     """GACT's gradient-difference probes: (C_l per tensor, the layout probed, (numel, bits) of the
     op-fixed tensors). See module docstring.
 
@@ -222,8 +237,11 @@ def probe_sensitivities(compressor: ActivationCompressor,
             with torch.no_grad():
                 for b, value in buffers:
                     b.copy_(value)
-        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float()
-                          for p in params]) if params else torch.zeros(0)
+        flat = (
+            torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float() for p in params])
+            if params
+            else torch.zeros(0)
+        )
         return flat, layout
 
     try:
@@ -238,8 +256,10 @@ def probe_sensitivities(compressor: ActivationCompressor,
                 g1, l1 = run(ProbeOverride(index, 1, 1))
                 g2, l2 = run(ProbeOverride(index, 8, 0))
                 if not (l0 == l1 == l2 == layout):
-                    raise RuntimeError("the saved-tensor sequence changed between probe runs; adaptive "
-                                       "bits need the closure to build the same graph every time")
+                    raise RuntimeError(
+                        "the saved-tensor sequence changed between probe runs; adaptive "
+                        "bits need the closure to build the same graph every time"
+                    )
                 sens.append(gact_sensitivity(g0, g1, g2))
     finally:
         for p, g in zip(params, saved_grads):

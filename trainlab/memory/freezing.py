@@ -42,8 +42,7 @@ def parameter_units(model: nn.Module) -> list[tuple[str, list[str]]]:
     return units
 
 
-def freeze(model: nn.Module, modules: Sequence[str] | str | None = None,
-           first_k: int | None = None) -> list[str]:
+def freeze(model: nn.Module, modules: Sequence[str] | str | None = None, first_k: int | None = None) -> list[str]:
     """Set `requires_grad=False` on the parameters chosen; returns their names in model order.
 
     `modules`: rules matched against every dotted prefix of each parameter name, with shell-style
@@ -63,14 +62,14 @@ def freeze(model: nn.Module, modules: Sequence[str] | str | None = None,
     for rule in modules or []:
         matched = {id(p) for n, p in aliases.items() if _matches(rule, n)}
         if not matched:
-            raise UsageError(f"freeze rule {rule!r} matches no parameter; module names look like: "
-                             f"{_examples(model)}")
+            raise UsageError(f"freeze rule {rule!r} matches no parameter; module names look like: {_examples(model)}")
         chosen |= matched
     if first_k is not None:
         units = parameter_units(model)
         if isinstance(first_k, bool) or not isinstance(first_k, int) or not 1 <= first_k <= len(units):
-            raise UsageError(f"first_k must be an int from 1 to {len(units)} (the model's parameter-owning "
-                             f"modules), got {first_k!r}")
+            raise UsageError(
+                f"first_k must be an int from 1 to {len(units)} (the model's parameter-owning modules), got {first_k!r}"
+            )
         for _, unit in units[:first_k]:
             chosen.update(id(aliases[n]) for n in unit)
     frozen = []
@@ -127,9 +126,18 @@ class ChangeBasedFreezer:
     Memory cost: one snapshot of the trainable parameters (same dtype and device).
     """
 
-    def __init__(self, model: nn.Module, *, window: int = 100, threshold: float = 1e-3, start_step: int = 0,
-                 max_fraction: float = 1.0, exclude: Sequence[str] = (), eps: float = 1e-12,
-                 optimizer: torch.optim.Optimizer | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        window: int = 100,
+        threshold: float = 1e-3,
+        start_step: int = 0,
+        max_fraction: float = 1.0,
+        exclude: Sequence[str] = (),
+        eps: float = 1e-12,
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> None:
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:
             raise UsageError(f"window must be a positive int, got {window!r}")
         if not threshold >= 0:
@@ -139,8 +147,9 @@ class ChangeBasedFreezer:
         names = [n for n, _ in model.named_parameters()]
         for rule in exclude:
             if not any(_matches(rule, n) for n in names):
-                raise UsageError(f"exclude rule {rule!r} matches no parameter; module names look like: "
-                                 f"{_examples(model)}")
+                raise UsageError(
+                    f"exclude rule {rule!r} matches no parameter; module names look like: {_examples(model)}"
+                )
         self.model = model
         self.window = window
         self.threshold = float(threshold)
@@ -156,8 +165,11 @@ class ChangeBasedFreezer:
         self._snapshot = self._take_snapshot()
 
     def _candidates(self) -> dict[str, nn.Parameter]:
-        return {n: p for n, p in self.model.named_parameters()
-                if p.requires_grad and not any(_matches(rule, n) for rule in self.exclude)}
+        return {
+            n: p
+            for n, p in self.model.named_parameters()
+            if p.requires_grad and not any(_matches(rule, n) for rule in self.exclude)
+        }
 
     @torch.no_grad()
     def _take_snapshot(self) -> dict[str, torch.Tensor]:

@@ -23,7 +23,7 @@ from trainlab.memory.saved_tensors import storage_key
 # bits for every tensor an op saves, or per position among its tensor arguments ("out": the rest)
 OpRule = Union[int, None, Mapping[Union[int, str], Union[int, None]]]
 DEFAULT_OP_BITS: dict[str, OpRule] = {"scaled_dot_product_attention": 8, "cross_entropy": 8}
-MISSING = object()   # `lookup`: no rule for this op and position (the general rules apply)
+MISSING = object()  # `lookup`: no rule for this op and position (the general rules apply)
 
 
 class OpRecorder(TorchFunctionMode):
@@ -89,8 +89,10 @@ def check_op_bits(op_bits: Mapping[str, OpRule]) -> dict[str, OpRule]:
         rules = rule.items() if isinstance(rule, Mapping) else [(None, rule)]
         for key, bits in rules:
             if not ok(bits) or not (key is None or key == "out" or (isinstance(key, int) and key >= 0)):
-                raise UsageError(f"op_bits[{name!r}]: bits must be 2, 4, 8, 32 or None (kept as is), keyed "
-                                 f"by argument position or 'out'; got {rule!r}")
+                raise UsageError(
+                    f"op_bits[{name!r}]: bits must be 2, 4, 8, 32 or None (kept as is), keyed "
+                    f"by argument position or 'out'; got {rule!r}"
+                )
     return dict(op_bits)
 
 

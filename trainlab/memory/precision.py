@@ -38,8 +38,9 @@ def bf16_autocast(device: torch.device | str, enabled: bool = True) -> torch.aut
     """`torch.autocast` to bf16 for `device`'s type; `enabled=False` gives a no-op context."""
     device = torch.device(device)
     if enabled and not bf16_supported(device):
-        raise UsageError(f"bf16 autocast is not supported on device {str(device)!r}; use fp32 "
-                         f"(CUDA needs an Ampere or newer GPU)")
+        raise UsageError(
+            f"bf16 autocast is not supported on device {str(device)!r}; use fp32 (CUDA needs an Ampere or newer GPU)"
+        )
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 

@@ -69,9 +69,16 @@ def packed_nbytes(packed: PackedTensor) -> int:
     return sum(t.numel() * t.element_size() for t in (packed.data, packed.scale, packed.offset))
 
 
-def quantize(x: torch.Tensor, bits: int = 4, group_size: int | Literal["row"] = 256, *,
-             stochastic: bool = True, generator: torch.Generator | None = None,
-             meta_dtype: torch.dtype = torch.float32, keep_positive: bool = True) -> PackedTensor:
+def quantize(
+    x: torch.Tensor,
+    bits: int = 4,
+    group_size: int | Literal["row"] = 256,
+    *,
+    stochastic: bool = True,
+    generator: torch.Generator | None = None,
+    meta_dtype: torch.dtype = torch.float32,
+    keep_positive: bool = True,
+) -> PackedTensor:
     """Quantize `x` (any float dtype, any shape) to `bits` in {2, 4, 8} per group of `group_size`.
 
     `group_size="row"`: one group per row of the last dimension (no padding needed). `generator`
@@ -81,13 +88,27 @@ def quantize(x: torch.Tensor, bits: int = 4, group_size: int | Literal["row"] = 
     """
     if bits not in ALLOWED_BITS:
         raise ValueError(f"bits must be one of {', '.join(map(str, ALLOWED_BITS))}; got {bits!r}")
-    return _quantize(x, bits, group_size, stochastic=stochastic, generator=generator, meta_dtype=meta_dtype,
-                     keep_positive=keep_positive)
+    return _quantize(
+        x,
+        bits,
+        group_size,
+        stochastic=stochastic,
+        generator=generator,
+        meta_dtype=meta_dtype,
+        keep_positive=keep_positive,
+    )
 
 
-def _quantize(x: torch.Tensor, bits: int, group_size: int | Literal["row"], *, stochastic: bool = True,
-              generator: torch.Generator | None = None,
-              meta_dtype: torch.dtype = torch.float32, keep_positive: bool = True) -> PackedTensor:
+def _quantize(
+    x: torch.Tensor,
+    bits: int,
+    group_size: int | Literal["row"],
+    *,
+    stochastic: bool = True,
+    generator: torch.Generator | None = None,
+    meta_dtype: torch.dtype = torch.float32,
+    keep_positive: bool = True,
+) -> PackedTensor:
     """`quantize` without the public bit-width check (also accepts 1 bit, for GACT's probes)."""
     if bits not in _PACKABLE_BITS:
         raise ValueError(f"bits must be one of {', '.join(map(str, _PACKABLE_BITS))}; got {bits!r}")
@@ -100,7 +121,7 @@ def _quantize(x: torch.Tensor, bits: int, group_size: int | Literal["row"], *, s
         groups = _groups(x, group)
         lo = groups.amin(dim=1)
         hi = groups.amax(dim=1)
-        levels = 2 ** bits - 1
+        levels = 2**bits - 1
         offset, scale = _metadata(lo, hi, levels, meta_dtype)
         off32 = offset.float().unsqueeze(1)
         scale32 = scale.float().unsqueeze(1)
@@ -132,6 +153,7 @@ def dequantize(packed: PackedTensor) -> torch.Tensor:
 
 # ---- helpers -----------------------------------------------------------------------------------
 
+
 def _group_length(x: torch.Tensor, group_size: int | Literal["row"]) -> int:
     if group_size == "row":
         return max(x.shape[-1], 1) if x.dim() > 0 else 1
@@ -149,18 +171,17 @@ def _groups(x: torch.Tensor, group: int) -> torch.Tensor:
     return flat.view(-1, group)
 
 
-def _metadata(lo: torch.Tensor, hi: torch.Tensor, levels: int,
-              meta_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def _metadata(
+    lo: torch.Tensor, hi: torch.Tensor, levels: int, meta_dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(offset, scale) in `meta_dtype`, rounded so that offset <= lo and offset + levels*scale >= hi."""
     if meta_dtype == torch.float32:
         return lo, (hi - lo) / levels
     offset = lo.to(meta_dtype)
-    offset = torch.where(offset.float() > lo, torch.nextafter(offset, torch.full_like(offset, -float("inf"))),
-                         offset)
+    offset = torch.where(offset.float() > lo, torch.nextafter(offset, torch.full_like(offset, -float("inf"))), offset)
     needed = (hi - offset.float()) / levels
     scale = needed.to(meta_dtype)
-    scale = torch.where(scale.float() < needed, torch.nextafter(scale, torch.full_like(scale, float("inf"))),
-                        scale)
+    scale = torch.where(scale.float() < needed, torch.nextafter(scale, torch.full_like(scale, float("inf"))), scale)
     return offset, scale
 
 
@@ -184,5 +205,5 @@ def _unpack(data: torch.Tensor, bits: int, count: int) -> torch.Tensor:
     if per_byte == 1:
         return data[:count]
     shifts = torch.arange(0, 8, bits, dtype=torch.uint8, device=data.device)
-    mask = 2 ** bits - 1
+    mask = 2**bits - 1
     return ((data.unsqueeze(1) >> shifts) & mask).reshape(-1)[:count]

@@ -32,12 +32,12 @@ class StateInput(NamedTuple):
 class SavedInput(NamedTuple):
     """A saved-activation argument of a noted op: the pack it shares and its layout when it ran."""
 
-    shared: weakref.ref        # the `Saved` owning the pack
+    shared: weakref.ref  # the `Saved` owning the pack
     is_view: bool
     shape: tuple
     stride: tuple
     version: int
-    source: weakref.ref        # the argument itself
+    source: weakref.ref  # the argument itself
 
 
 class NotedOutput(NamedTuple):
@@ -45,8 +45,8 @@ class NotedOutput(NamedTuple):
 
     output: weakref.ref
     func: Callable
-    template: object           # args/kwargs with tensors replaced by `_Slot`s
-    inputs: tuple              # StateInput | SavedInput, in `tensors_in` order
+    template: object  # args/kwargs with tensors replaced by `_Slot`s
+    inputs: tuple  # StateInput | SavedInput, in `tensors_in` order
     dtype: torch.dtype
 
 
@@ -60,12 +60,18 @@ class Recipe(NamedTuple):
     dtype: torch.dtype
 
 
-def note_output(func, args, kwargs, result, shared: Mapping[tuple, SharedPack],
-                classify: Callable[[torch.Tensor], str]) -> tuple[tuple, NotedOutput] | None:
+def note_output(
+    func, args, kwargs, result, shared: Mapping[tuple, SharedPack], classify: Callable[[torch.Tensor], str]
+) -> tuple[tuple, NotedOutput] | None:
     """(key, note) for `result` if `func` is RECOMPUTABLE and each of its tensor arguments is model
     state or already saved (`shared`); None when it could not be rebuilt from what the hooks hold."""
-    if (getattr(func, "__name__", None) not in RECOMPUTABLE or not isinstance(result, torch.Tensor)
-            or not result.is_floating_point() or not result.is_contiguous() or result.numel() == 0):
+    if (
+        getattr(func, "__name__", None) not in RECOMPUTABLE
+        or not isinstance(result, torch.Tensor)
+        or not result.is_floating_point()
+        or not result.is_contiguous()
+        or result.numel() == 0
+    ):
         return None
     key = identity_key(result, True)
     if key is None:
@@ -80,8 +86,9 @@ def note_output(func, args, kwargs, result, shared: Mapping[tuple, SharedPack],
         hit = shared.get(identity_key(arg, is_dense(arg)) or ())
         if hit is None or not hit.alive():
             return None  # an input that is not saved: rebuilding would need more than the hooks hold
-        inputs.append(SavedInput(hit.shared, hit.is_view, tuple(arg.shape), tuple(arg.stride()),
-                                 arg._version, hit.tensor))
+        inputs.append(
+            SavedInput(hit.shared, hit.is_view, tuple(arg.shape), tuple(arg.stride()), arg._version, hit.tensor)
+        )
     template = _slots((args, kwargs), iter(range(1 << 30)))
     return key, NotedOutput(weakref.ref(result), func, template, tuple(inputs), result.dtype)
 
@@ -98,8 +105,9 @@ def recipe_for(note: NotedOutput | None, t: torch.Tensor) -> Recipe | None:
         shared = item.shared()
         if shared is None:
             return None
-        inputs.append(Saved.view_of(shared, item.shape, item.stride, item.version, item.source)
-                      if item.is_view else shared)
+        inputs.append(
+            Saved.view_of(shared, item.shape, item.stride, item.version, item.source) if item.is_view else shared
+        )
     return Recipe(note.func, note.template, tuple(inputs), note.dtype)
 
 
@@ -111,9 +119,11 @@ def rebuild(recipe: Recipe, unpack: Callable[[Saved], torch.Tensor]) -> torch.Te
             values.append(unpack(item))
             continue
         if item.tensor._version != item.version:
-            raise RuntimeError("a parameter needed to recompute a saved activation was modified in place "
-                               f"between forward and backward ({list(item.tensor.shape)}, version "
-                               f"{item.tensor._version}, expected {item.version}); use recompute=False")
+            raise RuntimeError(
+                "a parameter needed to recompute a saved activation was modified in place "
+                f"between forward and backward ({list(item.tensor.shape)}, version "
+                f"{item.tensor._version}, expected {item.version}); use recompute=False"
+            )
         values.append(item.tensor.detach())
     args, kwargs = _fill(recipe.template, values)
     with torch.no_grad():
@@ -136,8 +146,11 @@ def _slots(obj, counter) -> Template:
     if isinstance(obj, (list, tuple, dict)) and next(tensors_in(obj), None) is None:
         return obj
     if isinstance(obj, (list, tuple)):
-        return [_slots(item, counter) for item in obj] if isinstance(obj, list) else \
-            tuple(_slots(item, counter) for item in obj)
+        return (
+            [_slots(item, counter) for item in obj]
+            if isinstance(obj, list)
+            else tuple(_slots(item, counter) for item in obj)
+        )
     if isinstance(obj, dict):
         return {k: _slots(v, counter) for k, v in obj.items()}
     return obj

@@ -47,8 +47,13 @@ class Saved:
 
     __slots__ = ("tensor", "packed", "base", "view", "version", "source", "recipe", "__weakref__")
 
-    def __init__(self, t: torch.Tensor, tensor: torch.Tensor | None = None, packed: PackedTensor | None = None,
-                 recipe: Recipe | None = None) -> None:
+    def __init__(
+        self,
+        t: torch.Tensor,
+        tensor: torch.Tensor | None = None,
+        packed: PackedTensor | None = None,
+        recipe: Recipe | None = None,
+    ) -> None:
         self.tensor = tensor
         self.packed = packed
         self.base: Saved | None = None
@@ -159,7 +164,8 @@ class SavedTensorMeter:
             raise RuntimeError(
                 "one of the variables needed for gradient computation has been modified by an inplace "
                 f"operation: [{original.type()} {list(original.shape)}] is at version {original._version}; "
-                f"expected version {saved.version} instead (detected by trainlab.memory's saved-tensor hooks)")
+                f"expected version {saved.version} instead (detected by trainlab.memory's saved-tensor hooks)"
+            )
         if saved.base is not None:
             shape, stride = saved.view
             return self._materialize(saved.base).as_strided(shape, stride)
@@ -170,7 +176,7 @@ class SavedTensorMeter:
         return dequantize(base.packed)
 
     def classify(self, t: torch.Tensor) -> str:
-        """"state" (model state: not counted, kept), "copy" (autocast copy of a parameter: counted,
+        """ "state" (model state: not counted, kept), "copy" (autocast copy of a parameter: counted,
         kept exact), or "activation"."""
         base = t._base if t._base is not None else t
         if isinstance(t, nn.Parameter) or isinstance(base, nn.Parameter):
@@ -268,3 +274,16 @@ class SharedPack(NamedTuple):
 
     def alive(self) -> bool:
         return self.tensor() is not None and self.shared() is not None
+
+
+class SavedRecord(NamedTuple):
+    """One saved tensor (`ActivationCompressor(trace=True).records`). `bits`: of the pack it refers
+    to, None when kept as is; `nbytes`: bytes newly held (0 for model state and for shared packs)."""
+
+    op: str | None
+    position: int | None
+    shape: tuple
+    dtype: torch.dtype
+    bits: int | None
+    nbytes: int
+    recomputed: bool = False  # held as a recipe over other saved tensors (`recompute=True`)

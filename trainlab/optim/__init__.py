@@ -5,8 +5,20 @@ registered here, explicitly, and installed packages add theirs through the `trai
 entry-point group.
 """
 
-from trainlab.optim import (ademamix, diffgrad, frugal, lion, lowrank, muon, nadamw, schedule_free, sign,
-                            soap, swan, torch_builtins)
+from trainlab.optim import (
+    ademamix,
+    diffgrad,
+    frugal,
+    lion,
+    lowrank,
+    muon,
+    nadamw,
+    schedule_free,
+    sign,
+    soap,
+    swan,
+    torch_builtins,
+)
 from trainlab.optim.ademamix import AdEMAMix
 from trainlab.optim.base import ElementwiseOptimizer
 from trainlab.optim.diffgrad import DiffGrad
@@ -24,14 +36,46 @@ from trainlab.optim.sign import SignSGD, Signum
 from trainlab.optim.soap import SOAP
 from trainlab.optim.swan import SWAN
 
-BUILTINS = (*torch_builtins.REGISTRATIONS, nadamw.REGISTRATION, lion.REGISTRATION, diffgrad.REGISTRATION,
-            *sign.REGISTRATIONS, schedule_free.REGISTRATION, *lowrank.REGISTRATIONS, frugal.REGISTRATION,
-            swan.REGISTRATION,
-            ademamix.REGISTRATION, muon.REGISTRATION, soap.REGISTRATION)
+BUILTINS = (
+    *torch_builtins.REGISTRATIONS,
+    nadamw.REGISTRATION,
+    lion.REGISTRATION,
+    diffgrad.REGISTRATION,
+    *sign.REGISTRATIONS,
+    schedule_free.REGISTRATION,
+    *lowrank.REGISTRATIONS,
+    frugal.REGISTRATION,
+    swan.REGISTRATION,
+    ademamix.REGISTRATION,
+    muon.REGISTRATION,
+    soap.REGISTRATION,
+)
 for _registration in BUILTINS:
     register(_registration)
 
-__all__ = ["AdEMAMix", "BUILTINS", "DiffGrad", "ElementwiseOptimizer", "FRUGAL", "FiraAdamW", "GaLoreAdamW", "Lion",
-           "Muon",
-           "NAdamW", "Projector", "Registration", "SOAP", "SWAN", "ScheduleFreeAdamW", "SignSGD", "Signum",
-           "SubspaceAdam", "available", "create", "entry", "linear_update", "register", "state_bytes"]
+__all__ = [
+    "AdEMAMix",
+    "BUILTINS",
+    "DiffGrad",
+    "ElementwiseOptimizer",
+    "FRUGAL",
+    "FiraAdamW",
+    "GaLoreAdamW",
+    "Lion",
+    "Muon",
+    "NAdamW",
+    "Projector",
+    "Registration",
+    "SOAP",
+    "SWAN",
+    "ScheduleFreeAdamW",
+    "SignSGD",
+    "Signum",
+    "SubspaceAdam",
+    "available",
+    "create",
+    "entry",
+    "linear_update",
+    "register",
+    "state_bytes",
+]

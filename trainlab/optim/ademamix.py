@@ -57,10 +57,19 @@ class AdEMAMix(ElementwiseOptimizer):
     # constructor argument -> the race hyperparameter giving it as a fraction of the step budget
     budget_steps = {"alpha_warmup": "alpha_warmup_fraction", "beta3_warmup": "beta3_warmup_fraction"}
 
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float, float] = (0.9, 0.999, 0.9999),
-                 alpha: float = 2.0, alpha_warmup: int | None = None, beta3_warmup: int | None = None,
-                 eps: float = 1e-8, weight_decay: float = 0.0, foreach: bool = True,
-                 fused: bool = False) -> None:
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float, float] = (0.9, 0.999, 0.9999),
+        alpha: float = 2.0,
+        alpha_warmup: int | None = None,
+        beta3_warmup: int | None = None,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        foreach: bool = True,
+        fused: bool = False,
+    ) -> None:
         check_non_negative("lr", lr)
         if not isinstance(betas, (tuple, list)):
             raise ValueError(f"betas must be three numbers (beta1, beta2, beta3), got {betas!r}")
@@ -74,9 +83,17 @@ class AdEMAMix(ElementwiseOptimizer):
                 raise ValueError(f"{name} must be None or an integer >= 1 (steps), got {value!r}")
         check_non_negative("eps", eps)
         check_non_negative("weight_decay", weight_decay)
-        defaults = dict(lr=lr, betas=tuple(betas), alpha=alpha, alpha_warmup=alpha_warmup,
-                        beta3_warmup=beta3_warmup, eps=eps, weight_decay=weight_decay, foreach=foreach,
-                        fused=fused)
+        defaults = dict(
+            lr=lr,
+            betas=tuple(betas),
+            alpha=alpha,
+            alpha_warmup=alpha_warmup,
+            beta3_warmup=beta3_warmup,
+            eps=eps,
+            weight_decay=weight_decay,
+            foreach=foreach,
+            fused=fused,
+        )
         super().__init__(params, defaults)
 
     def _init_state(self, group, p, state) -> None:
@@ -90,15 +107,25 @@ class AdEMAMix(ElementwiseOptimizer):
         if t_beta is not None and step < t_beta:
             a = step / t_beta
             beta3 = 0.5 ** (1.0 / ((1 - a) * _half_life(beta1) + a * _half_life(beta3)))
-        return (1 - lr * group["weight_decay"], 1 - beta1, 1 - beta2, 1 - beta3, 1 / (1 - beta1 ** step),
-                1 / math.sqrt(1 - beta2 ** step), alpha_t, group["eps"], -lr)
+        return (
+            1 - lr * group["weight_decay"],
+            1 - beta1,
+            1 - beta2,
+            1 - beta3,
+            1 / (1 - beta1**step),
+            1 / math.sqrt(1 - beta2**step),
+            alpha_t,
+            group["eps"],
+            -lr,
+        )
 
     def _rule(self, group):
         return ademamix_rule
 
     def _update(self, group, params, grads, states, step) -> None:
-        decay, one_minus_b1, one_minus_b2, one_minus_b3, inv_bias1, inv_sqrt_bias2, alpha, eps, neg_lr = \
-            self._scalars(group, step)
+        decay, one_minus_b1, one_minus_b2, one_minus_b3, inv_bias1, inv_sqrt_bias2, alpha, eps, neg_lr = self._scalars(
+            group, step
+        )
         fast = [s["exp_avg_fast"] for s in states]
         slow = [s["exp_avg_slow"] for s in states]
         sq = [s["exp_avg_sq"] for s in states]
@@ -116,14 +143,25 @@ class AdEMAMix(ElementwiseOptimizer):
 
 
 REGISTRATION = Registration(
-    "ademamix", AdEMAMix, "AdEMAMix: Adam plus a slow EMA of the gradient (alpha, beta3, warm-ups)",
-    "Pagliardini, Ablin, Grangier, The AdEMAMix Optimizer: Better, Faster, Older, ICLR 2025 "
-    "(arXiv 2409.03137)",
+    "ademamix",
+    AdEMAMix,
+    "AdEMAMix: Adam plus a slow EMA of the gradient (alpha, beta3, warm-ups)",
+    "Pagliardini, Ablin, Grangier, The AdEMAMix Optimizer: Better, Faster, Older, ICLR 2025 (arXiv 2409.03137)",
     # the README's recipe: alpha 8, wd 0.1, both warm-ups over the whole run; AdamW's race lr
-    race_defaults={"lr": 4e-3, "betas": (0.9, 0.999, 0.9999), "alpha": 8.0, "weight_decay": 0.1,
-                   "alpha_warmup_fraction": 1.0, "beta3_warmup_fraction": 1.0, "warmup_fraction": 0.05},
-    search_space={"lr": {"min": 1e-3, "max": 3e-2, "scaling": "log"},
-                  "alpha": {"feasible_points": [2.0, 5.0, 8.0]},
-                  "weight_decay": {"min": 1e-3, "max": 0.1, "scaling": "log"},
-                  "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]}},
-    state_bytes="12 B/param (exp_avg_fast, exp_avg_slow, exp_avg_sq)")
+    race_defaults={
+        "lr": 4e-3,
+        "betas": (0.9, 0.999, 0.9999),
+        "alpha": 8.0,
+        "weight_decay": 0.1,
+        "alpha_warmup_fraction": 1.0,
+        "beta3_warmup_fraction": 1.0,
+        "warmup_fraction": 0.05,
+    },
+    search_space={
+        "lr": {"min": 1e-3, "max": 3e-2, "scaling": "log"},
+        "alpha": {"feasible_points": [2.0, 5.0, 8.0]},
+        "weight_decay": {"min": 1e-3, "max": 0.1, "scaling": "log"},
+        "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]},
+    },
+    state_bytes="12 B/param (exp_avg_fast, exp_avg_slow, exp_avg_sq)",
+)

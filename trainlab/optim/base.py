@@ -82,18 +82,24 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
         """
         return None
 
-    def _rule_states(self, group: dict[str, Any], p: torch.Tensor,
-                     state: dict[str, Any]) -> tuple[torch.Tensor, ...]:
+    def _rule_states(self, group: dict[str, Any], p: torch.Tensor, state: dict[str, Any]) -> tuple[torch.Tensor, ...]:
         """The state tensors passed to (and rewritten from) the rule. Default: `_state_keys`."""
         return tuple(state[key] for key in self._state_keys)
 
-    def _update(self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor],
-                states: list[dict[str, Any]], step: int) -> None:
+    def _update(
+        self,
+        group: dict[str, Any],
+        params: list[torch.Tensor],
+        grads: list[torch.Tensor],
+        states: list[dict[str, Any]],
+        step: int,
+    ) -> None:
         """Update `params` in place; all share `step`, device and dtype. Multi-tensor path."""
         raise NotImplementedError
 
-    def _update_single(self, group: dict[str, Any], p: torch.Tensor, grad: torch.Tensor,
-                       state: dict[str, Any], step: int) -> None:
+    def _update_single(
+        self, group: dict[str, Any], p: torch.Tensor, grad: torch.Tensor, state: dict[str, Any], step: int
+    ) -> None:
         """Per-tensor path (`foreach=False`): the rule, eagerly (or `_update` on one tensor)."""
         rule = self._rule(group)
         if rule is None:
@@ -145,8 +151,7 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
                 if fused:
                     self._update_fused(group, bucket, step)
                 elif foreach:
-                    self._update(group, bucket, [p.grad for p in bucket],
-                                 [self.state[p] for p in bucket], step)
+                    self._update(group, bucket, [p.grad for p in bucket], [self.state[p] for p in bucket], step)
                 else:
                     for p in bucket:
                         self._update_single(group, p, p.grad, self.state[p], step)

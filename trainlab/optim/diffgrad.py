@@ -41,7 +41,7 @@ def diffgrad_rule(p, g, states, s):
     """One tensor's diffGrad update, out of place; s = DiffGrad._scalars(...)."""
     weight_decay, one_minus_beta1, beta2, one_minus_beta2, eps, neg_step = s
     m, v, previous = states
-    g = g + p * weight_decay                  # coupled L2; weight_decay 0 adds exactly 0
+    g = g + p * weight_decay  # coupled L2; weight_decay 0 adds exactly 0
     m = torch.lerp(m, g, one_minus_beta1)
     v = v * beta2 + g * g * one_minus_beta2
     friction = torch.sigmoid(torch.abs(previous - g))
@@ -70,12 +70,18 @@ class DiffGrad(ElementwiseOptimizer):
 
     _state_keys = ("exp_avg", "exp_avg_sq", "previous_grad")
 
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, foreach: bool = True,
-                 fused: bool = False) -> None:
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        foreach: bool = True,
+        fused: bool = False,
+    ) -> None:
         check_adam_hparams(lr, betas, eps, weight_decay)
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, foreach=foreach,
-                        fused=fused)
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, foreach=foreach, fused=fused)
         super().__init__(params, defaults)
 
     def _init_state(self, group, p, state) -> None:
@@ -85,15 +91,14 @@ class DiffGrad(ElementwiseOptimizer):
 
     def _scalars(self, group, step):
         beta1, beta2 = group["betas"]
-        step_size = group["lr"] * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
+        step_size = group["lr"] * math.sqrt(1 - beta2**step) / (1 - beta1**step)
         return group["weight_decay"], 1 - beta1, beta2, 1 - beta2, group["eps"], -step_size
 
     def _rule(self, group):
         return diffgrad_rule
 
     def _update(self, group, params, grads, states, step) -> None:
-        weight_decay, one_minus_beta1, beta2, one_minus_beta2, eps, neg_step = (
-            self._scalars(group, step))
+        weight_decay, one_minus_beta1, beta2, one_minus_beta2, eps, neg_step = self._scalars(group, step)
         exp_avgs = [s["exp_avg"] for s in states]
         exp_avg_sqs = [s["exp_avg_sq"] for s in states]
         previous = [s["previous_grad"] for s in states]
@@ -113,14 +118,19 @@ class DiffGrad(ElementwiseOptimizer):
 
 
 REGISTRATION = Registration(
-    "diffgrad", DiffGrad, "diffGrad: Adam with AbsSig friction on the first moment, coupled L2",
+    "diffgrad",
+    DiffGrad,
+    "diffGrad: Adam with AbsSig friction on the first moment, coupled L2",
     "Dubey et al., diffGrad: An Optimization Method for Convolutional Neural Networks, "
     "IEEE TNNLS 2020 (arXiv 1909.11015)",
     # an Adam variant: AdamW's race lr, the paper's betas and no decay (its coupled L2 is off)
     race_defaults={"lr": 4e-3, "betas": (0.9, 0.999), "weight_decay": 0.0, "warmup_fraction": 0.05},
-    search_space={"lr": {"min": 0.001, "max": 0.03, "scaling": "log"},
-                  "one_minus_beta1": {"min": 0.03, "max": 0.3, "scaling": "log"},
-                  "beta2": {"feasible_points": [0.999]},
-                  "weight_decay": {"feasible_points": [0.0, 0.0001]},
-                  "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]}},
-    state_bytes="12 B/param (exp_avg, exp_avg_sq, previous gradient)")
+    search_space={
+        "lr": {"min": 0.001, "max": 0.03, "scaling": "log"},
+        "one_minus_beta1": {"min": 0.03, "max": 0.3, "scaling": "log"},
+        "beta2": {"feasible_points": [0.999]},
+        "weight_decay": {"feasible_points": [0.0, 0.0001]},
+        "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]},
+    },
+    state_bytes="12 B/param (exp_avg, exp_avg_sq, previous gradient)",
+)

@@ -80,19 +80,40 @@ class FRUGAL(SubspaceAdam):
     _decay_first = True
     _complement = StateFreeResidual()
 
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, density: float = 0.25,
-                 update_gap: int = 200, proj_type: str = "block", block_order: str = "descending",
-                 inactive_update_rule: str = "sign_sgd", inactive_lr_scale: float = 1.0,
-                 reset_statistics: bool = True, seed: int = 0) -> None:
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, density=density,
-                        update_gap=update_gap, proj_type=proj_type, block_order=block_order,
-                        inactive_update_rule=inactive_update_rule, inactive_lr_scale=inactive_lr_scale,
-                        reset_statistics=reset_statistics, seed=seed)
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        density: float = 0.25,
+        update_gap: int = 200,
+        proj_type: str = "block",
+        block_order: str = "descending",
+        inactive_update_rule: str = "sign_sgd",
+        inactive_lr_scale: float = 1.0,
+        reset_statistics: bool = True,
+        seed: int = 0,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            betas=tuple(betas),
+            eps=eps,
+            weight_decay=weight_decay,
+            density=density,
+            update_gap=update_gap,
+            proj_type=proj_type,
+            block_order=block_order,
+            inactive_update_rule=inactive_update_rule,
+            inactive_lr_scale=inactive_lr_scale,
+            reset_statistics=reset_statistics,
+            seed=seed,
+        )
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group):
-        param_group.setdefault("block_step", 0)          # per-group step counter (block refreshes)
+        param_group.setdefault("block_step", 0)  # per-group step counter (block refreshes)
         param_group.setdefault("next_block_start", None)  # cursor of the ascending/descending order
         super().add_param_group(param_group)
 
@@ -155,14 +176,18 @@ class FRUGAL(SubspaceAdam):
 
 
 REGISTRATION = Registration(
-        "frugal", FRUGAL,
-        "FRUGAL: AdamW on a state-full subspace (blocks, SVD or random columns), signSGD on the rest",
-        "Zmushko et al., FRUGAL: Memory-Efficient Optimization by Reducing State Overhead for "
-        "Scalable Training, ICML 2025 (arXiv 2411.07837)",
-        race_defaults={"lr": 4e-3, "weight_decay": 0.01, "warmup_fraction": 0.05},
-        search_space={"lr": {"min": 0.001, "max": 0.03, "scaling": "log"},
-                      "one_minus_beta1": {"min": 0.03, "max": 0.3, "scaling": "log"},
-                      "beta2": {"feasible_points": [0.999]},
-                      "weight_decay": {"min": 0.001, "max": 0.1, "scaling": "log"},
-                      "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]}},
-        state_bytes="per density and proj_type (FRUGAL docstring); 8 B/param outside the split matrices")
+    "frugal",
+    FRUGAL,
+    "FRUGAL: AdamW on a state-full subspace (blocks, SVD or random columns), signSGD on the rest",
+    "Zmushko et al., FRUGAL: Memory-Efficient Optimization by Reducing State Overhead for "
+    "Scalable Training, ICML 2025 (arXiv 2411.07837)",
+    race_defaults={"lr": 4e-3, "weight_decay": 0.01, "warmup_fraction": 0.05},
+    search_space={
+        "lr": {"min": 0.001, "max": 0.03, "scaling": "log"},
+        "one_minus_beta1": {"min": 0.03, "max": 0.3, "scaling": "log"},
+        "beta2": {"feasible_points": [0.999]},
+        "weight_decay": {"min": 0.001, "max": 0.1, "scaling": "log"},
+        "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]},
+    },
+    state_bytes="per density and proj_type (FRUGAL docstring); 8 B/param outside the split matrices",
+)

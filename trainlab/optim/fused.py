@@ -50,20 +50,31 @@ def _bucket_update(rule: Rule) -> Callable:
     return update
 
 
-def apply(rule: Rule, params: list[torch.Tensor], grads: list[torch.Tensor],
-          states: list[tuple[torch.Tensor, ...]], scalars: Sequence[float]) -> None:
+def apply(
+    rule: Rule,
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    states: list[tuple[torch.Tensor, ...]],
+    scalars: Sequence[float],
+) -> None:
     """Run `rule` over one bucket (same device and dtype) with a compiled, cached kernel."""
     first = params[0]
     # Everything dynamo guards on that can differ between buckets (thread count included: it is
     # global state dynamo checks), so each key's kernel compiles once.
     # (Gradients and state have the parameter's shape; only their strides can differ.)
-    key = (rule, first.device, first.dtype, torch.get_num_threads(), len(scalars),
-           *[(p.shape, p.stride(), g.stride(), *[t.stride() for t in st])
-             for p, g, st in zip(params, grads, states)])
+    key = (
+        rule,
+        first.device,
+        first.dtype,
+        torch.get_num_threads(),
+        len(scalars),
+        *[(p.shape, p.stride(), g.stride(), *[t.stride() for t in st]) for p, g, st in zip(params, grads, states)],
+    )
     fn = _COMPILED.get(key)
     if fn is None:
         fn = _COMPILED[key] = torch.compile(  # type: ignore[call-overload]  # stubs lack isolate_recompiles
-            _bucket_update(rule), fullgraph=True, dynamic=False, isolate_recompiles=True)
+            _bucket_update(rule), fullgraph=True, dynamic=False, isolate_recompiles=True
+        )
     s = torch.tensor(scalars, dtype=torch.float32)
     if first.device.type == "cuda":  # pinned + non_blocking: no host sync behind queued work
         s = s.pin_memory().to(first.device, non_blocking=True)

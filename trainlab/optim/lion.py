@@ -49,13 +49,19 @@ class Lion(ElementwiseOptimizer):
 
     _state_keys = ("exp_avg",)
 
-    def __init__(self, params, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99),
-                 weight_decay: float = 0.0, foreach: bool = True, fused: bool = False) -> None:
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+        foreach: bool = True,
+        fused: bool = False,
+    ) -> None:
         check_non_negative("lr", lr)
         check_betas(betas)
         check_non_negative("weight_decay", weight_decay)
-        defaults = dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay, foreach=foreach,
-                        fused=fused)
+        defaults = dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay, foreach=foreach, fused=fused)
         super().__init__(params, defaults)
 
     def _init_state(self, group, p, state) -> None:
@@ -80,13 +86,18 @@ class Lion(ElementwiseOptimizer):
 
 
 REGISTRATION = Registration(
-    "lion", Lion, "Lion: sign of an interpolated momentum, decoupled decay (4 B/param state)",
+    "lion",
+    Lion,
+    "Lion: sign of an interpolated momentum, decoupled decay (4 B/param state)",
     "Chen et al., Symbolic Discovery of Optimization Algorithms, NeurIPS 2023 (arXiv 2302.06675)",
     # the paper: lr 3-10x smaller than AdamW's and decay 3-10x larger, so lr * wd stays equal
     race_defaults={"lr": 4e-4, "betas": (0.9, 0.99), "weight_decay": 0.1, "warmup_fraction": 0.05},
-    search_space={"lr": {"min": 0.0001, "max": 0.01, "scaling": "log"},
-                  "one_minus_beta1": {"min": 0.03, "max": 0.3, "scaling": "log"},
-                  "beta2": {"feasible_points": [0.99]},
-                  "weight_decay": {"min": 0.01, "max": 1.0, "scaling": "log"},
-                  "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]}},
-    state_bytes="4 B/param (exp_avg)")
+    search_space={
+        "lr": {"min": 0.0001, "max": 0.01, "scaling": "log"},
+        "one_minus_beta1": {"min": 0.03, "max": 0.3, "scaling": "log"},
+        "beta2": {"feasible_points": [0.99]},
+        "weight_decay": {"min": 0.01, "max": 1.0, "scaling": "log"},
+        "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]},
+    },
+    state_bytes="4 B/param (exp_avg)",
+)

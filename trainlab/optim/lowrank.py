@@ -31,7 +31,7 @@ class _LowRankAdam(SubspaceAdam):
     """GaLore/Fira shared part: SVD projector, HF-form Adam, moments kept across refreshes."""
 
     _group_keys = ("rank", "rank_fraction")
-    coverage_setting = "rank_fraction"   # what to lower when no matrix would be projected
+    coverage_setting = "rank_fraction"  # what to lower when no matrix would be projected
     _adam_form = "hf"
     _decay_first = False
 
@@ -59,7 +59,8 @@ class _LowRankAdam(SubspaceAdam):
             if group["rank"] > min(m, n):
                 raise ValueError(
                     f"rank must be in [1, {min(m, n)}] (1 <= rank <= min(m, n)) for the {m}x{n} matrix "
-                    f"of a parameter of shape {tuple(p.shape)}, got {group['rank']}")
+                    f"of a parameter of shape {tuple(p.shape)}, got {group['rank']}"
+                )
 
 
 class GaLoreAdamW(_LowRankAdam):
@@ -85,12 +86,28 @@ class GaLoreAdamW(_LowRankAdam):
         4 * (m*r + 2*r*n). Every other parameter: 8 * numel (AdamW).
     """
 
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-6, weight_decay: float = 0.0, rank: int | None = None,
-                 rank_fraction: float = DEFAULT_RANK_FRACTION, update_proj_gap: int = 200,
-                 scale: float = 0.25) -> None:
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, rank=rank,
-                        rank_fraction=rank_fraction, update_proj_gap=update_proj_gap, scale=scale)
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-6,
+        weight_decay: float = 0.0,
+        rank: int | None = None,
+        rank_fraction: float = DEFAULT_RANK_FRACTION,
+        update_proj_gap: int = 200,
+        scale: float = 0.25,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            betas=tuple(betas),
+            eps=eps,
+            weight_decay=weight_decay,
+            rank=rank,
+            rank_fraction=rank_fraction,
+            update_proj_gap=update_proj_gap,
+            scale=scale,
+        )
         super().__init__(params, defaults)
 
     def _validate_method(self, group, params):
@@ -126,13 +143,30 @@ class FiraAdamW(_LowRankAdam):
 
     _complement = FiraResidual()
 
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-6, weight_decay: float = 0.0, rank: int | None = None,
-                 rank_fraction: float = DEFAULT_RANK_FRACTION, update_proj_gap: int = 200,
-                 alpha: float = 0.25, gamma: float = 1.01) -> None:
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, rank=rank,
-                        rank_fraction=rank_fraction, update_proj_gap=update_proj_gap, alpha=alpha,
-                        gamma=gamma)
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-6,
+        weight_decay: float = 0.0,
+        rank: int | None = None,
+        rank_fraction: float = DEFAULT_RANK_FRACTION,
+        update_proj_gap: int = 200,
+        alpha: float = 0.25,
+        gamma: float = 1.01,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            betas=tuple(betas),
+            eps=eps,
+            weight_decay=weight_decay,
+            rank=rank,
+            rank_fraction=rank_fraction,
+            update_proj_gap=update_proj_gap,
+            alpha=alpha,
+            gamma=gamma,
+        )
         super().__init__(params, defaults)
 
     def _validate_method(self, group, params):
@@ -146,33 +180,39 @@ class FiraAdamW(_LowRankAdam):
         return group["alpha"]
 
 
-
 # Race defaults: the official recipes' values where they exist (GaLore/Fira scripts: lr 0.01 with
 # scale/alpha 0.25, warm-up 10 % of the steps); AdamW's race defaults otherwise.
 REGISTRATIONS = (
     Registration(
-        "galore", GaLoreAdamW,
+        "galore",
+        GaLoreAdamW,
         "GaLore-AdamW: Adam moments in a rank-r SVD subspace of each matrix gradient, refreshed "
         "every update_proj_gap steps (update rank <= r)",
         "Zhao et al., GaLore: Memory-Efficient LLM Training by Gradient Low-Rank Projection, "
         "ICML 2024 (arXiv 2403.03507)",
         race_defaults={"lr": 0.01, "weight_decay": 0.0, "warmup_fraction": 0.1},
-        search_space={"lr": {"min": 0.002, "max": 0.05, "scaling": "log"},
-                      "one_minus_beta1": {"min": 0.03, "max": 0.3, "scaling": "log"},
-                      "beta2": {"feasible_points": [0.999]},
-                      "weight_decay": {"feasible_points": [0.0, 0.01]},
-                      "warmup_fraction": {"feasible_points": [0.05, 0.1]}},
-        state_bytes="4 r (min(m, n) + 2 max(m, n)) per projected m x n matrix; 8 B/param elsewhere"),
+        search_space={
+            "lr": {"min": 0.002, "max": 0.05, "scaling": "log"},
+            "one_minus_beta1": {"min": 0.03, "max": 0.3, "scaling": "log"},
+            "beta2": {"feasible_points": [0.999]},
+            "weight_decay": {"feasible_points": [0.0, 0.01]},
+            "warmup_fraction": {"feasible_points": [0.05, 0.1]},
+        },
+        state_bytes="4 r (min(m, n) + 2 max(m, n)) per projected m x n matrix; 8 B/param elsewhere",
+    ),
     Registration(
-        "fira", FiraAdamW,
+        "fira",
+        FiraAdamW,
         "Fira: GaLore plus the norm-scaled full-rank residual with a norm-growth limiter",
-        "Chen et al., Fira: Can We Achieve Full-rank Training of LLMs Under Low-rank Constraint? "
-        "(arXiv 2410.01623)",
+        "Chen et al., Fira: Can We Achieve Full-rank Training of LLMs Under Low-rank Constraint? (arXiv 2410.01623)",
         race_defaults={"lr": 0.01, "weight_decay": 0.0, "warmup_fraction": 0.1},
-        search_space={"lr": {"min": 0.002, "max": 0.05, "scaling": "log"},
-                      "one_minus_beta1": {"min": 0.03, "max": 0.3, "scaling": "log"},
-                      "beta2": {"feasible_points": [0.999]},
-                      "weight_decay": {"feasible_points": [0.0, 0.01]},
-                      "warmup_fraction": {"feasible_points": [0.05, 0.1]}},
-        state_bytes="GaLore's + 4 B per projected matrix (the limiter's norm)"),
+        search_space={
+            "lr": {"min": 0.002, "max": 0.05, "scaling": "log"},
+            "one_minus_beta1": {"min": 0.03, "max": 0.3, "scaling": "log"},
+            "beta2": {"feasible_points": [0.999]},
+            "weight_decay": {"feasible_points": [0.0, 0.01]},
+            "warmup_fraction": {"feasible_points": [0.05, 0.1]},
+        },
+        state_bytes="GaLore's + 4 B per projected matrix (the limiter's norm)",
+    ),
 )

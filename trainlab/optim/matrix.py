@@ -18,7 +18,7 @@ from trainlab.optim.validation import check_dense_real
 
 
 class MatrixOptimizer(KeepsSavedStateDtypes):
-    matrix_key: ClassVar[str]     # the group key that switches the matrix rule on
+    matrix_key: ClassVar[str]  # the group key that switches the matrix rule on
 
     @classmethod
     def recipe_groups(cls, hidden: list, rest: list) -> list[dict[str, Any]]:
@@ -28,8 +28,7 @@ class MatrixOptimizer(KeepsSavedStateDtypes):
     def coverage(self) -> tuple[int, int]:
         """(entries the matrix rule updates, all entries): what the method treats unlike AdamW."""
         groups = [(p, g) for g in self.param_groups for p in g["params"]]
-        return (sum(p.numel() for p, g in groups if self._by_matrix_rule(p, g)),
-                sum(p.numel() for p, _ in groups))
+        return (sum(p.numel() for p, g in groups if self._by_matrix_rule(p, g)), sum(p.numel() for p, _ in groups))
 
     def _by_matrix_rule(self, p: torch.Tensor, group: dict[str, Any]) -> bool:
         return bool(group[self.matrix_key]) and p.ndim >= 2
@@ -57,8 +56,9 @@ class MatrixOptimizer(KeepsSavedStateDtypes):
                     self._other_update(p, group)
         return loss
 
-    def _adamw_update(self, p: torch.Tensor, lr: float, betas: tuple[float, float], eps: float,
-                      weight_decay: float) -> None:
+    def _adamw_update(
+        self, p: torch.Tensor, lr: float, betas: tuple[float, float], eps: float, weight_decay: float
+    ) -> None:
         """torch.optim.AdamW's rule (decay before the update) with fp32 moments."""
         state = self.state[p]
         if "step" not in state:

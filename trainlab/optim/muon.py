@@ -68,13 +68,34 @@ class Muon(MatrixOptimizer):
 
     matrix_key = "muon"
 
-    def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True,
-                 ns_steps: int = 5, weight_decay: float = 0.0, adjust_lr: str = "original",
-                 adamw_lr_ratio: float = 0.015, adamw_betas: tuple[float, float] = (0.9, 0.95),
-                 adamw_eps: float = 1e-10, ns_dtype: str = "auto", muon: bool = True) -> None:
-        defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps,
-                        weight_decay=weight_decay, adjust_lr=adjust_lr, adamw_lr_ratio=adamw_lr_ratio,
-                        adamw_betas=tuple(adamw_betas), adamw_eps=adamw_eps, ns_dtype=ns_dtype, muon=muon)
+    def __init__(
+        self,
+        params,
+        lr: float = 0.02,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        ns_steps: int = 5,
+        weight_decay: float = 0.0,
+        adjust_lr: str = "original",
+        adamw_lr_ratio: float = 0.015,
+        adamw_betas: tuple[float, float] = (0.9, 0.95),
+        adamw_eps: float = 1e-10,
+        ns_dtype: str = "auto",
+        muon: bool = True,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            nesterov=nesterov,
+            ns_steps=ns_steps,
+            weight_decay=weight_decay,
+            adjust_lr=adjust_lr,
+            adamw_lr_ratio=adamw_lr_ratio,
+            adamw_betas=tuple(adamw_betas),
+            adamw_eps=adamw_eps,
+            ns_dtype=ns_dtype,
+            muon=muon,
+        )
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -93,15 +114,17 @@ class Muon(MatrixOptimizer):
         cols = p.numel() // rows
         dtype = NS_DTYPES[group["ns_dtype"]] or (torch.bfloat16 if p.device.type == "cuda" else torch.float32)
         o = newton_schulz(u.reshape(rows, cols), group["ns_steps"], dtype)
-        scale = (math.sqrt(max(1.0, rows / cols)) if group["adjust_lr"] == "original"
-                 else 0.2 * math.sqrt(max(rows, cols)))
+        scale = (
+            math.sqrt(max(1.0, rows / cols)) if group["adjust_lr"] == "original" else 0.2 * math.sqrt(max(rows, cols))
+        )
         if group["weight_decay"]:
             p.mul_(1 - group["lr"] * group["weight_decay"])
         p.add_(o.reshape(p.shape).to(p.dtype), alpha=-group["lr"] * scale)
 
     def _other_update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
-        self._adamw_update(p, group["lr"] * group["adamw_lr_ratio"], group["adamw_betas"], group["adamw_eps"],
-                           group["weight_decay"])
+        self._adamw_update(
+            p, group["lr"] * group["adamw_lr_ratio"], group["adamw_betas"], group["adamw_eps"], group["weight_decay"]
+        )
 
 
 def _validate(group: dict[str, Any]) -> None:
@@ -124,16 +147,20 @@ def _validate(group: dict[str, Any]) -> None:
 
 
 REGISTRATION = Registration(
-    "muon", Muon, "Muon: momentum orthogonalised by quintic Newton-Schulz for hidden matrices, AdamW for the rest",
+    "muon",
+    Muon,
+    "Muon: momentum orthogonalised by quintic Newton-Schulz for hidden matrices, AdamW for the rest",
     "Jordan et al., Muon: An optimizer for hidden layers in neural networks, 2024 "
     "(kellerjordan.github.io/posts/muon); Liu et al., Muon is Scalable for LLM Training (arXiv 2502.16982)",
     # the official lr 0.02, momentum 0.95 and decay 0.01 (README example); the AdamW parameters at
     # AdamW's race lr (4e-3 = 0.2 x 0.02), where the official GPT recipe's 3e-4 suits its large model
-    race_defaults={"lr": 0.02, "momentum": 0.95, "weight_decay": 0.01, "adamw_lr_ratio": 0.2,
-                   "warmup_fraction": 0.05},
-    search_space={"lr": {"min": 5e-3, "max": 8e-2, "scaling": "log"},
-                  "momentum": {"feasible_points": [0.9, 0.95]},
-                  "adamw_lr_ratio": {"min": 0.03, "max": 1.0, "scaling": "log"},
-                  "weight_decay": {"min": 1e-3, "max": 0.1, "scaling": "log"},
-                  "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]}},
-    state_bytes="4 B/param per Muon matrix (momentum_buffer); 8 B/param for the AdamW parameters")
+    race_defaults={"lr": 0.02, "momentum": 0.95, "weight_decay": 0.01, "adamw_lr_ratio": 0.2, "warmup_fraction": 0.05},
+    search_space={
+        "lr": {"min": 5e-3, "max": 8e-2, "scaling": "log"},
+        "momentum": {"feasible_points": [0.9, 0.95]},
+        "adamw_lr_ratio": {"min": 0.03, "max": 1.0, "scaling": "log"},
+        "weight_decay": {"min": 1e-3, "max": 0.1, "scaling": "log"},
+        "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]},
+    },
+    state_bytes="4 B/param per Muon matrix (momentum_buffer); 8 B/param for the AdamW parameters",
+)

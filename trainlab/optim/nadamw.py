@@ -55,12 +55,18 @@ class NAdamW(ElementwiseOptimizer):
 
     _state_keys = ("exp_avg", "exp_avg_sq")
 
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, foreach: bool = True,
-                 fused: bool = False) -> None:
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        foreach: bool = True,
+        fused: bool = False,
+    ) -> None:
         check_adam_hparams(lr, betas, eps, weight_decay)
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, foreach=foreach,
-                        fused=fused)
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, foreach=foreach, fused=fused)
         super().__init__(params, defaults)
 
     def _init_state(self, group, p, state) -> None:
@@ -69,15 +75,23 @@ class NAdamW(ElementwiseOptimizer):
 
     def _scalars(self, group, step):
         lr, (beta1, beta2) = group["lr"], group["betas"]
-        return (1 - lr * group["weight_decay"], 1 - beta1, beta2, 1 - beta2,
-                math.sqrt(1 - beta2 ** step), group["eps"], -lr / (1 - beta1 ** step))
+        return (
+            1 - lr * group["weight_decay"],
+            1 - beta1,
+            beta2,
+            1 - beta2,
+            math.sqrt(1 - beta2**step),
+            group["eps"],
+            -lr / (1 - beta1**step),
+        )
 
     def _rule(self, group):
         return nadamw_rule
 
     def _update(self, group, params, grads, states, step) -> None:
-        decay, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps, neg_step = (
-            self._scalars(group, step))
+        decay, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps, neg_step = self._scalars(
+            group, step
+        )
         exp_avgs = [s["exp_avg"] for s in states]
         exp_avg_sqs = [s["exp_avg_sq"] for s in states]
         if decay != 1:
@@ -93,13 +107,18 @@ class NAdamW(ElementwiseOptimizer):
 
 
 REGISTRATION = Registration(
-    "nadamw", NAdamW, "NAdamW, the AlgoPerf baseline (Nesterov look-ahead, decoupled decay)",
+    "nadamw",
+    NAdamW,
+    "NAdamW, the AlgoPerf baseline (Nesterov look-ahead, decoupled decay)",
     "Dozat 2016; Choi et al. 2019 (arXiv 1910.05446); AlgoPerf baseline",
     # workload-agnostic, as AdamW's (docs/targets.md); the space is AlgoPerf's NAdamW one
     race_defaults={"lr": 4e-3, "betas": (0.9, 0.999), "weight_decay": 0.01, "warmup_fraction": 0.05},
-    search_space={"lr": {"min": 0.001, "max": 0.03, "scaling": "log"},
-                  "one_minus_beta1": {"min": 0.03, "max": 0.3, "scaling": "log"},
-                  "beta2": {"feasible_points": [0.999]},
-                  "weight_decay": {"min": 0.001, "max": 0.1, "scaling": "log"},
-                  "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]}},
-    state_bytes="8 B/param (exp_avg, exp_avg_sq)")
+    search_space={
+        "lr": {"min": 0.001, "max": 0.03, "scaling": "log"},
+        "one_minus_beta1": {"min": 0.03, "max": 0.3, "scaling": "log"},
+        "beta2": {"feasible_points": [0.999]},
+        "weight_decay": {"min": 0.001, "max": 0.1, "scaling": "log"},
+        "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]},
+    },
+    state_bytes="8 B/param (exp_avg, exp_avg_sq)",
+)

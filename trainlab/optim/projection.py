@@ -67,13 +67,15 @@ _PROJECTION_MODES = ("auto", "all", "none")
 
 # ---- the inner Adam rule ------------------------------------------------------------------------
 
+
 def adam_moments_(exp_avg, exp_avg_sq, g, beta1: float, beta2: float) -> None:
     exp_avg.lerp_(g, 1 - beta1)
     exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
 
 
-def adam_direction(exp_avg, exp_avg_sq, step: int, beta1: float, beta2: float, eps: float,
-                   form: str) -> tuple[torch.Tensor, float]:
+def adam_direction(
+    exp_avg, exp_avg_sq, step: int, beta1: float, beta2: float, eps: float, form: str
+) -> tuple[torch.Tensor, float]:
     """(psi, c) with the Adam update = c * psi.
 
     form "hf" (GaLore/Fira official, from `transformers.AdamW`): psi = m / (sqrt(v) + eps),
@@ -81,14 +83,15 @@ def adam_direction(exp_avg, exp_avg_sq, step: int, beta1: float, beta2: float, e
     form "torch" (torch.optim.AdamW, FRUGAL): psi = m / (sqrt(v) / sqrt(1 - beta2^t) + eps),
         c = 1 / (1 - beta1^t)
     """
-    bc1 = 1 - beta1 ** step
-    bc2 = 1 - beta2 ** step
+    bc1 = 1 - beta1**step
+    bc2 = 1 - beta2**step
     if form == "hf":
         return exp_avg / (exp_avg_sq.sqrt().add_(eps)), math.sqrt(bc2) / bc1
     return exp_avg / (exp_avg_sq.sqrt().div_(math.sqrt(bc2)).add_(eps)), 1 / bc1
 
 
 # ---- complement policies ------------------------------------------------------------------------
+
 
 class NoComplement:
     """GaLore: the out-of-subspace part of the gradient is dropped."""
@@ -145,6 +148,7 @@ class StateFreeResidual:
 
 # ---- the shared optimizer engine ---------------------------------------------------------------
 
+
 class SubspaceAdam(KeepsSavedStateDtypes):
     """Engine shared by GaLoreAdamW, FiraAdamW and FRUGAL (not meant to be built directly).
 
@@ -165,8 +169,7 @@ class SubspaceAdam(KeepsSavedStateDtypes):
         self._plain_params = not (params and isinstance(params[0], dict))
         # Official layout: some dict group names the method's key; then groups without it are plain
         # AdamW. If no group names it, every group is "auto" (as a plain list would be).
-        self._official_layout = not self._plain_params and any(
-            k in group for group in params for k in self._group_keys)
+        self._official_layout = not self._plain_params and any(k in group for group in params for k in self._group_keys)
         try:
             super().__init__(params, defaults)
         finally:
@@ -201,7 +204,8 @@ class SubspaceAdam(KeepsSavedStateDtypes):
         param_group["params"] = params
         if "projection" not in param_group:
             official = getattr(self, "_official_layout", False) or any(
-                g["projection"] == "all" for g in getattr(self, "param_groups", []))
+                g["projection"] == "all" for g in getattr(self, "param_groups", [])
+            )
             if any(k in param_group for k in self._group_keys):
                 param_group["projection"] = "all"
             elif getattr(self, "_plain_params", False) or not official:
@@ -217,14 +221,14 @@ class SubspaceAdam(KeepsSavedStateDtypes):
     @staticmethod
     def recipe_groups(hidden: list, rest: list) -> list[dict[str, Any]]:
         """The official recipes' layout: the hidden matrices projected, everything else AdamW."""
-        return [g for g in ({"params": hidden, "projection": "auto"},
-                            {"params": rest, "projection": "none"}) if g["params"]]
+        return [
+            g for g in ({"params": hidden, "projection": "auto"}, {"params": rest, "projection": "none"}) if g["params"]
+        ]
 
     def coverage(self) -> tuple[int, int]:
         """(entries the method's own rule updates, all entries): what it treats unlike AdamW."""
         groups = [(p, g) for g in self.param_groups for p in g["params"]]
-        return (sum(p.numel() for p, g in groups if self.is_projected(p, g)),
-                sum(p.numel() for p, _ in groups))
+        return (sum(p.numel() for p, g in groups if self.is_projected(p, g)), sum(p.numel() for p, _ in groups))
 
     def is_projected(self, p: torch.Tensor, group: dict[str, Any]) -> bool:
         """Whether `p` (a parameter of `group`) gets the projected rule (else plain AdamW)."""
@@ -276,8 +280,9 @@ class SubspaceAdam(KeepsSavedStateDtypes):
         assert p.grad is not None
         g = p.grad.float()
         adam_moments_(state["exp_avg"], state["exp_avg_sq"], g, beta1, beta2)
-        psi, c = adam_direction(state["exp_avg"], state["exp_avg_sq"], state["step"], beta1, beta2,
-                                group["eps"], self._adam_form)
+        psi, c = adam_direction(
+            state["exp_avg"], state["exp_avg_sq"], state["step"], beta1, beta2, group["eps"], self._adam_form
+        )
         p.add_(psi.mul_(c).to(p.dtype), alpha=-group["lr"])
         self._decay(p, group, before=False)
 
@@ -307,8 +312,9 @@ class SubspaceAdam(KeepsSavedStateDtypes):
             state["adam_step"] += 1
             r = projector.project(g)
             adam_moments_(state["exp_avg"], state["exp_avg_sq"], r, beta1, beta2)
-            psi, c = adam_direction(state["exp_avg"], state["exp_avg_sq"], state["adam_step"], beta1,
-                                    beta2, group["eps"], self._adam_form)
+            psi, c = adam_direction(
+                state["exp_avg"], state["exp_avg_sq"], state["adam_step"], beta1, beta2, group["eps"], self._adam_form
+            )
             update = projector.project_back(psi, m, n) * (self._scale(group) * c)
         extra = self._complement(g, r, psi, projector, state, group, c)
         if extra is not None:
@@ -324,5 +330,4 @@ def _validate_common(group: dict[str, Any]) -> None:
     check_non_negative("eps", group["eps"])
     check_non_negative("weight_decay", group["weight_decay"])
     if group["projection"] not in _PROJECTION_MODES:
-        raise ValueError(f"projection must be one of {', '.join(_PROJECTION_MODES)}, "
-                         f"got {group['projection']!r}")
+        raise ValueError(f"projection must be one of {', '.join(_PROJECTION_MODES)}, got {group['projection']!r}")

@@ -22,7 +22,7 @@ IMPLEMENTATION_SWITCHES = frozenset({"foreach", "fused", "capturable", "differen
 @dataclass(frozen=True)
 class Registration:
     name: str
-    factory: Callable[..., torch.optim.Optimizer]   # the class (or a function building one)
+    factory: Callable[..., torch.optim.Optimizer]  # the class (or a function building one)
     summary: str
     citation: str
     # Whether the update is the gradient times a scalar (momentum included), so the step grows with
@@ -30,14 +30,14 @@ class Registration:
     # Adam in a subspace) is scale-invariant. Batch-size scaling (linear vs square root) and schedule
     # refinement (L2 vs L1 norms) both follow from this one fact.
     linear_update: bool = False
-    schedule: str = "cosine"          # default learning-rate schedule of `trainlab race --algorithms NAME`
+    schedule: str = "cosine"  # default learning-rate schedule of `trainlab race --algorithms NAME`
     # What a race uses where nothing was tuned for the workload (a user's own workload, the
     # leaderboard's self-tuning view): workload-agnostic values, with their source beside them.
     race_defaults: dict[str, Any] = field(default_factory=dict)
     # Workload-agnostic search space in AlgoPerf's JSON form (docs/search_spaces.md gives sources).
     search_space: dict[str, Any] | None = None
-    state_bytes: str = ""             # the optimizer-state formula, as documented and tested
-    overrides: dict[str, Any] = field(default_factory=dict)   # trainlab's defaults over the constructor's
+    state_bytes: str = ""  # the optimizer-state formula, as documented and tested
+    overrides: dict[str, Any] = field(default_factory=dict)  # trainlab's defaults over the constructor's
 
     def hyperparameters(self) -> dict[str, Any]:
         """Hyperparameter name -> default, excluding `params` and implementation switches."""

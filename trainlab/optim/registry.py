@@ -35,16 +35,21 @@ def _load_plugins() -> None:
         return
     _plugins_loaded = True
     from importlib.metadata import entry_points
+
     for point in entry_points(group=ENTRY_POINT_GROUP):
         try:
             found = point.load()
         except Exception as exc:  # a broken plugin must not take the built-ins down with it
-            raise ValueError(f"entry point {point.name!r} ({point.value}) of group {ENTRY_POINT_GROUP} "
-                             f"failed to load: {type(exc).__name__}: {exc}") from None
+            raise ValueError(
+                f"entry point {point.name!r} ({point.value}) of group {ENTRY_POINT_GROUP} "
+                f"failed to load: {type(exc).__name__}: {exc}"
+            ) from None
         for registration in found if isinstance(found, (list, tuple)) else [found]:
             if not isinstance(registration, Registration):
-                raise ValueError(f"entry point {point.name!r} ({point.value}) must name a "
-                                 f"trainlab.optim.Registration or a list of them, got {type(registration).__name__}")
+                raise ValueError(
+                    f"entry point {point.name!r} ({point.value}) must name a "
+                    f"trainlab.optim.Registration or a list of them, got {type(registration).__name__}"
+                )
             register(registration)
 
 
@@ -73,8 +78,7 @@ def create(name: str, params: Iterable, **hparams: Any) -> torch.optim.Optimizer
     allowed = set(defaults) | found.switches()
     for key, value in hparams.items():
         if key not in allowed:
-            raise ValueError(f"optimizer {name!r} has no hyperparameter {key!r}; "
-                             f"valid: {', '.join(sorted(defaults))}")
+            raise ValueError(f"optimizer {name!r} has no hyperparameter {key!r}; valid: {', '.join(sorted(defaults))}")
         _check_type(name, key, value, defaults.get(key))
     return found.factory(params, **{**found.overrides, **hparams})
 
@@ -89,8 +93,11 @@ def _check_type(optimizer: str, key: str, value: Any, default: Any) -> None:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         kind = "a number"
     elif isinstance(default, tuple):
-        ok = isinstance(value, (tuple, list)) and len(value) == len(default) and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        ok = (
+            isinstance(value, (tuple, list))
+            and len(value) == len(default)
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        )
         kind = f"a sequence of {len(default)} numbers"
     elif isinstance(default, str):
         ok = isinstance(value, str)
@@ -98,8 +105,7 @@ def _check_type(optimizer: str, key: str, value: Any, default: Any) -> None:
     else:
         return
     if not ok:
-        raise ValueError(f"optimizer {optimizer!r}: {key} must be {kind} (default {default!r}), "
-                         f"got {value!r}")
+        raise ValueError(f"optimizer {optimizer!r}: {key} must be {kind} (default {default!r}), got {value!r}")
 
 
 def state_bytes(optimizer: torch.optim.Optimizer | Any, exclude: Any = ()) -> int:

@@ -41,7 +41,7 @@ def sfadamw_rule(p, g, states, s):
     beta2, one_minus_beta2, bias_correction2, eps, weight_decay, ckp1, adj_lr, neg_gamma = s
     z, v = states
     v = v * beta2 + g * g * one_minus_beta2
-    u = g / ((v / bias_correction2).sqrt() + eps) + p * weight_decay   # decay evaluated at y
+    u = g / ((v / bias_correction2).sqrt() + eps) + p * weight_decay  # decay evaluated at y
     return torch.lerp(p, z, ckp1) + u * adj_lr, z + u * neg_gamma, v
 
 
@@ -96,24 +96,48 @@ class ScheduleFreeAdamW(ElementwiseOptimizer):
     # constructor argument -> the race hyperparameter giving it as a fraction of the step budget
     budget_steps = {"warmup_steps": "warmup_fraction"}
 
-    def __init__(self, params, lr: float = 0.0025, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, warmup_steps: int = 0, r: float = 0.0,
-                 weight_lr_power: float = 2.0, foreach: bool = True, fused: bool = False) -> None:
+    def __init__(
+        self,
+        params,
+        lr: float = 0.0025,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 0,
+        r: float = 0.0,
+        weight_lr_power: float = 2.0,
+        foreach: bool = True,
+        fused: bool = False,
+    ) -> None:
         check_non_negative("lr", lr)
         check_betas(betas)
         if betas[0] == 0:
-            raise ValueError("beta1 (in betas) must be in (0, 1) for Schedule-Free (x is recovered "
-                             f"as (y - (1-beta1) z) / beta1), got {betas[0]!r}")
+            raise ValueError(
+                "beta1 (in betas) must be in (0, 1) for Schedule-Free (x is recovered "
+                f"as (y - (1-beta1) z) / beta1), got {betas[0]!r}"
+            )
         check_non_negative("eps", eps)
         check_non_negative("weight_decay", weight_decay)
         if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
             raise ValueError(f"warmup_steps must be an integer >= 0, got {warmup_steps!r}")
         check_non_negative("r", r)
         check_non_negative("weight_lr_power", weight_lr_power)
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
-                        warmup_steps=warmup_steps, r=r, weight_lr_power=weight_lr_power,
-                        foreach=foreach, fused=fused, k=0, lr_max=-1.0, weight_sum=0.0,
-                        train_mode=True, scheduled_lr=0.0)
+        defaults = dict(
+            lr=lr,
+            betas=tuple(betas),
+            eps=eps,
+            weight_decay=weight_decay,
+            warmup_steps=warmup_steps,
+            r=r,
+            weight_lr_power=weight_lr_power,
+            foreach=foreach,
+            fused=fused,
+            k=0,
+            lr_max=-1.0,
+            weight_sum=0.0,
+            train_mode=True,
+            scheduled_lr=0.0,
+        )
         super().__init__(params, defaults)
         self._group_scalars: tuple[float, float, float] = (0.0, 0.0, 0.0)  # set by _begin_group
 
@@ -146,8 +170,10 @@ class ScheduleFreeAdamW(ElementwiseOptimizer):
 
     def _check_can_step(self) -> None:
         if not all(group["train_mode"] for group in self.param_groups):
-            raise RuntimeError("ScheduleFreeAdamW.step() called in eval mode: the parameters hold "
-                               "the averaged point x; call optimizer.train() before training steps")
+            raise RuntimeError(
+                "ScheduleFreeAdamW.step() called in eval mode: the parameters hold "
+                "the averaged point x; call optimizer.train() before training steps"
+            )
 
     # ---- the step --------------------------------------------------------------------------------
 
@@ -171,15 +197,15 @@ class ScheduleFreeAdamW(ElementwiseOptimizer):
     def _scalars(self, group, step):
         gamma, ckp1, adj_lr = self._group_scalars
         beta2 = group["betas"][1]
-        return (beta2, 1 - beta2, 1 - beta2 ** step, group["eps"], group["weight_decay"], ckp1,
-                adj_lr, -gamma)
+        return (beta2, 1 - beta2, 1 - beta2**step, group["eps"], group["weight_decay"], ckp1, adj_lr, -gamma)
 
     def _rule(self, group):
         return sfadamw_rule
 
     def _update(self, group, params, grads, states, step) -> None:
-        beta2, one_minus_beta2, bias_correction2, eps, weight_decay, ckp1, adj_lr, neg_gamma = (
-            self._scalars(group, step))
+        beta2, one_minus_beta2, bias_correction2, eps, weight_decay, ckp1, adj_lr, neg_gamma = self._scalars(
+            group, step
+        )
         zs = [s["z"] for s in states]
         vs = [s["exp_avg_sq"] for s in states]
         torch._foreach_mul_(vs, beta2)
@@ -197,17 +223,20 @@ class ScheduleFreeAdamW(ElementwiseOptimizer):
 
 
 REGISTRATION = Registration(
-    "sfadamw", ScheduleFreeAdamW,
+    "sfadamw",
+    ScheduleFreeAdamW,
     "Schedule-Free AdamW: no decay schedule; evaluate at the averaged point (optimizer.eval())",
     "Defazio et al., The Road Less Scheduled, NeurIPS 2024 (arXiv 2405.15682)",
     # no decay schedule; warm-up as the paper recommends, at its AlgoPerf self-tuning submission's
     # values (warm-up 2 % of the steps, beta2 0.9955, wd 0.0812, r 0.75)
     schedule="constant",
-    race_defaults={"lr": 0.0025, "betas": (0.9, 0.9955), "weight_decay": 0.0812, "r": 0.75,
-                   "warmup_fraction": 0.02},
-    search_space={"lr": {"min": 0.001, "max": 0.03, "scaling": "log"},
-                  "one_minus_beta1": {"min": 0.03, "max": 0.3, "scaling": "log"},
-                  "beta2": {"feasible_points": [0.9955]},
-                  "weight_decay": {"min": 0.001, "max": 0.1, "scaling": "log"},
-                  "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]}},
-    state_bytes="8 B/param (z, exp_avg_sq)")
+    race_defaults={"lr": 0.0025, "betas": (0.9, 0.9955), "weight_decay": 0.0812, "r": 0.75, "warmup_fraction": 0.02},
+    search_space={
+        "lr": {"min": 0.001, "max": 0.03, "scaling": "log"},
+        "one_minus_beta1": {"min": 0.03, "max": 0.3, "scaling": "log"},
+        "beta2": {"feasible_points": [0.9955]},
+        "weight_decay": {"min": 0.001, "max": 0.1, "scaling": "log"},
+        "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]},
+    },
+    state_bytes="8 B/param (z, exp_avg_sq)",
+)

@@ -32,8 +32,7 @@ def split_hidden(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Paramete
             excluded.add(id(m.weight))
     hidden_ids = {id(m.weight) for m in layers if m.weight.ndim >= 2} - excluded
     trainable = [p for p in _unique(model.parameters()) if p.requires_grad]
-    return ([p for p in trainable if id(p) in hidden_ids],
-            [p for p in trainable if id(p) not in hidden_ids])
+    return ([p for p in trainable if id(p) in hidden_ids], [p for p in trainable if id(p) not in hidden_ids])
 
 
 def _unique(params) -> list[nn.Parameter]:
@@ -46,8 +45,9 @@ def _unique(params) -> list[nn.Parameter]:
     return out
 
 
-def recipe_groups(factory: Callable[..., torch.optim.Optimizer],
-                  model: nn.Module) -> list[dict[str, Any]] | list[nn.Parameter]:
+def recipe_groups(
+    factory: Callable[..., torch.optim.Optimizer], model: nn.Module
+) -> list[dict[str, Any]] | list[nn.Parameter]:
     """The parameter groups `factory` should get for `model`: its class's `recipe_groups(hidden,
     rest)` when it declares one (the matrix methods), else the plain list of trainable parameters."""
     layout = getattr(factory, "recipe_groups", None)

@@ -53,13 +53,19 @@ class SignSGD(ElementwiseOptimizer):
     between 0 and > 0 selects the other rule, which compiles once).
     """
 
-    def __init__(self, params, lr: float = 1e-4, momentum: float = 0.0, weight_decay: float = 0.0,
-                 foreach: bool = True, fused: bool = False) -> None:
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-4,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        foreach: bool = True,
+        fused: bool = False,
+    ) -> None:
         check_non_negative("lr", lr)
         check_range("momentum", momentum, 0.0, 1.0, high_open=True)
         check_non_negative("weight_decay", weight_decay)
-        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=foreach,
-                        fused=fused)
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=foreach, fused=fused)
         super().__init__(params, defaults)
 
     @staticmethod
@@ -101,31 +107,45 @@ class Signum(SignSGD):
     Paths: as SignSGD's (fused=True compiles `signum_rule`; the first step pays the compilation).
     """
 
-    def __init__(self, params, lr: float = 1e-4, momentum: float = 0.9, weight_decay: float = 0.0,
-                 foreach: bool = True, fused: bool = False) -> None:
-        super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=foreach,
-                         fused=fused)
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-4,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        foreach: bool = True,
+        fused: bool = False,
+    ) -> None:
+        super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=foreach, fused=fused)
 
 
 # The paper tunes lr per task; every coordinate moves by lr, as with Lion, so Lion's lr and range.
 REGISTRATIONS = (
     Registration(
-        "signsgd", SignSGD, "signSGD: step along the sign of the gradient (stateless)",
-        "Bernstein et al., signSGD: Compressed Optimisation for Non-Convex Problems, ICML 2018 "
-        "(arXiv 1802.04434)",
+        "signsgd",
+        SignSGD,
+        "signSGD: step along the sign of the gradient (stateless)",
+        "Bernstein et al., signSGD: Compressed Optimisation for Non-Convex Problems, ICML 2018 (arXiv 1802.04434)",
         race_defaults={"lr": 4e-4, "weight_decay": 0.0, "warmup_fraction": 0.05},
-        search_space={"lr": {"min": 0.0001, "max": 0.01, "scaling": "log"},
-                      "weight_decay": {"feasible_points": [0.0, 0.0001]},
-                      "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]}},
-        state_bytes="0 (stateless)"),
+        search_space={
+            "lr": {"min": 0.0001, "max": 0.01, "scaling": "log"},
+            "weight_decay": {"feasible_points": [0.0, 0.0001]},
+            "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]},
+        },
+        state_bytes="0 (stateless)",
+    ),
     Registration(
-        "signum", Signum, "Signum: step along the sign of an exponential momentum",
-        "Bernstein et al., signSGD: Compressed Optimisation for Non-Convex Problems, ICML 2018 "
-        "(arXiv 1802.04434)",
+        "signum",
+        Signum,
+        "Signum: step along the sign of an exponential momentum",
+        "Bernstein et al., signSGD: Compressed Optimisation for Non-Convex Problems, ICML 2018 (arXiv 1802.04434)",
         race_defaults={"lr": 4e-4, "momentum": 0.9, "weight_decay": 0.0, "warmup_fraction": 0.05},
-        search_space={"lr": {"min": 0.0001, "max": 0.01, "scaling": "log"},
-                      "momentum": {"min": 0.8, "max": 0.98, "scaling": "linear"},
-                      "weight_decay": {"min": 0.001, "max": 0.3, "scaling": "log"},
-                      "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]}},
-        state_bytes="4 B/param (momentum_buffer)"),
+        search_space={
+            "lr": {"min": 0.0001, "max": 0.01, "scaling": "log"},
+            "momentum": {"min": 0.8, "max": 0.98, "scaling": "linear"},
+            "weight_decay": {"min": 0.001, "max": 0.3, "scaling": "log"},
+            "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]},
+        },
+        state_bytes="4 B/param (momentum_buffer)",
+    ),
 )

@@ -48,9 +48,17 @@ class SOAP(torch.optim.Optimizer):
     max_precond_dim drops its two square matrices; 1-D parameters 8 B/param.
     """
 
-    def __init__(self, params, lr: float = 3e-3, betas: tuple[float, float] = (0.95, 0.95),
-                 shampoo_beta: float = -1.0, eps: float = 1e-8, weight_decay: float = 0.01,
-                 precondition_frequency: int = 10, max_precond_dim: int = 10000) -> None:
+    def __init__(
+        self,
+        params,
+        lr: float = 3e-3,
+        betas: tuple[float, float] = (0.95, 0.95),
+        shampoo_beta: float = -1.0,
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+        precondition_frequency: int = 10,
+        max_precond_dim: int = 10000,
+    ) -> None:
         check_non_negative("lr", lr)
         check_betas(betas)
         if not isinstance(shampoo_beta, (int, float)) or isinstance(shampoo_beta, bool) or shampoo_beta >= 1:
@@ -60,16 +68,25 @@ class SOAP(torch.optim.Optimizer):
         for name, value in (("precondition_frequency", precondition_frequency), ("max_precond_dim", max_precond_dim)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        defaults = dict(lr=lr, betas=tuple(betas), shampoo_beta=shampoo_beta, eps=eps,
-                        weight_decay=weight_decay, precondition_frequency=precondition_frequency,
-                        max_precond_dim=max_precond_dim)
+        defaults = dict(
+            lr=lr,
+            betas=tuple(betas),
+            shampoo_beta=shampoo_beta,
+            eps=eps,
+            weight_decay=weight_decay,
+            precondition_frequency=precondition_frequency,
+            max_precond_dim=max_precond_dim,
+        )
         super().__init__(params, defaults)
 
     def coverage(self) -> tuple[int, int]:
         """(entries rotated on at least one side, all entries): what SOAP treats unlike Adam."""
         groups = [(p, g) for g in self.param_groups for p in g["params"]]
-        rotated = sum(p.numel() for p, g in groups
-                      if p.ndim >= 2 and min(p.shape[0], p.numel() // p.shape[0]) <= g["max_precond_dim"])
+        rotated = sum(
+            p.numel()
+            for p, g in groups
+            if p.ndim >= 2 and min(p.shape[0], p.numel() // p.shape[0]) <= g["max_precond_dim"]
+        )
         return rotated, sum(p.numel() for p, _ in groups)
 
     @torch.no_grad()
@@ -98,7 +115,7 @@ class SOAP(torch.optim.Optimizer):
         k = state["step"]
         state["exp_avg"].lerp_(p.grad, 1 - beta1)
         state["exp_avg_sq"].mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-        size = group["lr"] * math.sqrt(1 - beta2 ** k) / (1 - beta1 ** k)
+        size = group["lr"] * math.sqrt(1 - beta2**k) / (1 - beta1**k)
         p.addcdiv_(state["exp_avg"], state["exp_avg_sq"].sqrt().add_(group["eps"]), value=-size)
         if group["weight_decay"]:
             p.mul_(1 - group["lr"] * group["weight_decay"])
@@ -112,7 +129,7 @@ class SOAP(torch.optim.Optimizer):
         beta1, beta2 = group["betas"]
         beta_s = group["shampoo_beta"] if group["shampoo_beta"] >= 0 else beta2
         rotate = (m_dim <= group["max_precond_dim"], n_dim <= group["max_precond_dim"])
-        if "step" not in state:   # first call: statistics and bases only
+        if "step" not in state:  # first call: statistics and bases only
             state["step"] = 0
             state["exp_avg"] = torch.zeros_like(g)
             state["exp_avg_sq"] = torch.zeros_like(g)
@@ -130,7 +147,7 @@ class SOAP(torch.optim.Optimizer):
         exp_avg.lerp_(rotated, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(rotated, rotated, value=1 - beta2)
         direction = _project_back(exp_avg / (exp_avg_sq.sqrt() + group["eps"]), q_l, q_r)
-        size = group["lr"] * math.sqrt(1 - beta2 ** k) / (1 - beta1 ** k)
+        size = group["lr"] * math.sqrt(1 - beta2**k) / (1 - beta1**k)
         p.add_(direction.reshape(p.shape), alpha=-size)
         if group["weight_decay"]:
             p.mul_(1 - group["lr"] * group["weight_decay"])
@@ -167,13 +184,18 @@ def _project_back(x: torch.Tensor, q_l: torch.Tensor | None, q_r: torch.Tensor |
 
 
 REGISTRATION = Registration(
-    "soap", SOAP, "SOAP: Adam in the eigenbasis of Shampoo's preconditioner, refreshed every 10 steps",
+    "soap",
+    SOAP,
+    "SOAP: Adam in the eigenbasis of Shampoo's preconditioner, refreshed every 10 steps",
     "Vyas et al., SOAP: Improving and Stabilizing Shampoo using Adam, ICLR 2025 (arXiv 2409.11321)",
     # the official defaults (betas 0.95, 0.95; wd 0.01; refresh every 10) at AdamW's race lr
     race_defaults={"lr": 4e-3, "betas": (0.95, 0.95), "weight_decay": 0.01, "warmup_fraction": 0.05},
-    search_space={"lr": {"min": 1e-3, "max": 3e-2, "scaling": "log"},
-                  "one_minus_beta1": {"min": 0.03, "max": 0.3, "scaling": "log"},
-                  "beta2": {"feasible_points": [0.95, 0.99]},
-                  "weight_decay": {"min": 1e-3, "max": 0.1, "scaling": "log"},
-                  "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]}},
-    state_bytes="4 (2 m n + 2 m^2 + 2 n^2) per m x n matrix rotated on both sides; 8 B/param for 1-D")
+    search_space={
+        "lr": {"min": 1e-3, "max": 3e-2, "scaling": "log"},
+        "one_minus_beta1": {"min": 0.03, "max": 0.3, "scaling": "log"},
+        "beta2": {"feasible_points": [0.95, 0.99]},
+        "weight_decay": {"min": 1e-3, "max": 0.1, "scaling": "log"},
+        "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]},
+    },
+    state_bytes="4 (2 m n + 2 m^2 + 2 n^2) per m x n matrix rotated on both sides; 8 B/param for 1-D",
+)

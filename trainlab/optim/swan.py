@@ -93,13 +93,32 @@ class SWAN(MatrixOptimizer):
 
     matrix_key = "whiten"
 
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, ns_steps: int = 10,
-                 ns_beta: float = 0.5, norm_eps: float = 1e-8, matrix_lr_scale: float = 1.0,
-                 nonmatrix_rule: str = "adamw", whiten: bool = True) -> None:
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
-                        ns_steps=ns_steps, ns_beta=ns_beta, norm_eps=norm_eps,
-                        matrix_lr_scale=matrix_lr_scale, nonmatrix_rule=nonmatrix_rule, whiten=whiten)
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        ns_steps: int = 10,
+        ns_beta: float = 0.5,
+        norm_eps: float = 1e-8,
+        matrix_lr_scale: float = 1.0,
+        nonmatrix_rule: str = "adamw",
+        whiten: bool = True,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            betas=tuple(betas),
+            eps=eps,
+            weight_decay=weight_decay,
+            ns_steps=ns_steps,
+            ns_beta=ns_beta,
+            norm_eps=norm_eps,
+            matrix_lr_scale=matrix_lr_scale,
+            nonmatrix_rule=nonmatrix_rule,
+            whiten=whiten,
+        )
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -125,7 +144,7 @@ class SWAN(MatrixOptimizer):
             if group["weight_decay"]:
                 p.mul_(1 - group["lr"] * group["weight_decay"])
             p.add_(p.grad, alpha=-group["lr"])
-        else:   # the same AdamW rule the projection optimizers apply to their other parameters
+        else:  # the same AdamW rule the projection optimizers apply to their other parameters
             self._adamw_update(p, group["lr"], group["betas"], group["eps"], group["weight_decay"])
 
 
@@ -143,21 +162,27 @@ def _validate(group: dict[str, Any]) -> None:
     if not isinstance(beta, (int, float)) or isinstance(beta, bool) or not 0.0 < beta < 1.0:
         raise ValueError(f"ns_beta must be in (0, 1), got {beta!r}")
     if group["nonmatrix_rule"] not in _NONMATRIX_RULES:
-        raise ValueError(f"nonmatrix_rule must be one of {', '.join(_NONMATRIX_RULES)}, "
-                         f"got {group['nonmatrix_rule']!r}")
+        raise ValueError(
+            f"nonmatrix_rule must be one of {', '.join(_NONMATRIX_RULES)}, got {group['nonmatrix_rule']!r}"
+        )
     if not isinstance(group["whiten"], bool):
         raise ValueError(f"whiten must be a bool, got {group['whiten']!r}")
 
 
 REGISTRATION = Registration(
-    "swan", SWAN, "SWAN: stateless GradNorm + GradWhitening (Newton-Schulz) for matrices, AdamW for the rest",
+    "swan",
+    SWAN,
+    "SWAN: stateless GradNorm + GradWhitening (Newton-Schulz) for matrices, AdamW for the rest",
     "Ma, Gong, Scetbon, Meeds, SWAN: SGD with Normalization and Whitening Enables Stateless "
     "LLM Training, ICML 2025 (arXiv 2412.13148)",
     # every whitened entry moves by about lr (RMS 1 after the rescale): the class's lr 1e-3
     race_defaults={"lr": 1e-3, "weight_decay": 0.0, "warmup_fraction": 0.05},
-    search_space={"lr": {"min": 0.0001, "max": 0.01, "scaling": "log"},
-                  "one_minus_beta1": {"feasible_points": [0.1]},
-                  "beta2": {"feasible_points": [0.999]},
-                  "weight_decay": {"min": 0.001, "max": 0.1, "scaling": "log"},
-                  "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]}},
-    state_bytes="0 per whitened matrix; 8 B/param for the AdamW parameters")
+    search_space={
+        "lr": {"min": 0.0001, "max": 0.01, "scaling": "log"},
+        "one_minus_beta1": {"feasible_points": [0.1]},
+        "beta2": {"feasible_points": [0.999]},
+        "weight_decay": {"min": 0.001, "max": 0.1, "scaling": "log"},
+        "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]},
+    },
+    state_bytes="0 per whitened matrix; 8 B/param for the AdamW parameters",
+)

@@ -13,23 +13,38 @@ from trainlab.optim.registration import Registration
 from trainlab.optim.validation import check_betas, check_non_negative, check_range
 
 
-def adamw(params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-          weight_decay: float = 0.01, foreach: bool | None = None, fused: bool | None = None):
+def adamw(
+    params,
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.01,
+    foreach: bool | None = None,
+    fused: bool | None = None,
+):
     check_non_negative("lr", lr)
     check_betas(betas)
     check_non_negative("eps", eps)
     check_non_negative("weight_decay", weight_decay)
-    return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                             foreach=foreach, fused=fused)
+    return torch.optim.AdamW(
+        params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach, fused=fused
+    )
 
 
-def sgd(params, lr: float = 0.1, momentum: float = 0.9, nesterov: bool = True,
-        weight_decay: float = 0.0, foreach: bool | None = None):
+def sgd(
+    params,
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    nesterov: bool = True,
+    weight_decay: float = 0.0,
+    foreach: bool | None = None,
+):
     check_non_negative("lr", lr)
     check_range("momentum", momentum, 0.0, 1.0, high_open=True)
     check_non_negative("weight_decay", weight_decay)
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
-                           weight_decay=weight_decay, foreach=foreach)
+    return torch.optim.SGD(
+        params, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0, weight_decay=weight_decay, foreach=foreach
+    )
 
 
 # The baselines' race defaults are workload-agnostic: one value per hyperparameter for every
@@ -37,25 +52,34 @@ def sgd(params, lr: float = 0.1, momentum: float = 0.9, nesterov: bool = True,
 # follow AlgoPerf's baseline search spaces (docs/search_spaces.md).
 REGISTRATIONS = (
     Registration(
-        "adamw", adamw, "AdamW (torch.optim implementation, foreach/fused paths)",
+        "adamw",
+        adamw,
+        "AdamW (torch.optim implementation, foreach/fused paths)",
         "Loshchilov & Hutter, Decoupled Weight Decay Regularization, ICLR 2019",
         race_defaults={"lr": 4e-3, "betas": (0.9, 0.999), "weight_decay": 0.01, "warmup_fraction": 0.05},
-        search_space={"lr": {"min": 1e-3, "max": 3e-2, "scaling": "log"},
-                      "one_minus_beta1": {"min": 0.03, "max": 0.3, "scaling": "log"},
-                      "beta2": {"feasible_points": [0.999]},
-                      "weight_decay": {"min": 1e-3, "max": 0.1, "scaling": "log"},
-                      "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]}},
-        state_bytes="8 B/param (exp_avg, exp_avg_sq) + 4 B per tensor (step)"),
+        search_space={
+            "lr": {"min": 1e-3, "max": 3e-2, "scaling": "log"},
+            "one_minus_beta1": {"min": 0.03, "max": 0.3, "scaling": "log"},
+            "beta2": {"feasible_points": [0.999]},
+            "weight_decay": {"min": 1e-3, "max": 0.1, "scaling": "log"},
+            "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]},
+        },
+        state_bytes="8 B/param (exp_avg, exp_avg_sq) + 4 B per tensor (step)",
+    ),
     Registration(
-        "sgd", sgd, "SGD with Nesterov momentum (torch.optim implementation)",
+        "sgd",
+        sgd,
+        "SGD with Nesterov momentum (torch.optim implementation)",
         "Sutskever et al., On the importance of initialization and momentum, ICML 2013",
         linear_update=True,
-        race_defaults={"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4,
-                       "warmup_fraction": 0.05},
-        search_space={"lr": {"min": 0.02, "max": 0.8, "scaling": "log"},
-                      "momentum": {"min": 0.8, "max": 0.98, "scaling": "linear"},
-                      "nesterov": {"feasible_points": [True]},
-                      "weight_decay": {"min": 1e-5, "max": 1e-3, "scaling": "log"},
-                      "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]}},
-        state_bytes="4 B/param (momentum_buffer)"),
+        race_defaults={"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4, "warmup_fraction": 0.05},
+        search_space={
+            "lr": {"min": 0.02, "max": 0.8, "scaling": "log"},
+            "momentum": {"min": 0.8, "max": 0.98, "scaling": "linear"},
+            "nesterov": {"feasible_points": [True]},
+            "weight_decay": {"min": 1e-5, "max": 1e-3, "scaling": "log"},
+            "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]},
+        },
+        state_bytes="4 B/param (momentum_buffer)",
+    ),
 )

@@ -32,7 +32,7 @@ def compare(steps, a: str, b: str, workloads: list[str]) -> tuple[list[str], str
         if not math.isfinite(ca) and not math.isfinite(cb):
             outcomes.append("both miss")
         elif (math.isfinite(ca) and la == ha) or (math.isfinite(cb) and lb == hb):
-            outcomes.append("not separable")   # a single run has no interval: nothing to separate
+            outcomes.append("not separable")  # a single run has no interval: nothing to separate
         elif ha < lb:
             outcomes.append("fewer")
         elif la > hb:
@@ -41,8 +41,7 @@ def compare(steps, a: str, b: str, workloads: list[str]) -> tuple[list[str], str
             outcomes.append("not separable")
     fewer, more, both = outcomes.count("fewer"), outcomes.count("more"), outcomes.count("both miss")
     tested = len(workloads) - both
-    rest = [f"{n} {what}" for n, what in ((outcomes.count("not separable"), "not separable"),
-                                           (both, "both miss")) if n]
+    rest = [f"{n} {what}" for n, what in ((outcomes.count("not separable"), "not separable"), (both, "both miss")) if n]
     tail = f" ({', '.join(rest)})" if rest else ""
     if not tested:
         verdict = "untested: neither reaches a target"
@@ -54,7 +53,8 @@ def compare(steps, a: str, b: str, workloads: list[str]) -> tuple[list[str], str
         verdict = f"mixed: fewer on {fewer}, more on {more}" + tail
     else:
         verdict = f"not separable on {outcomes.count('not separable')}/{len(workloads)}" + (
-            f" ({both} both miss)" if both else "")
+            f" ({both} both miss)" if both else ""
+        )
     return cells, verdict
 
 
@@ -71,8 +71,10 @@ def _chosen(best: list[dict[str, Any]], algorithm: str, workload: str, key: str)
 
 def claim_rows(steps, memory: dict, best: list[dict[str, Any]], workloads: list[str]) -> list[str]:
     """Markdown rows: claim | measured here | command | verdict."""
-    rows = ["| paper's claim | measured here (held-out steps to target, medians) | command | verdict |",
-            "|---|---|---|---|"]
+    rows = [
+        "| paper's claim | measured here (held-out steps to target, medians) | command | verdict |",
+        "|---|---|---|---|",
+    ]
 
     def add(claim: str, a: str, b: str, extra: str = "", note: str = "") -> None:
         cells, verdict = compare(steps, a, b, workloads)
@@ -81,11 +83,19 @@ def claim_rows(steps, memory: dict, best: list[dict[str, Any]], workloads: list[
     peaks = [_ratio(memory, "swan", "adamw", w, "peak") for w in workloads]
     peaks_text = ", ".join(f"{w} {p:.2f}x" for w, p in zip(workloads, peaks) if p is not None)
     halved = [p for p in peaks if p is not None]
-    rows.append(f"| SWAN: about 50 % less end-to-end memory than Adam | peak memory (params + grads + "
-                f"state + saved activations) vs adamw: {peaks_text or 'n/a'} | `{COMMAND}` | "
-                + ("n/a" if not halved else "holds" if max(halved) <= 0.55 else
-                   f"does not hold here: {100 * (1 - max(halved)):.0f}-{100 * (1 - min(halved)):.0f} % less "
-                   "(the paper's 50 % counts bf16 weights and LLM-sized state)") + " |")
+    rows.append(
+        f"| SWAN: about 50 % less end-to-end memory than Adam | peak memory (params + grads + "
+        f"state + saved activations) vs adamw: {peaks_text or 'n/a'} | `{COMMAND}` | "
+        + (
+            "n/a"
+            if not halved
+            else "holds"
+            if max(halved) <= 0.55
+            else f"does not hold here: {100 * (1 - max(halved)):.0f}-{100 * (1 - min(halved)):.0f} % less "
+            "(the paper's 50 % counts bf16 weights and LLM-sized state)"
+        )
+        + " |"
+    )
     add("SWAN: reaches Adam's loss in half the tokens (fewer steps)", "swan", "adamw")
     add("Fira beats GaLore at equal rank (fewer steps)", "fira", "galore")
     lr = [(w, _chosen(best, "lion", w, "lr"), _chosen(best, "adamw", w, "lr")) for w in workloads]
@@ -95,10 +105,13 @@ def claim_rows(steps, memory: dict, best: list[dict[str, Any]], workloads: list[
     lr_ratios = [b / a for _, a, b in lr if a and b]
     wd_ratios = [a / b for _, a, b in wd if a and b]
     in_range = all(2 <= r <= 15 for r in lr_ratios + wd_ratios) and lr_ratios and wd_ratios
-    rows.append(f"| Lion: 3-10x smaller lr and 3-10x larger weight decay than AdamW | tuned AdamW lr / Lion lr: "
-                f"{lr_text or 'n/a'}; Lion wd / AdamW wd: {wd_text or 'n/a'} (median over studies) | "
-                f"`{COMMAND}` | " + ("n/a" if not lr_ratios else "holds" if in_range else
-                                     "partly: outside 3-10x on some workloads") + " |")
+    rows.append(
+        f"| Lion: 3-10x smaller lr and 3-10x larger weight decay than AdamW | tuned AdamW lr / Lion lr: "
+        f"{lr_text or 'n/a'}; Lion wd / AdamW wd: {wd_text or 'n/a'} (median over studies) | "
+        f"`{COMMAND}` | "
+        + ("n/a" if not lr_ratios else "holds" if in_range else "partly: outside 3-10x on some workloads")
+        + " |"
+    )
     add("Lion: faster than AdamW (steps)", "lion", "adamw")
     add("diffGrad beats Adam (fewer steps)", "diffgrad", "adamw")
     add("Signum matches SGD with momentum (fewer or equal steps)", "signum", "sgd")

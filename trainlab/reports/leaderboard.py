@@ -26,7 +26,7 @@ BASELINE = "adamw"
 def _kib(value: float | None) -> str:
     if value is None or not math.isfinite(value):
         return "n/a"
-    return f"{value / 1024:.1f} KiB" if value < 1024 ** 2 else f"{value / 1024 ** 2:.2f} MiB"
+    return f"{value / 1024:.1f} KiB" if value < 1024**2 else f"{value / 1024**2:.2f} MiB"
 
 
 def _cost(value: float, interval: tuple[float, float] | None, unit: str) -> str:
@@ -54,12 +54,15 @@ def _variants(outcomes) -> dict[str, tuple[int, int]]:
     return {a: (sum(h), len(h)) for a, h in hits.items()}
 
 
-def summary_table(scores: dict, mem: dict, variants: dict[str, tuple[int, int]] | None,
-                  workloads: list[str]) -> list[str]:
+def summary_table(
+    scores: dict, mem: dict, variants: dict[str, tuple[int, int]] | None, workloads: list[str]
+) -> list[str]:
     """One row per algorithm, best time score first."""
     time, steps = scores["time"], scores["steps"]
-    head = ("| algorithm | score (time) | score (steps) | speedup vs adamw (time) | "
-            "optimizer state vs adamw | coverage | " + ("variants reached |" if variants is not None else ""))
+    head = (
+        "| algorithm | score (time) | score (steps) | speedup vs adamw (time) | "
+        "optimizer state vs adamw | coverage | " + ("variants reached |" if variants is not None else "")
+    )
     lines = [head, "|---|---:|---:|---:|---:|---:|" + ("---:|" if variants is not None else "")]
     order = sorted(time.scores, key=lambda a: (-time.scores[a], -steps.scores.get(a, 0.0), a))
     for a in order:
@@ -68,14 +71,15 @@ def summary_table(scores: dict, mem: dict, variants: dict[str, tuple[int, int]] 
             mine, base = mem.get((a, w), {}).get("state"), mem.get((BASELINE, w), {}).get("state")
             if mine is not None and base:
                 ratios.append(mine / base)
-        state = (f"{statistics.fmean(ratios):.2f}x" if ratios else "n/a")
+        state = f"{statistics.fmean(ratios):.2f}x" if ratios else "n/a"
         covs = [mem.get((a, w), {}).get("coverage") for w in workloads]
         covs = [c for c in covs if c is not None]
         known = any((a, w) in mem for w in workloads)
-        cover = (f"{100 * min(covs):.0f}-{100 * max(covs):.0f} %" if covs else
-                 "all (elementwise)" if known else "n/a")
-        row = (f"| {a} | {time.scores[a]:.3f} | {steps.scores.get(a, math.nan):.3f} | "
-               f"{_speedup(time.speedups.get(a))} | {state} | {cover} |")
+        cover = f"{100 * min(covs):.0f}-{100 * max(covs):.0f} %" if covs else "all (elementwise)" if known else "n/a"
+        row = (
+            f"| {a} | {time.scores[a]:.3f} | {steps.scores.get(a, math.nan):.3f} | "
+            f"{_speedup(time.speedups.get(a))} | {state} | {cover} |"
+        )
         if variants is not None:
             got = variants.get(a)
             row += f" {got[0]}/{got[1]} |" if got else " n/a |"
@@ -83,56 +87,83 @@ def summary_table(scores: dict, mem: dict, variants: dict[str, tuple[int, int]] 
     return lines
 
 
-PENDING = "pending"   # a cell whose runs have not all finished (scored as a miss until they do)
+PENDING = "pending"  # a cell whose runs have not all finished (scored as a miss until they do)
 
 
-def compact_table(tuned: dict, self_scores: dict | None, mem: dict, variants: dict[str, tuple[int, int]],
-                  workloads: list[str], pending: set[tuple[str, str]] = frozenset()) -> list[str]:
+def compact_table(
+    tuned: dict,
+    self_scores: dict | None,
+    mem: dict,
+    variants: dict[str, tuple[int, int]],
+    workloads: list[str],
+    pending: set[tuple[str, str]] = frozenset(),
+) -> list[str]:
     """The README's table: per algorithm, held-out steps to target per workload (median [95 %]),
     the scores, speedup and memory against AdamW, variants reached and the untuned score; ordered
     by the steps score, which machine load cannot move."""
     steps, time = tuned["steps"], tuned["time"]
-    lines = ["| algorithm | " + " | ".join(f"{w} steps" for w in workloads) + " | score (steps) | score (time) "
-             "| speedup vs adamw (steps) | state vs adamw | variants reached | untuned score (steps) |",
-             "|---|" + "---:|" * (len(workloads) + 6)]
+    lines = [
+        "| algorithm | " + " | ".join(f"{w} steps" for w in workloads) + " | score (steps) | score (time) "
+        "| speedup vs adamw (steps) | state vs adamw | variants reached | untuned score (steps) |",
+        "|---|" + "---:|" * (len(workloads) + 6),
+    ]
     for a in sorted(steps.scores, key=lambda a: (-steps.scores[a], -time.scores.get(a, 0.0), a)):
-        cells = [PENDING if (a, w) in pending else _cost(steps.costs[a][w], steps.intervals[a][w], "steps")
-                 for w in workloads]
-        ratios = [mem[(a, w)]["state"] / mem[(BASELINE, w)]["state"] for w in workloads
-                  if mem.get((a, w), {}).get("state") is not None and mem.get((BASELINE, w), {}).get("state")]
+        cells = [
+            PENDING if (a, w) in pending else _cost(steps.costs[a][w], steps.intervals[a][w], "steps")
+            for w in workloads
+        ]
+        ratios = [
+            mem[(a, w)]["state"] / mem[(BASELINE, w)]["state"]
+            for w in workloads
+            if mem.get((a, w), {}).get("state") is not None and mem.get((BASELINE, w), {}).get("state")
+        ]
         got = variants.get(a)
         untuned = self_scores["steps"].scores.get(a) if self_scores else None
-        lines.append(f"| {a} | " + " | ".join(cells) + f" | {steps.scores[a]:.3f} | "
-                     f"{time.scores.get(a, math.nan):.3f} | {_speedup(steps.speedups.get(a))} | "
-                     + (f"{statistics.fmean(ratios):.2f}x" if ratios else "n/a") + " | "
-                     + (f"{got[0]}/{got[1]}" if got else "n/a") + " | "
-                     + (f"{untuned:.3f}" if untuned is not None else "n/a") + " |")
+        lines.append(
+            f"| {a} | " + " | ".join(cells) + f" | {steps.scores[a]:.3f} | "
+            f"{time.scores.get(a, math.nan):.3f} | {_speedup(steps.speedups.get(a))} | "
+            + (f"{statistics.fmean(ratios):.2f}x" if ratios else "n/a")
+            + " | "
+            + (f"{got[0]}/{got[1]}" if got else "n/a")
+            + " | "
+            + (f"{untuned:.3f}" if untuned is not None else "n/a")
+            + " |"
+        )
     return lines
 
 
-def workload_table(scores: dict, mem: dict, workloads: list[str],
-                   pending: set[tuple[str, str]] = frozenset()) -> list[str]:
+def workload_table(
+    scores: dict, mem: dict, workloads: list[str], pending: set[tuple[str, str]] = frozenset()
+) -> list[str]:
     time, steps = scores["time"], scores["steps"]
-    lines = ["| workload | algorithm | time to target (s) [95 %] | steps to target [95 %] | "
-             "optimizer state | peak memory | coverage |", "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| workload | algorithm | time to target (s) [95 %] | steps to target [95 %] | "
+        "optimizer state | peak memory | coverage |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for w in workloads:
         order = sorted(time.costs, key=lambda a: (steps.costs[a].get(w, math.inf), a))
         for a in order:
             m = mem.get((a, w), {})
             cov = m.get("coverage")
             if (a, w) in pending:
-                lines.append(f"| {w} | {a} | {PENDING} | {PENDING} | {_kib(m.get('state'))} | "
-                             f"{_kib(m.get('peak'))} | {'--' if cov is None else f'{100 * cov:.0f} %'} |")
+                lines.append(
+                    f"| {w} | {a} | {PENDING} | {PENDING} | {_kib(m.get('state'))} | "
+                    f"{_kib(m.get('peak'))} | {'--' if cov is None else f'{100 * cov:.0f} %'} |"
+                )
                 continue
-            lines.append(f"| {w} | {a} | {_cost(time.costs[a][w], time.intervals[a][w], 's')} | "
-                         f"{_cost(steps.costs[a][w], steps.intervals[a][w], 'steps')} | "
-                         f"{_kib(m.get('state'))} | {_kib(m.get('peak'))} | "
-                         f"{'--' if cov is None else f'{100 * cov:.0f} %'} |")
+            lines.append(
+                f"| {w} | {a} | {_cost(time.costs[a][w], time.intervals[a][w], 's')} | "
+                f"{_cost(steps.costs[a][w], steps.intervals[a][w], 'steps')} | "
+                f"{_kib(m.get('state'))} | {_kib(m.get('peak'))} | "
+                f"{'--' if cov is None else f'{100 * cov:.0f} %'} |"
+            )
     return lines
 
 
-def write_leaderboard(storage, tuned, self_tuning, out: str, store: str | None = None,
-                      command: str = "make leaderboard") -> Path:
+def write_leaderboard(
+    storage, tuned, self_tuning, out: str, store: str | None = None, command: str = "make leaderboard"
+) -> Path:
     from trainlab.tuning.experiment import list_experiments
 
     out_dir = Path(out)
@@ -140,76 +171,118 @@ def write_leaderboard(storage, tuned, self_tuning, out: str, store: str | None =
     started = set(list_experiments(storage))
     views = {}
     for key, plan in (("tuned", tuned), ("self", self_tuning)):
-        if plan.name not in started:   # not begun: every cell reads as not yet run
+        if plan.name not in started:  # not begun: every cell reads as not yet run
             views[key] = None
             continue
         outcomes = collect(storage, plan)
         baseline = BASELINE if BASELINE in plan.algorithms else None
         write_tuning_report(outcomes, out_dir / key, baseline, None)
-        views[key] = (outcomes, {by: score_experiment(outcomes, by, baseline) for by in ("time", "steps")},
-                      outcomes.memory)
+        views[key] = (
+            outcomes,
+            {by: score_experiment(outcomes, by, baseline) for by in ("time", "steps")},
+            outcomes.memory,
+        )
     workloads = [tuned.display(w) for w in tuned.workloads]
     if views["tuned"] is None:
         raise UsageError("the store has no leaderboard experiment yet: run `trainlab leaderboard` first")
     t_out, t_scores, t_mem = views["tuned"]
     s_out, s_scores, s_mem = views["self"] or (None, None, None)
-    plot = pareto_plot(t_scores["steps"].costs, t_mem, workloads, out_dir / "pareto.png",
-                       baseline=BASELINE)
+    plot = pareto_plot(t_scores["steps"].costs, t_mem, workloads, out_dir / "pareto.png", baseline=BASELINE)
+
     def count(n: int, one: str, many: str) -> str:
         return f"{n} {one if n == 1 else many}"
 
     seeds = "; ".join(f"{w}: {count(self_tuning.studies_for(w), 'seed', 'seeds')}" for w in self_tuning.workloads)
-    budget = "; ".join(f"{w}: {count(tuned.studies_for(w), 'study', 'studies')} x "
-                       f"{count(tuned.trials_for(w), 'trial', 'trials')}"
-                       + (f", held-out seed{'s' if len(tuned.eval_seeds_for(w)) > 1 else ''} "
-                          f"{','.join(map(str, tuned.eval_seeds_for(w)))}")
-                       + ("" if tuned.variants_for(w) else ", no variant runs") for w in tuned.workloads)
-    lines = ["# The trainlab leaderboard", "",
-             f"Every registered algorithm ({len(tuned.algorithms)}) on the default workloads, written by "
-             f"`{command}` from the trials in `{store or 'the store'}` (rescore with "
-             "`trainlab leaderboard --score-only`).", "",
-             "**Tuned (external tuning, held-out).** Per algorithm and workload, quasi-random studies "
-             f"from its built-in search space ({budget}); each study's best configuration by steps to "
-             "target is re-run on the held-out seeds with the target checked on the test split. "
-             "**Self-tuning (no tuning).** Every algorithm at its "
-             "registered workload-agnostic race defaults, one run per seed "
-             f"({seeds}), "
-             "scored the same way.", "",
-             "Scores: area under the performance profile up to r_max = 4 (1 = fastest everywhere); "
-             "intervals: 95 % bootstrap over studies and seeds. Steps are what a busy machine cannot "
-             "distort; seconds are CPU seconds on the machine that ran it.", ""]
+    budget = "; ".join(
+        f"{w}: {count(tuned.studies_for(w), 'study', 'studies')} x "
+        f"{count(tuned.trials_for(w), 'trial', 'trials')}"
+        + (
+            f", held-out seed{'s' if len(tuned.eval_seeds_for(w)) > 1 else ''} "
+            f"{','.join(map(str, tuned.eval_seeds_for(w)))}"
+        )
+        + ("" if tuned.variants_for(w) else ", no variant runs")
+        for w in tuned.workloads
+    )
+    lines = [
+        "# The trainlab leaderboard",
+        "",
+        f"Every registered algorithm ({len(tuned.algorithms)}) on the default workloads, written by "
+        f"`{command}` from the trials in `{store or 'the store'}` (rescore with "
+        "`trainlab leaderboard --score-only`).",
+        "",
+        "**Tuned (external tuning, held-out).** Per algorithm and workload, quasi-random studies "
+        f"from its built-in search space ({budget}); each study's best configuration by steps to "
+        "target is re-run on the held-out seeds with the target checked on the test split. "
+        "**Self-tuning (no tuning).** Every algorithm at its "
+        "registered workload-agnostic race defaults, one run per seed "
+        f"({seeds}), "
+        "scored the same way.",
+        "",
+        "Scores: area under the performance profile up to r_max = 4 (1 = fastest everywhere); "
+        "intervals: 95 % bootstrap over studies and seeds. Steps are what a busy machine cannot "
+        "distort; seconds are CPU seconds on the machine that ran it.",
+        "",
+    ]
     for outcomes, label in ((t_out, "tuned"), (s_out, "self-tuning")):
         if outcomes is not None and outcomes.missing:
-            lines += [f"**{label}: incomplete** ({len(outcomes.missing)} parts unfinished, scored as "
-                      "misses until they finish): " + "; ".join(outcomes.missing[:6])
-                      + (" ..." if len(outcomes.missing) > 6 else ""), ""]
+            lines += [
+                f"**{label}: incomplete** ({len(outcomes.missing)} parts unfinished, scored as "
+                "misses until they finish): "
+                + "; ".join(outcomes.missing[:6])
+                + (" ..." if len(outcomes.missing) > 6 else ""),
+                "",
+            ]
     lines += ["## Tuned", ""] + summary_table(t_scores, t_mem, _variants(t_out), workloads) + [""]
-    lines += [f"![memory against steps to target]({plot.name})", "",
-              "Optimizer state (relative to AdamW's) against held-out steps to target (median over "
-              "studies and seeds); lower left is better; the dashed line is the Pareto front (nothing "
-              "is both smaller and faster); methods that missed are named in each panel.", ""]
+    lines += [
+        f"![memory against steps to target]({plot.name})",
+        "",
+        "Optimizer state (relative to AdamW's) against held-out steps to target (median over "
+        "studies and seeds); lower left is better; the dashed line is the Pareto front (nothing "
+        "is both smaller and faster); methods that missed are named in each panel.",
+        "",
+    ]
     lines += ["### Per workload", ""] + workload_table(t_scores, t_mem, workloads, t_out.incomplete) + [""]
-    lines += ["## The papers' claims", "", "Read off the tuned board (`trainlab.reports.claims`): a "
-              "method needs fewer steps on a workload only where its 95 % interval lies wholly below "
-              "the other's.", ""] + claim_rows(t_scores["steps"], t_mem, t_out.best, workloads) + [""]
+    lines += (
+        [
+            "## The papers' claims",
+            "",
+            "Read off the tuned board (`trainlab.reports.claims`): a "
+            "method needs fewer steps on a workload only where its 95 % interval lies wholly below "
+            "the other's.",
+            "",
+        ]
+        + claim_rows(t_scores["steps"], t_mem, t_out.best, workloads)
+        + [""]
+    )
     lines += ["## Self-tuning (workload-agnostic defaults, no tuning)", ""]
     if s_scores is None:
         lines += ["Not run yet: `trainlab leaderboard --only self` runs it.", ""]
     else:
         lines += summary_table(s_scores, s_mem, None, workloads) + [""]
         lines += ["### Per workload", ""] + workload_table(s_scores, s_mem, workloads, s_out.incomplete) + [""]
-    lines += ["Full reports: [tuned](tuned/report.md) (chosen configurations, tuning curves, variants), "
-              "[self-tuning](self/report.md). `leaderboard.tex`: the tuned time table as LaTeX; "
-              "`leaderboard.json`: every number here.", ""]
+    lines += [
+        "Full reports: [tuned](tuned/report.md) (chosen configurations, tuning curves, variants), "
+        "[self-tuning](self/report.md). `leaderboard.tex`: the tuned time table as LaTeX; "
+        "`leaderboard.json`: every number here.",
+        "",
+    ]
     time = t_scores["time"]
-    (out_dir / "leaderboard.tex").write_text(scoring_table_latex(
-        time.costs, time.intervals, time.scores, time.speedups, unit="s", baseline=time.baseline))
-    (out_dir / "leaderboard.json").write_text(json.dumps({
-        "tuned": {by: s.to_json() for by, s in t_scores.items()},
-        "self_tuning": {by: s.to_json() for by, s in (s_scores or {}).items()},
-        "memory": {f"{a}/{w}": m for (a, w), m in sorted(t_mem.items())}}, indent=2))
-    (out_dir / "summary.md").write_text("\n".join(
-        compact_table(t_scores, s_scores, t_mem, _variants(t_out), workloads, t_out.incomplete)) + "\n")
+    (out_dir / "leaderboard.tex").write_text(
+        scoring_table_latex(time.costs, time.intervals, time.scores, time.speedups, unit="s", baseline=time.baseline)
+    )
+    (out_dir / "leaderboard.json").write_text(
+        json.dumps(
+            {
+                "tuned": {by: s.to_json() for by, s in t_scores.items()},
+                "self_tuning": {by: s.to_json() for by, s in (s_scores or {}).items()},
+                "memory": {f"{a}/{w}": m for (a, w), m in sorted(t_mem.items())},
+            },
+            indent=2,
+        )
+    )
+    (out_dir / "summary.md").write_text(
+        "\n".join(compact_table(t_scores, s_scores, t_mem, _variants(t_out), workloads, t_out.incomplete)) + "\n"
+    )
     path = out_dir / "report.md"
     path.write_text("\n".join(lines))
     return path

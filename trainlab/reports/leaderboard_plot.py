@@ -15,8 +15,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 from trainlab.reports.plots import _colors, pareto_front  # noqa: E402
 
 
-def pareto_plot(costs: Mapping[str, Mapping[str, float]], memory: Mapping[tuple[str, str], Mapping[str, Any]],
-                workloads: list[str], path: Path, baseline: str = "adamw") -> Path:
+def pareto_plot(
+    costs: Mapping[str, Mapping[str, float]],
+    memory: Mapping[tuple[str, str], Mapping[str, Any]],
+    workloads: list[str],
+    path: Path,
+    baseline: str = "adamw",
+) -> Path:
     """x: optimizer-state bytes / the baseline's (linear, so a stateless method sits at 0); y: steps
     to target. Methods that missed are named in the panel instead of drawn; the baseline is ringed."""
     algorithms = sorted(costs)
@@ -39,11 +44,27 @@ def pareto_plot(costs: Mapping[str, Mapping[str, float]], memory: Mapping[tuple[
         front = pareto_front([(x, y) for _, x, y in points])
         if front:
             right = max([x for _, x, _ in points] + [1.0]) * 1.05
-            ax.step([x for x, _ in front] + [right], [y for _, y in front] + [front[-1][1]],
-                    where="post", color="black", lw=1, ls="--", alpha=0.7, zorder=1)
+            ax.step(
+                [x for x, _ in front] + [right],
+                [y for _, y in front] + [front[-1][1]],
+                where="post",
+                color="black",
+                lw=1,
+                ls="--",
+                alpha=0.7,
+                zorder=1,
+            )
         if missed:
-            ax.text(0.02, 0.98, "missed the target:\n" + ", ".join(a for a, _, _ in missed),
-                    transform=ax.transAxes, fontsize=7, va="top", color="dimgrey", wrap=True)
+            ax.text(
+                0.02,
+                0.98,
+                "missed the target:\n" + ", ".join(a for a, _, _ in missed),
+                transform=ax.transAxes,
+                fontsize=7,
+                va="top",
+                color="dimgrey",
+                wrap=True,
+            )
         ax.set_xlim(left=-0.05)
         ax.set_xlabel(f"optimizer state / {baseline}'s")
         ax.set_ylabel("steps to target (held out, median)")

@@ -18,8 +18,9 @@ def _memory_savers(config: dict) -> str:
     parts = []
     bits = config.get("compress_activations")
     if bits is not None:
-        parts.append("saved activations compressed " + ("with adaptive (GACT) bits" if bits == "adaptive"
-                                                         else f"to {bits} bits"))
+        parts.append(
+            "saved activations compressed " + ("with adaptive (GACT) bits" if bits == "adaptive" else f"to {bits} bits")
+        )
     if config.get("precision") not in (None, "fp32"):
         parts.append(f"precision {config['precision']}")
     if config.get("freeze"):
@@ -36,50 +37,78 @@ def write_report(store: ResultsStore, out_dir: str | Path, race_id: int | None =
     rows = summarize(finished)
     env = race["environment"]
 
-    lines = [f"# trainlab race {race['id']}", "",
-             f"Run {race['created_at']} on {env.get('device')} ({env.get('num_threads')} threads), "
-             f"trainlab {env.get('trainlab_version')}, torch {env.get('torch_version')}, "
-             f"commit {env.get('git_commit') or 'unknown'}.", "",
-             "Time-to-target is training time only (evaluation excluded) at the first evaluation that "
-             "meets the validation target; the median over seeds, a miss counting as infinity.", "",
-             "Saved activations: peak bytes the tensors autograd keeps for backward hold during a step "
-             "(measured with saved-tensor hooks). Peak memory: on CUDA the allocator's peak; elsewhere "
-             "parameters + gradients + optimizer state + saved activations.", ""]
+    lines = [
+        f"# trainlab race {race['id']}",
+        "",
+        f"Run {race['created_at']} on {env.get('device')} ({env.get('num_threads')} threads), "
+        f"trainlab {env.get('trainlab_version')}, torch {env.get('torch_version')}, "
+        f"commit {env.get('git_commit') or 'unknown'}.",
+        "",
+        "Time-to-target is training time only (evaluation excluded) at the first evaluation that "
+        "meets the validation target; the median over seeds, a miss counting as infinity.",
+        "",
+        "Saved activations: peak bytes the tensors autograd keeps for backward hold during a step "
+        "(measured with saved-tensor hooks). Peak memory: on CUDA the allocator's peak; elsewhere "
+        "parameters + gradients + optimizer state + saved activations.",
+        "",
+    ]
     savers = _memory_savers(race["config"])
     if savers:
         lines += [f"Memory savers in this race: {savers}.", ""]
     lines += ["## Summary", "", format_table(rows), ""]
     unfinished = [t for t in trials if t["status"] not in ("completed", "diverged")]
     if unfinished:
-        lines += ["Trials that did not finish: " + ", ".join(
-            f"{t['workload']}/{t['algorithm']}/seed {t['seed']} ({t['status']})" for t in unfinished), ""]
+        lines += [
+            "Trials that did not finish: "
+            + ", ".join(f"{t['workload']}/{t['algorithm']}/seed {t['seed']} ({t['status']})" for t in unfinished),
+            "",
+        ]
 
     if rows:
         bars = plots.time_to_target_bars(rows, out / "time_to_target.png")
         lines += ["## Time to target", "", f"![time to target]({bars.name})", ""]
         memory = plots.memory_vs_time(rows, out / "memory_vs_time.png")
-        lines += ["## Memory vs time to target", "",
-                  "One point per algorithm (and memory options); hollow markers at the top missed the "
-                  "target; the dashed step line is the Pareto front (nothing else is both smaller and "
-                  "faster).", "", f"![memory vs time to target]({memory.name})", ""]
+        lines += [
+            "## Memory vs time to target",
+            "",
+            "One point per algorithm (and memory options); hollow markers at the top missed the "
+            "target; the dashed step line is the Pareto front (nothing else is both smaller and "
+            "faster).",
+            "",
+            f"![memory vs time to target]({memory.name})",
+            "",
+        ]
     lines += ["## Validation metric vs training time", ""]
     for workload in sorted({t["workload"] for t in finished}):
         items = [t for t in finished if t["workload"] == workload]
         curves = []
         for trial in items:
             evals = store.evals(trial["id"])
-            curves.append({"algorithm": trial["algorithm"], "seconds": [e["train_seconds"] for e in evals],
-                           "metric": [e["metric"] for e in evals], "time_to_target": trial["time_to_target"]})
-        path = plots.metric_vs_time(workload, curves, items[0]["target"], items[0]["metric_name"],
-                                    bool(items[0]["higher_is_better"]), out / f"curve_{_slug(workload)}.png")
+            curves.append(
+                {
+                    "algorithm": trial["algorithm"],
+                    "seconds": [e["train_seconds"] for e in evals],
+                    "metric": [e["metric"] for e in evals],
+                    "time_to_target": trial["time_to_target"],
+                }
+            )
+        path = plots.metric_vs_time(
+            workload,
+            curves,
+            items[0]["target"],
+            items[0]["metric_name"],
+            bool(items[0]["higher_is_better"]),
+            out / f"curve_{_slug(workload)}.png",
+        )
         lines += [f"### {workload}", "", f"![{workload}]({path.name})", ""]
 
     lines += _schedule_section(race, out)
     lines += ["## Hyperparameters", "", "| algorithm | workload | hyperparameters | from |", "|---|---|---|---|"]
     for algorithm in race["config"].get("algorithms", []):
         hp = ", ".join(f"{k}={_short(v)}" for k, v in sorted(algorithm["hparams"].items()))
-        lines.append(f"| {algorithm['name']} | {algorithm.get('workload', 'all')} | {hp} | "
-                     f"{algorithm.get('source') or '--'} |")
+        lines.append(
+            f"| {algorithm['name']} | {algorithm.get('workload', 'all')} | {hp} | {algorithm.get('source') or '--'} |"
+        )
     lines.append("")
     report = out / "report.md"
     report.write_text("\n".join(lines))
@@ -116,8 +145,9 @@ def _schedule_section(race: dict, out: Path) -> list[str]:
         if norms:
             kind = entry["hparams"].get("refine_kind", "adam")
             refined = refine(norms, kind, entry["hparams"].get("refine_tau", 0.1)).tolist()
-            path = plots.refinement(workload, norms, refined, KIND_NORM[kind].upper(),
-                                    out / f"refinement_{_slug(workload)}.png")
+            path = plots.refinement(
+                workload, norms, refined, KIND_NORM[kind].upper(), out / f"refinement_{_slug(workload)}.png"
+            )
             lines += [f"![{workload} refinement]({path.name})", ""]
     for workload, schedules in sorted(by_workload.items()):
         path = plots.lr_schedules(workload, schedules, out / f"schedules_{_slug(workload)}.png")

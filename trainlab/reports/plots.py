@@ -19,16 +19,25 @@ def _colors(algorithms: list[str]) -> dict[str, Any]:
     return {name: cmap(i % 10) for i, name in enumerate(sorted(algorithms))}
 
 
-def metric_vs_time(workload: str, curves: list[dict[str, Any]], target: float, metric: str,
-                   higher_is_better: bool, path: Path) -> Path:
+def metric_vs_time(
+    workload: str, curves: list[dict[str, Any]], target: float, metric: str, higher_is_better: bool, path: Path
+) -> Path:
     """Validation metric against training time; one line per trial, one colour per algorithm."""
     colors = _colors(sorted({c["algorithm"] for c in curves}))
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
     labelled = set()
     for curve in curves:
         name = curve["algorithm"]
-        ax.plot(curve["seconds"], curve["metric"], color=colors[name], alpha=0.85, lw=1.6,
-                marker="o", ms=2.5, label=None if name in labelled else name)
+        ax.plot(
+            curve["seconds"],
+            curve["metric"],
+            color=colors[name],
+            alpha=0.85,
+            lw=1.6,
+            marker="o",
+            ms=2.5,
+            label=None if name in labelled else name,
+        )
         labelled.add(name)
         if curve.get("time_to_target") is not None and math.isfinite(curve["time_to_target"]):
             ax.axvline(curve["time_to_target"], color=colors[name], ls=":", lw=0.8, alpha=0.6)
@@ -54,8 +63,7 @@ def time_to_target_bars(rows: list[SummaryRow], path: Path) -> Path:
     workloads = sorted({r.workload for r in rows})
     algorithms = sorted({r.label for r in rows})
     colors = _colors(algorithms)
-    fig, axes = plt.subplots(1, len(workloads), figsize=(3.4 * len(workloads) + 0.6, 3.6), dpi=120,
-                             squeeze=False)
+    fig, axes = plt.subplots(1, len(workloads), figsize=(3.4 * len(workloads) + 0.6, 3.6), dpi=120, squeeze=False)
     for ax, workload in zip(axes[0], workloads):
         found = {r.label: r for r in rows if r.workload == workload}
         finite = [r.time_to_target for r in found.values() if math.isfinite(r.time_to_target)]
@@ -66,8 +74,14 @@ def time_to_target_bars(rows: list[SummaryRow], path: Path) -> Path:
                 continue
             if math.isfinite(row.time_to_target):
                 ax.bar(i, row.time_to_target, color=colors[name], label=name)
-                ax.text(i, row.time_to_target, f"{row.time_to_target:.3g} s\n{row.steps_to_target:.0f} steps",
-                        ha="center", va="bottom", fontsize=7)
+                ax.text(
+                    i,
+                    row.time_to_target,
+                    f"{row.time_to_target:.3g} s\n{row.steps_to_target:.0f} steps",
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                )
             else:
                 ax.bar(i, stub, color="white", edgecolor=colors[name], hatch="//", label=name)
                 ax.text(i, stub, "missed", ha="center", va="bottom", fontsize=7)
@@ -111,8 +125,7 @@ def memory_vs_time(rows: list[SummaryRow], path: Path) -> Path:
     workloads = sorted({r.workload for r in rows})
     labels = sorted({r.label for r in rows})
     colors = _colors(labels)
-    fig, axes = plt.subplots(1, len(workloads), figsize=(3.8 * len(workloads) + 2.2, 3.8), dpi=120,
-                             squeeze=False)
+    fig, axes = plt.subplots(1, len(workloads), figsize=(3.8 * len(workloads) + 2.2, 3.8), dpi=120, squeeze=False)
     for ax, workload in zip(axes[0], workloads):
         found = [r for r in rows if r.workload == workload]
         finite = [r.time_to_target for r in found if math.isfinite(r.time_to_target)]
@@ -121,11 +134,16 @@ def memory_vs_time(rows: list[SummaryRow], path: Path) -> Path:
         for r in found:
             hit = math.isfinite(r.time_to_target)
             y = r.time_to_target if hit else top
-            ax.scatter([r.peak_memory_bytes], [y], s=42, zorder=3,
-                       facecolors=colors[r.label] if hit else "none", edgecolors=colors[r.label],
-                       linewidths=1.4)
-            ax.annotate(r.label, (r.peak_memory_bytes, y), xytext=(4, 4), textcoords="offset points",
-                        fontsize=6.5)
+            ax.scatter(
+                [r.peak_memory_bytes],
+                [y],
+                s=42,
+                zorder=3,
+                facecolors=colors[r.label] if hit else "none",
+                edgecolors=colors[r.label],
+                linewidths=1.4,
+            )
+            ax.annotate(r.label, (r.peak_memory_bytes, y), xytext=(4, 4), textcoords="offset points", fontsize=6.5)
         front = pareto_front([(float(r.peak_memory_bytes), r.time_to_target) for r in found])
         if front:
             fx = [x for x, _ in front] + [max(xs)]
@@ -133,8 +151,7 @@ def memory_vs_time(rows: list[SummaryRow], path: Path) -> Path:
             ax.step(fx, fy, where="post", color="black", lw=1, ls="--", alpha=0.7, zorder=2)
         if len(finite) < len(found):
             ax.axhline(top, color="grey", lw=0.6, ls=":", zorder=1)
-            ax.text(0.01, top, "missed", transform=ax.get_yaxis_transform(), fontsize=7, va="bottom",
-                    color="grey")
+            ax.text(0.01, top, "missed", transform=ax.get_yaxis_transform(), fontsize=7, va="bottom", color="grey")
         if xs and min(xs) > 0 and max(xs) / min(xs) > 20:
             ax.set_xscale("log")
         else:
@@ -147,8 +164,10 @@ def memory_vs_time(rows: list[SummaryRow], path: Path) -> Path:
         ax.set_title(workload, fontsize=9)
         ax.grid(alpha=0.3)
     handles = [Line2D([], [], ls="", marker="o", color=colors[name], label=name) for name in labels]
-    handles += [Line2D([], [], ls="", marker="o", markerfacecolor="none", color="grey", label="missed target"),
-                Line2D([], [], ls="--", color="black", lw=1, label="Pareto front")]
+    handles += [
+        Line2D([], [], ls="", marker="o", markerfacecolor="none", color="grey", label="missed target"),
+        Line2D([], [], ls="--", color="black", lw=1, label="Pareto front"),
+    ]
     fig.legend(handles=handles, loc="center right", frameon=False, fontsize=7)
     fig.tight_layout(rect=(0, 0, 1 - 2.0 / fig.get_figwidth(), 1))
     fig.savefig(path)

@@ -48,8 +48,9 @@ def _speedup_cell(entry: tuple[float, int, int] | None, times: str) -> str:
     return f"{shown} ({used}/{total})"
 
 
-def _rows(costs: Costs, intervals: Intervals, scores: Mapping[str, float], speedups: Speedups, *,
-          infinity: str, times: str) -> tuple[list[str], list[list[str]]]:
+def _rows(
+    costs: Costs, intervals: Intervals, scores: Mapping[str, float], speedups: Speedups, *, infinity: str, times: str
+) -> tuple[list[str], list[list[str]]]:
     """Workload names and the cell texts per algorithm, sorted by score (missing scores last)."""
     workloads = sorted({w for per_workload in costs.values() for w in per_workload})
 
@@ -74,8 +75,15 @@ def _speedup_header(baseline: str | None) -> str:
     return f"speedup vs {baseline}" if baseline else "speedup"
 
 
-def scoring_table_markdown(costs: Costs, intervals: Intervals, scores: Mapping[str, float],
-                           speedups: Speedups, *, unit: str = "s", baseline: str | None = None) -> str:
+def scoring_table_markdown(
+    costs: Costs,
+    intervals: Intervals,
+    scores: Mapping[str, float],
+    speedups: Speedups,
+    *,
+    unit: str = "s",
+    baseline: str | None = None,
+) -> str:
     """Markdown table: "cost [low, high]" per workload ("miss" for inf), the benchmark score to 3
     decimals and "1.23x (2/3)" = geometric-mean speedup over 2 of 3 workloads."""
     workloads, rows = _rows(costs, intervals, scores, speedups, infinity="inf", times="x")
@@ -84,14 +92,26 @@ def scoring_table_markdown(costs: Costs, intervals: Intervals, scores: Mapping[s
         return text.replace("|", r"\|")
 
     header = ["algorithm", *(f"{w} ({unit})" for w in workloads), "score", _speedup_header(baseline)]
-    lines = ["| " + " | ".join(esc(h) for h in header) + " |",
-             "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines = [
+        "| " + " | ".join(esc(h) for h in header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+    ]
     lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
-_LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}"}
+_LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\^{}",
+}
 
 
 # Placeholders no escaped name can contain, swapped for math after escaping.
@@ -102,18 +122,28 @@ def _latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in text)
 
 
-def scoring_table_latex(costs: Costs, intervals: Intervals, scores: Mapping[str, float],
-                        speedups: Speedups, *, unit: str = "s", baseline: str | None = None) -> str:
+def scoring_table_latex(
+    costs: Costs,
+    intervals: Intervals,
+    scores: Mapping[str, float],
+    speedups: Speedups,
+    *,
+    unit: str = "s",
+    baseline: str | None = None,
+) -> str:
     """The same table as `scoring_table_markdown`, as a booktabs tabular (needs \\usepackage{booktabs})."""
     workloads, rows = _rows(costs, intervals, scores, speedups, infinity=_INF, times=_TIMES)
     header = ["algorithm", *(f"{w} ({unit})" for w in workloads), "score", _speedup_header(baseline)]
 
     def cell(text: str) -> str:
-        return (_latex_escape(text).replace(_INF, r"$\infty$").replace(_TIMES, r"$\times$")
-                .replace("–", "--"))
+        return _latex_escape(text).replace(_INF, r"$\infty$").replace(_TIMES, r"$\times$").replace("–", "--")
 
-    lines = [r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
-             " & ".join(_latex_escape(h) for h in header) + r" \\", r"\midrule"]
+    lines = [
+        r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
+        r"\toprule",
+        " & ".join(_latex_escape(h) for h in header) + r" \\",
+        r"\midrule",
+    ]
     lines += [" & ".join(cell(c) for c in row) + r" \\" for row in rows]
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"

@@ -24,16 +24,16 @@ class SummaryRow:
     target: float
     seeds: int
     reached: int
-    time_to_target: float          # median over seeds, inf when most missed
-    steps_to_target: float         # median over seeds, inf when most missed
-    final_metric: float            # mean over seeds
-    final_metric_std: float        # sample std over seeds (0 for one seed)
-    train_seconds: float           # mean full-budget training time
+    time_to_target: float  # median over seeds, inf when most missed
+    steps_to_target: float  # median over seeds, inf when most missed
+    final_metric: float  # mean over seeds
+    final_metric_std: float  # sample std over seeds (0 for one seed)
+    train_seconds: float  # mean full-budget training time
     state_bytes: int
     peak_memory_bytes: int
     diverged: int = 0
     saved_activation_bytes: int | None = None  # max over seeds; None when not measured (old trials)
-    options: str = ""              # memory savers, e.g. "acts 4-bit, bf16-autocast"; "" when none
+    options: str = ""  # memory savers, e.g. "acts 4-bit, bf16-autocast"; "" when none
 
     @property
     def label(self) -> str:
@@ -72,19 +72,27 @@ def summarize(trials: Iterable[dict[str, Any]]) -> list[SummaryRow]:
         saved = [t["saved_activation_bytes"] for t in items if t.get("saved_activation_bytes") is not None]
         finals = [t["final_metric"] for t in items if t["final_metric"] is not None]
         steps = [float(t["steps_to_target"]) if t["reached"] else math.inf for t in items]
-        rows.append(SummaryRow(
-            workload=workload, algorithm=algorithm, metric_name=items[0]["metric_name"],
-            higher_is_better=bool(items[0]["higher_is_better"]), target=items[0]["target"],
-            seeds=len(items), reached=sum(bool(t["reached"]) for t in items),
-            time_to_target=_median([t["time_to_target"] for t in items]),
-            steps_to_target=_median(steps),
-            final_metric=statistics.fmean(finals) if finals else math.nan,
-            final_metric_std=statistics.stdev(finals) if len(finals) > 1 else 0.0,
-            train_seconds=statistics.fmean(t["train_seconds"] or 0.0 for t in items),
-            state_bytes=max(t["state_bytes"] or 0 for t in items),
-            peak_memory_bytes=max(t["peak_memory_bytes"] or 0 for t in items),
-            diverged=sum(t["status"] == "diverged" for t in items),
-            saved_activation_bytes=max(saved) if saved else None, options=options))
+        rows.append(
+            SummaryRow(
+                workload=workload,
+                algorithm=algorithm,
+                metric_name=items[0]["metric_name"],
+                higher_is_better=bool(items[0]["higher_is_better"]),
+                target=items[0]["target"],
+                seeds=len(items),
+                reached=sum(bool(t["reached"]) for t in items),
+                time_to_target=_median([t["time_to_target"] for t in items]),
+                steps_to_target=_median(steps),
+                final_metric=statistics.fmean(finals) if finals else math.nan,
+                final_metric_std=statistics.stdev(finals) if len(finals) > 1 else 0.0,
+                train_seconds=statistics.fmean(t["train_seconds"] or 0.0 for t in items),
+                state_bytes=max(t["state_bytes"] or 0 for t in items),
+                peak_memory_bytes=max(t["peak_memory_bytes"] or 0 for t in items),
+                diverged=sum(t["status"] == "diverged" for t in items),
+                saved_activation_bytes=max(saved) if saved else None,
+                options=options,
+            )
+        )
     return rows
 
 
@@ -98,8 +106,10 @@ def _bytes(n: int) -> str:
 
 def format_table(rows: list[SummaryRow]) -> str:
     """A Markdown table (also readable as plain text in a terminal)."""
-    header = ("| workload | algorithm | reached | time-to-target (s) | steps-to-target | "
-              "final metric | train time (s) | optimizer state | saved activations | peak memory |")
+    header = (
+        "| workload | algorithm | reached | time-to-target (s) | steps-to-target | "
+        "final metric | train time (s) | optimizer state | saved activations | peak memory |"
+    )
     lines = [header, "|" + "---|" * 10]
     for r in sorted(rows, key=lambda r: (r.workload, r.algorithm, r.options)):
         ttt = f"{r.time_to_target:.1f}" if math.isfinite(r.time_to_target) else "missed"
@@ -111,7 +121,9 @@ def format_table(rows: list[SummaryRow]) -> str:
             final += f", {r.diverged} diverged"
         saved = "—" if r.saved_activation_bytes is None else _bytes(r.saved_activation_bytes)
         peak = _bytes(r.peak_memory_bytes) if r.peak_memory_bytes else "—"
-        lines.append(f"| {r.workload} | {r.label} | {r.reached}/{r.seeds} | {ttt} | {stt} | "
-                     f"{r.metric_name} {final} (target {arrow} {r.target:g}) | "
-                     f"{r.train_seconds:.1f} | {_bytes(r.state_bytes)} | {saved} | {peak} |")
+        lines.append(
+            f"| {r.workload} | {r.label} | {r.reached}/{r.seeds} | {ttt} | {stt} | "
+            f"{r.metric_name} {final} (target {arrow} {r.target:g}) | "
+            f"{r.train_seconds:.1f} | {_bytes(r.state_bytes)} | {saved} | {peak} |"
+        )
     return "\n".join(lines)

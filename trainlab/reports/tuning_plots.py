@@ -26,8 +26,7 @@ def _save(fig: Any, path: str | Path) -> Path:
     return path
 
 
-def performance_profiles_plot(ratios: Mapping[str, Mapping[str, float]], path: str | Path,
-                              r_max: float = 4.0) -> Path:
+def performance_profiles_plot(ratios: Mapping[str, Mapping[str, float]], path: str | Path, r_max: float = 4.0) -> Path:
     """rho_s(tau) for tau in [1, r_max], one step curve per algorithm; the legend gives each
     benchmark score (the normalised area under its curve), best first."""
     scores = benchmark_score(ratios, r_max)
@@ -41,9 +40,16 @@ def performance_profiles_plot(ratios: Mapping[str, Mapping[str, float]], path: s
     ranked = sorted(ratios, key=lambda a: (-scores[a], a))
     for i, name in enumerate(ranked):
         # Decreasing widths and varied dashes keep identical stretches of curves distinguishable.
-        ax.step(taus + [right], profile[name] + [profile[name][-1]], where="post", color=colors[name],
-                lw=max(1.0, 2.6 - 0.4 * i), ls=styles[i % len(styles)], alpha=0.9,
-                label=f"{name} (score {scores[name]:.3f})")
+        ax.step(
+            taus + [right],
+            profile[name] + [profile[name][-1]],
+            where="post",
+            color=colors[name],
+            lw=max(1.0, 2.6 - 0.4 * i),
+            ls=styles[i % len(styles)],
+            alpha=0.9,
+            label=f"{name} (score {scores[name]:.3f})",
+        )
     ax.axvline(r_max, color="grey", lw=0.8, ls=":")
     ax.set_xlim(1.0, right)
     ax.set_ylim(-0.02, 1.02)
@@ -64,12 +70,17 @@ def workload_costs_plot(rows: Sequence[Mapping[str, Any]], path: str | Path, uni
     workloads = sorted({r["workload"] for r in rows})
     algorithms = sorted({r["algorithm"] for r in rows})
     colors = _colors(algorithms)
-    fig, axes = plt.subplots(len(workloads), 1, dpi=120, squeeze=False,
-                             figsize=(7, 0.9 + len(workloads) * (0.6 + 0.32 * len(algorithms))))
+    fig, axes = plt.subplots(
+        len(workloads), 1, dpi=120, squeeze=False, figsize=(7, 0.9 + len(workloads) * (0.6 + 0.32 * len(algorithms)))
+    )
     for ax, workload in zip(axes[:, 0], workloads):
         found = {r["algorithm"]: r for r in rows if r["workload"] == workload}
-        finite = [float(v) for r in found.values() for v in (r["cost"], r.get("low"), r.get("high"))
-                  if v is not None and math.isfinite(v)]
+        finite = [
+            float(v)
+            for r in found.values()
+            for v in (r["cost"], r.get("low"), r.get("high"))
+            if v is not None and math.isfinite(v)
+        ]
         stub = (max(finite) if finite else 1.0) * 1.1
         for y, name in enumerate(algorithms):
             row = found.get(name)
@@ -86,8 +97,14 @@ def workload_costs_plot(rows: Sequence[Mapping[str, Any]], path: str | Path, uni
             if low is not None and high is not None:
                 end = float(high) if math.isfinite(high) else stub
                 # max(0, .): a percentile interval need not contain the point estimate.
-                ax.errorbar(cost, y, xerr=[[max(0.0, cost - float(low))], [max(0.0, end - cost)]],
-                            color="black", lw=1, capsize=3)
+                ax.errorbar(
+                    cost,
+                    y,
+                    xerr=[[max(0.0, cost - float(low))], [max(0.0, end - cost)]],
+                    color="black",
+                    lw=1,
+                    capsize=3,
+                )
                 if not math.isfinite(high):
                     ax.plot(stub, y, marker=">", color="black", ms=5)
             ax.text(end, y, f"  {cost:.3g} {unit}", va="center", fontsize=7)
@@ -117,8 +134,9 @@ def tuning_curves_plot(curves: Sequence[Mapping[str, Any]], path: str | Path) ->
     workloads = sorted({c["workload"] for c in curves})
     algorithms = sorted({c["algorithm"] for c in curves})
     colors = _colors(algorithms)
-    fig, axes = plt.subplots(1, len(workloads), figsize=(max(7, 3.6 * len(workloads) + 1.6), 4.2),
-                             dpi=120, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(workloads), figsize=(max(7, 3.6 * len(workloads) + 1.6), 4.2), dpi=120, squeeze=False
+    )
     for ax, workload in zip(axes[0], workloads):
         mine = [c for c in curves if c["workload"] == workload]
         never, drawn = 0, []
@@ -129,8 +147,9 @@ def tuning_curves_plot(curves: Sequence[Mapping[str, Any]], path: str | Path) ->
                 continue
             xs, ys = zip(*hits)
             drawn.extend(ys)
-            ax.plot(xs, ys, drawstyle="steps-post", color=colors[curve["algorithm"]], lw=1.5, alpha=0.8,
-                    marker="o", ms=2.5)
+            ax.plot(
+                xs, ys, drawstyle="steps-post", color=colors[curve["algorithm"]], lw=1.5, alpha=0.8, marker="o", ms=2.5
+            )
         if drawn and min(drawn) > 0 and max(drawn) / min(drawn) > 10:
             ax.set_yscale("log")  # early trials can be orders of magnitude slower than the best
         ax.set_xlim(0.5, max(1, *(len(c["costs"]) for c in mine)) + 0.5)  # every trial, drawn or not

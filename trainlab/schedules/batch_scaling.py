@@ -18,6 +18,7 @@ import math
 
 RULES = ("linear", "sqrt")
 
+
 def scale_lr(lr: float, base_batch: int, batch: int, rule: str = "linear") -> float:
     """`lr` tuned at `base_batch`, moved to `batch`: times batch/base_batch ("linear") or its root ("sqrt")."""
     if rule not in RULES:

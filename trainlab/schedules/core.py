@@ -22,8 +22,7 @@ def _check_total(total_steps: int) -> None:
 
 def _check_warmup(warmup_steps: int, total_steps: int) -> None:
     if not isinstance(warmup_steps, int) or not 0 <= warmup_steps < total_steps:
-        raise ValueError(f"warmup_steps must be an integer in [0, total_steps={total_steps}), "
-                         f"got {warmup_steps!r}")
+        raise ValueError(f"warmup_steps must be an integer in [0, total_steps={total_steps}), got {warmup_steps!r}")
 
 
 def constant() -> Schedule:
@@ -72,8 +71,7 @@ COOLDOWNS: dict[str, Callable[[float], float]] = {
 }
 
 
-def wsd(total_steps: int, warmup_steps: int = 0, decay_fraction: float = 0.2,
-        cooldown: str = "1-sqrt") -> Schedule:
+def wsd(total_steps: int, warmup_steps: int = 0, decay_fraction: float = 0.2, cooldown: str = "1-sqrt") -> Schedule:
     """Warmup-stable-decay: linear warm-up, hold at 1, then cool down over the last steps to 0.
 
     The cool-down covers the last `int(decay_fraction * total_steps)` steps and reaches 0 at
@@ -91,8 +89,10 @@ def wsd(total_steps: int, warmup_steps: int = 0, decay_fraction: float = 0.2,
     decay_steps = int(decay_fraction * total_steps)
     decay_start = total_steps - decay_steps
     if decay_start < warmup_steps:
-        raise ValueError(f"warm-up ({warmup_steps} steps) and cool-down ({decay_steps} steps) overlap "
-                         f"in total_steps={total_steps}; lower warmup or decay_fraction")
+        raise ValueError(
+            f"warm-up ({warmup_steps} steps) and cool-down ({decay_steps} steps) overlap "
+            f"in total_steps={total_steps}; lower warmup or decay_fraction"
+        )
     warm, shape = linear_warmup(warmup_steps), COOLDOWNS[cooldown]
 
     def schedule(step: int) -> float:
@@ -108,11 +108,13 @@ def wsd(total_steps: int, warmup_steps: int = 0, decay_fraction: float = 0.2,
 def _check_boundaries(boundaries: Sequence[int], pieces: int, what: str) -> list[int]:
     bounds = list(boundaries)
     if len(bounds) != pieces - 1:
-        raise ValueError(f"{what}: need exactly one boundary fewer than pieces, got {len(bounds)} "
-                         f"boundaries for {pieces} pieces")
+        raise ValueError(
+            f"{what}: need exactly one boundary fewer than pieces, got {len(bounds)} boundaries for {pieces} pieces"
+        )
     if any(not isinstance(b, int) or b < 0 for b in bounds) or any(a >= b for a, b in zip(bounds, bounds[1:])):
-        raise ValueError(f"{what}: boundaries must be non-negative integers in strictly increasing "
-                         f"order, got {bounds!r}")
+        raise ValueError(
+            f"{what}: boundaries must be non-negative integers in strictly increasing order, got {bounds!r}"
+        )
     return bounds
 
 

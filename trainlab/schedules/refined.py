@@ -29,6 +29,7 @@ KINDS = ("adam", "sgd")
 # The norm each kind of refinement needs, in TrainingAlgorithm's `grad_norm_kind` vocabulary.
 KIND_NORM = {"adam": "l1", "sgd": "l2"}
 
+
 def _median_smooth(norms: np.ndarray, tau: float) -> np.ndarray:
     from scipy.ndimage import median_filter  # imported here: scipy is slow to import
 
@@ -37,8 +38,9 @@ def _median_smooth(norms: np.ndarray, tau: float) -> np.ndarray:
     return median_filter(np.pad(norms, (0, pad), mode="reflect"), size=width, mode="nearest")[:-pad]
 
 
-def refine(grad_norms: Sequence[float], kind: str = "adam", tau: float = 0.1,
-           total_steps: int | None = None) -> np.ndarray:
+def refine(
+    grad_norms: Sequence[float], kind: str = "adam", tau: float = 0.1, total_steps: int | None = None
+) -> np.ndarray:
     """The refined multipliers eta_0..eta_{T-1} (max exactly 1, last exactly 0) from T recorded norms.
 
     `grad_norms[t]` is the norm of the gradient at update t of the first run: L1 for kind "adam",
@@ -57,22 +59,27 @@ def refine(grad_norms: Sequence[float], kind: str = "adam", tau: float = 0.1,
     if len(norms) < 2:
         raise ValueError(f"refinement needs at least 2 gradient norms, got {len(norms)}")
     if total_steps is not None and total_steps != len(norms):
-        raise ValueError(f"got {len(norms)} gradient norms for total_steps={total_steps}; record the "
-                         f"first run with the same step budget")
+        raise ValueError(
+            f"got {len(norms)} gradient norms for total_steps={total_steps}; record the "
+            f"first run with the same step budget"
+        )
     bad = np.flatnonzero(~np.isfinite(norms) | (norms <= 0))
     if bad.size:
-        raise ValueError(f"gradient norms must be finite and positive; step {bad[0]} has {norms[bad[0]]!r} "
-                         f"({bad.size} bad values in all)")
+        raise ValueError(
+            f"gradient norms must be finite and positive; step {bad[0]} has {norms[bad[0]]!r} "
+            f"({bad.size} bad values in all)"
+        )
     smooth = _median_smooth(norms, tau)
-    weights = smooth ** -1.0 if kind == "adam" else smooth ** -2.0
-    tail = np.cumsum(weights[::-1])[::-1]           # tail[t] = sum_{p >= t} w_p
+    weights = smooth**-1.0 if kind == "adam" else smooth**-2.0
+    tail = np.cumsum(weights[::-1])[::-1]  # tail[t] = sum_{p >= t} w_p
     eta = np.zeros_like(weights)
     eta[:-1] = weights[:-1] * tail[1:]
     return eta / eta.max()
 
 
-def refined_schedule(grad_norms: Sequence[float], kind: str = "adam", tau: float = 0.1,
-                     total_steps: int | None = None) -> Schedule:
+def refined_schedule(
+    grad_norms: Sequence[float], kind: str = "adam", tau: float = 0.1, total_steps: int | None = None
+) -> Schedule:
     """`refine(...)` as a pure schedule; steps at or past len(grad_norms) get 0.
 
     Returning 0 (not raising) past the end is deliberate: LambdaLR evaluates the schedule once more

@@ -22,8 +22,12 @@ def _warmup_steps(total_steps: int, hparams: dict[str, Any]) -> int:
 
 def _wsd(total: int, hp: dict[str, Any]) -> Schedule:
     defaults = SCHEDULE_HPARAMS["wsd"]
-    return wsd(total, _warmup_steps(total, hp), hp.get("decay_fraction", defaults["decay_fraction"]),
-               hp.get("cooldown", defaults["cooldown"]))
+    return wsd(
+        total,
+        _warmup_steps(total, hp),
+        hp.get("decay_fraction", defaults["decay_fraction"]),
+        hp.get("cooldown", defaults["cooldown"]),
+    )
 
 
 def _uba(total: int, hp: dict[str, Any]) -> Schedule:
@@ -34,15 +38,20 @@ def _refined(total: int, hp: dict[str, Any]) -> Schedule:
     """Needs the first run's per-step gradient norms; `trainlab refine` records and passes them."""
     norms = hp.get("grad_norms")
     if norms is None:
-        raise ValueError("refined needs gradient norms from a first run: use `trainlab refine` "
-                         "(or pass the hyperparameter grad_norms=[...], one norm per step)")
+        raise ValueError(
+            "refined needs gradient norms from a first run: use `trainlab refine` "
+            "(or pass the hyperparameter grad_norms=[...], one norm per step)"
+        )
     kind = hp.get("refine_kind")
     if kind not in KINDS:
-        raise ValueError(f"refined needs refine_kind, one of {', '.join(KINDS)} ('adam' for L1 norms, "
-                         f"'sgd' for L2 norms; trainlab.algorithms.rules.kind_for gives each "
-                         f"optimizer's), got {kind!r}")
-    return refined_schedule(norms, kind, hp.get("refine_tau", SCHEDULE_HPARAMS["refined"]["refine_tau"]),
-                            total_steps=total)
+        raise ValueError(
+            f"refined needs refine_kind, one of {', '.join(KINDS)} ('adam' for L1 norms, "
+            f"'sgd' for L2 norms; trainlab.algorithms.rules.kind_for gives each "
+            f"optimizer's), got {kind!r}"
+        )
+    return refined_schedule(
+        norms, kind, hp.get("refine_tau", SCHEDULE_HPARAMS["refined"]["refine_tau"]), total_steps=total
+    )
 
 
 SCHEDULES: dict[str, Callable[[int, dict[str, Any]], Schedule]] = {

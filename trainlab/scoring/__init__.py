@@ -3,9 +3,15 @@ benchmark scores and speedups, kept free of the results store so they can be tes
 
 from __future__ import annotations
 
-from trainlab.scoring.aggregate import (bootstrap_interval, geometric_mean_speedup, median_cost,
-                                        workload_cost)
+from trainlab.scoring.aggregate import bootstrap_interval, geometric_mean_speedup, median_cost, workload_cost
 from trainlab.scoring.profiles import benchmark_score, performance_profile, performance_ratios
 
-__all__ = ["benchmark_score", "bootstrap_interval", "geometric_mean_speedup", "median_cost",
-           "performance_profile", "performance_ratios", "workload_cost"]
+__all__ = [
+    "benchmark_score",
+    "bootstrap_interval",
+    "geometric_mean_speedup",
+    "median_cost",
+    "performance_profile",
+    "performance_ratios",
+    "workload_cost",
+]

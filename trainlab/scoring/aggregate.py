@@ -74,8 +74,9 @@ def _order_statistic_interval(estimates: np.ndarray, confidence: float) -> tuple
     return float(low), float(high)
 
 
-def bootstrap_interval(per_study_seed_costs: Sequence[Sequence[float]], *, resamples: int = 2000,
-                       confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+def bootstrap_interval(
+    per_study_seed_costs: Sequence[Sequence[float]], *, resamples: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
     """Percentile bootstrap interval of `workload_cost`, as (low, high); either end may be inf.
 
     Two-level resampling, because both levels are random: the studies are drawn with replacement,
@@ -102,8 +103,9 @@ def bootstrap_interval(per_study_seed_costs: Sequence[Sequence[float]], *, resam
     return _order_statistic_interval(estimates, confidence)
 
 
-def geometric_mean_speedup(costs: Mapping[str, Mapping[str, float]],
-                           baseline: str) -> dict[str, tuple[float, int, int]]:
+def geometric_mean_speedup(
+    costs: Mapping[str, Mapping[str, float]], baseline: str
+) -> dict[str, tuple[float, int, int]]:
     """Geometric-mean speedup of each algorithm over `baseline`: {algorithm: (speedup, used, total)}.
 
     Per workload the speedup is cost_baseline / cost_algorithm (above 1: faster than the baseline).

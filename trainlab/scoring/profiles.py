@@ -20,8 +20,7 @@ def _check_r_max(r_max: float) -> float:
     return float(r_max)
 
 
-def performance_ratios(costs: Mapping[str, Mapping[str, float]],
-                       r_max: float = 4.0) -> dict[str, dict[str, float]]:
+def performance_ratios(costs: Mapping[str, Mapping[str, float]], r_max: float = 4.0) -> dict[str, dict[str, float]]:
     """r[s][w] = cost[s][w] / min over algorithms of cost[s'][w], with ratios above `r_max` set to inf.
 
     Every algorithm must have a cost on every workload: a silently missing entry would shrink that

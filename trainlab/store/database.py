@@ -34,9 +34,9 @@ def normalise_url(url: str | None) -> str:
     """Accept a SQLAlchemy URL or a plain file path (taken as a SQLite database)."""
     if not url:
         return DEFAULT_STORE_URL
-    for scheme in ("postgresql://", "postgres://"):   # the driver trainlab[postgres] installs
+    for scheme in ("postgresql://", "postgres://"):  # the driver trainlab[postgres] installs
         if url.startswith(scheme):
-            return "postgresql+psycopg://" + url[len(scheme):]
+            return "postgresql+psycopg://" + url[len(scheme) :]
     return url if "://" in url else f"sqlite:///{url}"
 
 
@@ -54,8 +54,9 @@ class ResultsStore:
         try:
             parsed = make_url(self.url)
         except ArgumentError:
-            raise UsageError(f"cannot parse store URL {self.url!r}: use sqlite:///PATH.db or "
-                             "postgresql://USER@HOST/DB") from None
+            raise UsageError(
+                f"cannot parse store URL {self.url!r}: use sqlite:///PATH.db or postgresql://USER@HOST/DB"
+            ) from None
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             path = Path(parsed.database)
             if not create and not path.exists():
@@ -67,8 +68,10 @@ class ResultsStore:
         try:
             self.engine = sa.create_engine(self.url, future=True)
         except (NoSuchModuleError, ImportError, ArgumentError) as exc:
-            raise UsageError(f"cannot open results store {self.url!r}: {exc}; "
-                             "for PostgreSQL install a driver (pip install 'trainlab[postgres]')") from None
+            raise UsageError(
+                f"cannot open results store {self.url!r}: {exc}; "
+                "for PostgreSQL install a driver (pip install 'trainlab[postgres]')"
+            ) from None
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
@@ -76,13 +79,14 @@ class ResultsStore:
             self._check_schema_version()
         except (DBAPIError, SQLAlchemyError) as exc:
             reason = str(getattr(exc, "orig", exc)).splitlines()[0]
-            raise UsageError(f"cannot use results store {self.url!r}: {reason}; pass --store with a "
-                             "writable SQLite path or database URL") from None
+            raise UsageError(
+                f"cannot use results store {self.url!r}: {reason}; pass --store with a "
+                "writable SQLite path or database URL"
+            ) from None
 
     def _check_schema_version(self) -> None:
         with self.engine.begin() as conn:
-            found = conn.execute(sa.select(schema.meta.c.value)
-                                 .where(schema.meta.c.key == "schema_version")).scalar()
+            found = conn.execute(sa.select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")).scalar()
             if found is None:
                 conn.execute(schema.meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
                 return
@@ -91,8 +95,10 @@ class ResultsStore:
         except ValueError:
             version = None
         if version is None or not 1 <= version <= SCHEMA_VERSION:
-            raise UsageError(f"results store {self.url!r} has schema version {found}, this trainlab "
-                             f"writes version {SCHEMA_VERSION}: use a new --store")
+            raise UsageError(
+                f"results store {self.url!r} has schema version {found}, this trainlab "
+                f"writes version {SCHEMA_VERSION}: use a new --store"
+            )
         if version < SCHEMA_VERSION:
             self._upgrade(version)
 
@@ -112,8 +118,12 @@ class ResultsStore:
                     if name not in self._columns(table_name):  # not a concurrent upgrade that won
                         raise
         with self.engine.begin() as conn:
-            conn.execute(schema.meta.update().where(schema.meta.c.key == "schema_version")
-                         .where(schema.meta.c.value == str(version)).values(value=str(SCHEMA_VERSION)))
+            conn.execute(
+                schema.meta.update()
+                .where(schema.meta.c.key == "schema_version")
+                .where(schema.meta.c.value == str(version))
+                .values(value=str(SCHEMA_VERSION))
+            )
 
     def _columns(self, table_name: str) -> set[str]:
         return {c["name"] for c in sa.inspect(self.engine).get_columns(table_name)}
@@ -121,47 +131,81 @@ class ResultsStore:
     # ---- writing ----------------------------------------------------------------------------
     def start_race(self, config: dict[str, Any], environment: dict[str, Any], label: str | None = None) -> int:
         with self.engine.begin() as conn:
-            row = conn.execute(schema.races.insert().values(
-                created_at=_now(), label=label, config=json.dumps(config, default=str),
-                environment=json.dumps(environment), trainlab_version=environment.get("trainlab_version"),
-                torch_version=environment.get("torch_version"), device=environment.get("device"),
-                num_threads=environment.get("num_threads"), git_commit=environment.get("git_commit")))
+            row = conn.execute(
+                schema.races.insert().values(
+                    created_at=_now(),
+                    label=label,
+                    config=json.dumps(config, default=str),
+                    environment=json.dumps(environment),
+                    trainlab_version=environment.get("trainlab_version"),
+                    torch_version=environment.get("torch_version"),
+                    device=environment.get("device"),
+                    num_threads=environment.get("num_threads"),
+                    git_commit=environment.get("git_commit"),
+                )
+            )
             return int(row.inserted_primary_key[0])
 
-    def start_trial(self, race_id: int, workload: str, algorithm: str, seed: int,
-                    hparams: dict[str, Any]) -> int:
+    def start_trial(self, race_id: int, workload: str, algorithm: str, seed: int, hparams: dict[str, Any]) -> int:
         with self.engine.begin() as conn:
-            row = conn.execute(schema.trials.insert().values(
-                race_id=race_id, workload=workload, algorithm=algorithm, seed=seed,
-                hparams=json.dumps(hparams, default=str), status="running", started_at=_now()))
+            row = conn.execute(
+                schema.trials.insert().values(
+                    race_id=race_id,
+                    workload=workload,
+                    algorithm=algorithm,
+                    seed=seed,
+                    hparams=json.dumps(hparams, default=str),
+                    status="running",
+                    started_at=_now(),
+                )
+            )
             return int(row.inserted_primary_key[0])
 
     def finish_trial(self, trial_id: int, result: TrialResult) -> None:
         """Write a trial's summary and all its evaluations in one transaction."""
         values = {
-            "hparams": json.dumps(result.hparams, default=str),   # as trained (a run may add to them)
-            "status": result.status, "metric_name": result.metric_name,
-            "higher_is_better": result.higher_is_better, "target": result.target,
-            "step_budget": result.step_budget, "reached": result.reached,
-            "time_to_target": _finite(result.time_to_target), "steps_to_target": result.steps_to_target,
-            "final_metric": _finite(result.final_metric), "best_metric": _finite(result.best_metric),
-            "test_metric": _finite(result.test_metric), "steps": result.steps,
-            "train_seconds": result.train_seconds, "eval_seconds": result.eval_seconds,
-            "param_bytes": result.param_bytes, "grad_bytes": result.grad_bytes,
-            "state_bytes": result.state_bytes, "peak_memory_bytes": result.peak_memory_bytes,
-            "peak_memory_source": result.peak_memory_source, "error": result.error,
+            "hparams": json.dumps(result.hparams, default=str),  # as trained (a run may add to them)
+            "status": result.status,
+            "metric_name": result.metric_name,
+            "higher_is_better": result.higher_is_better,
+            "target": result.target,
+            "step_budget": result.step_budget,
+            "reached": result.reached,
+            "time_to_target": _finite(result.time_to_target),
+            "steps_to_target": result.steps_to_target,
+            "final_metric": _finite(result.final_metric),
+            "best_metric": _finite(result.best_metric),
+            "test_metric": _finite(result.test_metric),
+            "steps": result.steps,
+            "train_seconds": result.train_seconds,
+            "eval_seconds": result.eval_seconds,
+            "param_bytes": result.param_bytes,
+            "grad_bytes": result.grad_bytes,
+            "state_bytes": result.state_bytes,
+            "peak_memory_bytes": result.peak_memory_bytes,
+            "peak_memory_source": result.peak_memory_source,
+            "error": result.error,
             "grad_norms": json.dumps(result.grad_norms) if result.grad_norms is not None else None,
             "saved_activation_bytes": result.saved_activation_bytes,
-            "compress_activations": (None if result.compress_activations is None
-                                     else str(result.compress_activations)),
-            "precision": result.precision, "frozen_params": result.frozen_params,
-            "covered_params": result.covered_params, "coverage": result.coverage,
+            "compress_activations": (None if result.compress_activations is None else str(result.compress_activations)),
+            "precision": result.precision,
+            "frozen_params": result.frozen_params,
+            "covered_params": result.covered_params,
+            "coverage": result.coverage,
             "finished_at": _now(),
         }
-        rows = [{"trial_id": trial_id, "step": r.step, "train_seconds": r.train_seconds,
-                 "train_loss": _finite(r.train_loss), "metric": _finite(r.metric),
-                 "validation_loss": _finite(r.validation_loss), "eval_seconds": r.eval_seconds}
-                for r in result.evals]
+        rows = [
+            {
+                "trial_id": trial_id,
+                "step": r.step,
+                "train_seconds": r.train_seconds,
+                "train_loss": _finite(r.train_loss),
+                "metric": _finite(r.metric),
+                "validation_loss": _finite(r.validation_loss),
+                "eval_seconds": r.eval_seconds,
+            }
+            for r in result.evals
+        ]
         with self.engine.begin() as conn:
             conn.execute(schema.trials.update().where(schema.trials.c.id == trial_id).values(**values))
             if rows:
@@ -169,15 +213,19 @@ class ResultsStore:
 
     def fail_trial(self, trial_id: int, error: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(schema.trials.update().where(schema.trials.c.id == trial_id)
-                         .values(status="failed", error=error[:2000], finished_at=_now()))
+            conn.execute(
+                schema.trials.update()
+                .where(schema.trials.c.id == trial_id)
+                .values(status="failed", error=error[:2000], finished_at=_now())
+            )
 
     # ---- reading ----------------------------------------------------------------------------
     def races(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(schema.races).order_by(schema.races.c.id)).mappings().all()
-        return [{**row, "config": json.loads(row["config"]),
-                 "environment": json.loads(row["environment"])} for row in rows]
+        return [
+            {**row, "config": json.loads(row["config"]), "environment": json.loads(row["environment"])} for row in rows
+        ]
 
     def race(self, race_id: int | None = None) -> dict[str, Any]:
         """One race (the newest when `race_id` is None)."""
@@ -189,8 +237,7 @@ class ResultsStore:
         for race in found:
             if race["id"] == race_id:
                 return race
-        raise UsageError(f"no race {race_id} in {self.url!r}; races: "
-                         f"{', '.join(str(r['id']) for r in found)}")
+        raise UsageError(f"no race {race_id} in {self.url!r}; races: {', '.join(str(r['id']) for r in found)}")
 
     def trials(self, race_id: int, statuses: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
         query = sa.select(schema.trials).where(schema.trials.c.race_id == race_id)
@@ -210,8 +257,13 @@ class ResultsStore:
 
     def evals(self, trial_id: int) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(schema.evals).where(schema.evals.c.trial_id == trial_id)
-                                .order_by(schema.evals.c.step)).mappings().all()
+            rows = (
+                conn.execute(
+                    sa.select(schema.evals).where(schema.evals.c.trial_id == trial_id).order_by(schema.evals.c.step)
+                )
+                .mappings()
+                .all()
+            )
         return [dict(row) for row in rows]
 
 

@@ -10,11 +10,11 @@ from typing import Any
 @dataclass
 class EvalRecord:
     step: int
-    train_seconds: float     # training time on the clock when this evaluation began
-    train_loss: float        # mean training loss over the steps since the previous evaluation
-    metric: float            # the workload's validation metric
+    train_seconds: float  # training time on the clock when this evaluation began
+    train_loss: float  # mean training loss over the steps since the previous evaluation
+    metric: float  # the workload's validation metric
     validation_loss: float
-    eval_seconds: float      # wall time of this evaluation (not on the clock)
+    eval_seconds: float  # wall time of this evaluation (not on the clock)
 
 
 @dataclass
@@ -27,13 +27,13 @@ class TrialResult:
     higher_is_better: bool
     target: float
     step_budget: int
-    status: str = "completed"            # completed | diverged | failed
+    status: str = "completed"  # completed | diverged | failed
     reached: bool = False
-    time_to_target: float = math.inf     # training seconds at the first evaluation meeting the target
+    time_to_target: float = math.inf  # training seconds at the first evaluation meeting the target
     steps_to_target: int | None = None
-    final_metric: float = math.nan       # validation metric at the last evaluation
+    final_metric: float = math.nan  # validation metric at the last evaluation
     best_metric: float = math.nan
-    test_metric: float = math.nan        # test metric of the final weights (untimed)
+    test_metric: float = math.nan  # test metric of the final weights (untimed)
     steps: int = 0
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
@@ -41,13 +41,13 @@ class TrialResult:
     grad_bytes: int = 0
     state_bytes: int = 0
     peak_memory_bytes: int = 0
-    peak_memory_source: str = ""         # "cuda_max_allocated" or "params+grads+state+activations"
+    peak_memory_source: str = ""  # "cuda_max_allocated" or "params+grads+state+activations"
     saved_activation_bytes: int | None = None  # peak bytes held by saved-tensor hooks in a step (measured)
     compress_activations: int | str | None = None  # 2, 4, 8, "adaptive" or None (off)
-    precision: str = "fp32"              # fp32 | bf16-autocast | bf16
-    frozen_params: int = 0               # parameter entries (scalars) frozen by the freeze rules
-    covered_params: int | None = None    # entries a matrix method projected, whitened or split
-    coverage: float | None = None        # covered_params / trainable entries (None: elementwise)
+    precision: str = "fp32"  # fp32 | bf16-autocast | bf16
+    frozen_params: int = 0  # parameter entries (scalars) frozen by the freeze rules
+    covered_params: int | None = None  # entries a matrix method projected, whitened or split
+    coverage: float | None = None  # covered_params / trainable entries (None: elementwise)
     error: str | None = None
     evals: list[EvalRecord] = field(default_factory=list)
     grad_norms: list[float] | None = None

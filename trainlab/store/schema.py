@@ -11,23 +11,25 @@ row is rewritten.
 
 from __future__ import annotations
 
-from sqlalchemy import (Boolean, Column, Float, ForeignKey, Integer, MetaData, String, Table, Text)
+from sqlalchemy import Boolean, Column, Float, ForeignKey, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
 meta = Table(
-    "trainlab_meta", metadata,
+    "trainlab_meta",
+    metadata,
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
 )
 
 races = Table(
-    "trainlab_races", metadata,
+    "trainlab_races",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("created_at", String(32), nullable=False),
     Column("label", String(200)),
-    Column("config", Text, nullable=False),          # JSON: workloads, algorithms, seeds, options
-    Column("environment", Text, nullable=False),     # JSON: versions, device, threads, git commit
+    Column("config", Text, nullable=False),  # JSON: workloads, algorithms, seeds, options
+    Column("environment", Text, nullable=False),  # JSON: versions, device, threads, git commit
     Column("trainlab_version", String(32)),
     Column("torch_version", String(64)),
     Column("device", String(200)),
@@ -36,20 +38,21 @@ races = Table(
 )
 
 trials = Table(
-    "trainlab_trials", metadata,
+    "trainlab_trials",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("race_id", Integer, ForeignKey("trainlab_races.id"), nullable=False, index=True),
     Column("workload", String(200), nullable=False),
     Column("algorithm", String(200), nullable=False),
     Column("seed", Integer, nullable=False),
-    Column("hparams", Text, nullable=False),         # JSON
-    Column("status", String(16), nullable=False),    # running | completed | diverged | failed
+    Column("hparams", Text, nullable=False),  # JSON
+    Column("status", String(16), nullable=False),  # running | completed | diverged | failed
     Column("metric_name", String(64)),
     Column("higher_is_better", Boolean),
     Column("target", Float),
     Column("step_budget", Integer),
     Column("reached", Boolean),
-    Column("time_to_target", Float),                 # NULL when not reached
+    Column("time_to_target", Float),  # NULL when not reached
     Column("steps_to_target", Integer),
     Column("final_metric", Float),
     Column("best_metric", Float),
@@ -62,28 +65,35 @@ trials = Table(
     Column("state_bytes", Integer),
     Column("peak_memory_bytes", Integer),
     Column("peak_memory_source", String(32)),
-    Column("grad_norms", Text),                      # JSON list, when recorded
+    Column("grad_norms", Text),  # JSON list, when recorded
     Column("error", Text),
     Column("started_at", String(32), nullable=False),
     Column("finished_at", String(32)),
     # schema version 2: memory savers (nullable: version-1 rows, upgraded in place, hold NULL)
-    Column("saved_activation_bytes", Integer),       # peak bytes held by saved-tensor hooks in a step
-    Column("compress_activations", String(16)),      # "2", "4", "8", "adaptive"; NULL when off
-    Column("precision", String(16)),                 # fp32 | bf16-autocast | bf16
-    Column("frozen_params", Integer),                # parameter entries frozen
+    Column("saved_activation_bytes", Integer),  # peak bytes held by saved-tensor hooks in a step
+    Column("compress_activations", String(16)),  # "2", "4", "8", "adaptive"; NULL when off
+    Column("precision", String(16)),  # fp32 | bf16-autocast | bf16
+    Column("frozen_params", Integer),  # parameter entries frozen
     # schema version 3: what a matrix method treats unlike AdamW (NULL for elementwise methods)
-    Column("covered_params", Integer),               # entries projected, whitened or split
-    Column("coverage", Float),                       # covered_params / trainable entries
+    Column("covered_params", Integer),  # entries projected, whitened or split
+    Column("coverage", Float),  # covered_params / trainable entries
 )
 
 # Columns added after version 1, by table: opening an older store adds them (`ResultsStore`).
 ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "trainlab_trials": ("saved_activation_bytes", "compress_activations", "precision", "frozen_params",
-                        "covered_params", "coverage"),
+    "trainlab_trials": (
+        "saved_activation_bytes",
+        "compress_activations",
+        "precision",
+        "frozen_params",
+        "covered_params",
+        "coverage",
+    ),
 }
 
 evals = Table(
-    "trainlab_evals", metadata,
+    "trainlab_evals",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("trial_id", Integer, ForeignKey("trainlab_trials.id"), nullable=False, index=True),
     Column("step", Integer, nullable=False),

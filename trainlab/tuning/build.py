@@ -22,11 +22,24 @@ from trainlab.workloads import workload_class
 from trainlab.workloads.variants import variants_of
 
 
-def build_plan(name: str, algorithms: list[str], workloads: list[str],
-               workload_options: dict[str, dict[str, Any]], *, search_space_files: dict[str, str],
-               trials: int, studies: int, eval_seeds: list[int], protocol: str = "held-out", seed: int = 0,
-               stop_at_target: bool = True, variants: bool = False, select_by: str = "time",
-               trial: TrialConfig | None = None, device: torch.device | None = None) -> TuningPlan:
+def build_plan(
+    name: str,
+    algorithms: list[str],
+    workloads: list[str],
+    workload_options: dict[str, dict[str, Any]],
+    *,
+    search_space_files: dict[str, str],
+    trials: int,
+    studies: int,
+    eval_seeds: list[int],
+    protocol: str = "held-out",
+    seed: int = 0,
+    stop_at_target: bool = True,
+    variants: bool = False,
+    select_by: str = "time",
+    trial: TrialConfig | None = None,
+    device: torch.device | None = None,
+) -> TuningPlan:
     """`workloads` are specs (names, files, modules); `workload_options` is keyed by workload name.
     `trial`: the memory savers and precision every trial of the experiment trains with."""
     classes = [workload_class(spec) for spec in workloads]
@@ -36,8 +49,10 @@ def build_plan(name: str, algorithms: list[str], workloads: list[str],
     for algorithm in algorithms:
         if is_submission(algorithm):
             if not trial.plain:
-                raise UsageError(f"{algorithm}: AlgoPerf submissions run without trainlab's memory savers "
-                                 "(no --compress-activations, --precision, --freeze, --freeze-change)")
+                raise UsageError(
+                    f"{algorithm}: AlgoPerf submissions run without trainlab's memory savers "
+                    "(no --compress-activations, --precision, --freeze, --freeze-change)"
+                )
             origins[algorithm], files[algorithm] = submission_origin(algorithm, files.get(algorithm))
             spaces[algorithm] = check_search_space(load_search_space, algorithm, files[algorithm]).to_json()
             continue
@@ -45,17 +60,30 @@ def build_plan(name: str, algorithms: list[str], workloads: list[str],
         if is_external(optimizer_name):
             origins[optimizer_name] = origin(optimizer_name)
             if algorithm not in files:
-                raise UsageError(f"{algorithm!r} has no built-in search space: give one with "
-                                 f"--search-space {algorithm}=FILE.json (AlgoPerf format)")
+                raise UsageError(
+                    f"{algorithm!r} has no built-in search space: give one with "
+                    f"--search-space {algorithm}=FILE.json (AlgoPerf format)"
+                )
         source = files.get(algorithm, optimizer_name)
         spaces[algorithm] = check_search_space(load_search_space, algorithm, source).to_json()
-    plan = TuningPlan(name=name, algorithms=algorithms, workloads=workloads, trials=trials, studies=studies,
-                      eval_seeds=eval_seeds, protocol=protocol, seed=seed, search_spaces=spaces,
-                      workload_options={spec: workload_options.get(cls.name, {})
-                                        for spec, cls in zip(workloads, classes)},
-                      stop_at_target=stop_at_target, variants=variants,
-                      workload_names={spec: cls.name for spec, cls in zip(workloads, classes)},
-                      select_by=select_by, origins=origins, trial=trial.to_dict())
+    plan = TuningPlan(
+        name=name,
+        algorithms=algorithms,
+        workloads=workloads,
+        trials=trials,
+        studies=studies,
+        eval_seeds=eval_seeds,
+        protocol=protocol,
+        seed=seed,
+        search_spaces=spaces,
+        workload_options={spec: workload_options.get(cls.name, {}) for spec, cls in zip(workloads, classes)},
+        stop_at_target=stop_at_target,
+        variants=variants,
+        workload_names={spec: cls.name for spec, cls in zip(workloads, classes)},
+        select_by=select_by,
+        origins=origins,
+        trial=trial.to_dict(),
+    )
     plan.check()
     built = [cls(**plan.workload_options[spec]) for spec, cls in zip(workloads, classes)]
     trial.check(device, built)

@@ -20,8 +20,7 @@ from typing import Callable
 import torch
 
 from trainlab.errors import UsageError
-from trainlab.tuning.experiment import (counts, create_or_resume, enqueue_evaluation, enqueue_tuning,
-                                        load)
+from trainlab.tuning.experiment import counts, create_or_resume, enqueue_evaluation, enqueue_tuning, load
 from trainlab.tuning.plan import TuningPlan
 from trainlab.tuning.worker import Worker, fail_stale
 
@@ -55,7 +54,7 @@ class CoordinatorLease:
             except (ProcessLookupError, ValueError):
                 return None  # its process is gone: a crashed coordinator, restarted here
             except PermissionError:
-                pass         # alive, another user's
+                pass  # alive, another user's
         return held
 
     def __enter__(self) -> "CoordinatorLease":
@@ -64,7 +63,8 @@ class CoordinatorLease:
             raise UsageError(
                 f"experiment {self.name!r} is being run by process {held['pid']} on {held['host']} "
                 f"(seen {time.time() - held['at']:.0f} s ago): add workers with `trainlab worker --name "
-                f"{self.name}`, or if that process is dead, retry after {self.grace:.0f} s")
+                f"{self.name}`, or if that process is dead, retry after {self.grace:.0f} s"
+            )
         self.study.set_user_attr(LEASE_ATTR, {**self.me, "at": time.time()})
         self._thread.start()
         return self
@@ -86,41 +86,103 @@ def is_marked_finished(storage, plan: TuningPlan) -> bool:
     return bool(load(storage, plan.manifest_name()).user_attrs.get(FINISHED_ATTR))
 
 
-def spawn_worker(store_url: str, plan: TuningPlan, device: torch.device, threads: int | None,
-                 heartbeat_interval: int, grace_period: int) -> subprocess.Popen:
-    command = [sys.executable, "-m", "trainlab", "worker", "--name", plan.name, "--store", store_url,
-               "--device", str(device), "--heartbeat-interval", str(heartbeat_interval),
-               "--grace-period", str(grace_period), "--parent-pid", str(os.getpid()), "--no-progress"]
+def spawn_worker(
+    store_url: str,
+    plan: TuningPlan,
+    device: torch.device,
+    threads: int | None,
+    heartbeat_interval: int,
+    grace_period: int,
+) -> subprocess.Popen:
+    command = [
+        sys.executable,
+        "-m",
+        "trainlab",
+        "worker",
+        "--name",
+        plan.name,
+        "--store",
+        store_url,
+        "--device",
+        str(device),
+        "--heartbeat-interval",
+        str(heartbeat_interval),
+        "--grace-period",
+        str(grace_period),
+        "--parent-pid",
+        str(os.getpid()),
+        "--no-progress",
+    ]
     if threads is not None:
         command += ["--threads", str(threads)]
     return subprocess.Popen(command)
 
 
-def run_experiment(storage, store_url: str, plan: TuningPlan, device: torch.device, *, workers: int = 1,
-                   threads: int | None = None, heartbeat_interval: int, grace_period: int,
-                   report: Callable[[str], None] = print, progress_factory=None, poll: float = 0.5,
-                   variants_of=None) -> None:
+def run_experiment(
+    storage,
+    store_url: str,
+    plan: TuningPlan,
+    device: torch.device,
+    *,
+    workers: int = 1,
+    threads: int | None = None,
+    heartbeat_interval: int,
+    grace_period: int,
+    report: Callable[[str], None] = print,
+    progress_factory=None,
+    poll: float = 0.5,
+    variants_of=None,
+) -> None:
     plan, resumed = create_or_resume(storage, plan)
     with CoordinatorLease(storage, plan, heartbeat_interval, grace_period):
-        _coordinate(storage, store_url, plan, device, resumed, workers=workers, threads=threads,
-                    heartbeat_interval=heartbeat_interval, grace_period=grace_period, report=report,
-                    progress_factory=progress_factory, poll=poll, variants_of=variants_of)
+        _coordinate(
+            storage,
+            store_url,
+            plan,
+            device,
+            resumed,
+            workers=workers,
+            threads=threads,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            report=report,
+            progress_factory=progress_factory,
+            poll=poll,
+            variants_of=variants_of,
+        )
 
 
-def _coordinate(storage, store_url: str, plan: TuningPlan, device: torch.device, resumed: bool, *,
-                workers: int, threads: int | None, heartbeat_interval: int, grace_period: int,
-                report: Callable[[str], None], progress_factory, poll: float, variants_of) -> None:
+def _coordinate(
+    storage,
+    store_url: str,
+    plan: TuningPlan,
+    device: torch.device,
+    resumed: bool,
+    *,
+    workers: int,
+    threads: int | None,
+    heartbeat_interval: int,
+    grace_period: int,
+    report: Callable[[str], None],
+    progress_factory,
+    poll: float,
+    variants_of,
+) -> None:
     load(storage, plan.manifest_name()).set_user_attr(FINISHED_ATTR, False)  # a resume may add runs
     queued = enqueue_tuning(storage, plan)
     state = counts(storage, plan)
-    report(f"experiment {plan.name!r}: {'resumed' if resumed else 'created'}; "
-           f"{state['complete']} trials complete, {state['waiting'] + state['running']} to run"
-           + (f" ({queued} newly queued)" if queued else ""))
+    report(
+        f"experiment {plan.name!r}: {'resumed' if resumed else 'created'}; "
+        f"{state['complete']} trials complete, {state['waiting'] + state['running']} to run"
+        + (f" ({queued} newly queued)" if queued else "")
+    )
     worker = Worker(storage, plan, device, report=report, progress_factory=progress_factory)
-    helpers = [spawn_worker(store_url, plan, device, threads, heartbeat_interval, grace_period)
-               for _ in range(max(0, workers - 1))]
+    helpers = [
+        spawn_worker(store_url, plan, device, threads, heartbeat_interval, grace_period)
+        for _ in range(max(0, workers - 1))
+    ]
     last_stale_check = 0.0
-    evaluated: set[tuple[str, str]] = set()   # (algorithm, workload) pairs whose runs are queued
+    evaluated: set[tuple[str, str]] = set()  # (algorithm, workload) pairs whose runs are queued
     try:
         while True:
             if time.monotonic() - last_stale_check >= heartbeat_interval:
@@ -130,7 +192,7 @@ def _coordinate(storage, store_url: str, plan: TuningPlan, device: torch.device,
             if worker.run_one():
                 continue
             if len(evaluated) == len(plan.algorithms) * len(plan.workloads):
-                state = counts(storage, plan)   # every run is queued: done when none is left
+                state = counts(storage, plan)  # every run is queued: done when none is left
                 if not state["waiting"] and not state["running"]:
                     break
             time.sleep(poll)
@@ -147,12 +209,21 @@ def _coordinate(storage, store_url: str, plan: TuningPlan, device: torch.device,
                     proc.kill()
 
 
-def run_worker(storage, name: str, device: torch.device, *, parent_pid: int | None = None,
-               exit_when_idle: bool = False, report: Callable[[str], None] = print,
-               progress_factory=None, poll: float = 1.0) -> int:
+def run_worker(
+    storage,
+    name: str,
+    device: torch.device,
+    *,
+    parent_pid: int | None = None,
+    exit_when_idle: bool = False,
+    report: Callable[[str], None] = print,
+    progress_factory=None,
+    poll: float = 1.0,
+) -> int:
     """Run queued trials of experiment `name` until it is finished (or idle, or the parent is gone);
     returns the number of trials this worker ran."""
     from trainlab.tuning.experiment import load_plan
+
     plan = load_plan(storage, name)
     worker = Worker(storage, plan, device, report=report, progress_factory=progress_factory)
     ran = 0

@@ -35,13 +35,13 @@ def draw_configs(space: SearchSpace, seed: int, count: int) -> list[dict[str, An
     `QMCSampler`, as search-space values (constants included). Drawn against a private in-memory
     study, so the sequence depends only on (space, seed), not on what the shared study holds, and
     the first point is quasi-random too (an Optuna study would draw its first trial at random)."""
-    if space.points is not None:   # list form: every point once per pass, in this study's own order
+    if space.points is not None:  # list form: every point once per pass, in this study's own order
         order = torch.randperm(len(space.points), generator=torch.Generator().manual_seed(seed)).tolist()
         return [dict(space.points[order[i % len(order)]]) for i in range(count)]
     distributions = space.distributions()
     configs = []
     if distributions:
-        with warnings.catch_warnings():   # "experimental" since Optuna 3.0; our tests pin its output
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.0; our tests pin its output
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             sampler = optuna.samplers.QMCSampler(qmc_type="halton", scramble=True, seed=seed)
         scratch = optuna.create_study(sampler=sampler)
@@ -78,9 +78,11 @@ def create_or_resume(storage, plan: TuningPlan) -> tuple[TuningPlan, bool]:
             manifest.set_user_attr("plan", plan.to_json())
             differing = []
         if differing:
-            raise UsageError(f"experiment {plan.name!r} already exists in this store with a different "
-                             f"{differing[0]}: rerun it with the same options to resume, or choose "
-                             "another --name")
+            raise UsageError(
+                f"experiment {plan.name!r} already exists in this store with a different "
+                f"{differing[0]}: rerun it with the same options to resume, or choose "
+                "another --name"
+            )
         if plan.variants and not previous.variants:
             manifest.set_user_attr("plan", plan.to_json())
         plan.variants = plan.variants or previous.variants
@@ -96,22 +98,28 @@ def load_plan(storage, name: str) -> TuningPlan:
     manifest = summaries.get(f"trainlab:{name}")
     if manifest is None or "plan" not in manifest.user_attrs:
         known = sorted(n.split(":", 2)[1] for n in summaries if n.count(":") == 1 and n.startswith("trainlab:"))
-        raise UsageError(f"no tuning experiment named {name!r} in this store"
-                         + (f"; stored: {', '.join(known)}" if known else "; run `trainlab tune` first"))
+        raise UsageError(
+            f"no tuning experiment named {name!r} in this store"
+            + (f"; stored: {', '.join(known)}" if known else "; run `trainlab tune` first")
+        )
     return TuningPlan.from_json(manifest.user_attrs["plan"])
 
 
 def list_experiments(storage) -> list[str]:
-    return sorted(s.study_name.split(":", 1)[1] for s in optuna.get_all_study_summaries(storage)
-                  if s.study_name.startswith("trainlab:") and s.study_name.count(":") == 1)
+    return sorted(
+        s.study_name.split(":", 1)[1]
+        for s in optuna.get_all_study_summaries(storage)
+        if s.study_name.startswith("trainlab:") and s.study_name.count(":") == 1
+    )
 
 
 def _identity(trial: FrozenTrial, keys: Iterable[str]) -> tuple:
     return tuple(json.dumps(trial.user_attrs.get(k), sort_keys=True) for k in keys)
 
 
-def _enqueue_missing(study: optuna.Study, wanted: list[dict[str, Any]], keys: tuple[str, ...],
-                     space: SearchSpace) -> int:
+def _enqueue_missing(
+    study: optuna.Study, wanted: list[dict[str, Any]], keys: tuple[str, ...], space: SearchSpace
+) -> int:
     have = {_identity(t, keys) for t in study.get_trials(deepcopy=False) if "kind" in t.user_attrs}
     added = 0
     for attrs in wanted:
@@ -136,10 +144,20 @@ def enqueue_tuning(storage, plan: TuningPlan) -> int:
                 if k >= plan.studies_for(workload):
                     continue
                 study = load(storage, plan.tune_study_name(algorithm, workload, k))
-                wanted = [{"kind": "tune", "algorithm": algorithm, "workload": workload,
-                           "base_workload": workload, "study": k, "draw": i,
-                           "seed": tuning_seed(k, i), "split": "validation", "config": config}
-                          for i, config in enumerate(configs[:plan.trials_for(workload)])]
+                wanted = [
+                    {
+                        "kind": "tune",
+                        "algorithm": algorithm,
+                        "workload": workload,
+                        "base_workload": workload,
+                        "study": k,
+                        "draw": i,
+                        "seed": tuning_seed(k, i),
+                        "split": "validation",
+                        "config": config,
+                    }
+                    for i, config in enumerate(configs[: plan.trials_for(workload)])
+                ]
                 added += _enqueue_missing(study, wanted, ("kind", "study", "draw"), space)
     return added
 
@@ -177,6 +195,7 @@ def best_trial(trials: list[FrozenTrial], by: str = "time") -> FrozenTrial | Non
         if metric is None or not math.isfinite(metric):
             return (1, 0.0, t.user_attrs.get("draw", 0))
         return (0, -metric if r.get("higher_is_better") else metric, t.user_attrs.get("draw", 0))
+
     return min(done, key=badness)
 
 
@@ -198,8 +217,7 @@ def tuning_finished(storage, plan: TuningPlan, algorithm: str, workload: str) ->
     return True
 
 
-def enqueue_evaluation(storage, plan: TuningPlan, variants_of=None,
-                       done: set[tuple[str, str]] | None = None) -> int:
+def enqueue_evaluation(storage, plan: TuningPlan, variants_of=None, done: set[tuple[str, str]] | None = None) -> int:
     """For each (algorithm, workload) whose tuning is finished, queue its evaluation runs (held-out
     protocol) and robustness runs on variants (if the plan asks); returns how many were queued.
     `done` (the caller's, kept across calls) collects the pairs already queued: a finished tuning
@@ -218,16 +236,25 @@ def enqueue_evaluation(storage, plan: TuningPlan, variants_of=None,
                 best = best_trial(within_budget(study.get_trials(deepcopy=False), plan, workload), plan.select_by)
                 if best is None:
                     continue
-                common = {"algorithm": algorithm, "base_workload": workload, "study": k,
-                          "draw": best.user_attrs["draw"], "config": best.user_attrs["config"]}
+                common = {
+                    "algorithm": algorithm,
+                    "base_workload": workload,
+                    "study": k,
+                    "draw": best.user_attrs["draw"],
+                    "config": best.user_attrs["config"],
+                }
                 split = "test" if plan.protocol == "held-out" else "validation"
                 if plan.protocol == "held-out":
-                    wanted += [{**common, "kind": "eval", "workload": workload, "seed": s, "split": split}
-                               for s in plan.eval_seeds_for(workload)]
+                    wanted += [
+                        {**common, "kind": "eval", "workload": workload, "seed": s, "split": split}
+                        for s in plan.eval_seeds_for(workload)
+                    ]
                 if plan.variants_for(workload) and variants_of is not None:
                     seed = plan.eval_seeds_for(workload)[0] if plan.eval_seeds_for(workload) else 0
-                    wanted += [{**common, "kind": "variant", "workload": v, "seed": seed, "split": split}
-                               for v in variants_of(workload)]
+                    wanted += [
+                        {**common, "kind": "variant", "workload": v, "seed": seed, "split": split}
+                        for v in variants_of(workload)
+                    ]
             if wanted:
                 study = load(storage, plan.eval_study_name(algorithm, workload))
                 added += _enqueue_missing(study, wanted, ("kind", "study", "workload", "seed"), space)
@@ -243,5 +270,7 @@ def experiment_trials(storage, plan: TuningPlan) -> list[FrozenTrial]:
 
 def counts(storage, plan: TuningPlan) -> dict[str, int]:
     trials = [t for t in experiment_trials(storage, plan) if "kind" in t.user_attrs]
-    return {state: sum(t.state.name.lower() == state for t in trials)
-            for state in ("waiting", "running", "complete", "fail")}
+    return {
+        state: sum(t.state.name.lower() == state for t in trials)
+        for state in ("waiting", "running", "complete", "fail")
+    }

@@ -34,21 +34,41 @@ SELF_PER_WORKLOAD = {"text_lm": {"studies": 1}}
 
 
 def tuned_plan(algorithms: list[str], spaces: dict[str, dict[str, Any]]) -> TuningPlan:
-    return TuningPlan(name=TUNED_NAME, algorithms=list(algorithms), workloads=list(WORKLOADS),
-                      trials=TRIALS, studies=STUDIES, eval_seeds=list(EVAL_SEEDS), protocol="held-out",
-                      search_spaces=spaces, workload_options={w: {} for w in WORKLOADS},
-                      variants=True, workload_names={w: w for w in WORKLOADS}, select_by="steps",
-                      per_workload={w: dict(b) for w, b in TUNED_PER_WORKLOAD.items()})
+    return TuningPlan(
+        name=TUNED_NAME,
+        algorithms=list(algorithms),
+        workloads=list(WORKLOADS),
+        trials=TRIALS,
+        studies=STUDIES,
+        eval_seeds=list(EVAL_SEEDS),
+        protocol="held-out",
+        search_spaces=spaces,
+        workload_options={w: {} for w in WORKLOADS},
+        variants=True,
+        workload_names={w: w for w in WORKLOADS},
+        select_by="steps",
+        per_workload={w: dict(b) for w, b in TUNED_PER_WORKLOAD.items()},
+    )
 
 
 def self_tuning_plan(algorithms: list[str], defaults: dict[str, dict[str, Any]]) -> TuningPlan:
     """`defaults`: algorithm -> its race defaults (the learning rate pins the one-point space)."""
     spaces = {a: {"lr": {"feasible_points": [float(defaults[a]["lr"])]}} for a in algorithms}
-    return TuningPlan(name=SELF_TUNING_NAME, algorithms=list(algorithms), workloads=list(WORKLOADS),
-                      trials=1, studies=STUDIES, eval_seeds=[], protocol="same-split",
-                      search_spaces=spaces, workload_options={w: {} for w in WORKLOADS},
-                      variants=False, workload_names={w: w for w in WORKLOADS}, select_by="steps",
-                      per_workload={w: dict(b) for w, b in SELF_PER_WORKLOAD.items()})
+    return TuningPlan(
+        name=SELF_TUNING_NAME,
+        algorithms=list(algorithms),
+        workloads=list(WORKLOADS),
+        trials=1,
+        studies=STUDIES,
+        eval_seeds=[],
+        protocol="same-split",
+        search_spaces=spaces,
+        workload_options={w: {} for w in WORKLOADS},
+        variants=False,
+        workload_names={w: w for w in WORKLOADS},
+        select_by="steps",
+        per_workload={w: dict(b) for w, b in SELF_PER_WORKLOAD.items()},
+    )
 
 
 def grown(plan: TuningPlan, stored: TuningPlan | None) -> TuningPlan:
@@ -89,7 +109,9 @@ def race_configs(storage, plan: TuningPlan) -> dict[str, Any]:
             chosen = next(b for b in best if b["study"] == k)
             hparams = to_hparams(chosen["config"], valid_hparams(*parse_name(algorithm)))
             configs.setdefault(algorithm, {})[name] = {
-                "study": k, "draw": chosen["draw"], "hparams": hparams,
-                "median_steps_to_target": medians[k] if math.isfinite(medians[k]) else None}
-    return {"experiment": plan.name, "selected_by": "median held-out steps to target over seeds",
-            "configs": configs}
+                "study": k,
+                "draw": chosen["draw"],
+                "hparams": hparams,
+                "median_steps_to_target": medians[k] if math.isfinite(medians[k]) else None,
+            }
+    return {"experiment": plan.name, "selected_by": "median held-out steps to target over seeds", "configs": configs}

@@ -26,13 +26,13 @@ class Outcomes:
     plan: TuningPlan
     # by -> algorithm -> workload -> per study -> per evaluation seed
     costs: dict[str, dict[str, dict[str, list[list[float]]]]] = field(default_factory=dict)
-    curves: list[dict[str, Any]] = field(default_factory=list)        # tuning trials, by time
-    best: list[dict[str, Any]] = field(default_factory=list)          # per (algorithm, workload, study)
-    variants: list[dict[str, Any]] = field(default_factory=list)      # robustness runs
-    missing: list[str] = field(default_factory=list)                  # what is not finished yet
-    incomplete: set[tuple[str, str]] = field(default_factory=set)     # (algorithm, workload) of those
+    curves: list[dict[str, Any]] = field(default_factory=list)  # tuning trials, by time
+    best: list[dict[str, Any]] = field(default_factory=list)  # per (algorithm, workload, study)
+    variants: list[dict[str, Any]] = field(default_factory=list)  # robustness runs
+    missing: list[str] = field(default_factory=list)  # what is not finished yet
+    incomplete: set[tuple[str, str]] = field(default_factory=set)  # (algorithm, workload) of those
     counts: dict[str, int] = field(default_factory=dict)
-    protocol: str = "held-out"                                        # how the costs were scored
+    protocol: str = "held-out"  # how the costs were scored
     # (algorithm, workload) -> median over its completed runs on the workload itself (variants
     # excluded) of "state", "saved_activations", "peak" bytes and "coverage" (None when not measured)
     memory: dict[tuple[str, str], dict[str, float | None]] = field(default_factory=dict)
@@ -44,8 +44,7 @@ def collect(storage, plan: TuningPlan, protocol: str | None = None) -> Outcomes:
     protocol = protocol or plan.protocol
     trials = [t for t in experiment_trials(storage, plan) if "kind" in t.user_attrs]
     out = Outcomes(plan, costs={by: {} for by in COSTS}, protocol=protocol)
-    out.counts = {s: sum(t.state.name.lower() == s for t in trials)
-                  for s in ("waiting", "running", "complete", "fail")}
+    out.counts = {s: sum(t.state.name.lower() == s for t in trials) for s in ("waiting", "running", "complete", "fail")}
     by_key: dict[tuple, list] = {}
     for t in trials:
         a = t.user_attrs
@@ -56,8 +55,10 @@ def collect(storage, plan: TuningPlan, protocol: str | None = None) -> Outcomes:
             for by in COSTS:
                 out.costs[by].setdefault(algorithm, {})[workload] = []
             for k in range(plan.studies_for(workload)):
-                tuning = sorted(within_budget(by_key.get(("tune", algorithm, workload, k), []), plan, workload),
-                                key=lambda t: t.user_attrs["draw"])
+                tuning = sorted(
+                    within_budget(by_key.get(("tune", algorithm, workload, k), []), plan, workload),
+                    key=lambda t: t.user_attrs["draw"],
+                )
                 done = [t for t in tuning if t.state in (TrialState.COMPLETE, TrialState.FAIL)]
                 # one entry per draw: a retried draw has a failed copy and (later) a completed one
                 per_draw: dict[int, Any] = {}
@@ -65,21 +66,36 @@ def collect(storage, plan: TuningPlan, protocol: str | None = None) -> Outcomes:
                     d = t.user_attrs["draw"]
                     if d not in per_draw or t.state == TrialState.COMPLETE:
                         per_draw[d] = t
-                out.curves.append({"workload": plan.display(workload), "algorithm": algorithm, "study": k,
-                                   "costs": [cost_of(per_draw[d], "time") for d in sorted(per_draw)]})
+                out.curves.append(
+                    {
+                        "workload": plan.display(workload),
+                        "algorithm": algorithm,
+                        "study": k,
+                        "costs": [cost_of(per_draw[d], "time") for d in sorted(per_draw)],
+                    }
+                )
                 if len(per_draw) < plan.trials_for(workload):
-                    out.missing.append(f"{algorithm} on {plan.display(workload)}, study {k}: "
-                                       f"{len(per_draw)}/{plan.trials_for(workload)} tuning trials")
+                    out.missing.append(
+                        f"{algorithm} on {plan.display(workload)}, study {k}: "
+                        f"{len(per_draw)}/{plan.trials_for(workload)} tuning trials"
+                    )
                     out.incomplete.add((algorithm, plan.display(workload)))
                 best = best_trial(tuning, plan.select_by)
                 if best is None:
                     for by in COSTS:
                         out.costs[by][algorithm][workload].append([math.inf])
                     continue
-                out.best.append({"algorithm": algorithm, "workload": plan.display(workload), "study": k,
-                                 "draw": best.user_attrs["draw"], "config": best.user_attrs["config"],
-                                 "tuning_time": cost_of(best, "time"),
-                                 "tuning_steps": cost_of(best, "steps")})
+                out.best.append(
+                    {
+                        "algorithm": algorithm,
+                        "workload": plan.display(workload),
+                        "study": k,
+                        "draw": best.user_attrs["draw"],
+                        "config": best.user_attrs["config"],
+                        "tuning_time": cost_of(best, "time"),
+                        "tuning_steps": cost_of(best, "steps"),
+                    }
+                )
                 evals = by_key.get(("eval", algorithm, workload, k), [])
                 if protocol == "same-split":
                     for by in COSTS:
@@ -92,30 +108,42 @@ def collect(storage, plan: TuningPlan, protocol: str | None = None) -> Outcomes:
                         s = t.user_attrs["seed"]
                         if s not in per_seed or t.state == TrialState.COMPLETE:
                             per_seed[s] = t
-                    finished = {s: t for s, t in per_seed.items()
-                                if t.state in (TrialState.COMPLETE, TrialState.FAIL)}
+                    finished = {s: t for s, t in per_seed.items() if t.state in (TrialState.COMPLETE, TrialState.FAIL)}
                     seeds = plan.eval_seeds_for(workload)
                     if len(finished) < len(seeds):
-                        out.missing.append(f"{algorithm} on {plan.display(workload)}, study {k}: "
-                                           f"{len(finished)}/{len(seeds)} evaluation runs")
+                        out.missing.append(
+                            f"{algorithm} on {plan.display(workload)}, study {k}: "
+                            f"{len(finished)}/{len(seeds)} evaluation runs"
+                        )
                         out.incomplete.add((algorithm, plan.display(workload)))
                     for by in COSTS:
-                        out.costs[by][algorithm][workload].append(
-                            [cost_of(finished.get(s), by) for s in seeds])
+                        out.costs[by][algorithm][workload].append([cost_of(finished.get(s), by) for s in seeds])
                 for t in by_key.get(("variant", algorithm, workload, k), []):
                     if t.state != TrialState.COMPLETE:
                         continue
                     r = result_of(t)
-                    out.variants.append({"algorithm": algorithm, "workload": plan.display(workload), "study": k,
-                                         "variant": t.user_attrs["workload"], "reached": bool(r.get("reached")),
-                                         "best_metric": r.get("best_metric"), "target": r.get("target"),
-                                         "time": cost_of(t, "time")})
+                    out.variants.append(
+                        {
+                            "algorithm": algorithm,
+                            "workload": plan.display(workload),
+                            "study": k,
+                            "variant": t.user_attrs["workload"],
+                            "reached": bool(r.get("reached")),
+                            "best_metric": r.get("best_metric"),
+                            "target": r.get("target"),
+                            "time": cost_of(t, "time"),
+                        }
+                    )
     out.memory = _memory(trials, plan)
     return out
 
 
-MEMORY_FIELDS = {"state": "state_bytes", "saved_activations": "saved_activation_bytes",
-                 "peak": "peak_memory_bytes", "coverage": "coverage"}
+MEMORY_FIELDS = {
+    "state": "state_bytes",
+    "saved_activations": "saved_activation_bytes",
+    "peak": "peak_memory_bytes",
+    "coverage": "coverage",
+}
 
 
 def _memory(trials, plan: TuningPlan) -> dict[tuple[str, str], dict[str, float | None]]:

@@ -46,13 +46,13 @@ class TuningPlan:
     studies: int
     eval_seeds: list[int]
     protocol: str = "held-out"
-    seed: int = 0                                     # QMC seed of study 0 (study K uses seed + K)
-    search_spaces: dict[str, Any] = field(default_factory=dict)   # algorithm -> JSON space (dict or list)
+    seed: int = 0  # QMC seed of study 0 (study K uses seed + K)
+    search_spaces: dict[str, Any] = field(default_factory=dict)  # algorithm -> JSON space (dict or list)
     workload_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     stop_at_target: bool = True
     variants: bool = False
-    workload_names: dict[str, str] = field(default_factory=dict)   # spec (name, file, module) -> name
-    select_by: str = "time"        # a study's best trial: least time (AlgoPerf) or steps to target
+    workload_names: dict[str, str] = field(default_factory=dict)  # spec (name, file, module) -> name
+    select_by: str = "time"  # a study's best trial: least time (AlgoPerf) or steps to target
     # workload spec -> {"studies": S, "trials": T, "variants": bool, "eval_seeds": [...]}: a costly
     # workload may get fewer studies, trials or evaluation seeds, or no variant runs (the
     # leaderboard's text_lm)
@@ -66,8 +66,9 @@ class TuningPlan:
     def register_optimizers(self) -> None:
         """Load the experiment's optimizers from files or packages, checking their stored origin."""
         from trainlab.algorithms.external import check_origin, ensure_registered
+
         for name, stored in self.origins.items():
-            if stored.get("submission"):   # an AlgoPerf submission file: the same code, or one line
+            if stored.get("submission"):  # an AlgoPerf submission file: the same code, or one line
                 check_origin(name, stored)
             else:
                 ensure_registered(name, stored)
@@ -95,7 +96,7 @@ class TuningPlan:
         return TrialConfig.from_dict(self.trial)
 
     def check(self) -> None:
-        self.trial_config()   # a stored plan's configuration is checked as the CLI's is
+        self.trial_config()  # a stored plan's configuration is checked as the CLI's is
         if not self.name or ":" in self.name:
             raise UsageError(f"--name must be non-empty and contain no ':', got {self.name!r}")
         if not self.algorithms or not self.workloads:
@@ -115,30 +116,41 @@ class TuningPlan:
             raise UsageError(f"--eval-seeds has duplicates: {self.eval_seeds}")
         for s in self.eval_seeds:
             if not 0 <= s < TUNING_SEED_BASE:
-                raise UsageError(f"evaluation seed {s} is outside [0, {TUNING_SEED_BASE}): seeds from "
-                                 f"{TUNING_SEED_BASE} on are reserved for tuning trials")
+                raise UsageError(
+                    f"evaluation seed {s} is outside [0, {TUNING_SEED_BASE}): seeds from "
+                    f"{TUNING_SEED_BASE} on are reserved for tuning trials"
+                )
         if self.select_by not in ("time", "steps"):
             raise UsageError(f"--select-by must be time or steps, got {self.select_by!r}")
         if not 0 <= self.seed < 2**31:
             raise UsageError(f"--seed must be in [0, 2^31), got {self.seed}")
         for spec, budget in self.per_workload.items():
             if spec not in self.workloads:
-                raise UsageError(f"a per-workload budget names {spec!r}, which is not tuned here "
-                                 f"({', '.join(self.workloads)})")
+                raise UsageError(
+                    f"a per-workload budget names {spec!r}, which is not tuned here ({', '.join(self.workloads)})"
+                )
             unknown = set(budget) - {"studies", "trials", "variants", "eval_seeds"}
             if unknown:
-                raise UsageError(f"per-workload budget of {spec}: unknown key {sorted(unknown)[0]!r}; "
-                                 "valid: studies, trials, variants, eval_seeds")
+                raise UsageError(
+                    f"per-workload budget of {spec}: unknown key {sorted(unknown)[0]!r}; "
+                    "valid: studies, trials, variants, eval_seeds"
+                )
             seeds = self.eval_seeds_for(spec)
             if not set(seeds) <= set(self.eval_seeds) or (self.protocol == "held-out" and not seeds):
-                raise UsageError(f"per-workload budget of {spec}: eval_seeds must be a non-empty subset "
-                                 f"of the evaluation seeds {self.eval_seeds}, got {seeds}")
+                raise UsageError(
+                    f"per-workload budget of {spec}: eval_seeds must be a non-empty subset "
+                    f"of the evaluation seeds {self.eval_seeds}, got {seeds}"
+                )
             if not 1 <= self.studies_for(spec) <= min(100, self.studies):
-                raise UsageError(f"per-workload budget of {spec}: studies must be between 1 and --studies "
-                                 f"({self.studies}), got {self.studies_for(spec)}")
+                raise UsageError(
+                    f"per-workload budget of {spec}: studies must be between 1 and --studies "
+                    f"({self.studies}), got {self.studies_for(spec)}"
+                )
             if not 1 <= self.trials_for(spec) <= self.trials:
-                raise UsageError(f"per-workload budget of {spec}: trials must be between 1 and --trials "
-                                 f"({self.trials}), got {self.trials_for(spec)}")
+                raise UsageError(
+                    f"per-workload budget of {spec}: trials must be between 1 and --trials "
+                    f"({self.trials}), got {self.trials_for(spec)}"
+                )
 
     def tuning_seeds(self) -> set[int]:
         return {tuning_seed(k, i) for k in range(self.studies) for i in range(self.trials)}
@@ -148,8 +160,9 @@ class TuningPlan:
         changed: the leaderboard grows that way, keeping every stored trial."""
         mine, theirs = asdict(self), asdict(other)
         same = all(mine[k] == theirs[k] for k in mine if k not in ("algorithms", "search_spaces", "variants"))
-        kept = all(a in self.algorithms and self.search_spaces.get(a) == other.search_spaces.get(a)
-                   for a in other.algorithms)
+        kept = all(
+            a in self.algorithms and self.search_spaces.get(a) == other.search_spaces.get(a) for a in other.algorithms
+        )
         return same and kept and set(self.algorithms) > set(other.algorithms)
 
     def to_json(self) -> str:

@@ -26,21 +26,26 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from trainlab.errors import UsageError
 from trainlab.store.database import normalise_url
 
-DEFAULT_HEARTBEAT_INTERVAL = 10   # seconds between heartbeats of a running trial
-DEFAULT_GRACE_PERIOD = 30         # seconds without a heartbeat after which a trial is declared dead
-MAX_RETRIES = 3                   # re-runs of a trial whose worker died, before it stays failed
+DEFAULT_HEARTBEAT_INTERVAL = 10  # seconds between heartbeats of a running trial
+DEFAULT_GRACE_PERIOD = 30  # seconds without a heartbeat after which a trial is declared dead
+MAX_RETRIES = 3  # re-runs of a trial whose worker died, before it stays failed
 FAULT_ENV = "TRAINLAB_FAULT_KILL_AT_COMMIT"
 
 
 def quiet_optuna() -> None:
     """Optuna logs every trial at INFO and flags heartbeats as experimental; trainlab reports itself."""
     import optuna
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
-def open_storage(url: str | None, heartbeat_interval: int = DEFAULT_HEARTBEAT_INTERVAL,
-                 grace_period: int = DEFAULT_GRACE_PERIOD, create: bool = True):
+def open_storage(
+    url: str | None,
+    heartbeat_interval: int = DEFAULT_HEARTBEAT_INTERVAL,
+    grace_period: int = DEFAULT_GRACE_PERIOD,
+    create: bool = True,
+):
     """An `optuna.storages.RDBStorage` for `url`; `UsageError` if it cannot be opened (or, with
     `create=False`, if a SQLite file does not exist yet)."""
     import optuna
@@ -51,15 +56,19 @@ def open_storage(url: str | None, heartbeat_interval: int = DEFAULT_HEARTBEAT_IN
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise UsageError(f"cannot parse store URL {url!r}: use sqlite:///PATH.db or "
-                         "postgresql://USER@HOST/DB") from None
+        raise UsageError(
+            f"cannot parse store URL {url!r}: use sqlite:///PATH.db or postgresql://USER@HOST/DB"
+        ) from None
     sqlite = parsed.get_backend_name() == "sqlite"
     engine_kwargs: dict = {}
     if sqlite:
         if parsed.database in (None, "", ":memory:"):
-            raise UsageError("studies need a database other processes can open: give a SQLite file "
-                             "path or a server URL, not an in-memory database")
+            raise UsageError(
+                "studies need a database other processes can open: give a SQLite file "
+                "path or a server URL, not an in-memory database"
+            )
         from pathlib import Path
+
         if not create and not Path(parsed.database).exists():
             raise UsageError(f"no store at {parsed.database}: run `trainlab tune` first or pass --store")
         folder = Path(parsed.database).parent
@@ -74,16 +83,23 @@ def open_storage(url: str | None, heartbeat_interval: int = DEFAULT_HEARTBEAT_IN
     logger = logging.getLogger("optuna.storages._rdb.storage")
     level, logger.disabled = logger.disabled, True
     try:
-        storage = RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
-                             grace_period=grace_period,
-                             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(MAX_RETRIES))
+        storage = RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(MAX_RETRIES),
+        )
     except (NoSuchModuleError, ImportError, ModuleNotFoundError) as exc:
-        raise UsageError(f"cannot open store {url!r}: {exc}; for PostgreSQL install a driver "
-                         "(pip install 'trainlab[postgres]')") from None
+        raise UsageError(
+            f"cannot open store {url!r}: {exc}; for PostgreSQL install a driver (pip install 'trainlab[postgres]')"
+        ) from None
     except (SQLAlchemyError, optuna.exceptions.StorageInternalError, RuntimeError, ValueError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        raise UsageError(f"cannot use store {url!r}: {reason[0] if reason else type(exc).__name__}; "
-                         "check the URL and that the database server is reachable") from None
+        raise UsageError(
+            f"cannot use store {url!r}: {reason[0] if reason else type(exc).__name__}; "
+            "check the URL and that the database server is reachable"
+        ) from None
     finally:
         logger.disabled = level
     if sqlite:
@@ -95,7 +111,7 @@ def open_storage(url: str | None, heartbeat_interval: int = DEFAULT_HEARTBEAT_IN
 def _serialize_sqlite(engine: sa.engine.Engine) -> None:
     @sa.event.listens_for(engine, "connect")
     def _connect(dbapi_connection, _record):
-        dbapi_connection.isolation_level = None          # let the "begin" hook issue BEGIN itself
+        dbapi_connection.isolation_level = None  # let the "begin" hook issue BEGIN itself
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=60000")
@@ -105,7 +121,7 @@ def _serialize_sqlite(engine: sa.engine.Engine) -> None:
     def _begin(connection):
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
-    engine.dispose()   # connections opened while Optuna created its tables predate the hooks
+    engine.dispose()  # connections opened while Optuna created its tables predate the hooks
 
 
 def _install_fault_injection(engine: sa.engine.Engine) -> None:

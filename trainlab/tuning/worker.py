@@ -86,7 +86,7 @@ class Worker:
     _study_ids: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.plan.register_optimizers()   # file/package optimizers: the stored code, or one line
+        self.plan.register_optimizers()  # file/package optimizers: the stored code, or one line
 
     def study_id(self, name: str) -> int:
         if name not in self._study_ids:
@@ -105,8 +105,7 @@ class Worker:
         robustness runs on variants; then queue order."""
         queued = []
         for position, name in enumerate(self.plan.study_names()):
-            for trial in self.storage.get_all_trials(self.study_id(name), deepcopy=False,
-                                                     states=(TrialState.WAITING,)):
+            for trial in self.storage.get_all_trials(self.study_id(name), deepcopy=False, states=(TrialState.WAITING,)):
                 kind = trial.user_attrs.get("kind")
                 if kind in KIND_ORDER:
                     workload = self.plan.workloads.index(trial.user_attrs["base_workload"])
@@ -136,8 +135,9 @@ class Worker:
 
     # ---- running ----
     def _label(self, attrs: dict[str, Any]) -> str:
-        where = f"study {attrs['study']} " + (f"draw {attrs['draw']}" if attrs["kind"] == "tune"
-                                              else f"seed {attrs['seed']}")
+        where = f"study {attrs['study']} " + (
+            f"draw {attrs['draw']}" if attrs["kind"] == "tune" else f"seed {attrs['seed']}"
+        )
         return f"{attrs['kind']:<7} {attrs['algorithm']} on {self.plan.display(attrs['workload'])} {where}"
 
     def _run(self, trial: FrozenTrial) -> None:
@@ -150,7 +150,7 @@ class Worker:
         label = self._label(attrs)
         started = time.perf_counter()
         try:
-            if is_submission(attrs["algorithm"]):   # an AlgoPerf point is the submission's own
+            if is_submission(attrs["algorithm"]):  # an AlgoPerf point is the submission's own
                 spec = make_algorithm(attrs["algorithm"], dict(attrs["config"]))
             else:
                 optimizer_name, schedule = parse_name(attrs["algorithm"])
@@ -159,23 +159,32 @@ class Worker:
             workload = self.workload(attrs["workload"])
             progress = self.progress_factory(label, workload.step_budget) if self.progress_factory else None
             try:
-                result = run_trial(workload, spec, attrs["seed"], self.device, progress=progress,
-                                   stop_at_target=self.plan.stop_at_target, eval_split=attrs["split"],
-                                   config=self.plan.trial_config())
+                result = run_trial(
+                    workload,
+                    spec,
+                    attrs["seed"],
+                    self.device,
+                    progress=progress,
+                    stop_at_target=self.plan.stop_at_target,
+                    eval_split=attrs["split"],
+                    config=self.plan.trial_config(),
+                )
             finally:
                 if progress is not None:
                     progress.close()
         except Exception as exc:
-            self.storage.set_trial_user_attr(trial_id, "error", "".join(
-                traceback.format_exception_only(exc)).strip() + "\n" + traceback.format_exc())
+            self.storage.set_trial_user_attr(
+                trial_id, "error", "".join(traceback.format_exception_only(exc)).strip() + "\n" + traceback.format_exc()
+            )
             self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
             self.report(f"{label}: FAILED ({type(exc).__name__}: {exc})")
             return
         summary = {k: _finite_or_none(v) for k, v in result.summary().items()}
         summary["pid"] = os.getpid()
         self.storage.set_trial_user_attr(trial_id, "result", summary)
-        self.storage.set_trial_user_attr(trial_id, "evals", [
-            [e.step, e.train_seconds, _finite_or_none(e.metric)] for e in result.evals])
+        self.storage.set_trial_user_attr(
+            trial_id, "evals", [[e.step, e.train_seconds, _finite_or_none(e.metric)] for e in result.evals]
+        )
         value = result.time_to_target if result.reached else math.inf
         try:
             self.storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [value])
@@ -183,8 +192,11 @@ class Worker:
             # declared dead while it ran (missed heartbeats): its queued copy will record it once
             self.report(f"{label}: finished after being declared dead; its re-run will be kept")
             return
-        outcome = (f"reached in {result.time_to_target:.2f} s (step {result.steps_to_target})"
-                   if result.reached else f"{result.status}, missed (best {result.best_metric:.4g})")
+        outcome = (
+            f"reached in {result.time_to_target:.2f} s (step {result.steps_to_target})"
+            if result.reached
+            else f"{result.status}, missed (best {result.best_metric:.4g})"
+        )
         self.report(f"{label}: {outcome} [{time.perf_counter() - started:.1f} s]")
 
 

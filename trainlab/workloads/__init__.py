@@ -3,5 +3,4 @@
 from trainlab.workloads.base import Option, Splits, Workload
 from trainlab.workloads.registry import DEFAULT_WORKLOADS, builtin_names, create_workload, workload_class
 
-__all__ = ["DEFAULT_WORKLOADS", "Option", "Splits", "Workload", "builtin_names", "create_workload",
-           "workload_class"]
+__all__ = ["DEFAULT_WORKLOADS", "Option", "Splits", "Workload", "builtin_names", "create_workload", "workload_class"]

@@ -60,9 +60,9 @@ class Workload(abc.ABC):
 
     name: ClassVar[str]
     description: ClassVar[str]
-    metric: ClassVar[str]                # name of the validation metric, e.g. "accuracy"
+    metric: ClassVar[str]  # name of the validation metric, e.g. "accuracy"
     higher_is_better: ClassVar[bool]
-    default_target: ClassVar[float]      # from the documented target-setting run
+    default_target: ClassVar[float]  # from the documented target-setting run
     default_step_budget: ClassVar[int]
     # Steps of the target-setting runs (`trainlab set-targets`); None: 3/4 of the default budget, so
     # races get 4/3 of it, as AlgoPerf v0.5 did. A workload where a race baseline is much slower than
@@ -76,15 +76,18 @@ class Workload(abc.ABC):
         valid = {**COMMON_OPTIONS, **self.options}
         unknown = sorted(set(options) - set(valid))
         if unknown:
-            raise UsageError(f"workload {self.name!r} has no option {unknown[0]!r}; "
-                             f"valid options: {', '.join(sorted(valid))}")
+            raise UsageError(
+                f"workload {self.name!r} has no option {unknown[0]!r}; valid options: {', '.join(sorted(valid))}"
+            )
         values: dict[str, Any] = {}
         for key, option in valid.items():
             raw = options.get(key, option.default)
             values[key] = _coerce(self.name, key, raw, option.type) if raw is not None else None
             if option.choices is not None and values[key] not in option.choices:
-                raise UsageError(f"workload {self.name!r}: option {key}={values[key]!r} is not one of "
-                                 f"{', '.join(map(str, option.choices))}")
+                raise UsageError(
+                    f"workload {self.name!r}: option {key}={values[key]!r} is not one of "
+                    f"{', '.join(map(str, option.choices))}"
+                )
         self.option_values = {k: v for k, v in values.items() if k in self.options}
         self.target = float(values["target"] if values["target"] is not None else self.default_target)
         pick = lambda key, default: default if values[key] is None else values[key]  # noqa: E731
@@ -133,11 +136,12 @@ class Workload(abc.ABC):
     def outputs(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
         return model(inputs)
 
-    def output_loss(self, outputs: torch.Tensor, targets: torch.Tensor,
-                    label_smoothing: float = 0.0) -> torch.Tensor:
+    def output_loss(self, outputs: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
         """Per-example (per-token) losses whose mean is `loss(model, batch)`."""
-        raise NotImplementedError(f"workload {self.name!r} does not state its loss on outputs: define "
-                                  "output_loss(outputs, targets, label_smoothing) to run AlgoPerf submissions")
+        raise NotImplementedError(
+            f"workload {self.name!r} does not state its loss on outputs: define "
+            "output_loss(outputs, targets, label_smoothing) to run AlgoPerf submissions"
+        )
 
     # -- shared behaviour ----------------------------------------------------------------------
     def splits(self) -> Splits:
@@ -156,7 +160,7 @@ class Workload(abc.ABC):
         while True:
             order = torch.randperm(n, generator=generator).to(device)
             for start in range(0, n - self.batch_size + 1, self.batch_size):
-                idx = order[start:start + self.batch_size]
+                idx = order[start : start + self.batch_size]
                 yield tuple(t[idx] for t in train)
 
     def reached(self, value: float) -> bool:
@@ -166,10 +170,16 @@ class Workload(abc.ABC):
         return value >= self.target if self.higher_is_better else value <= self.target
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "metric": self.metric, "higher_is_better": self.higher_is_better,
-                "target": self.target, "step_budget": self.step_budget,
-                "batch_size": self.batch_size, "eval_every": self.eval_every,
-                "options": dict(self.option_values)}
+        return {
+            "name": self.name,
+            "metric": self.metric,
+            "higher_is_better": self.higher_is_better,
+            "target": self.target,
+            "step_budget": self.step_budget,
+            "batch_size": self.batch_size,
+            "eval_every": self.eval_every,
+            "options": dict(self.option_values),
+        }
 
 
 def _coerce(workload: str, key: str, raw: Any, kind: type) -> Any:
@@ -182,8 +192,7 @@ def _coerce(workload: str, key: str, raw: Any, kind: type) -> Any:
             return raw.lower() in ("true", "1", "yes")
         return kind(raw)
     except (TypeError, ValueError):
-        raise UsageError(f"workload {workload!r}: option {key}={raw!r} is not a valid "
-                         f"{kind.__name__}") from None
+        raise UsageError(f"workload {workload!r}: option {key}={raw!r} is not a valid {kind.__name__}") from None
 
 
 @torch.no_grad()
@@ -193,16 +202,21 @@ def classification_eval(model: nn.Module, split: Batch, batch_size: int = 2048) 
     correct = 0
     total_loss = 0.0
     for start in range(0, x.shape[0], batch_size):
-        logits = model(x[start:start + batch_size])
-        target = y[start:start + batch_size]
+        logits = model(x[start : start + batch_size])
+        target = y[start : start + batch_size]
         total_loss += nn.functional.cross_entropy(logits.float(), target, reduction="sum").item()
         correct += (logits.argmax(dim=-1) == target).sum().item()
     n = x.shape[0]
     return {"accuracy": correct / n, "loss": total_loss / n}
 
 
-def cross_entropy_per_example(outputs: torch.Tensor, targets: torch.Tensor,
-                              label_smoothing: float = 0.0) -> torch.Tensor:
+def cross_entropy_per_example(
+    outputs: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
     """Softmax cross-entropy per example (per position for sequences), in fp32."""
-    return nn.functional.cross_entropy(outputs.reshape(-1, outputs.shape[-1]).float(), targets.reshape(-1),
-                                       reduction="none", label_smoothing=label_smoothing)
+    return nn.functional.cross_entropy(
+        outputs.reshape(-1, outputs.shape[-1]).float(),
+        targets.reshape(-1),
+        reduction="none",
+        label_smoothing=label_smoothing,
+    )

@@ -37,8 +37,7 @@ def _normalize(x: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -
     return images.sub_(torch.tensor(mean).view(shape)).div_(torch.tensor(std).view(shape))
 
 
-def _split(train: Arrays, test: Arrays, holdout: int,
-           prepare: Callable[[np.ndarray], torch.Tensor]) -> Splits:
+def _split(train: Arrays, test: Arrays, holdout: int, prepare: Callable[[np.ndarray], torch.Tensor]) -> Splits:
     """Last `holdout` training examples -> validation; `prepare` turns uint8 images into inputs."""
     (x, y), (x_test, y_test) = train, test
     if not 0 < holdout < len(x):
@@ -60,8 +59,9 @@ class _ImageWorkload(Workload):
     def data_dir(self) -> str:
         value = self.option_values.get("data_dir")
         if not value:
-            raise UsageError(f"workload {self.name} needs {self.data_hint}: pass "
-                             f"--workload-option {self.name}.data_dir=PATH")
+            raise UsageError(
+                f"workload {self.name} needs {self.data_hint}: pass --workload-option {self.name}.data_dir=PATH"
+            )
         return value
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
@@ -76,8 +76,9 @@ class _ImageWorkload(Workload):
 
 
 def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
-                         nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)
+    )
 
 
 class _MNISTNet(nn.Module):
@@ -85,8 +86,7 @@ class _MNISTNet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.features = nn.Sequential(_conv_bn_relu(1, 32), nn.MaxPool2d(2),
-                                      _conv_bn_relu(32, 64), nn.MaxPool2d(2))
+        self.features = nn.Sequential(_conv_bn_relu(1, 32), nn.MaxPool2d(2), _conv_bn_relu(32, 64), nn.MaxPool2d(2))
         self.head = nn.Linear(64 * 7 * 7, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -123,9 +123,11 @@ class _ResidualBlock(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(_conv_bn_relu(channels, channels),
-                                  nn.Conv2d(channels, channels, 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(channels))
+        self.body = nn.Sequential(
+            _conv_bn_relu(channels, channels),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(x + self.body(x))

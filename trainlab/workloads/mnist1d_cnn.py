@@ -30,17 +30,19 @@ NORMS: dict[str, Callable[[int], nn.Module]] = {
 
 
 class _ConvNet(nn.Module):
-    def __init__(self, channels: int = 32, activation: type[nn.Module] = nn.ReLU,
-                 norm: Callable[[int], nn.Module] = nn.BatchNorm1d) -> None:
+    def __init__(
+        self,
+        channels: int = 32,
+        activation: type[nn.Module] = nn.ReLU,
+        norm: Callable[[int], nn.Module] = nn.BatchNorm1d,
+    ) -> None:
         super().__init__()
 
         def block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
             # "none" keeps an Identity in the norm slot so that parameter names match across choices.
-            return nn.Sequential(nn.Conv1d(c_in, c_out, 5, stride=stride, padding=2),
-                                 norm(c_out), activation())
+            return nn.Sequential(nn.Conv1d(c_in, c_out, 5, stride=stride, padding=2), norm(c_out), activation())
 
-        self.features = nn.Sequential(block(1, channels, 1), block(channels, channels, 2),
-                                      block(channels, channels, 2))
+        self.features = nn.Sequential(block(1, channels, 1), block(channels, channels, 2), block(channels, channels, 2))
         self.head = nn.Linear(channels * 10, 10)
 
     def forward(self, x):
@@ -50,13 +52,12 @@ class _ConvNet(nn.Module):
 class MNIST1DCNN(MNIST1DWorkload):
     name = "mnist1d_cnn"
     description = "MNIST-1D (20k train), 3-block 1-D CNN with BatchNorm, validation accuracy"
-    default_target = 0.9852    # docs/targets.md: median best of tuned AdamW at 3/4 budget
+    default_target = 0.9852  # docs/targets.md: median best of tuned AdamW at 3/4 budget
     default_step_budget = 600
     default_batch_size = 128
     default_eval_every = 50
     options = {
-        "activation": Option(str, "relu", "block nonlinearity: " + ", ".join(ACTIVATIONS),
-                             choices=tuple(ACTIVATIONS)),
+        "activation": Option(str, "relu", "block nonlinearity: " + ", ".join(ACTIVATIONS), choices=tuple(ACTIVATIONS)),
         "norm": Option(str, "batch", "block normalisation: " + ", ".join(NORMS), choices=tuple(NORMS)),
     }
 

@@ -19,8 +19,7 @@ class MNIST1DWorkload(Workload):
     def load_splits(self) -> Splits:
         arrays = load_mnist1d(self.data_spec)
         as_tensors = lambda xy: (torch.from_numpy(xy[0]), torch.from_numpy(xy[1]))  # noqa: E731
-        return Splits(as_tensors(arrays["train"]), as_tensors(arrays["validation"]),
-                      as_tensors(arrays["test"]))
+        return Splits(as_tensors(arrays["train"]), as_tensors(arrays["validation"]), as_tensors(arrays["test"]))
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         x, y = batch

@@ -14,26 +14,28 @@ from trainlab.workloads.base import Option
 from trainlab.workloads.mnist1d_common import MNIST1DWorkload
 
 # Parameter-free modules only, so every choice draws the same initial weights for a given seed.
-ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh,
-                                           "silu": nn.SiLU}
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
 
 
 class MNIST1DMLP(MNIST1DWorkload):
     name = "mnist1d_mlp"
     description = "MNIST-1D (20k train), 3-layer MLP, validation accuracy"
-    default_target = 0.845     # docs/targets.md: median best of tuned AdamW at 3/4 budget
+    default_target = 0.845  # docs/targets.md: median best of tuned AdamW at 3/4 budget
     default_step_budget = 1500
     default_batch_size = 128
     default_eval_every = 50
     options = {
-        "activation": Option(str, "relu", "hidden-layer nonlinearity: " + ", ".join(ACTIVATIONS),
-                             choices=tuple(ACTIVATIONS)),
+        "activation": Option(
+            str, "relu", "hidden-layer nonlinearity: " + ", ".join(ACTIVATIONS), choices=tuple(ACTIVATIONS)
+        ),
     }
 
     def init_model(self) -> nn.Module:
         act = ACTIVATIONS[self.option_values["activation"]]
         return nn.Sequential(
-            nn.Linear(40, 256), act(),
-            nn.Linear(256, 256), act(),
+            nn.Linear(40, 256),
+            act(),
+            nn.Linear(256, 256),
+            act(),
             nn.Linear(256, 10),
         )

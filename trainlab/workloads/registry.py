@@ -49,11 +49,15 @@ def workload_class(spec: str) -> type[Workload]:
         try:
             module = importlib.import_module(spec)
         except (ImportError, TypeError, ValueError) as exc:  # TypeError/ValueError: e.g. "." or "a..b"
-            raise UsageError(f"workload module {spec!r} cannot be imported ({exc}); "
-                             f"built-in workloads: {', '.join(_BUILTIN_MODULES)}") from None
+            raise UsageError(
+                f"workload module {spec!r} cannot be imported ({exc}); "
+                f"built-in workloads: {', '.join(_BUILTIN_MODULES)}"
+            ) from None
         return _from_module(module, spec)
-    raise UsageError(f"unknown workload {spec!r}; built-in workloads: {', '.join(_BUILTIN_MODULES)} "
-                     "(or give a path to a .py file defining a Workload subclass)")
+    raise UsageError(
+        f"unknown workload {spec!r}; built-in workloads: {', '.join(_BUILTIN_MODULES)} "
+        "(or give a path to a .py file defining a Workload subclass)"
+    )
 
 
 def create_workload(spec: str, **options: Any) -> Workload:
@@ -77,11 +81,18 @@ def _from_module(module: ModuleType, spec: str) -> type[Workload]:
         if inspect.isclass(chosen) and issubclass(chosen, Workload):
             return chosen
         raise UsageError(f"{spec}: WORKLOAD must be a Workload subclass, got {chosen!r}")
-    found = [obj for obj in vars(module).values()
-             if inspect.isclass(obj) and issubclass(obj, Workload) and not inspect.isabstract(obj)
-             and obj.__module__ == module.__name__]
+    found = [
+        obj
+        for obj in vars(module).values()
+        if inspect.isclass(obj)
+        and issubclass(obj, Workload)
+        and not inspect.isabstract(obj)
+        and obj.__module__ == module.__name__
+    ]
     if len(found) != 1:
         names = ", ".join(c.__name__ for c in found) or "none"
-        raise UsageError(f"{spec} must define exactly one concrete Workload subclass (found: {names}); "
-                         "set WORKLOAD = YourClass to choose")
+        raise UsageError(
+            f"{spec} must define exactly one concrete Workload subclass (found: {names}); "
+            "set WORKLOAD = YourClass to choose"
+        )
     return found[0]

