@@ -239,3 +239,20 @@ def test_the_report_is_written_from_both_experiments(tmp_path):
     configs = race_configs(storage, tuned)["configs"]
     assert set(configs) == set(algorithms) and set(configs["adamw"]) == set(DEFAULT_WORKLOADS)
     assert "lr" in configs["galore"]["text_lm"]["hparams"]
+
+
+def test_claims_separate_only_cells_with_an_interval():
+    """A cell of one run cannot be separated; a cell of six equal runs (a zero-width interval) can."""
+    from types import SimpleNamespace
+
+    from trainlab.reports.claims import compare
+
+    steps = SimpleNamespace(
+        costs={"a": {"w": 350.0}, "b": {"w": 950.0}},
+        intervals={"a": {"w": (350.0, 350.0)}, "b": {"w": (900.0, 1025.0)}},
+    )
+    assert compare(steps, "a", "b", ["w"], {("a", "w"): 6, ("b", "w"): 6})[1] == "holds"
+    assert compare(steps, "a", "b", ["w"], {("a", "w"): 1, ("b", "w"): 6})[1] == "not separable on 1/1"
+    steps.intervals["b"]["w"] = (300.0, 1025.0)
+    assert compare(steps, "a", "b", ["w"], {("a", "w"): 6, ("b", "w"): 6})[1] == "not separable on 1/1"
+    assert compare(steps, "b", "a", ["w"], {("a", "w"): 6, ("b", "w"): 6})[0] == ["w: 950 vs 350"]

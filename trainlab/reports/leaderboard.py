@@ -29,6 +29,15 @@ def _kib(value: float | None) -> str:
     return f"{value / 1024:.1f} KiB" if value < 1024**2 else f"{value / 1024**2:.2f} MiB"
 
 
+def runs_per_cell(outcomes) -> dict[tuple[str, str], int]:
+    """(algorithm, workload) -> how many runs its scored steps rest on (studies x evaluation seeds)."""
+    return {
+        (a, outcomes.plan.display(w)): sum(len(seeds) for seeds in per_study)
+        for a, ws in outcomes.costs["steps"].items()
+        for w, per_study in ws.items()
+    }
+
+
 def _cost(value: float, interval: tuple[float, float] | None, unit: str) -> str:
     if not math.isfinite(value):
         return MISS
@@ -251,7 +260,7 @@ def write_leaderboard(
             "the other's.",
             "",
         ]
-        + claim_rows(t_scores["steps"], t_mem, t_out.best, workloads)
+        + claim_rows(t_scores["steps"], t_mem, t_out.best, workloads, runs_per_cell(t_out))
         + [""]
     )
     lines += ["## Self-tuning (workload-agnostic defaults, no tuning)", ""]
