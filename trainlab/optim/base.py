@@ -47,6 +47,7 @@ from typing import Any, Callable, cast
 import torch
 
 from trainlab.optim import fused as fused_path
+from trainlab.optim.distributed import keep_new_state, local
 from trainlab.optim.validation import check_dense_real
 
 _SWITCHES = ("foreach", "fused")  # implementation choices: kept from the loader on load_state_dict
@@ -110,12 +111,12 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
         for dst, src in zip((p, *states), new):
             dst.copy_(src)
 
-    def _update_fused(self, group: dict[str, Any], params: list[torch.Tensor], step: int) -> None:
+    def _update_fused(self, group: dict[str, Any], params: list, grads: list, states: list[dict], step: int) -> None:
         rule = self._rule(group)
         if rule is None:
             raise RuntimeError(f"{type(self).__name__} has no per-tensor rule: no fused=True")
-        states = [self._rule_states(group, p, self.state[p]) for p in params]
-        fused_path.apply(rule, params, [cast(torch.Tensor, p.grad) for p in params], states, self._scalars(group, step))
+        rule_states = [self._rule_states(group, p, s) for p, s in zip(params, states)]
+        fused_path.apply(rule, params, grads, rule_states, self._scalars(group, step))
 
     # ---- the shared step ---------------------------------------------------------------------
 
@@ -148,13 +149,17 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
             fused = bool(group.get("fused", False))
             foreach = group.get("foreach", True) is not False  # None means "auto": foreach
             for (step, _, _), bucket in buckets.items():
+                # FSDP2's DTensors: an elementwise rule runs on each rank's shards (optim/distributed.py)
+                states = [self.state[p] for p in bucket]
+                ps, gs, ss = local(bucket, [cast(torch.Tensor, p.grad) for p in bucket], states)
                 if fused:
-                    self._update_fused(group, bucket, step)
+                    self._update_fused(group, ps, gs, ss, step)
                 elif foreach:
-                    self._update(group, bucket, [p.grad for p in bucket], [self.state[p] for p in bucket], step)
+                    self._update(group, ps, gs, ss, step)
                 else:
-                    for p in bucket:
-                        self._update_single(group, p, p.grad, self.state[p], step)
+                    for p, g, s in zip(ps, gs, ss):
+                        self._update_single(group, p, g, s, step)
+                keep_new_state(bucket, states, ss)
         return loss
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from trainlab.optim.distributed import whole
 from trainlab.optim.projection import adam_direction, adam_moments_
 from trainlab.optim.state import KeepsSavedStateDtypes
 from trainlab.optim.validation import check_dense_real
@@ -51,7 +52,8 @@ class MatrixOptimizer(KeepsSavedStateDtypes):
                     continue
                 check_dense_real(type(self).__name__, p)
                 if self._by_matrix_rule(p, group):
-                    self._matrix_update(p, group)
+                    with whole(self, p) as matrix:  # FSDP2 shards: the rule sees the gathered matrix
+                        self._matrix_update(matrix, group)
                 else:
                     self._other_update(p, group)
         return loss

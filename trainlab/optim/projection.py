@@ -59,6 +59,7 @@ from typing import Any
 import torch
 
 from trainlab.optim.state import KeepsSavedStateDtypes
+from trainlab.optim.distributed import whole
 from trainlab.optim.projector import FULL, RIGHT, Projector, matrix_shape
 from trainlab.optim.validation import check_betas, check_dense_real, check_non_negative
 
@@ -257,7 +258,8 @@ class SubspaceAdam(KeepsSavedStateDtypes):
                     continue
                 check_dense_real(name, p)
                 if self.is_projected(p, group):
-                    self._projected_update(p, group, index)
+                    with whole(self, p) as matrix:  # FSDP2 shards: the projection sees the gathered matrix
+                        self._projected_update(matrix, group, index)
                 else:
                     self._dense_update(p, group)
         return loss

@@ -12,6 +12,7 @@ from typing import Any, Iterable
 
 import torch
 
+from trainlab.optim.distributed import is_sharded
 from trainlab.optim.registration import Registration
 
 
@@ -109,9 +110,11 @@ def _check_type(optimizer: str, key: str, value: Any, default: Any) -> None:
 
 
 def state_bytes(optimizer: torch.optim.Optimizer | Any, exclude: Any = ()) -> int:
-    """Bytes held by tensors in the optimizer's per-parameter state (shared storage counted once).
-    Given anything else (an AlgoPerf submission's optimizer_state), the tensors nested in it, less
-    those sharing storage with `exclude` (the model's parameters, which such a state may hold)."""
+    """Bytes held by tensors in the optimizer's per-parameter state (shared storage counted once), on
+    this process: a sharded (DTensor) state counts its local shard; the total over ranks is the sum
+    (e.g. an all-reduce of this number). Given anything else (an AlgoPerf submission's
+    optimizer_state), the tensors nested in it, less those sharing storage with `exclude` (the
+    model's parameters, which such a state may hold)."""
     seen = {_storage(t) for t in _tensors(list(exclude))}
     total = 0
     values = optimizer.state.values() if isinstance(optimizer, torch.optim.Optimizer) else [optimizer]
@@ -126,6 +129,8 @@ def state_bytes(optimizer: torch.optim.Optimizer | Any, exclude: Any = ()) -> in
 
 
 def _storage(t: torch.Tensor) -> tuple[int, int]:
+    if is_sharded(t):
+        t = t.to_local()
     return t.untyped_storage().data_ptr(), t.untyped_storage().nbytes()
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from trainlab.optim.distributed import whole
 from trainlab.optim.registration import Registration
 from trainlab.optim.validation import check_betas, check_dense_real, check_non_negative
 
@@ -101,7 +102,8 @@ class SOAP(torch.optim.Optimizer):
                     continue
                 check_dense_real("SOAP", p)
                 if p.ndim >= 2:
-                    self._matrix_step(p, group)
+                    with whole(self, p) as matrix:  # FSDP2 shards: the eigenbases need the whole matrix
+                        self._matrix_step(matrix, group)
                 else:
                     self._adam_step(p, group)
         return loss
