@@ -176,7 +176,7 @@ def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
 
     store = ResultsStore(str(db))
     with store.engine.connect() as conn:
-        assert conn.execute(sa.text("select value from trainlab_meta")).scalar() == str(SCHEMA_VERSION) == "3"
+        assert conn.execute(sa.text("select value from trainlab_meta")).scalar() == str(SCHEMA_VERSION) == "4"
         after = conn.execute(sa.text("select * from trainlab_trials")).mappings().one()
     assert {k: after[k] for k in before} == dict(before)  # every stored value kept
     assert {k: after[k] for k in set(after) - set(before)} == {
@@ -186,6 +186,8 @@ def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
         "frozen_params": None,
         "covered_params": None,
         "coverage": None,
+        "worst_after_target": None,
+        "stability_gap": None,
     }
     trial = store.trials(1)[0]
     assert trial["time_to_target"] == 2.0 and [e["step"] for e in store.evals(1)] == [10, 20]

@@ -127,3 +127,29 @@ def test_trial_records_memory_accounting():
 def test_recorded_grad_norms_have_one_value_per_step():
     result = run_trial(TinyRegression(), make_algorithm("adamw"), 0, CPU, grad_norm_kind="l1")
     assert len(result.grad_norms) == 60 and all(v > 0 for v in result.grad_norms)
+
+
+def test_stability_after_the_target_is_recorded_from_the_whole_curve():
+    """Target 0.5 first met at step 30 (0.6); after it the curve dips to 0.4: worst 0.4, gap 0.1."""
+    result = run_trial(ScriptedMetric([0.1, 0.3, 0.6, 0.4, 0.7, 0.9]), make_algorithm("adamw"), 0, CPU)
+    assert result.worst_after_target == 0.4 and result.stability_gap == pytest.approx(0.1)
+    stayed = run_trial(ScriptedMetric([0.1, 0.6, 0.55, 0.9]), make_algorithm("adamw"), 0, CPU)
+    assert stayed.worst_after_target == 0.55 and stayed.stability_gap == 0.0
+    stopped = run_trial(ScriptedMetric([0.1, 0.6, 0.9]), make_algorithm("adamw"), 0, CPU, stop_at_target=True)
+    assert stopped.worst_after_target is None and stopped.stability_gap is None  # nothing after the target
+
+
+def test_the_race_report_shows_stability_after_the_target(tmp_path):
+    from trainlab.benchmark.race import RacePlan, run_race
+    from trainlab.reports import write_report
+    from trainlab.store import ResultsStore
+
+    store = ResultsStore(f"sqlite:///{tmp_path / 'r.db'}")
+    race_id, _ = run_race(
+        RacePlan([ScriptedMetric([0.1, 0.3, 0.6, 0.4, 0.7, 0.9])], ["adamw"], [0], CPU), store, progress=False
+    )
+    trial = store.trials(race_id)[0]
+    assert trial["worst_after_target"] == 0.4 and trial["stability_gap"] == pytest.approx(0.1)
+    report = write_report(store, tmp_path / "report", race_id).read_text()
+    assert "## Stability after the target" in report
+    assert "| scripted_metric | adamw | 0 | 30 | 0.4 | 0.1 |" in report

@@ -249,3 +249,14 @@ def test_scoring_table_latex():
     assert table.startswith(r"\begin{tabular}{lrrrrrr}") and r"\toprule" in table and r"\bottomrule" in table
     assert r"15.0 [12.0, $\infty$]" in table and r"1.00$\times$ (3/4)" in table
     assert "\x00" not in table
+
+
+def test_stability_after_target_on_hand_made_curves():
+    from trainlab.scoring import after_target
+
+    assert after_target([0.2, 0.9, 0.7, 0.95], 0.8, True) == (0.7, pytest.approx(0.1), 2)
+    assert after_target([0.2, 0.9, 0.85], 0.8, True) == (0.85, 0.0, 1)
+    assert after_target([0.2, 0.5], 0.8, True) == (None, None, 0)  # never reached
+    assert after_target([0.2, 0.9], 0.8, True) == (None, None, 0)  # reached at the last evaluation
+    assert after_target([3.0, 2.5, 2.9, 2.6], 2.7, False) == (2.9, pytest.approx(0.2), 2)  # lower is better
+    assert after_target([3.0, 2.5, math.nan], 2.7, False) == (math.inf, math.inf, 1)  # diverged after it

@@ -58,6 +58,7 @@ from trainlab.store.results import EvalRecord, TrialResult
 from trainlab.errors import UsageError
 from trainlab.memory import ActivationCompressor, ChangeBasedFreezer, SavedTensorMeter, bf16_autocast, cast_model_bf16
 from trainlab.optim import state_bytes
+from trainlab.scoring import after_target
 from trainlab.utils.device import peak_device_memory, reset_peak_device_memory
 from trainlab.workloads import Workload
 
@@ -309,6 +310,9 @@ def run_trial(
     finite = [r.metric for r in result.evals if math.isfinite(r.metric)]
     if finite:
         result.best_metric = max(finite) if workload.higher_is_better else min(finite)
+    result.worst_after_target, result.stability_gap, _ = after_target(
+        [r.metric for r in result.evals], workload.target, workload.higher_is_better
+    )
     if result.status != "diverged":
         model.eval()
         result.test_metric = float(evaluate(model, splits.test)[workload.metric])

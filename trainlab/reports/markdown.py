@@ -64,6 +64,7 @@ def write_report(store: ResultsStore, out_dir: str | Path, race_id: int | None =
             "",
         ]
 
+    lines += _stability_section(finished)
     if rows:
         bars = plots.time_to_target_bars(rows, out / "time_to_target.png")
         lines += ["## Time to target", "", f"![time to target]({bars.name})", ""]
@@ -113,6 +114,44 @@ def write_report(store: ResultsStore, out_dir: str | Path, race_id: int | None =
     report = out / "report.md"
     report.write_text("\n".join(lines))
     return report
+
+
+def _stability_section(trials: list[dict]) -> list[str]:
+    """Per trial that evaluated after first meeting its target: the worst metric from then on and
+    how far it fell short of the target (`trainlab.scoring.stability`); nothing when no trial did
+    (every trial stopped at its target, or missed it)."""
+    stable = [
+        t
+        for t in trials
+        if t.get("reached")
+        and t.get("steps_to_target") is not None
+        and t.get("steps")
+        and t["steps"] > t["steps_to_target"]
+    ]
+    if not stable:
+        return []
+    lines = [
+        "## Stability after the target",
+        "",
+        "From the first evaluation meeting the target to the end of training: the worst validation metric, "
+        "and the stability gap, how far it fell short of the target (0: it stayed there; "
+        "De Lange et al. 2023 show that checkpoint evaluation hides such drops).",
+        "",
+        "| workload | algorithm | seed | target reached at step | worst after | stability gap |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for t in sorted(stable, key=lambda t: (t["workload"], t["algorithm"], t["seed"])):
+        worst, gap = t.get("worst_after_target"), t.get("stability_gap")
+        if t["status"] == "diverged":
+            worst_text, gap_text = "diverged", "inf"
+        elif worst is None:  # stored before the stability columns existed
+            worst_text, gap_text = "n/a", "n/a"
+        else:
+            worst_text, gap_text = f"{worst:.4g}", f"{gap:.4g}"
+        lines.append(
+            f"| {t['workload']} | {t['algorithm']} | {t['seed']} | {t['steps_to_target']} | {worst_text} | {gap_text} |"
+        )
+    return lines + [""]
 
 
 def _short(value) -> str:

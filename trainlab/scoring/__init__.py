@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from trainlab.scoring.aggregate import bootstrap_interval, geometric_mean_speedup, median_cost, workload_cost
 from trainlab.scoring.profiles import benchmark_score, performance_profile, performance_ratios
+from trainlab.scoring.stability import after_target
 
 __all__ = [
+    "after_target",
     "benchmark_score",
     "bootstrap_interval",
     "geometric_mean_speedup",

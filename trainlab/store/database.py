@@ -26,7 +26,7 @@ from trainlab.store.results import TrialResult
 from trainlab.errors import UsageError
 from trainlab.store import schema
 
-SCHEMA_VERSION = 3  # 2: memory-saver columns, 3: coverage columns; older stores are upgraded in place
+SCHEMA_VERSION = 4  # 2: memory savers, 3: coverage, 4: stability after target; older stores upgrade in place
 DEFAULT_STORE_URL = "sqlite:///trainlab-results/results.db"
 
 
@@ -192,6 +192,8 @@ class ResultsStore:
             "frozen_params": result.frozen_params,
             "covered_params": result.covered_params,
             "coverage": result.coverage,
+            "worst_after_target": _finite(result.worst_after_target),
+            "stability_gap": _finite(result.stability_gap),
             "finished_at": _now(),
         }
         rows = [

@@ -48,6 +48,8 @@ class TrialResult:
     frozen_params: int = 0  # parameter entries (scalars) frozen by the freeze rules
     covered_params: int | None = None  # entries a matrix method projected, whitened or split
     coverage: float | None = None  # covered_params / trainable entries (None: elementwise)
+    worst_after_target: float | None = None  # worst metric from first reaching the target on
+    stability_gap: float | None = None  # how far that falls short of the target (scoring.stability)
     error: str | None = None
     evals: list[EvalRecord] = field(default_factory=list)
     grad_norms: list[float] | None = None

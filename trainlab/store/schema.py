@@ -1,12 +1,11 @@
 """Tables of the results store, in portable SQLAlchemy Core (SQLite today, PostgreSQL for shared
 studies). Every table name starts with `trainlab_`, so Optuna's RDB tables (`studies`, `trials`,
-...) can live in the same database. Misses and non-finite numbers are stored as NULL, never as IEEE infinity/NaN,
-because
-databases disagree on those; `reached` says whether a NULL time-to-target means "missed".
+...) can live in the same database. Misses and non-finite numbers are stored as NULL, never as IEEE
+infinity/NaN, because databases disagree on those; `reached` says whether a NULL time-to-target means "missed".
 
 Schema versions (stored in `trainlab_meta`): 1, the first; 2 adds the memory-saver columns of
-`trainlab_trials`; 3 adds its coverage columns (`ADDED_COLUMNS`). Upgrades only ever add nullable columns, so no
-row is rewritten.
+`trainlab_trials`; 3 its coverage columns; 4 its stability-after-target columns (`ADDED_COLUMNS`).
+Upgrades only ever add nullable columns, so no row is rewritten.
 """
 
 from __future__ import annotations
@@ -77,6 +76,9 @@ trials = Table(
     # schema version 3: what a matrix method treats unlike AdamW (NULL for elementwise methods)
     Column("covered_params", Integer),  # entries projected, whitened or split
     Column("coverage", Float),  # covered_params / trainable entries
+    # schema version 4: stability after the target (trainlab.scoring.stability; NULL when not defined)
+    Column("worst_after_target", Float),
+    Column("stability_gap", Float),  # NULL also when infinite (a divergence after the target)
 )
 
 # Columns added after version 1, by table: opening an older store adds them (`ResultsStore`).
@@ -88,6 +90,8 @@ ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
         "frozen_params",
         "covered_params",
         "coverage",
+        "worst_after_target",
+        "stability_gap",
     ),
 }
 
