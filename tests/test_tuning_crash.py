@@ -1,9 +1,10 @@
 """Crash safety of tuning experiments, with real SIGKILLs: the coordinator and its worker processes
 are killed at several moments (by the clock, and from inside a database commit through the
-TRAINLAB_FAULT_KILL_AT_COMMIT hook), the same command is restarted, and the finished experiment
-must equal an uninterrupted one: every trial completed exactly once, the same configurations, the
-same steps to target and the same scores. Best configurations are selected by steps (deterministic
-on this workload) so that the comparison is exact."""
+TRAINLAB_FAULT_KILL_AT_COMMIT hook of tests/faults/sitecustomize.py), the same command is
+restarted, and the finished experiment must equal an uninterrupted one: every trial completed
+exactly once, the same configurations, the same steps to target and the same scores. Best
+configurations are selected by steps (deterministic on this workload) so that the comparison is
+exact."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ from conftest import ROOT
 from trainlab.reports.tuning_report import score_experiment
 from trainlab.tuning.experiment import experiment_trials, load_plan
 from trainlab.tuning.outcomes import collect
-from trainlab.tuning.storage import FAULT_ENV, open_storage
+from trainlab.tuning.storage import open_storage
+
+FAULT_ENV = "TRAINLAB_FAULT_KILL_AT_COMMIT"  # read by tests/faults/sitecustomize.py
 
 TINY = str(ROOT / "tests" / "support_workloads.py")
 SPACE = {
@@ -82,6 +85,7 @@ def _start(command: list[str], fault_at: int | None = None) -> subprocess.Popen:
     env.pop(FAULT_ENV, None)
     if fault_at is not None:
         env[FAULT_ENV] = str(fault_at)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "tests" / "faults"), env.get("PYTHONPATH")]))
     # a session of its own: killing the group is a machine crash (coordinator and workers at once)
     return subprocess.Popen(
         command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True

@@ -38,14 +38,3 @@ class TrainingClock:
         self._accumulated += self._timer() - self._running_since
         self._running_since = None
         return self._accumulated
-
-    @property
-    def running(self) -> bool:
-        return self._running_since is not None
-
-    @property
-    def elapsed(self) -> float:
-        """Training seconds so far (including the current running stretch, without syncing)."""
-        if self._running_since is None:
-            return self._accumulated
-        return self._accumulated + self._timer() - self._running_since

@@ -8,15 +8,11 @@
 - SQLite: every transaction starts with `BEGIN IMMEDIATE` (SQLAlchemy's documented recipe), so
   Optuna's read-check-write when claiming a queued trial is atomic across processes there too, as
   `SELECT ... FOR UPDATE` makes it on PostgreSQL. WAL mode lets readers run beside the writer.
-- Fault injection for the crash tests: with `TRAINLAB_FAULT_KILL_AT_COMMIT=N` in the environment,
-  the process SIGKILLs itself just before its N-th commit, i.e. in the middle of a database write.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import warnings
 
 import sqlalchemy as sa
@@ -29,7 +25,6 @@ from trainlab.store.database import normalise_url
 DEFAULT_HEARTBEAT_INTERVAL = 10  # seconds between heartbeats of a running trial
 DEFAULT_GRACE_PERIOD = 30  # seconds without a heartbeat after which a trial is declared dead
 MAX_RETRIES = 3  # re-runs of a trial whose worker died, before it stays failed
-FAULT_ENV = "TRAINLAB_FAULT_KILL_AT_COMMIT"
 
 
 def quiet_optuna() -> None:
@@ -104,7 +99,6 @@ def open_storage(
         logger.disabled = level
     if sqlite:
         _serialize_sqlite(storage.engine)
-    _install_fault_injection(storage.engine)
     return storage
 
 
@@ -122,16 +116,3 @@ def _serialize_sqlite(engine: sa.engine.Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     engine.dispose()  # connections opened while Optuna created its tables predate the hooks
-
-
-def _install_fault_injection(engine: sa.engine.Engine) -> None:
-    raw = os.environ.get(FAULT_ENV)
-    if not raw:
-        return
-    remaining = [int(raw)]
-
-    @sa.event.listens_for(engine, "commit")
-    def _maybe_die(_connection):
-        remaining[0] -= 1
-        if remaining[0] == 0:
-            os.kill(os.getpid(), signal.SIGKILL)
