@@ -73,11 +73,9 @@ def list_command(args: argparse.Namespace) -> int:
 
 
 def fetch_data_command(args: argparse.Namespace) -> int:
-    from trainlab.workloads.data.mnist1d import MNIST1DSpec, load_mnist1d
-    from trainlab.workloads.data.text import fetch_shakespeare
+    from trainlab.workloads.data import prepare_all
 
-    fetch_shakespeare(quiet=args.quiet)
-    load_mnist1d(MNIST1DSpec())
+    prepare_all(quiet=args.quiet)
     if not args.quiet:
         print("data ready")
     return 0
