@@ -21,6 +21,31 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
     )
 
 
+def run_main(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`trainlab ARGS` through its entry point in this process (no interpreter and torch start-up:
+    seconds faster than `run_cli`), with the same exit code and captured output. For the error
+    paths, whose policy lives in `main()`; end-to-end runs use `run_cli`."""
+    import contextlib
+    import io
+
+    from trainlab.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    before, threads = os.getcwd(), torch.get_num_threads()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse's errors and --help/--version
+                code = exc.code if isinstance(exc.code, int) else 2
+    finally:
+        os.chdir(before)
+        torch.set_num_threads(threads)
+    return subprocess.CompletedProcess(["trainlab", *args], code, out.getvalue(), err.getvalue())
+
+
 @pytest.fixture
 def store_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'results.db'}"

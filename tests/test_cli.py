@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from conftest import run_cli
+from conftest import run_cli, run_main
 from trainlab.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,7 +93,7 @@ def test_bad_input_is_one_line_nonzero_and_loses_nothing(small_race, argv, messa
     tmp, _ = small_race
     db = tmp / "results.db"
     before = _trial_count(db)
-    done = run_cli(*argv, "--store", str(db), cwd=tmp)
+    done = run_main(*argv, "--store", str(db), cwd=tmp)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("trainlab: error: "), done.stderr
@@ -215,5 +215,5 @@ def test_refine_runs_both_passes_and_plots_the_refinement(tmp_path):
     ],
 )
 def test_refine_bad_input_is_one_line(tmp_path, argv, message):
-    done = run_cli(*argv, "--store", str(tmp_path / "r.db"), cwd=tmp_path)
+    done = run_main(*argv, "--store", str(tmp_path / "r.db"), cwd=tmp_path)
     assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -80,7 +80,11 @@ def _equivalence_rank(rank: int, tmp: str) -> None:
                 optimizer = optim.create(name, model.parameters(), lr=LR)
                 _train(model, optimizer, _batches(), rank, split)
                 params = [_whole(p) for p in model.parameters()]
-                out[(name, strategy, split)] = (params, optim.state_bytes(optimizer))
+                out[(name, strategy, split)] = (
+                    params,
+                    optim.state_bytes(optimizer),
+                    optim.total_state_bytes(optimizer),
+                )
     if rank == 0:
         torch.save(out, f"{tmp}/out.pt")
     torch.distributed.destroy_process_group()
@@ -117,14 +121,15 @@ def test_every_optimizer_matches_one_process_under_ddp_and_fsdp2(distributed_run
         # split: each rank on half the batch; else both on the whole batch, whose average gradient is
         # one process's bit for bit
         for split in (True, False) if name not in BASIS_SENSITIVE else (False,):
-            params, _ = distributed_runs[(name, strategy, split)]
+            params, _, _ = distributed_runs[(name, strategy, split)]
             diff = max((a - b).abs().max().item() for a, b in zip(params, reference))
             assert diff <= 1e-6, (name, strategy, split, diff)
     # bytes on this rank: DDP holds one process's state; FSDP2 shards elementwise state (half here:
     # every dim 0 is even) and keeps a matrix rule's state whole on every rank
-    _, ddp_bytes = distributed_runs[(name, "ddp", True)]
-    _, fsdp_bytes = distributed_runs[(name, "fsdp2", True)]
-    assert ddp_bytes == full_state
+    _, ddp_bytes, ddp_total = distributed_runs[(name, "ddp", True)]
+    _, fsdp_bytes, fsdp_total = distributed_runs[(name, "fsdp2", True)]
+    assert ddp_bytes == full_state and ddp_total == 2 * full_state  # every rank holds it all
+    assert fsdp_total == 2 * fsdp_bytes  # the ranks hold equal shares (even dims), summed
     if hasattr(optim.create(name, _model().parameters(), lr=LR), "coverage"):
         assert full_state / 2 <= fsdp_bytes <= full_state, (fsdp_bytes, full_state)  # SWAN's matrices: no state
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from trainlab import optim
@@ -15,6 +16,8 @@ TINY = {
     "mnist1d_cnn": dict(step_budget=6, eval_every=3),
     "text_lm": dict(step_budget=4, eval_every=2, eval_windows=8),
 }
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (conftest.one_thread)
 
 
 def test_every_optimizer_races_on_every_default_workload(tmp_path):

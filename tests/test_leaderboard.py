@@ -217,6 +217,8 @@ def test_the_report_is_written_from_both_experiments(tmp_path):
         plan.trials, plan.studies = 1, 1
         plan.per_workload = {"text_lm": {**plan.per_workload.get("text_lm", {}), "studies": 1, "trials": 1}}
         plan.workload_options = {w: {k: str(v) for k, v in TINY[w].items()} for w in DEFAULT_WORKLOADS}
+        for w in DEFAULT_WORKLOADS:  # the variants' runs at the tiny budgets too (else minutes)
+            plan.workload_options.update({v: plan.workload_options[w] for v in variants_of(w)})
         run_experiment(
             storage,
             url,
@@ -233,7 +235,11 @@ def test_the_report_is_written_from_both_experiments(tmp_path):
     for a in algorithms:
         assert f"| {a} |" in report and f"| mnist1d_cnn | {a} |" in report
     assert "## The papers' claims" in report and "## Self-tuning" in report and "incomplete" not in report
-    assert "| galore |" in (tmp_path / "board" / "summary.md").read_text()
+    summary = (tmp_path / "board" / "summary.md").read_text()
+    assert "| galore |" in summary
+    runs = sum(len(variants_of(w)) for w in DEFAULT_WORKLOADS if tuned.variants_for(w))  # one study each
+    adamw = next(line for line in summary.splitlines() if line.startswith("| adamw |"))
+    assert f"/{runs} |" in adamw, adamw  # every variant run was made and counted
     assert (tmp_path / "board" / "pareto.png").read_bytes()[:4] == b"\x89PNG"
     assert "\\begin{tabular}" in (tmp_path / "board" / "leaderboard.tex").read_text()
     configs = race_configs(storage, tuned)["configs"]

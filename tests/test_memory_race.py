@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 import torch
 
-from conftest import run_cli
+from conftest import run_cli, run_main
 from support_workloads import TinyRegression
 from trainlab.algorithms import TrainingAlgorithm, make_algorithm
 from trainlab.benchmark import runner
@@ -272,7 +272,7 @@ BAD = [
 @pytest.mark.parametrize("argv,message", BAD, ids=[a[0] for a, _ in BAD])
 def test_bad_memory_options_are_one_line_errors_before_any_training(tmp_path, argv, message):
     db = tmp_path / "r.db"
-    done = run_cli("race", "--workloads", "mnist1d_cnn", *argv, "--store", str(db), cwd=tmp_path)
+    done = run_main("race", "--workloads", "mnist1d_cnn", *argv, "--store", str(db), cwd=tmp_path)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("trainlab: error: "), done.stderr

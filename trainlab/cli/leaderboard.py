@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 
-from trainlab import optim
 from trainlab.cli import parents
 from trainlab.errors import UsageError
 
@@ -120,6 +119,8 @@ def leaderboard(args: argparse.Namespace) -> int:
         for a in algorithms:
             parse_name(a)
     else:
+        from trainlab import optim
+
         algorithms = optim.available()
     if "://" not in args.store:
         Path(args.store).parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,15 @@ from trainlab.optim.lowrank import FiraAdamW, GaLoreAdamW
 from trainlab.optim.projection import SubspaceAdam
 from trainlab.optim.projector import Projector
 from trainlab.optim.registration import Registration
-from trainlab.optim.registry import available, create, entry, linear_update, register, state_bytes
+from trainlab.optim.registry import (
+    available,
+    create,
+    entry,
+    linear_update,
+    register,
+    state_bytes,
+    total_state_bytes,
+)
 from trainlab.optim.schedule_free import ScheduleFreeAdamW
 from trainlab.optim.sign import SignSGD, Signum
 from trainlab.optim.soap import SOAP
@@ -78,4 +86,5 @@ __all__ = [
     "linear_update",
     "register",
     "state_bytes",
+    "total_state_bytes",
 ]

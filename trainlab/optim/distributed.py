@@ -17,18 +17,20 @@ parameters and the same averaged gradient.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, TypeGuard
+import sys
+from typing import TYPE_CHECKING, Any, Iterator, TypeGuard
 
 import torch
 
-try:
-    from torch.distributed.tensor import DTensor, Partial, distribute_tensor
-except ImportError:  # a torch built without distributed support: nothing is ever sharded
-    DTensor = Partial = distribute_tensor = None  # type: ignore[assignment,misc]
+if TYPE_CHECKING:
+    from torch.distributed.tensor import DTensor
 
 
 def is_sharded(p: Any) -> TypeGuard[DTensor]:
-    return DTensor is not None and isinstance(p, DTensor)
+    """Whether `p` is a DTensor. Importing torch.distributed.tensor costs most of a second, so it is
+    never imported here: no tensor is a DTensor unless something else imported it first."""
+    module = sys.modules.get("torch.distributed.tensor")
+    return module is not None and isinstance(p, module.DTensor)
 
 
 def _local(t: Any) -> Any:
@@ -44,6 +46,8 @@ def local(
     shard: that is a `ValueError`."""
     if not any(is_sharded(p) for p in params):
         return params, grads, states
+    from torch.distributed.tensor import Partial
+
     for p, g in zip(params, grads):
         if (
             is_sharded(g)
@@ -64,6 +68,8 @@ def local(
 def keep_new_state(params: list[torch.Tensor], states: list[dict[str, Any]], shards: list[dict[str, Any]]) -> None:
     """State an elementwise rule created lazily on the shards (`local()`), put back as DTensors placed
     like their parameter."""
+    from torch.distributed.tensor import DTensor
+
     for p, state, shard in zip(params, states, shards):
         if shard is not state and is_sharded(p):
             for key in shard.keys() - state.keys():
@@ -87,5 +93,7 @@ def whole(optimizer: torch.optim.Optimizer, p: torch.Tensor) -> Iterator[torch.T
         yield full
     finally:
         state[p] = state.pop(full)
+    from torch.distributed.tensor import distribute_tensor
+
     shard = distribute_tensor(full, p.device_mesh, p.placements, src_data_rank=None)
     p.to_local().copy_(shard.to_local())

@@ -128,6 +128,18 @@ def state_bytes(optimizer: torch.optim.Optimizer | Any, exclude: Any = ()) -> in
     return total
 
 
+def total_state_bytes(optimizer: torch.optim.Optimizer, group=None) -> int:
+    """`state_bytes` summed over the ranks of the process group (a collective: every rank calls it);
+    replicated state counts once per rank that holds it. Without torch.distributed running, this
+    process's bytes."""
+    local = state_bytes(optimizer)
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return local
+    value = torch.tensor([local], dtype=torch.int64)
+    torch.distributed.all_reduce(value, group=group)
+    return int(value.item())
+
+
 def _storage(t: torch.Tensor) -> tuple[int, int]:
     if is_sharded(t):
         t = t.to_local()
