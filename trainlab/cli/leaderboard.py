@@ -60,51 +60,17 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=leaderboard)
 
 
-def _stored(storage, name: str):
-    from trainlab.tuning.experiment import load_plan
-
-    try:
-        return load_plan(storage, name)
-    except UsageError:
-        return None
-
-
-def plans(storage, algorithms: list[str]):
-    """The two plans, grown from what the store holds, each checked."""
-    from trainlab.algorithms.registry import parse_name, valid_hparams
-    from trainlab.tuning.leaderboard import SELF_TUNING_NAME, TUNED_NAME, grown, self_tuning_plan, tuned_plan
-    from trainlab.algorithms.search_space import check_search_space, load_search_space
-
-    spaces = {a: check_search_space(load_search_space, a, parse_name(a)[0]).to_json() for a in algorithms}
-    defaults = {a: valid_hparams(*parse_name(a)) for a in algorithms}
-    tuned = grown(tuned_plan(algorithms, spaces), _stored(storage, TUNED_NAME))
-    self_ = grown(self_tuning_plan(algorithms, defaults), _stored(storage, SELF_TUNING_NAME))
-    for plan in (tuned, self_):
-        plan.check()
-    return tuned, self_
-
-
-def check_workloads(algorithms: list[str]) -> None:
-    """Data present, and no matrix method that would act as AdamW on a workload."""
-    import torch
-
-    from trainlab.algorithms import check_applies, make_algorithm
-    from trainlab.tuning.leaderboard import WORKLOADS
-    from trainlab.workloads import create_workload
-
-    for name in WORKLOADS:
-        workload = create_workload(name)
-        workload.splits()
-        with torch.random.fork_rng(devices=[]):
-            model = workload.init_model()
-        for algorithm in algorithms:
-            check_applies(make_algorithm(algorithm), model, name, workload.step_budget)
-
-
 def leaderboard(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from trainlab.tuning.coordinator import run_experiment
+    from trainlab.tuning.leaderboard import (
+        SELF_TUNING_NAME,
+        TUNED_NAME,
+        check_workloads,
+        leaderboard_plans,
+        stored_plan,
+    )
     from trainlab.tuning.storage import open_storage
     from trainlab.workloads.variants import variants_of
 
@@ -126,12 +92,12 @@ def leaderboard(args: argparse.Namespace) -> int:
         Path(args.store).parent.mkdir(parents=True, exist_ok=True)
     storage = open_storage(args.store, args.heartbeat_interval, args.grace_period, create=True)
     if args.score_only:  # score what is stored, as it is: algorithms not yet run are not on the board
-        stored = [_stored(storage, name) for name in ("leaderboard", "leaderboard-self")]
+        stored = [stored_plan(storage, name) for name in (TUNED_NAME, SELF_TUNING_NAME)]
         if stored[0] is None:
             raise UsageError(f"no leaderboard in {args.store}: run `trainlab leaderboard` first")
-        tuned, self_ = stored[0], stored[1] or plans(storage, stored[0].algorithms)[1]
+        tuned, self_ = stored[0], stored[1] or leaderboard_plans(storage, stored[0].algorithms)[1]
     else:
-        tuned, self_ = plans(storage, algorithms)
+        tuned, self_ = leaderboard_plans(storage, algorithms)
     if args.dry_run:
         for plan in (tuned, self_):
             print(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from trainlab.errors import UsageError
 from trainlab.tuning.plan import TuningPlan
 
 TUNED_NAME = "leaderboard"
@@ -33,7 +34,7 @@ TUNED_PER_WORKLOAD = {"text_lm": {"studies": 1, "trials": 2, "variants": False, 
 SELF_PER_WORKLOAD = {"text_lm": {"studies": 1}}
 
 
-def tuned_plan(algorithms: list[str], spaces: dict[str, dict[str, Any]]) -> TuningPlan:
+def tuned_plan(algorithms: list[str], spaces: dict[str, Any]) -> TuningPlan:
     return TuningPlan(
         name=TUNED_NAME,
         algorithms=list(algorithms),
@@ -115,3 +116,43 @@ def race_configs(storage, plan: TuningPlan) -> dict[str, Any]:
                 "median_steps_to_target": medians[k] if math.isfinite(medians[k]) else None,
             }
     return {"experiment": plan.name, "selected_by": "median held-out steps to target over seeds", "configs": configs}
+
+
+def stored_plan(storage, name: str) -> TuningPlan | None:
+    """The plan of experiment `name` in `storage`, or None when it has not begun."""
+    from trainlab.tuning.experiment import load_plan
+
+    try:
+        return load_plan(storage, name)
+    except UsageError:
+        return None
+
+
+def leaderboard_plans(storage, algorithms: list[str]) -> tuple[TuningPlan, TuningPlan]:
+    """The two plans for `algorithms`, grown from what the store holds, each checked."""
+    from trainlab.algorithms.registry import parse_name, valid_hparams
+    from trainlab.algorithms.search_space import check_search_space, load_search_space
+
+    spaces = {a: check_search_space(load_search_space, a, parse_name(a)[0]).to_json() for a in algorithms}
+    defaults = {a: valid_hparams(*parse_name(a)) for a in algorithms}
+    tuned = grown(tuned_plan(algorithms, spaces), stored_plan(storage, TUNED_NAME))
+    self_ = grown(self_tuning_plan(algorithms, defaults), stored_plan(storage, SELF_TUNING_NAME))
+    for plan in (tuned, self_):
+        plan.check()
+    return tuned, self_
+
+
+def check_workloads(algorithms: list[str]) -> None:
+    """Data present, and no matrix method that would act as AdamW on a workload."""
+    import torch
+
+    from trainlab.algorithms import check_applies, make_algorithm
+    from trainlab.workloads import create_workload
+
+    for name in WORKLOADS:
+        workload = create_workload(name)
+        workload.splits()
+        with torch.random.fork_rng(devices=[]):
+            model = workload.init_model()
+        for algorithm in algorithms:
+            check_applies(make_algorithm(algorithm), model, name, workload.step_budget)
