@@ -90,6 +90,10 @@ class TrainingAlgorithm:
         treats every entry alike (the elementwise ones)."""
         return coverage(self.optimizer)
 
+    def state_bytes(self) -> int:
+        """Bytes of optimizer state on this process (`trainlab.optim.state_bytes`)."""
+        return optim.state_bytes(self.optimizer)
+
     def update(
         self,
         model: nn.Module,

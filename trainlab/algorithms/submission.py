@@ -150,6 +150,7 @@ class SubmissionAlgorithm:
         self.spec = spec
         self.module = load_submission(spec.name)
         self.view = SubmissionWorkload(workload, model)
+        self.model = model
         point = spec.submission_hparams()
         self.hyperparameters = hyperparameters_tuple(point) if point else None  # None: self-tuning
         self.rng = torch.Generator().manual_seed(seed)
@@ -165,6 +166,15 @@ class SubmissionAlgorithm:
 
     def coverage(self) -> None:
         return None
+
+    def state_bytes(self) -> int:
+        """Its torch optimizer's state, or else the tensors its optimizer_state holds that are not the
+        model's parameters (a hand-written optimizer keeps its buffers there)."""
+        from trainlab.optim import state_bytes
+
+        if self.optimizer is not None:
+            return state_bytes(self.optimizer)
+        return state_bytes(self.optimizer_state, exclude=self.model.parameters())
 
     def _queue(self, batches: Iterator) -> Iterator[dict[str, torch.Tensor]]:
         workload = self.view._workload

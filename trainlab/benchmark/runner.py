@@ -57,7 +57,6 @@ from trainlab.benchmark.trial_config import TrialConfig, apply_freeze
 from trainlab.store.results import EvalRecord, TrialResult
 from trainlab.errors import UsageError
 from trainlab.memory import ActivationCompressor, ChangeBasedFreezer, SavedTensorMeter, bf16_autocast, cast_model_bf16
-from trainlab.optim import state_bytes
 from trainlab.scoring import after_target
 from trainlab.utils.device import peak_device_memory, reset_peak_device_memory
 from trainlab.workloads import Workload
@@ -318,11 +317,7 @@ def run_trial(
         result.test_metric = float(evaluate(model, splits.test)[workload.metric])
     if freezer is not None:  # parameters frozen during training count too
         result.frozen_params = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-    result.state_bytes = (
-        state_bytes(algorithm.optimizer)
-        if algorithm.optimizer is not None
-        else state_bytes(getattr(algorithm, "optimizer_state", None), exclude=model.parameters())
-    )
+    result.state_bytes = algorithm.state_bytes()
     if compressor is not None:
         result.saved_activation_bytes = compressor.peak_bytes
     peak = peak_device_memory(device)

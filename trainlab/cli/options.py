@@ -68,3 +68,20 @@ def parse_trial_config(args) -> "TrialConfig":
         raise UsageError(f"--freeze-change must be a positive threshold, got {args.freeze_change}")
     rules = tuple(split_list(args.freeze, "freeze")) if args.freeze is not None else ()
     return TrialConfig(bits, args.precision, rules, args.freeze_change)
+
+
+def search_space_files(items: list[str], algorithms: list[str]) -> dict[str, str]:
+    """--search-space [ALG=]FILE items -> {algorithm: file}."""
+    files: dict[str, str] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep:
+            if len(algorithms) != 1:
+                raise UsageError(f"--search-space {item!r}: with several algorithms write ALGORITHM=FILE.json")
+            name, path = algorithms[0], item
+        if name not in algorithms:
+            raise UsageError(
+                f"--search-space {item!r} names {name!r}, which is not tuned here ({', '.join(algorithms)})"
+            )
+        files[name] = path
+    return files

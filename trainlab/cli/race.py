@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from trainlab.cli import parents
-from trainlab.cli.options import parse_seeds, parse_trial_config, split_list
+from trainlab.cli.options import parse_seeds, parse_trial_config, search_space_files, split_list
 from trainlab.errors import UsageError
 
 WORKLOADS_HELP = "comma-separated workload names, .py files or modules (default: mnist1d_mlp,mnist1d_cnn,text_lm)"
@@ -210,23 +210,6 @@ def add_parsers(sub) -> None:
         "is the file the race reads its baseline lrs from)",
     )
     targets.set_defaults(func=set_targets_command)
-
-
-def search_space_files(items: list[str], algorithms: list[str]) -> dict[str, str]:
-    """--search-space [ALG=]FILE items -> {algorithm: file}."""
-    files: dict[str, str] = {}
-    for item in items:
-        name, sep, path = item.partition("=")
-        if not sep:
-            if len(algorithms) != 1:
-                raise UsageError(f"--search-space {item!r}: with several algorithms write ALGORITHM=FILE.json")
-            name, path = algorithms[0], item
-        if name not in algorithms:
-            raise UsageError(
-                f"--search-space {item!r} names {name!r}, which is not tuned here ({', '.join(algorithms)})"
-            )
-        files[name] = path
-    return files
 
 
 def _summary_and_report(store, race_id: int, report_dir: str | None) -> None:

@@ -8,8 +8,14 @@ import os
 import sys
 
 from trainlab.cli import parents
-from trainlab.cli.options import parse_seeds, parse_trial_config, parse_workload_options, split_list
-from trainlab.cli.race import WORKLOADS_HELP, search_space_files
+from trainlab.cli.options import (
+    parse_seeds,
+    parse_trial_config,
+    parse_workload_options,
+    search_space_files,
+    split_list,
+)
+from trainlab.cli.race import WORKLOADS_HELP
 from trainlab.errors import UsageError
 
 

@@ -43,8 +43,9 @@ def local(
     """The local shards of a bucket for an elementwise rule: parameters, gradients, and each state
     dict with its DTensors replaced by their shards (the rule updates them in place). Unchanged when
     nothing is sharded. A gradient that is still a pending sum (`Partial`) cannot be updated shard by
-    shard: that is a `ValueError`."""
-    if not any(is_sharded(p) for p in params):
+    shard: that is a `ValueError`. Called for every bucket of every step: without DTensors in the
+    process, one dictionary lookup."""
+    if "torch.distributed.tensor" not in sys.modules or not any(is_sharded(p) for p in params):
         return params, grads, states
     from torch.distributed.tensor import Partial
 
@@ -67,7 +68,9 @@ def local(
 
 def keep_new_state(params: list[torch.Tensor], states: list[dict[str, Any]], shards: list[dict[str, Any]]) -> None:
     """State an elementwise rule created lazily on the shards (`local()`), put back as DTensors placed
-    like their parameter."""
+    like their parameter. Nothing to do when `local()` handed back the state dicts themselves."""
+    if shards is states:
+        return
     from torch.distributed.tensor import DTensor
 
     for p, state, shard in zip(params, states, shards):
