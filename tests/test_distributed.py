@@ -6,7 +6,9 @@ SOAP is the exception that proves the rule: its eigenbases of rank-deficient sta
 non-square matrix's larger side) are arbitrary in their null space, so a 1e-7 relative change in the
 gradient (the rounding of an all-reduce) moves its parameters by 4e-2 after 5 steps even in one
 process. It is checked with the same batch on both ranks, where the averaged gradient is bit-equal
-to one process's, as every other optimizer is too.
+to one process's, as every other optimizer is too. SWAN's whitening lifts the gradient's smallest
+singular directions about a thousandfold (that is its job), so the same all-reduce rounding ends
+4e-6 away after 5 split steps: its split runs get a 1e-5 tolerance, its whole-batch runs 1e-6.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ WORLD = 2
 STEPS = 5
 LR = 1e-2
 BASIS_SENSITIVE = {"soap"}  # see the module docstring
+SPLIT_TOLERANCE = {"swan": 1e-5}  # ditto; every other optimizer: 1e-6
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed")
 
@@ -123,7 +126,7 @@ def test_every_optimizer_matches_one_process_under_ddp_and_fsdp2(distributed_run
         for split in (True, False) if name not in BASIS_SENSITIVE else (False,):
             params, _, _ = distributed_runs[(name, strategy, split)]
             diff = max((a - b).abs().max().item() for a, b in zip(params, reference))
-            assert diff <= 1e-6, (name, strategy, split, diff)
+            assert diff <= (SPLIT_TOLERANCE.get(name, 1e-6) if split else 1e-6), (name, strategy, split, diff)
     # bytes on this rank: DDP holds one process's state; FSDP2 shards elementwise state (half here:
     # every dim 0 is even) and keeps a matrix rule's state whole on every rank
     _, ddp_bytes, ddp_total = distributed_runs[(name, "ddp", True)]

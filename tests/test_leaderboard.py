@@ -14,10 +14,11 @@ from trainlab import optim
 from trainlab.algorithms import TrainingAlgorithm, make_algorithm
 from trainlab.algorithms.registry import LEADERBOARD_PATH
 from trainlab.benchmark.race import RacePlan, run_race
+from trainlab.errors import UsageError
 from trainlab.optim.selection import split_hidden
 from trainlab.store import ResultsStore
 from trainlab.tuning.experiment import create_or_resume, enqueue_tuning, load
-from trainlab.tuning.leaderboard import self_tuning_plan, tuned_plan
+from trainlab.tuning.leaderboard import forget, self_tuning_plan, tuned_plan
 from trainlab.tuning.storage import open_storage
 from trainlab.workloads import DEFAULT_WORKLOADS, create_workload
 
@@ -157,6 +158,15 @@ def test_per_workload_budget_and_growth_by_algorithm(tmp_path):
     other.eval_seeds = [5]
     with pytest.raises(Exception, match="different eval_seeds"):
         create_or_resume(storage, other)
+    # --rerun lion: lion's studies go (and come back empty, then drawn again); adamw's are untouched
+    assert forget(storage, grown, ["lion"]) == 32
+    names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    assert not any(":lion:" in n for n in names) and plan.tune_study_name("adamw", "mnist1d_mlp", 0) in names
+    again, _ = create_or_resume(storage, tuned_plan(["adamw", "lion"], spaces))
+    assert enqueue_tuning(storage, again) == 32
+    assert {t.number: t.params for t in load(storage, plan.tune_study_name("adamw", "mnist1d_mlp", 0)).trials} == before
+    with pytest.raises(UsageError, match="not on the stored 'leaderboard' board"):
+        forget(storage, grown, ["sgd"])
 
 
 def test_self_tuning_plan_pins_the_race_defaults():

@@ -19,6 +19,8 @@ import torch
 
 from trainlab.optim import create, state_bytes
 from trainlab.optim import FRUGAL, SWAN, FiraAdamW, GaLoreAdamW
+from trainlab.optim.orthogonalize import MARGIN, minimax_coefficients
+from trainlab.optim.swan import SMALLEST
 
 STEPS = 5  # crosses refreshes at t = 1, 3, 5 with gap 2
 GAP = 2
@@ -197,13 +199,34 @@ def ref_frugal_subspace(w, grads, lr, wd, gap, bases, rule="sign_sgd", inactive_
     return w
 
 
-def ref_swan_matrix(w, grads, lr, wd, steps=10, beta=0.5, eps=1e-8):
+def _ref_grad_norm(g, eps):
+    mu = g.mean(dim=1, keepdim=True)
+    sd = ((g - mu) ** 2).mean(dim=1, keepdim=True).sqrt()
+    return (g - mu) / (sd + eps)
+
+
+def ref_swan_matrix(w, grads, lr, wd, steps=5, eps=1e-8):
+    """SWAN with the minimax whitening: the composed quintics applied to the singular values of G~
+    (by SVD, in float64), the coefficients being the one thing taken from trainlab."""
+    coefficients = minimax_coefficients(steps, SMALLEST)
     w = w.double().clone()
     for g32 in grads:
-        g = g32.double()
-        mu = g.mean(dim=1, keepdim=True)
-        sd = ((g - mu) ** 2).mean(dim=1, keepdim=True).sqrt()
-        gn = (g - mu) / (sd + eps)
+        gn = _ref_grad_norm(g32.double(), eps)
+        u, s, vh = torch.linalg.svd(gn, full_matrices=False)
+        s = s / s.norm()
+        for a, b, c in coefficients:
+            s = a * s + b * s**3 + c * s**5
+        d = u @ torch.diag(s) @ vh
+        d = math.sqrt(gn.numel()) * d / d.norm()
+        w = w * (1 - lr * wd)
+        w = w - lr * d
+    return w
+
+
+def ref_swan_coupled_matrix(w, grads, lr, wd, steps=10, beta=0.5, eps=1e-8):
+    w = w.double().clone()
+    for g32 in grads:
+        gn = _ref_grad_norm(g32.double(), eps)
         x = gn.T if gn.shape[0] > gn.shape[1] else gn
         x = x / x.norm()
         eye = torch.eye(x.shape[0], dtype=torch.float64)
@@ -214,7 +237,7 @@ def ref_swan_matrix(w, grads, lr, wd, steps=10, beta=0.5, eps=1e-8):
         d = z @ x
         if gn.shape[0] > gn.shape[1]:
             d = d.T
-        d = math.sqrt(g.numel()) * d / d.norm()
+        d = math.sqrt(gn.numel()) * d / d.norm()
         w = w * (1 - lr * wd)
         w = w - lr * d
     return w
@@ -408,14 +431,68 @@ def test_frugal_block_random_order_picks_count():
 def test_swan_matches_reference():
     params, grads = _setup()
     w0 = {k: p.detach().clone() for k, p in params.items()}
-    opt = SWAN(
-        [{"params": [params["A"], params["c"]], "lr": LR1}, {"params": [params["B"]], "lr": LR2}], weight_decay=WD
-    )
+    groups = [{"params": [params["A"], params["c"]], "lr": LR1}, {"params": [params["B"]], "lr": LR2}]
+    opt = SWAN(groups, weight_decay=WD, ns_dtype="float64")  # fp32 (the CPU default) is 1.1e-6 away
     _run(opt, params, grads, STEPS)
     refs = {k: ref_swan_matrix(w0[k], _grads_of(grads, k), _lr(k), WD) for k in ("A", "B")}
     refs["c"] = ref_adamw_torch(w0["c"], _grads_of(grads, "c"), LR1, WD, 1e-8)
     _assert_close(params, refs)
     assert state_bytes(opt) == 8 * 48  # matrices stateless, AdamW for the 1-D param
+
+
+def test_swan_coupled_whitening_matches_reference():
+    params, grads = _setup()
+    w0 = {k: p.detach().clone() for k, p in params.items()}
+    groups = [{"params": [params["A"], params["c"]], "lr": LR1}, {"params": [params["B"]], "lr": LR2}]
+    opt = SWAN(groups, weight_decay=WD, whitening="coupled")
+    _run(opt, params, grads, STEPS)
+    refs = {k: ref_swan_coupled_matrix(w0[k], _grads_of(grads, k), _lr(k), WD) for k in ("A", "B")}
+    _assert_close(params, refs)
+
+
+def _ill_conditioned_gradient():
+    """Rank 4 plus noise, 96 x 384: after GradNorm its condition number is in the thousands."""
+    gen = torch.Generator().manual_seed(0)
+    u = torch.linalg.qr(torch.randn(96, 4, generator=gen, dtype=torch.float64))[0]
+    v = torch.linalg.qr(torch.randn(384, 4, generator=gen, dtype=torch.float64))[0]
+    low_rank = (u * torch.tensor([40.0, 20.0, 10.0, 5.0], dtype=torch.float64)) @ v.T
+    return (low_rank + 0.003 * torch.randn(96, 384, generator=gen, dtype=torch.float64)).float()
+
+
+def _update_spread(g, **kw):
+    w = torch.zeros_like(g, requires_grad=True)
+    w.grad = g.clone()
+    SWAN([w], lr=1.0, **kw).step()
+    s = torch.linalg.svdvals(w.detach().double())
+    return (s[0] / s[-1]).item()
+
+
+def test_swan_whitens_an_ill_conditioned_gradient():
+    g = _ill_conditioned_gradient()
+    s = torch.linalg.svdvals(_ref_grad_norm(g.double(), 1e-8))
+    assert 1000 < s[0] / s[-1] < 3000  # the case is as hard as stated
+    assert _update_spread(g) <= 3.0  # the default: five minimax steps
+    assert _update_spread(g, ns_dtype="bfloat16") <= 3.0  # no blow-up from bf16 rounding
+    assert _update_spread(g, whitening="coupled") > 20.0  # why the default changed: 10 coupled steps
+
+
+def test_minimax_coefficients_equioscillate():
+    """Each step's quintic is a minimax fit of a constant on its interval [low, 1 + MARGIN], scaled
+    to peak at 1: it touches its minimum at `low` and at its interior local minimum, and its
+    maximum 1 at its interior local maximum and at 1 + MARGIN (Chebyshev's alternation); the
+    composition lands [SMALLEST, 1] where the docstrings say."""
+    low = SMALLEST
+    for a, b, c in minimax_coefficients(5, SMALLEST):
+        s = torch.logspace(math.log10(low), math.log10(1 + MARGIN), 400001, dtype=torch.float64)
+        p = a * s + b * s**3 + c * s**5
+        rising = (p[1:] > p[:-1]).int()
+        turns = (rising[1:] - rising[:-1]).nonzero().flatten() + 1  # local extrema of p
+        assert len(turns) == 2 and rising[0] == 1  # up to a maximum, down to a minimum, up again
+        peak, valley = turns.tolist()
+        assert p[peak].item() == pytest.approx(1.0, abs=1e-7) and p[-1].item() == pytest.approx(1.0, abs=1e-7)
+        assert p[valley].item() == pytest.approx(p[0].item(), abs=1e-7)
+        low = p[s <= 1].min().item()
+    assert 0.5 < low < 0.55
 
 
 def test_swan_whitening_converges_to_polar_factor():

@@ -36,6 +36,13 @@ def add_parsers(sub) -> None:
         metavar="LIST",
         help="algorithms to add or run (default: every registered optimizer)",
     )
+    p.add_argument(
+        "--rerun",
+        default=None,
+        metavar="LIST",
+        help="delete these stored algorithms' trials (both experiments) and run them again: for "
+        "an algorithm whose implementation changed; the others' trials are kept",
+    )
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"report folder (default: {DEFAULT_OUT})")
     p.add_argument(
         "--only",
@@ -68,6 +75,7 @@ def leaderboard(args: argparse.Namespace) -> int:
         SELF_TUNING_NAME,
         TUNED_NAME,
         check_workloads,
+        forget,
         leaderboard_plans,
         stored_plan,
     )
@@ -98,6 +106,17 @@ def leaderboard(args: argparse.Namespace) -> int:
         tuned, self_ = stored[0], stored[1] or leaderboard_plans(storage, stored[0].algorithms)[1]
     else:
         tuned, self_ = leaderboard_plans(storage, algorithms)
+    if args.rerun:
+        from trainlab.cli.options import split_list
+
+        rerun = split_list(args.rerun, "rerun")
+        if args.score_only or args.dry_run:
+            raise UsageError("--rerun deletes and runs trials: drop --score-only / --dry-run")
+        for plan in (tuned, self_):
+            if stored_plan(storage, plan.name) is not None:
+                deleted = forget(storage, plan, rerun)
+                print(f"leaderboard: {plan.name}: deleted {deleted} stored trials of {', '.join(rerun)}", flush=True)
+        algorithms = sorted(set(algorithms) | set(rerun))
     if args.dry_run:
         for plan in (tuned, self_):
             print(

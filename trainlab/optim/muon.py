@@ -16,12 +16,13 @@ official `MuonWithAuxAdam` recipe does) gets AdamW in torch's form with `adamw_b
 and lr * `adamw_lr_ratio` (the official example pairs Muon's 0.02 with AdamW's 3e-4: 0.015).
 
 Newton-Schulz dtype (`ns_dtype`): the official code iterates in bf16 everywhere; on a CPU without
-native bf16 matmuls that is ~100x slower than fp32, so "auto" (the default) is bf16 on CUDA and fp32
-elsewhere; "float64" serves the reference tests. bf16 also costs accuracy where the gradient is
-near low rank: NS5 amplifies the small directions, and after 5 steps on rank-6-plus-noise 48 x 80
-gradients the bf16 result was 6-7 % (relative) from fp64's, against 1.3 % on full-rank ones. The iteration is not
-the exact polar factor:
-singular values land in about [0.7, 1.2], by design.
+native bf16 matmuls that is ~100x slower than fp32, so "auto" (the default) is bf16 on CUDA devices
+with bf16 tensor cores (compute capability >= 8.0) and fp32 elsewhere (`orthogonalize.matmul_dtype`);
+"float64" serves the reference tests. bf16 also costs accuracy where the gradient is near low
+rank: NS5 amplifies the small directions, and after 5 steps on rank-6-plus-noise 48 x 80 gradients
+the bf16 result was 6-7 % (relative) from fp64's, against 1.3 % on full-rank ones. The iteration is
+not the exact polar factor: singular values land in about [0.7, 1.2], by design (SWAN's minimax
+steps, in `orthogonalize`, whiten further at the same cost; Muon keeps the official coefficients).
 """
 
 from __future__ import annotations
@@ -32,26 +33,16 @@ from typing import Any
 import torch
 
 from trainlab.optim.matrix import MatrixOptimizer
+from trainlab.optim.orthogonalize import MUON_COEFFICIENTS, NS_DTYPES, ns_dtype, orthogonalize
 from trainlab.optim.registration import Registration
 from trainlab.optim.validation import check_betas, check_non_negative, check_range
 
-NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
-NS_DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
 ADJUSTMENTS = ("original", "match_rms_adamw")
 
 
 def newton_schulz(u: torch.Tensor, steps: int, dtype: torch.dtype) -> torch.Tensor:
     """NS5 of a 2-D tensor in `dtype` (the official iteration), returned in `dtype`."""
-    a, b, c = NS_COEFFICIENTS
-    x = u.to(dtype)
-    wide = x.shape[0] <= x.shape[1]
-    if not wide:
-        x = x.mT
-    x = x / (torch.linalg.vector_norm(x) + 1e-7)
-    for _ in range(steps):
-        gram = x @ x.mT
-        x = a * x + (b * gram + c * gram @ gram) @ x
-    return x if wide else x.mT
+    return orthogonalize(u, (MUON_COEFFICIENTS,) * steps, dtype)
 
 
 class Muon(MatrixOptimizer):
@@ -112,8 +103,7 @@ class Muon(MatrixOptimizer):
         u = p.grad.lerp(buf, mu) if group["nesterov"] else buf
         rows = p.shape[0]
         cols = p.numel() // rows
-        dtype = NS_DTYPES[group["ns_dtype"]] or (torch.bfloat16 if p.device.type == "cuda" else torch.float32)
-        o = newton_schulz(u.reshape(rows, cols), group["ns_steps"], dtype)
+        o = newton_schulz(u.reshape(rows, cols), group["ns_steps"], ns_dtype(group["ns_dtype"], p.device))
         scale = (
             math.sqrt(max(1.0, rows / cols)) if group["adjust_lr"] == "original" else 0.2 * math.sqrt(max(rows, cols))
         )

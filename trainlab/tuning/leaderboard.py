@@ -142,6 +142,29 @@ def leaderboard_plans(storage, algorithms: list[str]) -> tuple[TuningPlan, Tunin
     return tuned, self_
 
 
+def forget(storage, plan: TuningPlan, algorithms: list[str]) -> int:
+    """Delete the tuning and evaluation studies of `algorithms` (stored in `plan`'s experiment) and
+    return how many trials they held; the next run recreates and reruns them."""
+    import optuna
+
+    unknown = [a for a in algorithms if a not in plan.algorithms]
+    if unknown:
+        raise UsageError(
+            f"--rerun: {', '.join(unknown)} not on the stored {plan.name!r} board "
+            f"(stored: {', '.join(plan.algorithms)}); add it with --algorithms instead"
+        )
+    doomed = {plan.eval_study_name(a, w) for a in algorithms for w in plan.workloads}
+    doomed |= {
+        plan.tune_study_name(a, w, k) for a in algorithms for w in plan.workloads for k in range(plan.studies_for(w))
+    }
+    deleted = 0
+    for summary in optuna.get_all_study_summaries(storage):
+        if summary.study_name in doomed:
+            deleted += summary.n_trials
+            optuna.delete_study(study_name=summary.study_name, storage=storage)
+    return deleted
+
+
 def check_workloads(algorithms: list[str]) -> None:
     """Data present, and no matrix method that would act as AdamW on a workload."""
     import torch
