@@ -1,83 +1,231 @@
-"""Optimizer step time against the memory-bandwidth bound (a script, not a test).
+"""Optimizer step time: trainlab against the memory-bandwidth bound and the peer implementations.
 
-An elementwise optimizer step does O(1) flops per byte: it is bound by memory traffic. This script
-measures, in one run and on one device:
+A script, not a test. One run times, on one device and model, each implementation in a fresh
+process (so no implementation inherits another's caches, compiled kernels or allocator state):
 
-1. the copy bandwidth: median time of `torch._foreach_copy_(dst, src)` over the whole parameter set
-   (reads 4 B + writes 4 B per fp32 entry), bandwidth = 8 * N / time;
-2. for each optimizer, the median (and minimum) `step()` time over --steps steps after a warm-up;
-3. the ideal bytes one step must move per parameter entry (below), the bandwidth-bound time
-   bytes * N / bandwidth, and the ratios of the median time to that bound and to
-   torch.optim.AdamW(fused=True).
+- the copy bandwidth (`torch._foreach_copy_` over every parameter, 8 B per fp32 entry), and for
+  each elementwise method the bandwidth bound: the bytes one step must move (below) / bandwidth;
+- the cost floor of orthogonalisation: five fp32 quintic Newton-Schulz iterations (Muon's
+  polynomial, no state) on every matrix the matrix recipe treats;
+- for each method, trainlab's default step (for the elementwise methods the fused kernel, for
+  AdamW torch's fused kernel), its foreach chain (`fused=False`) where it has one, and with
+  `--peers` every installed peer implementation of the same method (the `bench` extra:
+  pytorch_optimizer, torch-optimi, schedulefree, lion-pytorch, heavyball; torch's own AdamW and
+  Muon), each at its own defaults but the learning rate: median of --steps steps after --warmup
+  untimed ones. The default's first step is timed in two processes sharing an empty kernel cache
+  (`TRAINLAB_KERNEL_CACHE`): cold (the first process on a machine builds the kernel) and warm (a
+  later process loads it); the median comes from the warm process.
+
+The model is the MLP of issue 16: 784-1024, LayerNorm, 4 x (1024x1024 + bias), 1024-10, about
+5.0 M fp32 parameters; gradients are fixed random tensors. Matrix methods get the recipes' layout
+(trainlab: `recipe_groups`; peers: the same hidden matrices in their groups' terms); GaLore and
+Fira rank 128, FRUGAL density 0.25, SOAP and GaLore refresh at their defaults (so the median
+step is a step between refreshes).
 
 Bytes per fp32 parameter entry (4 B per tensor read or written; gradients are only read):
 
-    adamw, nadamw : p r+w, g r, exp_avg r+w, exp_avg_sq r+w          = 7 x 4 = 28 B
-    lion, signum  : p r+w, g r, momentum r+w                          = 5 x 4 = 20 B
-    diffgrad      : p r+w, g r, exp_avg r+w, exp_avg_sq r+w, prev r+w = 9 x 4 = 36 B
-    signsgd       : p r+w, g r                                        = 3 x 4 = 12 B
-    sfadamw       : p(=y) r+w, g r, z r+w, exp_avg_sq r+w             = 7 x 4 = 28 B
+    adamw, nadamw, sfadamw : p r+w, g r, two moments r+w           = 7 x 4 = 28 B
+    lion, signum           : p r+w, g r, momentum r+w              = 5 x 4 = 20 B
+    diffgrad               : p r+w, g r, two moments, prev g r+w   = 9 x 4 = 36 B
+    signsgd                : p r+w, g r                            = 3 x 4 = 12 B
+    ademamix               : p r+w, g r, three moments r+w         = 9 x 4 = 36 B
 
-These are lower bounds: a foreach implementation makes several passes and allocates temporaries,
-a fused kernel makes one. On a CPU the 20-100 MB working set can sit partly in cache, and a loaded
-machine adds noise: read the numbers as rough.
-
-Rows "NAME (fused)" are trainlab's `fused=True` path (torch.compile/inductor, one pass per tensor).
-Their first step compiles; it is one of the untimed warm-up steps (at least one), and the compile
-time (wall time of the steps that compiled, from `trainlab.optim.fused.stats()`) gets its own
-column, since a timed race pays it once. Inductor caches compiled graphs on disk, so a second run
-of this script compiles faster than the first. A recompile during the timed steps is reported.
-
-    python benchmarks/optimizer_step.py --params 5e6 --steps 50 --device auto [--threads 1]
-    python benchmarks/optimizer_step.py --params 2e5 --steps 3 --warmup 1   # smoke test
-    python benchmarks/optimizer_step.py --only nadamw,lion                  # a subset of rows
+    python benchmarks/optimizer_step.py --peers                 # the README table (minutes)
+    python benchmarks/optimizer_step.py --only lion,swan --peers
+    python benchmarks/optimizer_step.py --width 128 --steps 3 --warmup 1   # smoke test
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from typing import Any, Callable
 
 import torch
+from torch import nn
 
-from trainlab.optim import create
-from trainlab.optim.fused import stats as fused_stats
-
-TENSORS_MOVED = {
-    "adamw": 7,
-    "nadamw": 7,
-    "lion": 5,
-    "diffgrad": 9,
-    "signsgd": 3,
-    "signum": 5,
-    "sfadamw": 7,
-}  # registry name -> tensors read or written per entry (above)
-
-OURS = {  # trainlab's elementwise optimizers: each gets a foreach row and a fused row
-    "nadamw": dict(lr=1e-3, weight_decay=0.01),
-    "lion": dict(lr=1e-4, weight_decay=0.1),
-    "diffgrad": dict(lr=1e-3, weight_decay=0.01),
-    "signsgd": dict(lr=1e-4, weight_decay=0.01),
-    "signum": dict(lr=1e-4, weight_decay=0.01),
-    "sfadamw": dict(lr=2.5e-3, weight_decay=0.01),
+TENSORS_MOVED = {  # method -> tensors read or written per entry (above)
+    **{"adamw": 7, "nadamw": 7, "sfadamw": 7, "lion": 5, "signum": 5},
+    **{"diffgrad": 9, "signsgd": 3, "ademamix": 9},
 }
+OURS: dict[str, dict[str, Any]] = {  # method -> trainlab hparams (lr only, as for the peers)
+    "adamw": dict(lr=1e-3),
+    "nadamw": dict(lr=1e-3),
+    "lion": dict(lr=1e-4),
+    "diffgrad": dict(lr=1e-3),
+    "signsgd": dict(lr=1e-4),
+    "signum": dict(lr=1e-4),
+    "sfadamw": dict(lr=2.5e-3),
+    "ademamix": dict(lr=1e-3),
+    "galore": dict(lr=1e-3, rank=128),
+    "fira": dict(lr=1e-3, rank=128),
+    "frugal": dict(lr=1e-3, density=0.25),
+    "swan": dict(lr=1e-3),
+    "muon": dict(lr=0.02),
+    "soap": dict(lr=3e-3),
+}
+FOREACH = {"adamw", "nadamw", "lion", "diffgrad", "signsgd", "signum", "sfadamw", "ademamix"}  # fused=False
 
-OPTIMIZERS = {  # label -> (registry name, hparams)
-    "adamw (foreach)": ("adamw", dict(lr=1e-3, weight_decay=0.01, foreach=True)),
-    "adamw (fused)": ("adamw", dict(lr=1e-3, weight_decay=0.01, fused=True)),
-    **{
-        label: (name, {**h, **switch})
-        for name, h in OURS.items()
-        for label, switch in ((name, {}), (f"{name} (fused)", dict(fused=True)))
+
+# ---- the model and its fixed gradients ------------------------------------------------------------
+
+
+def make_model(width: int) -> nn.Module:
+    layers: list[nn.Module] = [nn.Linear(784, width), nn.LayerNorm(width)]
+    for _ in range(4):
+        layers += [nn.ReLU(), nn.Linear(width, width)]
+    layers += [nn.ReLU(), nn.Linear(width, 10)]
+    torch.manual_seed(0)
+    return nn.Sequential(*layers)
+
+
+def attach_grads(model: nn.Module, device: torch.device) -> None:
+    gen = torch.Generator().manual_seed(1)
+    for p in model.parameters():
+        p.grad = (torch.randn(p.shape, generator=gen) * 1e-2).to(device)
+
+
+def hidden_and_rest(model: nn.Module) -> tuple[list, list]:
+    from trainlab.optim.selection import split_hidden
+
+    return split_hidden(model)
+
+
+# ---- implementations: (method, implementation) -> a zero-argument step function ----------------
+
+
+def ours(method: str, foreach: bool) -> Callable[[nn.Module], Callable[[], Any]]:
+    def build(model):
+        from trainlab.optim import create
+        from trainlab.optim.registry import entry
+        from trainlab.optim.selection import recipe_groups
+
+        hparams = {**OURS[method], **({"fused": False} if foreach else {})}
+        return create(method, recipe_groups(entry(method).factory, model), **hparams).step
+
+    return build
+
+
+def peer_groups(model, hidden_key: dict[str, Any], rest_key: dict[str, Any]) -> list[dict[str, Any]]:
+    hidden, rest = hidden_and_rest(model)
+    return [{"params": hidden, **hidden_key}, {"params": rest, **rest_key}]
+
+
+def _po(name: str, groups: Callable | None = None, **kw):
+    def build(model):
+        import pytorch_optimizer
+
+        params = groups(model) if groups else model.parameters()
+        return pytorch_optimizer.load_optimizer(name)(params, **kw).step
+
+    return build
+
+
+def _torch_muon(model):
+    hidden, rest = hidden_and_rest(model)
+    muon = torch.optim.Muon(hidden, lr=0.02)
+    adamw = torch.optim.AdamW(rest, lr=3e-4)
+
+    def step():
+        muon.step()
+        adamw.step()
+
+    return step
+
+
+def _class(module: str, name: str, train: bool = False, **kw):
+    def build(model):
+        cls = getattr(importlib.import_module(module), name)
+        opt = cls(model.parameters(), **kw)
+        if train:
+            opt.train()
+        return opt.step
+
+    return build
+
+
+LOW_RANK = dict(rank=128, update_proj_gap=200, scale=0.25, projection_type="std")
+PEERS: dict[str, dict[str, tuple[str, Callable]]] = {  # method -> label -> (package, builder)
+    "adamw": {
+        "torch fused": ("torch", _class("torch.optim", "AdamW", lr=1e-3, fused=True)),
+        "torch foreach": ("torch", _class("torch.optim", "AdamW", lr=1e-3, foreach=True)),
+        "optimi": ("optimi", _class("optimi", "AdamW", lr=1e-3)),
+        "heavyball": ("heavyball", _class("heavyball", "AdamW", lr=1e-3)),
+    },
+    "lion": {
+        "optimi": ("optimi", _class("optimi", "Lion", lr=1e-4)),
+        "lion-pytorch": ("lion_pytorch", _class("lion_pytorch", "Lion", lr=1e-4)),
+        "pytorch_optimizer": ("pytorch_optimizer", _po("lion", lr=1e-4)),
+    },
+    "diffgrad": {"pytorch_optimizer": ("pytorch_optimizer", _po("diffgrad", lr=1e-3))},
+    "signsgd": {"pytorch_optimizer": ("pytorch_optimizer", _po("signsgd", lr=1e-4, momentum=0.0))},
+    "signum": {"pytorch_optimizer": ("pytorch_optimizer", _po("signsgd", lr=1e-4, momentum=0.9))},
+    "sfadamw": {
+        "schedulefree": ("schedulefree", _class("schedulefree", "AdamWScheduleFree", train=True, lr=2.5e-3)),
+        "pytorch_optimizer": ("pytorch_optimizer", _po("schedulefreeadamw", lr=2.5e-3)),
+        "heavyball": ("heavyball", _class("heavyball", "SFAdamW", lr=2.5e-3)),
+    },
+    "ademamix": {
+        "pytorch_optimizer": ("pytorch_optimizer", _po("ademamix", lr=1e-3)),
+        "heavyball": ("heavyball", _class("heavyball", "AdEMAMix", lr=1e-3)),
+    },
+    "galore": {
+        "pytorch_optimizer": ("pytorch_optimizer", _po("galore", lambda m: peer_groups(m, LOW_RANK, {}), lr=1e-3))
+    },
+    "fira": {"pytorch_optimizer": ("pytorch_optimizer", _po("fira", lambda m: peer_groups(m, LOW_RANK, {}), lr=1e-3))},
+    "muon": {
+        "torch.optim.Muon": ("torch", _torch_muon),
+        "pytorch_optimizer": (
+            "pytorch_optimizer",
+            _po("muon", lambda m: peer_groups(m, {"use_muon": True}, {"use_muon": False}), lr=0.02),
+        ),
+    },
+    "soap": {
+        "heavyball": ("heavyball", _class("heavyball", "SOAP", lr=3e-3)),
+        "pytorch_optimizer": ("pytorch_optimizer", _po("soap", lr=3e-3)),
     },
 }
 
 
-def shapes_for(n_params: int) -> list[tuple[int, ...]]:
-    """Transformer-block-like Linear shapes (out x in) plus biases, about `n_params` entries."""
-    d = max(64, round((n_params / 12) ** 0.5 / 64) * 64)
-    return [(4 * d, d), (4 * d,), (d, 4 * d), (d,), (d, d), (d,), (d, d), (d,), (d, d), (d,), (d, d), (d,)]
+def ns_floor(model):
+    """Five fp32 quintic Newton-Schulz iterations (Muon's) on every hidden matrix: no state."""
+    from trainlab.optim.orthogonalize import MUON_COEFFICIENTS, orthogonalize
+
+    hidden, _ = hidden_and_rest(model)
+
+    def step():
+        for p in hidden:
+            orthogonalize(p.grad, (MUON_COEFFICIENTS,) * 5, torch.float32)
+
+    return step
+
+
+def copy_all(model):
+    src = [p.detach() for p in model.parameters()]
+    dst = [torch.empty_like(t) for t in src]
+    return lambda: torch._foreach_copy_(dst, src)
+
+
+def builder(spec: str) -> Callable:
+    method, impl = spec.split(":", 1)
+    if method == "copy":
+        return copy_all
+    if method == "floor":
+        return ns_floor
+    if impl in ("default", "foreach"):
+        return ours(method, impl == "foreach")
+    return PEERS[method][impl][1]
+
+
+# ---- one implementation, in this process -------------------------------------------------------
 
 
 def sync(device: torch.device) -> None:
@@ -85,120 +233,132 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def warm_up(fn, device: torch.device, calls: int) -> None:
-    for _ in range(calls):
-        fn()
-    sync(device)
+def time_one(spec: str, args: argparse.Namespace) -> dict[str, Any]:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    model = make_model(args.width).to(device)
+    attach_grads(model, device)
+    pairs = [(p, p.grad) for p in model.parameters()]
+    step = builder(spec)(model)
 
-
-def step_times(fn, device: torch.device, steps: int, warmup: int) -> tuple[float, float]:
-    """(median, minimum) seconds of `fn()` over `steps` calls after `warmup` untimed ones."""
-    warm_up(fn, device, warmup)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        fn()
+    def timed() -> float:
+        for p, g in pairs:  # some peers set p.grad = None after stepping: every step sees the gradients
+            p.grad = g
         sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), min(times)
+        start = time.perf_counter()
+        step()
+        sync(device)
+        return time.perf_counter() - start
+
+    first = timed()
+    for _ in range(max(args.warmup - 1, 0)):
+        timed()
+    times = [timed() for _ in range(args.steps)]
+    return {"median": statistics.median(times), "min": min(times), "first": first}
 
 
-def compiled(fn):
-    """`fn` plus (compilations, compile seconds) of trainlab's fused path while it ran."""
-    before = fused_stats()
-    result = fn()
-    after = fused_stats()
-    return result, (after["compiles"] - before["compiles"], after["compile_seconds"] - before["compile_seconds"])
+def in_fresh_process(spec: str, args: argparse.Namespace, env: dict[str, str] | None = None) -> dict[str, Any]:
+    flags = ["--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads)]
+    flags += ["--device", args.device, "--width", str(args.width)]
+    done = subprocess.run(
+        [sys.executable, __file__, "--worker", spec, *flags],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        return {"error": lines[-1] if lines else f"exit {done.returncode}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ---- the table ---------------------------------------------------------------------------------
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f}" if seconds < 10 else f"{seconds * 1e3:,.0f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--params", type=float, default=5e6, help="about how many fp32 parameters")
-    parser.add_argument("--steps", type=int, default=50, help="timed steps per optimizer")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
-    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, ...")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        help="CPU threads for torch (0: torch's default); 1 is steadier on a busy machine",
-    )
-    parser.add_argument(
-        "--only",
-        default="",
-        help="comma-separated registry names to run (adamw fused is always kept, as the reference); default: all",
-    )
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per implementation (default: 30)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first, the first included (default: 3)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads per process (default: 2; 0: torch's)")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, ... (default: auto)")
+    parser.add_argument("--width", type=int, default=1024, help="hidden width (default: 1024, the 5.0 M model)")
+    parser.add_argument("--peers", action="store_true", help="also time the installed peer implementations")
+    parser.add_argument("--only", default="", help="comma-separated methods (default: all)")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    only = {name for name in args.only.split(",") if name}
-    if only - set(TENSORS_MOVED):
-        parser.error(
-            f"--only: unknown {', '.join(sorted(only - set(TENSORS_MOVED)))}; known: {', '.join(TENSORS_MOVED)}"
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.worker:
+        print(json.dumps(time_one(args.worker, args)))
+        return
+    only = [m for m in args.only.split(",") if m]
+    unknown = sorted(set(only) - set(OURS))
+    if unknown:
+        parser.error(f"--only: unknown {', '.join(unknown)}; known: {', '.join(OURS)}")
+    methods = only or list(OURS)
+
+    n = sum(p.numel() for p in make_model(args.width).parameters())
+    copy = in_fresh_process("copy:", args)
+    bandwidth = 8 * n / copy["median"]
+    print(
+        f"device {args.device}, {args.threads} threads, torch {torch.__version__}; MLP width {args.width}, "
+        f"{n / 1e6:.2f} M fp32 params; median of {args.steps} steps after {args.warmup} untimed, each "
+        f"implementation in a fresh process; copy bandwidth {bandwidth / 1e9:.1f} GB/s",
+        flush=True,
+    )
+    floor = None
+    if {"swan", "muon"} & set(methods):
+        floor = in_fresh_process("floor:", args)
+        print(f"orthogonalisation floor (5 fp32 quintic NS steps per hidden matrix): {ms(floor['median'])} ms\n")
+    print(
+        "| method | trainlab default (ms) | x bound | first step cold / warm (s) | trainlab foreach (ms) "
+        "| fastest peer (ms) | default / fastest peer | other peers (ms) |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | --- | ---: | --- |")
+    for method in methods:
+        with tempfile.TemporaryDirectory() as cache:
+            env = {"TRAINLAB_KERNEL_CACHE": cache, "TRAINLAB_FUSED": "1"}
+            cold = in_fresh_process(f"{method}:default", args, env)
+            default = in_fresh_process(f"{method}:default", args, env)
+        cells = [method, ms(default["median"]) if "error" not in default else f"error: {default['error']}"]
+        moved = TENSORS_MOVED.get(method)
+        bound = 4 * moved * n / bandwidth if moved else None
+        if bound and "error" not in default:
+            cells.append(f"{default['median'] / bound:.2f}")
+        elif method in ("swan", "muon") and floor and "error" not in default:
+            cells.append(f"{default['median'] / floor['median']:.2f} x floor")
+        else:
+            cells.append("")
+        cells.append(
+            f"{cold['first']:.1f} / {default['first']:.2f}" if "error" not in cold and "error" not in default else ""
         )
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
-
-    gen = torch.Generator().manual_seed(0)
-    shapes = shapes_for(int(args.params))
-    base = [torch.randn(s, generator=gen).to(device) for s in shapes]
-    grads = [torch.randn(s, generator=gen).to(device) * 1e-2 for s in shapes]
-    n = sum(t.numel() for t in base)
-
-    dst = [torch.empty_like(t) for t in base]
-    copy_time, copy_min = step_times(lambda: torch._foreach_copy_(dst, base), device, args.steps, args.warmup)
-    bandwidth = 2 * 4 * n / copy_time  # bytes per second, reads + writes
-    del dst
-
-    rows = []  # (label, registry name, median, min, compile seconds or None, note)
-    for label, (name, hparams) in OPTIMIZERS.items():
-        if only and name not in only and label != "adamw (fused)":
-            continue
-        params = [t.clone().requires_grad_() for t in base]
-        for p, g in zip(params, grads):
-            p.grad = g
-        ours_fused = name in OURS and hparams.get("fused", False)
-        try:
-            opt = create(name, params, **hparams)
-            # warm-up (the fused path compiles on its first step), then the timed steps
-            _, (_, compile_s) = compiled(
-                lambda: warm_up(opt.step, device, max(args.warmup, 1) if ours_fused else args.warmup)
-            )
-            (seconds, fastest), (recompiles, _) = compiled(lambda: step_times(opt.step, device, args.steps, 0))
-        except (RuntimeError, ValueError) as exc:  # e.g. no fused AdamW on this device
-            rows.append((label, name, None, None, None, str(exc).splitlines()[0]))
-            continue
-        note = f"{recompiles} recompiles while timed" if recompiles else ""
-        rows.append((label, name, seconds, fastest, compile_s if ours_fused else None, note))
-        del opt, params
-
-    fused = next((s for label, _, s, _, _, _ in rows if label == "adamw (fused)" and s is not None), None)
-    threads = f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(
-        f"device: {device} ({name}{threads}); torch {torch.__version__}; {n / 1e6:.2f}M fp32 params "
-        f"in {len(shapes)} tensors; median of {args.steps} steps after {args.warmup} warm-up"
-    )
-    print(
-        f"copy bandwidth (torch._foreach_copy_, read+write): {bandwidth / 1e9:.1f} GB/s "
-        f"(median {copy_time * 1e3:.3f} ms, min {copy_min * 1e3:.3f} ms, for {8 * n / 1e6:.1f} MB)\n"
-    )
-    print(
-        "| optimizer | bytes/param | median step (ms) | min step (ms) | bound (ms) | step / bound "
-        "| step / adamw fused | compile (s) |"
-    )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for label, name, seconds, fastest, compile_s, note in rows:
-        moved = 4 * TENSORS_MOVED[name]
-        bound = moved * n / bandwidth
-        if seconds is None:
-            print(f"| {label} | {moved} | n/a ({note}) | | {bound * 1e3:.3f} | | | |")
-            continue
-        vs_fused = f"{seconds / fused:.2f}" if fused else "n/a"
-        compile_col = f"{compile_s:.1f}" if compile_s is not None else ""
-        print(
-            f"| {label} | {moved} | {seconds * 1e3:.3f} | {fastest * 1e3:.3f} | {bound * 1e3:.3f} | "
-            f"{seconds / bound:.2f} | {vs_fused} | {compile_col}{' (' + note + ')' if note else ''} |"
-        )
+        if method in FOREACH:
+            chain = in_fresh_process(f"{method}:foreach", args)
+            cells.append(ms(chain["median"]) if "error" not in chain else f"error: {chain['error']}")
+        else:
+            cells.append("")
+        peers = {}
+        if args.peers:
+            for label, (package, _) in PEERS.get(method, {}).items():
+                if importlib.util.find_spec(package) is None:
+                    continue
+                peers[label] = in_fresh_process(f"{method}:{label}", args)
+        timed = {k: v for k, v in peers.items() if "error" not in v}
+        if timed:
+            best = min(timed, key=lambda k: timed[k]["median"])
+            ratio = default["median"] / timed[best]["median"] if "error" not in default else float("nan")
+            cells += [f"{best} {ms(timed[best]['median'])}", f"{ratio:.2f}"]
+        else:
+            cells += ["--" if args.peers else "", ""]
+        others = [f"{k} {ms(v['median'])}" if "error" not in v else f"{k}: {v['error'][:60]}" for k, v in peers.items()]
+        others = [o for o in others if not (timed and o.startswith(f"{best} "))]
+        cells.append("; ".join(others))
+        print("| " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

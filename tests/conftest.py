@@ -12,6 +12,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("MPLBACKEND", "Agg")
+# A fused kernel takes 10-40 s to build: the suite's default path is foreach (subprocesses inherit
+# this), tests/test_optim_fused.py asks for the kernels by name, and they are built into the
+# (git-ignored) pytest cache, never the user's.
+os.environ.setdefault("TRAINLAB_FUSED", "0")
+os.environ["TRAINLAB_KERNEL_CACHE"] = str(ROOT / ".pytest_cache" / "trainlab-kernels")
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

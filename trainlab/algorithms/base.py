@@ -69,7 +69,10 @@ class TrainingAlgorithm:
         self.params = [p for p in model.parameters() if p.requires_grad]
         # matrix methods get the recipes' groups (hidden matrices apart: trainlab.optim.selection)
         groups = recipe_groups(optim.entry(spec.optimizer).factory, model)
-        self.optimizer = optim.create(spec.optimizer, groups, **spec.optimizer_hparams(total_steps))
+        hparams = spec.optimizer_hparams(total_steps)
+        self.optimizer = optim.create(spec.optimizer, groups, **hparams)
+        # fused kernels are built once per machine, at set-up, never on a trial's clock
+        optim.build_kernels(spec.optimizer, hparams, self.params)
         self.schedule = build_schedule(spec.schedule, total_steps, spec.schedule_hparams())
         self.scheduler = as_lr_scheduler(self.optimizer, self.schedule)
         self.grad_clip = spec.hparams.get("grad_clip")

@@ -32,6 +32,7 @@ from trainlab.optim.projector import Projector
 from trainlab.optim.registration import Registration
 from trainlab.optim.registry import (
     available,
+    build_kernels,
     create,
     entry,
     linear_update,
@@ -81,6 +82,7 @@ __all__ = [
     "Signum",
     "SubspaceAdam",
     "available",
+    "build_kernels",
     "create",
     "entry",
     "linear_update",

@@ -49,8 +49,8 @@ class AdEMAMix(ElementwiseOptimizer):
     warms alpha and beta3 up over the whole run (alpha_warmup = beta3_warmup = total steps); races
     do that (`budget_steps`: each warm-up is a fraction of the step budget, 1.0 by default).
     State bytes: 3 * numel * element_size (exp_avg_fast, exp_avg_slow, exp_avg_sq), 12 B/param in fp32.
-    Paths: foreach=True (default), foreach=False (`ademamix_rule` per tensor), fused=True (the rule
-    compiled into one pass; the first step pays the compilation).
+    Paths: as every elementwise optimizer's (`trainlab.optim.base`): the fused kernel of
+    `ademamix_rule` by default, foreach with fused=False, the rule per tensor with foreach=False.
     """
 
     _state_keys = ("exp_avg_fast", "exp_avg_slow", "exp_avg_sq")
@@ -68,7 +68,7 @@ class AdEMAMix(ElementwiseOptimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         foreach: bool = True,
-        fused: bool = False,
+        fused: bool | None = None,
     ) -> None:
         check_non_negative("lr", lr)
         if not isinstance(betas, (tuple, list)):

@@ -16,18 +16,21 @@ a few lines of arithmetic; what they share is this class's `step()`:
    different step counts (one was frozen for a while), and bias corrections depend on the step, so
    each bucket shares its scalars; device/dtype buckets keep `torch._foreach_*` on its fast path;
 6. update each bucket by one of three paths, chosen per group:
-   - `foreach=True` (default): `_update(group, params, grads, states, step)` once per bucket, the
-     rule written with multi-tensor `torch._foreach_*` ops (one pass over memory per op);
-   - `foreach=False`: `_rule` applied eagerly per tensor (`_update_single`), the plain reference;
-   - `fused=True` (wins over `foreach`): `_rule` compiled by torch.compile/inductor over the bucket
-     (`trainlab.optim.fused`): one pass over memory per tensor, after a one-off compilation that the
-     first step pays (a timed race charges it to the algorithm, as AlgoPerf does).
+   - `fused=True`, and `fused=None` (the default, unless `foreach=False`) on CPUs and CUDA
+     devices: `_rule` compiled ahead of time into one kernel per rule and dtype
+     (`trainlab.optim.fused`): one pass over memory per tensor. The kernel is built once per
+     machine (10-40 s, the first time the rule runs there) and loaded in milliseconds by every
+     later process; `TRAINLAB_FUSED=0` in the environment makes the default foreach;
+   - `fused=False`, `foreach=True`: `_update(group, params, grads, states, step)` once per bucket,
+     the rule written with multi-tensor `torch._foreach_*` ops (one pass over memory per op);
+   - `foreach=False` (and fused not True): `_rule` applied eagerly per tensor (`_update_single`),
+     the plain reference.
 
 The arithmetic lives in two places per optimizer, kept in agreement by tests: the foreach chain and
 the pure per-tensor `_rule(group)(p, g, states, s)`, which returns the new parameter and the new
 values of the state tensors named by `_state_keys`, and reads every number from `s =
 _scalars(group, step)` (Python floats in the per-tensor path, entries of one float32 tensor in the
-fused path, so a new lr or step never recompiles). Both paths use the same `_scalars`, and the
+fused path, so one kernel serves every lr and step). Both paths use the same `_scalars`, and the
 state layout is identical, so a state_dict moves freely between `fused`, `foreach` and per-tensor
 optimizers; `load_state_dict` keeps the loading optimizer's `foreach`/`fused` switches, which
 describe this process's implementation choice, not the training state.
@@ -146,9 +149,11 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
                 state["step"] += 1
                 buckets.setdefault((state["step"], p.device, p.dtype), []).append(p)
             self._begin_group(group)
-            fused = bool(group.get("fused", False))
             foreach = group.get("foreach", True) is not False  # None means "auto": foreach
-            for (step, _, _), bucket in buckets.items():
+            for (step, device, _), bucket in buckets.items():
+                fused = group.get("fused")
+                if fused is None:  # the default: the fused kernel where one can be built
+                    fused = foreach and fused_path.default_on(device) and self._rule(group) is not None
                 # FSDP2's DTensors: an elementwise rule runs on each rank's shards (optim/distributed.py)
                 states = [self.state[p] for p in bucket]
                 ps, gs, ss = local(bucket, [cast(torch.Tensor, p.grad) for p in bucket], states)

@@ -60,12 +60,9 @@ class DiffGrad(ElementwiseOptimizer):
     State bytes: 3 * numel * element_size (exp_avg, exp_avg_sq, previous_grad): 12 B/param in fp32.
     bf16 params: state is kept in the parameter's dtype (as torch.optim.AdamW; `load_state_dict`
     casts state to it anyway). Runs on bf16; the friction's |g_prev - g| then has bf16 resolution.
-    Paths: foreach=True (default) chains `torch._foreach_*` ops; foreach=False applies
-    `diffgrad_rule` per tensor; fused=True (wins over foreach) compiles `diffgrad_rule` with
-    torch.compile/inductor into one pass over memory per tensor (previous_grad is rewritten in the
-    same pass). The first fused step pays the compilation (seconds to tens of seconds), which a timed
-    race charges to the algorithm, as AlgoPerf does; lr, step and decay are tensor inputs, so they
-    never recompile.
+    Paths (`trainlab.optim.base`): by default `diffgrad_rule` as one fused kernel, built once per
+    machine (previous_grad is rewritten in the same pass; lr, step and decay are kernel inputs);
+    fused=False chains `torch._foreach_*` ops; foreach=False applies the rule per tensor.
     """
 
     _state_keys = ("exp_avg", "exp_avg_sq", "previous_grad")
@@ -78,7 +75,7 @@ class DiffGrad(ElementwiseOptimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         foreach: bool = True,
-        fused: bool = False,
+        fused: bool | None = None,
     ) -> None:
         check_adam_hparams(lr, betas, eps, weight_decay)
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, foreach=foreach, fused=fused)

@@ -39,12 +39,10 @@ class Lion(ElementwiseOptimizer):
     bf16 params: the momentum is kept in the parameter's dtype (what torch.optim does, and what
     `load_state_dict` casts state to); Lion's update is a sign, so bf16 momentum changes little
     beyond the sign of near-zero entries. Runs without error on bf16.
-    Paths: foreach=True (default) chains `torch._foreach_*` ops; foreach=False applies `lion_rule`
-    per tensor; fused=True (wins over foreach) compiles `lion_rule` with torch.compile/inductor into
-    one pass over memory per tensor. The first fused step pays the compilation (seconds to tens of
-    seconds), which a timed race charges to the algorithm, as AlgoPerf does; lr and weight decay are
-    tensor inputs, so changing them never recompiles. An entry whose interpolation rounds to 0 in
-    one path and not the other moves by lr: paths agree to rounding except on such ties.
+    Paths (`trainlab.optim.base`): by default `lion_rule` as one fused kernel, built once per
+    machine (lr and decay are kernel inputs); fused=False chains `torch._foreach_*` ops;
+    foreach=False applies the rule per tensor. An entry whose interpolation rounds to 0 in one
+    path and not the other moves by lr: paths agree to rounding except on such ties.
     """
 
     _state_keys = ("exp_avg",)
@@ -56,7 +54,7 @@ class Lion(ElementwiseOptimizer):
         betas: tuple[float, float] = (0.9, 0.99),
         weight_decay: float = 0.0,
         foreach: bool = True,
-        fused: bool = False,
+        fused: bool | None = None,
     ) -> None:
         check_non_negative("lr", lr)
         check_betas(betas)

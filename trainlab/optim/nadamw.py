@@ -46,11 +46,9 @@ class NAdamW(ElementwiseOptimizer):
     bf16 params: state is kept in the parameter's dtype (as torch.optim.AdamW does, and as
     `load_state_dict` casts it anyway), so bf16 params get bf16 moments; keep fp32 master weights
     where that precision matters.
-    Paths: foreach=True (default) chains `torch._foreach_*` ops; foreach=False applies
-    `nadamw_rule` per tensor; fused=True (wins over foreach) compiles `nadamw_rule` with
-    torch.compile/inductor into one pass over memory per tensor (near the bandwidth bound). The
-    first fused step pays the compilation (tens of seconds on a CPU), which a timed race charges to
-    the algorithm, as AlgoPerf does; lr, step and decay are tensor inputs, so they never recompile.
+    Paths (`trainlab.optim.base`): by default `nadamw_rule` as one fused kernel, built once per
+    machine (lr, step and decay are kernel inputs); fused=False chains `torch._foreach_*` ops;
+    foreach=False applies the rule per tensor.
     """
 
     _state_keys = ("exp_avg", "exp_avg_sq")
@@ -63,7 +61,7 @@ class NAdamW(ElementwiseOptimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         foreach: bool = True,
-        fused: bool = False,
+        fused: bool | None = None,
     ) -> None:
         check_adam_hparams(lr, betas, eps, weight_decay)
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, foreach=foreach, fused=fused)

@@ -84,6 +84,23 @@ def create(name: str, params: Iterable, **hparams: Any) -> torch.optim.Optimizer
     return found.factory(params, **{**found.overrides, **hparams})
 
 
+def build_kernels(name: str, hparams: dict[str, Any], params: Iterable[torch.Tensor]) -> None:
+    """Build now (once per machine; a no-op once built) the fused kernels optimizer `name` would
+    build on its first step over `params`' dtypes and devices, by one step of a throwaway instance
+    on two-entry tensors: set-up work a race keeps off the clock. Other optimizers: nothing."""
+    from trainlab.optim.base import ElementwiseOptimizer
+
+    factory = entry(name).factory
+    if not (isinstance(factory, type) and issubclass(factory, ElementwiseOptimizer)):
+        return
+    kinds = {(p.dtype, p.device) for p in params if p.requires_grad}
+    tiny = [torch.zeros(2, dtype=dtype, device=device, requires_grad=True) for dtype, device in kinds]
+    for t in tiny:
+        t.grad = torch.ones_like(t)
+    if tiny:
+        factory([{"params": [t]} for t in tiny], **hparams).step()
+
+
 def _check_type(optimizer: str, key: str, value: Any, default: Any) -> None:
     if default is None:
         return

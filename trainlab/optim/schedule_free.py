@@ -82,13 +82,11 @@ class ScheduleFreeAdamW(ElementwiseOptimizer):
     group's parameters get gradients every step (and correct for a parameter whose v started
     late). Unlike the official code, p.grad is not overwritten.
 
-    Paths: foreach=True (default) chains `torch._foreach_*` ops; foreach=False applies
-    `sfadamw_rule` per tensor; fused=True (wins over foreach) compiles `sfadamw_rule` with
-    torch.compile/inductor into one pass over memory per tensor. The group bookkeeping (k, lr_max,
-    weight_sum, the averaging weight c) stays in Python in `_begin_group`; only its results enter the
-    kernel, as tensor inputs, so the changing weights, warmup and lr never recompile. The first fused
-    step pays the compilation (seconds to tens of seconds), which a timed race charges to the
-    algorithm, as AlgoPerf does. eval()/train() are single foreach lerps in every path.
+    Paths (`trainlab.optim.base`): by default `sfadamw_rule` as one fused kernel, built once per
+    machine; fused=False chains `torch._foreach_*` ops; foreach=False applies the rule per
+    tensor. The group bookkeeping (k, lr_max, weight_sum, the averaging weight c) stays in Python in
+    `_begin_group`; only its results enter the kernel, as inputs. eval()/train() are single foreach
+    lerps in every path.
     """
 
     _state_keys = ("z", "exp_avg_sq")
@@ -107,7 +105,7 @@ class ScheduleFreeAdamW(ElementwiseOptimizer):
         r: float = 0.0,
         weight_lr_power: float = 2.0,
         foreach: bool = True,
-        fused: bool = False,
+        fused: bool | None = None,
     ) -> None:
         check_non_negative("lr", lr)
         check_betas(betas)

@@ -45,12 +45,10 @@ class SignSGD(ElementwiseOptimizer):
     numel * element_size (momentum_buffer), 4 B/param in fp32.
     bf16 params: any momentum is kept in the parameter's dtype (as torch.optim.SGD; `load_state_dict`
     casts state to it anyway). Runs without error on bf16.
-    Paths: foreach=True (default) chains `torch._foreach_*` ops; foreach=False applies
-    `signsgd_rule` / `signum_rule` per tensor; fused=True (wins over foreach) compiles that rule
-    with torch.compile/inductor into one pass over memory per tensor. The first fused step pays the
-    compilation (seconds), which a timed race charges to the algorithm, as AlgoPerf does; lr, decay
-    and momentum are tensor inputs, so changing them never recompiles (only switching momentum
-    between 0 and > 0 selects the other rule, which compiles once).
+    Paths (`trainlab.optim.base`): by default `signsgd_rule` / `signum_rule` as one fused kernel,
+    built once per machine (lr, decay and momentum are kernel inputs; momentum 0 selects
+    `signsgd_rule`, whose kernel is built once too); fused=False chains `torch._foreach_*` ops;
+    foreach=False applies the rule per tensor.
     """
 
     def __init__(
@@ -60,7 +58,7 @@ class SignSGD(ElementwiseOptimizer):
         momentum: float = 0.0,
         weight_decay: float = 0.0,
         foreach: bool = True,
-        fused: bool = False,
+        fused: bool | None = None,
     ) -> None:
         check_non_negative("lr", lr)
         check_range("momentum", momentum, 0.0, 1.0, high_open=True)
@@ -104,7 +102,7 @@ class Signum(SignSGD):
     Defaults: lr 1e-4 (trainlab's choice, see SignSGD), momentum 0.9, weight_decay 0.
     State bytes: numel * element_size (momentum_buffer): 4 B/param for fp32 params (0 if momentum=0).
     bf16 params: momentum kept in the parameter's dtype; runs without error.
-    Paths: as SignSGD's (fused=True compiles `signum_rule`; the first step pays the compilation).
+    Paths: as SignSGD's (the fused kernel of `signum_rule` by default).
     """
 
     def __init__(
@@ -114,7 +112,7 @@ class Signum(SignSGD):
         momentum: float = 0.9,
         weight_decay: float = 0.0,
         foreach: bool = True,
-        fused: bool = False,
+        fused: bool | None = None,
     ) -> None:
         super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=foreach, fused=fused)
 

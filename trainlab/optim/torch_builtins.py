@@ -1,14 +1,16 @@
 """AdamW and SGD+Nesterov from torch.optim, with trainlab's checks and their registrations.
 
 trainlab uses torch's own implementations for these two baselines (foreach and fused kernels,
-exactly what users compare against); the thin factories only check values first, so a bad one is a
-one-line error before any training, and register the facts trainlab keeps about them.
+exactly what users compare against); the thin factories check values first, so a bad one is a
+one-line error before any training, and register the facts trainlab keeps about them. AdamW's
+default is torch's fused kernel where it runs (`TRAINLAB_FUSED=0`: torch's default, foreach).
 """
 
 from __future__ import annotations
 
 import torch
 
+from trainlab.optim.fused import default_on
 from trainlab.optim.registration import Registration
 from trainlab.optim.validation import check_betas, check_non_negative, check_range
 
@@ -26,9 +28,20 @@ def adamw(
     check_betas(betas)
     check_non_negative("eps", eps)
     check_non_negative("weight_decay", weight_decay)
+    params = [dict(item, params=list(item["params"])) if isinstance(item, dict) else item for item in params]
+    if fused is None and foreach is None:
+        fused = _fused_by_default(params) or None
     return torch.optim.AdamW(
         params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach, fused=fused
     )
+
+
+def _fused_by_default(params: list) -> bool:
+    """torch's fused AdamW kernel (one pass, prebuilt: no compilation) where it runs: floating
+    parameters on CPUs and CUDA devices; torch's own default there is the slower foreach chain."""
+    tensors = [p for item in params for p in (item["params"] if isinstance(item, dict) else [item])]
+    tensors = [p for p in tensors if isinstance(p, torch.Tensor)]
+    return bool(tensors) and all(p.is_floating_point() and default_on(p.device) for p in tensors)
 
 
 def sgd(
