@@ -180,3 +180,39 @@ def test_state_dict_moves_between_fused_and_foreach(run):
         assert step(to_fused, y, grads) == 0 and step(back, z, grads) == 0  # kernels reused
     assert max_diff(x, y) <= 1e-6 and max_diff(z, y) <= 1e-6
     assert max_diff(x, run["b"]) > 1e-5  # the continuation moved the parameters
+
+
+def test_a_failed_build_warns_once_and_runs_foreach_by_default(tmp_path):
+    """A machine whose C++ compiler fails: the default path says so once and runs foreach (the same
+    update), and an explicit fused=True raises the one-line error naming the fix."""
+    import os
+    import subprocess
+    import sys
+
+    script = f"""
+import warnings, torch
+from trainlab.optim import create
+from trainlab.optim.fused import KernelUnavailable
+params, ref = [torch.ones(8, 4, requires_grad=True)], [torch.ones(8, 4, requires_grad=True)]
+for p in params + ref:
+    p.grad = torch.full_like(p, 0.5)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    default = create("lion", params, lr=0.1)
+    default.step(); default.step()
+create("lion", ref, lr=0.1, fused=False).step()
+create("lion", ref, lr=0.1, fused=False).step()
+assert torch.equal(params[0], ref[0]), "default and foreach differ"
+messages = [str(w.message) for w in caught if "fused" in str(w.message)]
+assert len(messages) == 1 and "TRAINLAB_FUSED=0" in messages[0], messages
+try:
+    p = torch.ones(3, requires_grad=True); p.grad = torch.ones(3)
+    create("lion", [p], fused=True).step()
+except KernelUnavailable as exc:
+    print("raised:", exc)
+"""
+    env = {**os.environ, "TRAINLAB_FUSED": "1", "CXX": "/bin/false", "TRAINLAB_KERNEL_CACHE": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "raised: could not build the fused lion_rule kernel" in done.stdout and "fused=False" in done.stdout
+    assert not list(tmp_path.glob("*.pt2"))  # nothing half-built left behind as a kernel

@@ -45,6 +45,7 @@ Subclasses must not modify `p.grad`: gradient accumulation and logging code may 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, cast
 
 import torch
@@ -54,6 +55,13 @@ from trainlab.optim.distributed import keep_new_state, local
 from trainlab.optim.validation import check_dense_real
 
 _SWITCHES = ("foreach", "fused")  # implementation choices: kept from the loader on load_state_dict
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        warnings.warn(f"{message}; using foreach meanwhile", RuntimeWarning, stacklevel=3)
 
 
 class ElementwiseOptimizer(torch.optim.Optimizer):
@@ -151,14 +159,20 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
             self._begin_group(group)
             foreach = group.get("foreach", True) is not False  # None means "auto": foreach
             for (step, device, _), bucket in buckets.items():
-                fused = group.get("fused")
-                if fused is None:  # the default: the fused kernel where one can be built
+                fused, auto = group.get("fused"), group.get("fused") is None
+                if auto:  # the default: the fused kernel where one can be built
                     fused = foreach and fused_path.default_on(device) and self._rule(group) is not None
                 # FSDP2's DTensors: an elementwise rule runs on each rank's shards (optim/distributed.py)
                 states = [self.state[p] for p in bucket]
                 ps, gs, ss = local(bucket, [cast(torch.Tensor, p.grad) for p in bucket], states)
                 if fused:
-                    self._update_fused(group, ps, gs, ss, step)
+                    try:
+                        self._update_fused(group, ps, gs, ss, step)
+                    except fused_path.KernelUnavailable as exc:  # raised before anything was touched
+                        if not auto:
+                            raise
+                        _warn_once(str(exc))
+                        self._update(group, ps, gs, ss, step)
                 elif foreach:
                     self._update(group, ps, gs, ss, step)
                 else:

@@ -30,9 +30,12 @@ Tensors the kernel cannot take (not contiguous, or fewer than 2 entries) get the
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import inspect
 import os
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -44,6 +47,7 @@ import torch
 Rule = Callable[..., tuple]
 
 _LOADED: dict[str, Any] = {}
+_FAILED: dict[str, str] = {}  # kernels whose build failed in this process: not retried every step
 _STATS = {"builds": 0, "build_seconds": 0.0, "loads": 0, "calls": 0}
 ENV_SWITCH = "TRAINLAB_FUSED"  # "0": the default path is foreach (the test suite sets it)
 
@@ -56,10 +60,24 @@ def cache_dir() -> Path:
     return Path(base) / "trainlab" / "kernels"
 
 
+class KernelUnavailable(RuntimeError):
+    """A fused kernel could not be built here (no working compiler, an unsupported dtype)."""
+
+
 def default_on(device: torch.device) -> bool:
-    """Whether `fused=None` (the default) means the fused path on `device`: on CPUs and CUDA
-    devices (where AOTInductor compiles), unless $TRAINLAB_FUSED is "0"."""
-    return os.environ.get(ENV_SWITCH, "1") != "0" and device.type in ("cpu", "cuda")
+    """Whether `fused=None` (the default) means the fused path on `device`: on CPUs with a C++
+    compiler and CUDA devices with Triton (what AOTInductor builds with), unless $TRAINLAB_FUSED
+    is "0". Should a build still fail, the default path warns once and runs foreach."""
+    if os.environ.get(ENV_SWITCH, "1") == "0":
+        return False
+    if device.type == "cpu":
+        return _has_compiler()
+    return device.type == "cuda" and importlib.util.find_spec("triton") is not None
+
+
+@functools.lru_cache(maxsize=None)
+def _has_compiler() -> bool:
+    return any(shutil.which(c) for c in (os.environ.get("CXX", ""), "c++", "g++", "clang++") if c)
 
 
 def _kernel_file(rule: Rule, states: int, scalars: int, dtype: torch.dtype, device: torch.device) -> Path:
@@ -101,8 +119,11 @@ def _build(path: Path, rule: Rule, states: int, scalars: int, dtype: torch.dtype
         program = torch.export.export(_Kernel(rule, states), args, dynamic_shapes=dims)
         path.parent.mkdir(parents=True, exist_ok=True)
         scratch = path.with_name(f".{os.getpid()}.{path.name}")  # renamed when whole
-        torch._inductor.aoti_compile_and_package(program, package_path=str(scratch))
-    os.replace(scratch, path)
+        try:
+            torch._inductor.aoti_compile_and_package(program, package_path=str(scratch))
+            os.replace(scratch, path)
+        finally:
+            scratch.unlink(missing_ok=True)
 
 
 def kernel(rule: Rule, states: int, scalars: int, dtype: torch.dtype, device: torch.device) -> Any:
@@ -112,9 +133,19 @@ def kernel(rule: Rule, states: int, scalars: int, dtype: torch.dtype, device: to
     loaded = _LOADED.get(key)
     if loaded is not None:
         return loaded
+    if key in _FAILED:
+        raise KernelUnavailable(_FAILED[key])
     if not path.exists():
         start = time.perf_counter()
-        _build(path, rule, states, scalars, dtype, device)
+        try:
+            _build(path, rule, states, scalars, dtype, device)
+        except Exception as exc:  # a compiler error, a dtype inductor cannot take, ...
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            _FAILED[key] = (
+                f"could not build the fused {rule.__qualname__} kernel for {dtype} on {device.type} ({first}); "
+                "pass fused=False (or set TRAINLAB_FUSED=0) for the foreach path"
+            )
+            raise KernelUnavailable(_FAILED[key]) from exc
         _STATS["builds"] += 1
         _STATS["build_seconds"] += time.perf_counter() - start
     index = device.index if device.type == "cuda" and device.index is not None else -1
