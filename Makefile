@@ -43,9 +43,11 @@ leaderboard: setup
 	$(BIN)/trainlab leaderboard --workers 2 --threads 1 --no-progress \
 		--write-configs trainlab/algorithms/leaderboard.json $(if $(ALGORITHMS),--algorithms $(ALGORITHMS))
 
+# The benchmarks (scripts, not tests); the optimizer one times the peer implementations too.
 bench: setup
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[bench]'
 	$(BIN)/python benchmarks/harness_overhead.py
-	$(BIN)/python benchmarks/optimizer_step.py
+	$(BIN)/python benchmarks/optimizer_step.py --peers
 
 clean:
 	rm -rf $(VENV) trainlab-results *.egg-info

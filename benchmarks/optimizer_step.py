@@ -3,8 +3,9 @@
 A script, not a test. One run times, on one device and model, each implementation in a fresh
 process (so no implementation inherits another's caches, compiled kernels or allocator state):
 
-- the copy bandwidth (`torch._foreach_copy_` over every parameter, 8 B per fp32 entry), and for
-  each elementwise method the bandwidth bound: the bytes one step must move (below) / bandwidth;
+- the copy bandwidth (a 256 MB fp32 copy, 8 B per entry: past the caches, as the optimizers'
+  40-100 MB working sets are), and for each elementwise method the bandwidth bound: the bytes one
+  step must move (below) / bandwidth;
 - the cost floor of orthogonalisation: five fp32 quintic Newton-Schulz iterations (Muon's
   polynomial, no state) on every matrix the matrix recipe treats;
 - for each method, trainlab's default step (for the elementwise methods the fused kernel, for
@@ -208,10 +209,16 @@ def ns_floor(model):
     return step
 
 
+COPY_ENTRIES = 1 << 26  # 256 MB per side: far past any last-level cache, so the copy streams DRAM
+
+
 def copy_all(model):
-    src = [p.detach() for p in model.parameters()]
-    dst = [torch.empty_like(t) for t in src]
-    return lambda: torch._foreach_copy_(dst, src)
+    """A copy through memory (a buffer too big to sit in cache: the optimizers' working sets, 40-100
+    MB here, do not fit either), timed as one step: 8 B per entry per copy."""
+    device = next(model.parameters()).device
+    src = torch.ones(COPY_ENTRIES, device=device)
+    dst = torch.empty_like(src)
+    return lambda: dst.copy_(src)
 
 
 def builder(spec: str) -> Callable:
@@ -251,15 +258,25 @@ def time_one(spec: str, args: argparse.Namespace) -> dict[str, Any]:
         sync(device)
         return time.perf_counter() - start
 
+    # --budget caps an implementation's time (bf16 Newton-Schulz on a CPU without bf16 matmuls
+    # takes minutes per step): warm-up stops early, and timing after 3 steps, once it is spent
+    start = time.perf_counter()
     first = timed()
+    if first > args.budget / 2:  # one step is all the budget affords: report it (compilation included)
+        return {"median": first, "min": first, "first": first, "steps": 1}
     for _ in range(max(args.warmup - 1, 0)):
+        if time.perf_counter() - start > args.budget / 4:
+            break
         timed()
-    times = [timed() for _ in range(args.steps)]
-    return {"median": statistics.median(times), "min": min(times), "first": first}
+    times: list[float] = []
+    while len(times) < args.steps and (len(times) < 3 or time.perf_counter() - start < args.budget):
+        times.append(timed())
+    return {"median": statistics.median(times), "min": min(times), "first": first, "steps": len(times)}
 
 
 def in_fresh_process(spec: str, args: argparse.Namespace, env: dict[str, str] | None = None) -> dict[str, Any]:
     flags = ["--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads)]
+    flags += ["--budget", str(args.budget)]
     flags += ["--device", args.device, "--width", str(args.width)]
     done = subprocess.run(
         [sys.executable, __file__, "--worker", spec, *flags],
@@ -280,6 +297,15 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1e3:.1f}" if seconds < 10 else f"{seconds * 1e3:,.0f}"
 
 
+def timing(result: dict[str, Any], steps: int) -> str:
+    """The median in ms, noting how many steps when --budget cut it short."""
+    if "error" in result:
+        return f"error: {result['error'][:80]}"
+    short = "" if result["steps"] >= steps else f" ({result['steps']} steps)"
+    short = " (first step only)" if result["steps"] == 1 else short
+    return ms(result["median"]) + short
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=30, help="timed steps per implementation (default: 30)")
@@ -287,6 +313,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads per process (default: 2; 0: torch's)")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, ... (default: auto)")
     parser.add_argument("--width", type=int, default=1024, help="hidden width (default: 1024, the 5.0 M model)")
+    parser.add_argument(
+        "--budget", type=float, default=90, help="seconds after which an implementation stops timing (default: 90)"
+    )
     parser.add_argument("--peers", action="store_true", help="also time the installed peer implementations")
     parser.add_argument("--only", default="", help="comma-separated methods (default: all)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -304,7 +333,7 @@ def main() -> None:
 
     n = sum(p.numel() for p in make_model(args.width).parameters())
     copy = in_fresh_process("copy:", args)
-    bandwidth = 8 * n / copy["median"]
+    bandwidth = 8 * COPY_ENTRIES / copy["median"]
     print(
         f"device {args.device}, {args.threads} threads, torch {torch.__version__}; MLP width {args.width}, "
         f"{n / 1e6:.2f} M fp32 params; median of {args.steps} steps after {args.warmup} untimed, each "
@@ -325,7 +354,7 @@ def main() -> None:
             env = {"TRAINLAB_KERNEL_CACHE": cache, "TRAINLAB_FUSED": "1"}
             cold = in_fresh_process(f"{method}:default", args, env)
             default = in_fresh_process(f"{method}:default", args, env)
-        cells = [method, ms(default["median"]) if "error" not in default else f"error: {default['error']}"]
+        cells = [method, timing(default, args.steps)]
         moved = TENSORS_MOVED.get(method)
         bound = 4 * moved * n / bandwidth if moved else None
         if bound and "error" not in default:
@@ -339,7 +368,7 @@ def main() -> None:
         )
         if method in FOREACH:
             chain = in_fresh_process(f"{method}:foreach", args)
-            cells.append(ms(chain["median"]) if "error" not in chain else f"error: {chain['error']}")
+            cells.append(timing(chain, args.steps))
         else:
             cells.append("")
         peers = {}
@@ -352,10 +381,10 @@ def main() -> None:
         if timed:
             best = min(timed, key=lambda k: timed[k]["median"])
             ratio = default["median"] / timed[best]["median"] if "error" not in default else float("nan")
-            cells += [f"{best} {ms(timed[best]['median'])}", f"{ratio:.2f}"]
+            cells += [f"{best} {timing(timed[best], args.steps)}", f"{ratio:.2f}"]
         else:
             cells += ["--" if args.peers else "", ""]
-        others = [f"{k} {ms(v['median'])}" if "error" not in v else f"{k}: {v['error'][:60]}" for k, v in peers.items()]
+        others = [f"{k} {timing(v, args.steps)}" for k, v in peers.items()]
         others = [o for o in others if not (timed and o.startswith(f"{best} "))]
         cells.append("; ".join(others))
         print("| " + " | ".join(cells) + " |", flush=True)

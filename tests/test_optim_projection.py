@@ -259,11 +259,47 @@ def _grads_of(grads, k, steps=STEPS):
 def test_galore_matches_reference():
     params, grads = _setup()
     w0 = {k: p.detach().clone() for k, p in params.items()}
-    opt = GaLoreAdamW(_groups(params, "rank", RANK), weight_decay=WD, update_proj_gap=GAP, scale=0.25)
+    opt = GaLoreAdamW(
+        _groups(params, "rank", RANK), weight_decay=WD, update_proj_gap=GAP, scale=0.25, proj_refresh="svd"
+    )
     _run(opt, params, grads, STEPS)
     refs = {k: ref_galore(w0[k], _grads_of(grads, k), _lr(k), WD, RANK, GAP, 0.25) for k in ("A", "B")}
     refs["c"] = ref_adamw_hf(w0["c"], _grads_of(grads, "c"), LR1, WD, 1e-6)
     _assert_close(params, refs)
+
+
+def _decaying_gradient(m, n, seed, rotate=None):
+    """A gradient with a decaying spectrum (singular values 1/i) plus noise: the shape of real ones."""
+    gen = torch.Generator().manual_seed(seed)
+    u = torch.linalg.qr(torch.randn(m, min(m, n), generator=gen, dtype=torch.float64))[0]
+    v = torch.linalg.qr(torch.randn(n, min(m, n), generator=gen, dtype=torch.float64))[0]
+    if rotate is not None:  # the same subspaces, partly rotated: how a gradient drifts over a gap
+        u = torch.linalg.qr(u + rotate * torch.randn(u.shape, generator=gen, dtype=torch.float64))[0]
+        v = torch.linalg.qr(v + rotate * torch.randn(v.shape, generator=gen, dtype=torch.float64))[0]
+    s = 1.0 / torch.arange(1, min(m, n) + 1, dtype=torch.float64)
+    return ((u * s) @ v.T + 1e-3 * torch.randn(m, n, generator=gen, dtype=torch.float64)).float()
+
+
+@pytest.mark.parametrize("shape", [(96, 160), (160, 96)])
+def test_warm_refresh_captures_the_top_subspace(shape):
+    """The warm refresh (two subspace iterations from the previous basis) keeps at least 99 % of
+    the gradient energy the exact top-r subspace keeps, after the gradient drifted, on both sides."""
+    from trainlab.optim.projector import Projector
+
+    m, n, r = *shape, 24
+    before, after = _decaying_gradient(m, n, 0), _decaying_gradient(m, n, 0, rotate=0.3)
+    stale = Projector.svd(before, r)
+    warm, exact = stale.refit(after, r, "warm"), Projector.svd(after, r)
+
+    def kept(projector):
+        return projector.project(after).norm().item() ** 2
+
+    best = kept(exact)
+    assert kept(warm) >= 0.99 * best, (kept(warm) / best, kept(stale) / best)
+    assert kept(stale) < 0.97 * best  # the drift was real: the stale basis lost energy
+    basis = warm.basis if warm.basis.shape[0] == r else warm.basis.T
+    assert torch.allclose(basis @ basis.T, torch.eye(r), atol=1e-5)  # orthonormal
+    assert stale.refit(after, r, "svd").basis.equal(exact.basis)  # "svd": the official refresh
 
 
 def test_galore_projector_sides():
@@ -280,7 +316,7 @@ def test_galore_projector_sides():
 def test_fira_matches_reference():
     params, grads = _setup()
     w0 = {k: p.detach().clone() for k, p in params.items()}
-    opt = FiraAdamW(_groups(params, "rank", RANK), weight_decay=WD, update_proj_gap=GAP, alpha=0.25)
+    opt = FiraAdamW(_groups(params, "rank", RANK), weight_decay=WD, update_proj_gap=GAP, alpha=0.25, proj_refresh="svd")
     _run(opt, params, grads, STEPS)
     refs = {k: ref_fira(w0[k], _grads_of(grads, k), _lr(k), WD, RANK, GAP, 0.25) for k in ("A", "B")}
     refs["c"] = ref_adamw_hf(w0["c"], _grads_of(grads, "c"), LR1, WD, 1e-6)
@@ -292,7 +328,8 @@ def test_fira_limiter_engages():
     params, grads = _setup()
     grads[1] = {k: 10 * g for k, g in grads[1].items()}
     w0 = {k: p.detach().clone() for k, p in params.items()}
-    opt = FiraAdamW(_groups(params, "rank", RANK), weight_decay=WD, update_proj_gap=GAP, alpha=0.25)
+    groups = _groups(params, "rank", RANK)
+    opt = FiraAdamW(groups, weight_decay=WD, update_proj_gap=GAP, alpha=0.25, proj_refresh="svd")
     norms = []
     for t in range(3):
         _run(opt, params, grads, 1, start=t)
@@ -722,6 +759,8 @@ def test_bad_inputs_raise():
         FRUGAL([params["A"]], inactive_update_rule="adam")
     with pytest.raises(ValueError, match="update_proj_gap"):
         GaLoreAdamW([params["A"]], update_proj_gap=0)
+    with pytest.raises(ValueError, match="proj_refresh must be one of warm, svd"):
+        FiraAdamW([params["A"]], proj_refresh="qr")
     with pytest.raises(ValueError, match="gamma"):
         FiraAdamW([params["A"]], gamma=0.5)
     with pytest.raises(ValueError, match="ns_steps"):

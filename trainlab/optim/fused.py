@@ -14,9 +14,9 @@ AOTInductor package is loaded through torch's C++ runtime (`torch._C._aoti`), wi
 inductor import, in a few milliseconds; its one input dimension is dynamic, so one kernel serves
 every tensor of every model (each tensor is passed as a flat view).
 
-One kernel per (rule and its source, number of state tensors and scalars, dtype, device type, CPU
-thread count and vector ISA, torch version): the file name hashes all of them, so a changed rule,
-a new torch or another machine never loads a stale kernel. Kernels live in `cache_dir()`
+One kernel per (rule and its module's source, how it is built, number of state tensors and
+scalars, dtype, device type, CPU thread count and vector ISA, torch version): the file name hashes
+all of them, so a changed rule, a new torch or another machine never loads a stale kernel. Kernels live in `cache_dir()`
 (`$TRAINLAB_KERNEL_CACHE`, else `~/.cache/trainlab/kernels`); a kernel is written to a temporary
 name and renamed, so concurrent workers never load half a file. Building one takes 10-40 s (it
 runs a C++ compiler, or Triton on CUDA); `stats()` counts builds and their seconds.
@@ -46,9 +46,10 @@ import torch
 # rule(p, g, states, s) -> (new_p, *new_states); s is indexable: s[i] is a float or a 0-d tensor.
 Rule = Callable[..., tuple]
 
-_LOADED: dict[str, Any] = {}
-_FAILED: dict[str, str] = {}  # kernels whose build failed in this process: not retried every step
+_LOADED: dict[tuple, Any] = {}
+_FAILED: dict[tuple, str] = {}  # kernels whose build failed in this process: not retried every step
 _STATS = {"builds": 0, "build_seconds": 0.0, "loads": 0, "calls": 0}
+EXAMPLE_LENGTH = 1 << 20
 ENV_SWITCH = "TRAINLAB_FUSED"  # "0": the default path is foreach (the test suite sets it)
 
 
@@ -72,7 +73,8 @@ def default_on(device: torch.device) -> bool:
         return False
     if device.type == "cpu":
         return _has_compiler()
-    return device.type == "cuda" and importlib.util.find_spec("triton") is not None
+    # AOTInductor's CUDA kernels are Triton's; its wrapper is C++ (untested here: no GPU in CI)
+    return device.type == "cuda" and _has_compiler() and importlib.util.find_spec("triton") is not None
 
 
 @functools.lru_cache(maxsize=None)
@@ -85,7 +87,9 @@ def _kernel_file(rule: Rule, states: int, scalars: int, dtype: torch.dtype, devi
     threads = torch.get_num_threads() if device.type == "cpu" else 0  # the CPU loop's OpenMP width is fixed
     module = inspect.getmodule(rule)
     source = inspect.getsource(module if module is not None else rule)  # the rule and its helpers
-    key = f"{rule.__module__}.{rule.__qualname__}|{source}|{states}|{scalars}|{dtype}|{device.type}|{threads}|{isa}"
+    build = inspect.getsource(_build) + inspect.getsource(_Kernel) + str(EXAMPLE_LENGTH)  # how it is built
+    layout = f"{states}|{scalars}|{dtype}|{device.type}|{threads}|{isa}"
+    key = f"{rule.__module__}.{rule.__qualname__}|{source}|{build}|{layout}"
     digest = hashlib.sha256(f"{key}|{torch.__version__}".encode()).hexdigest()[:16]
     name = f"{rule.__qualname__}-{str(dtype).removeprefix('torch.')}-{device.type}-t{threads}-{digest}.pt2"
     return cache_dir() / name
@@ -111,7 +115,9 @@ def _build(path: Path, rule: Rule, states: int, scalars: int, dtype: torch.dtype
     import torch._inductor  # only a build imports inductor
 
     n = torch.export.Dim("n", min=2)
-    example = [torch.ones(64, dtype=dtype, device=device) for _ in range(2 + states)]
+    # inductor sizes its loops (vector width, OpenMP threads or not) for the example's length:
+    # a parameter-sized one, or the CPU loop would run on one thread however many there are
+    example = [torch.ones(EXAMPLE_LENGTH, dtype=dtype, device=device) for _ in range(2 + states)]
     args = (*example, torch.ones(scalars, dtype=torch.float32, device=device))
     dims = ({0: n}, {0: n}, (*[{0: n}] * states, None))  # forward(p, g, *rest)
     with warnings.catch_warnings():  # export's and inductor's deprecation chatter, not the user's
@@ -128,11 +134,11 @@ def _build(path: Path, rule: Rule, states: int, scalars: int, dtype: torch.dtype
 
 def kernel(rule: Rule, states: int, scalars: int, dtype: torch.dtype, device: torch.device) -> Any:
     """The loaded kernel for this rule and layout, built first if this machine has none."""
-    path = _kernel_file(rule, states, scalars, dtype, device)
-    key = f"{path}|{device}"
-    loaded = _LOADED.get(key)
+    key = (rule, states, scalars, dtype, device, torch.get_num_threads(), str(cache_dir()))
+    loaded = _LOADED.get(key)  # the common case, every step: one dict lookup
     if loaded is not None:
         return loaded
+    path = _kernel_file(rule, states, scalars, dtype, device)  # hashes source files: once
     if key in _FAILED:
         raise KernelUnavailable(_FAILED[key])
     if not path.exists():

@@ -7,9 +7,9 @@ from typing import Any
 
 
 from trainlab.optim.projection import FiraResidual, SubspaceAdam
-from trainlab.optim.projector import Projector, matrix_shape
+from trainlab.optim.projector import REFRESHES, Projector, matrix_shape
 from trainlab.optim.registration import Registration
-from trainlab.optim.validation import check_int, check_non_negative, check_range
+from trainlab.optim.validation import check_choice, check_int, check_non_negative, check_range
 
 
 # ---- GaLore and Fira ---------------------------------------------------------------------------
@@ -41,10 +41,14 @@ class _LowRankAdam(SubspaceAdam):
     def _refit(self, group, g, state, index, step):
         if (step - 1) % group["update_proj_gap"] != 0:
             return None
-        return Projector.svd(g, resolve_rank(group, *g.shape))
+        rank = resolve_rank(group, *g.shape)
+        if "proj_kind" not in state:  # the first basis: a full SVD
+            return Projector.svd(g, rank)
+        return Projector.from_state(state).refit(g, rank, group.get("proj_refresh", "warm"))
 
     def _validate_method(self, group, params):
         check_int("update_proj_gap", group["update_proj_gap"], 1)
+        check_choice("proj_refresh", group.get("proj_refresh", "warm"), REFRESHES)
         if group.get("rank") is None:
             if group.get("rank_fraction") is not None:
                 check_range("rank_fraction", group["rank_fraction"], 0.0, 1.0, low_open=True)
@@ -67,7 +71,10 @@ class GaLoreAdamW(_LowRankAdam):
     """GaLore-AdamW (Zhao et al., ICML 2024, arXiv 2403.03507): Adam in a low-rank gradient subspace.
 
     Per projected m x n matrix, t the 1-based step:
-        every update_proj_gap steps (t = 1, gap + 1, ...): Q/P <- SVD side choice of G (module doc)
+        every update_proj_gap steps (t = 1, gap + 1, ...): Q/P <- the top-r singular subspace of G,
+            on the side the SVD choice picks (trainlab.optim.projector: a full SVD at t = 1, then
+            proj_refresh "warm", subspace iteration from the previous basis, or "svd" as the
+            official code does)
         R = P(G);  m <- b1 m + (1-b1) R;  v <- b2 v + (1-b2) R^2          (moments NOT reset)
         W <- W - lr * sqrt(1-b2^t)/(1-b1^t) * scale * P^-1(m / (sqrt(v) + eps))
         W <- W * (1 - lr * weight_decay)                                (decoupled, after)
@@ -96,6 +103,7 @@ class GaLoreAdamW(_LowRankAdam):
         rank: int | None = None,
         rank_fraction: float = DEFAULT_RANK_FRACTION,
         update_proj_gap: int = 200,
+        proj_refresh: str = "warm",
         scale: float = 0.25,
     ) -> None:
         defaults = dict(
@@ -106,6 +114,7 @@ class GaLoreAdamW(_LowRankAdam):
             rank=rank,
             rank_fraction=rank_fraction,
             update_proj_gap=update_proj_gap,
+            proj_refresh=proj_refresh,
             scale=scale,
         )
         super().__init__(params, defaults)
@@ -153,6 +162,7 @@ class FiraAdamW(_LowRankAdam):
         rank: int | None = None,
         rank_fraction: float = DEFAULT_RANK_FRACTION,
         update_proj_gap: int = 200,
+        proj_refresh: str = "warm",
         alpha: float = 0.25,
         gamma: float = 1.01,
     ) -> None:
@@ -164,6 +174,7 @@ class FiraAdamW(_LowRankAdam):
             rank=rank,
             rank_fraction=rank_fraction,
             update_proj_gap=update_proj_gap,
+            proj_refresh=proj_refresh,
             alpha=alpha,
             gamma=gamma,
         )

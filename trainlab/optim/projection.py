@@ -317,12 +317,17 @@ class SubspaceAdam(KeepsSavedStateDtypes):
             psi, c = adam_direction(
                 state["exp_avg"], state["exp_avg_sq"], state["adam_step"], beta1, beta2, group["eps"], self._adam_form
             )
-            update = projector.project_back(psi, m, n) * (self._scale(group) * c)
         extra = self._complement(g, r, psi, projector, state, group, c)
-        if extra is not None:
-            update = extra if update is None else update.add_(extra)
-        if update is not None:
-            p.add_(update.reshape(p.shape).to(p.dtype), alpha=-group["lr"])
+        if psi is not None and extra is None and p.dtype == psi.dtype and p.is_contiguous():
+            # GaLore's usual case: p += alpha * P^-1(psi) as one matmul-accumulate, no m x n temporary
+            projector.add_back_(p.view(m, n), psi, -group["lr"] * self._scale(group) * c)
+        else:
+            if psi is not None:
+                update = projector.project_back(psi, m, n) * (self._scale(group) * c)
+            if extra is not None:
+                update = extra if update is None else update.add_(extra)
+            if update is not None:
+                p.add_(update.reshape(p.shape).to(p.dtype), alpha=-group["lr"])
         self._decay(p, group, before=False)
 
 

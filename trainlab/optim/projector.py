@@ -12,10 +12,18 @@ round-trips it and `state_bytes()` counts it:
     FULL     FRUGAL's block choice, active tensor: P = identity
     EMPTY    FRUGAL's block choice, inactive tensor: nothing is projected (no Adam state at all)
 
-The SVD is `torch.linalg.svd(G.float(), full_matrices=False)` (fp32 whatever the parameter dtype,
-as GaLore does), refreshed when `(step - 1) % update_proj_gap == 0` with `step` 1-based (GaLore's
-`step % gap == 0` before its increment). The factor is copied into its own storage (a slice of
-Vh would keep the whole n x n factor alive and be counted by `state_bytes`).
+The first basis comes from `torch.linalg.svd(G.float(), full_matrices=False)` (fp32 whatever the
+parameter dtype, as GaLore does); refreshes happen when `(step - 1) % update_proj_gap == 0` with
+`step` 1-based (GaLore's `step % gap == 0` before its increment). A refresh (`refit`) computes the
+same object, the top-r singular subspace of the current G, either by a full SVD again
+(`proj_refresh="svd"`, the official code) or (`"warm"`, the default) by subspace iteration started
+from the previous basis: WARM_ITERATIONS times X <- orth(G^T G X) (n x r, QR), then a Rayleigh-Ritz
+step (the SVD of the small m x r matrix G X) so the basis is ordered by singular value as the SVD's
+is. No random numbers are drawn (training stays reproducible), and it costs 4 r m n flops per
+iteration plus small QRs instead of a full SVD: on a 1024 x 1024 gradient at rank 128, tens of
+milliseconds against about a second. `test_warm_refresh_captures_the_top_subspace` bounds what it
+loses. The factor is copied into its own storage (a slice of Vh would keep the whole n x n factor
+alive and be counted by `state_bytes`).
 """
 
 from __future__ import annotations
@@ -24,6 +32,9 @@ import math
 from typing import Any
 
 import torch
+
+WARM_ITERATIONS = 2  # subspace iterations per warm refresh
+REFRESHES = ("warm", "svd")
 
 # Projector kinds; stored as Python ints (a str in optimizer state is mangled by torch's loader).
 RIGHT, LEFT, COLUMNS, FULL, EMPTY = 0, 1, 2, 3, 4
@@ -57,6 +68,23 @@ class Projector:
         if m >= n:
             return cls(RIGHT, vh[:rank].clone(memory_format=torch.contiguous_format))
         return cls(LEFT, u[:, :rank].clone(memory_format=torch.contiguous_format))
+
+    def refit(self, grad: torch.Tensor, rank: int, refresh: str) -> "Projector":
+        """The top-`rank` singular subspace of `grad` again: by SVD, or warm from this basis."""
+        same_rank = self.kind in (RIGHT, LEFT) and self._matrix.shape[0 if self.kind == RIGHT else 1] == rank
+        if refresh == "svd" or not same_rank:
+            return Projector.svd(grad, rank)
+        g = grad.float()
+        if self.kind == LEFT:  # work on the side the basis spans: LEFT's columns are G^T's right side
+            g = g.T
+        x = (self._matrix.T if self.kind == RIGHT else self._matrix).float()  # n x r, orthonormal
+        for _ in range(WARM_ITERATIONS):
+            x = torch.linalg.qr(g.T @ (g @ x)).Q
+        _, _, wh = torch.linalg.svd(g @ x, full_matrices=False)  # Rayleigh-Ritz: order by singular value
+        basis = x @ wh.T  # n x r, the Ritz vectors
+        if self.kind == RIGHT:
+            return Projector(RIGHT, basis.T.contiguous())
+        return Projector(LEFT, basis.contiguous())
 
     @classmethod
     def columns(cls, n: int, count: int, generator: torch.Generator, device) -> "Projector":
@@ -119,6 +147,15 @@ class Projector:
         if self.kind == FULL:
             return r
         return r.new_zeros(m, n)
+
+    def add_back_(self, target: torch.Tensor, r: torch.Tensor, alpha: float) -> None:
+        """target += alpha * project_back(r), in place (one matmul-accumulate for RIGHT and LEFT)."""
+        if self.kind == RIGHT:
+            target.addmm_(r, self._matrix, alpha=alpha)
+        elif self.kind == LEFT:
+            target.addmm_(self._matrix, r, alpha=alpha)
+        elif self.has_subspace:
+            target.add_(self.project_back(r, *target.shape), alpha=alpha)
 
     def __repr__(self) -> str:
         shape = None if self.basis is None else tuple(self.basis.shape)
