@@ -7,7 +7,8 @@ process (so no implementation inherits another's caches, compiled kernels or all
   40-100 MB working sets are), and for each elementwise method the bandwidth bound: the bytes one
   step must move (below) / bandwidth;
 - the cost floor of orthogonalisation: five fp32 quintic Newton-Schulz iterations (Muon's
-  polynomial, no state) on every matrix the matrix recipe treats;
+  polynomial, no state) on every matrix the matrix recipe treats; and GaLore/Fira's projector
+  refresh on those matrices, by full SVD and by the warm subspace iteration (their default);
 - for each method, trainlab's default step (for the elementwise methods the fused kernel, for
   AdamW torch's fused kernel), its foreach chain (`fused=False`) where it has one, and with
   `--peers` every installed peer implementation of the same method (the `bench` extra:
@@ -212,6 +213,24 @@ def ns_floor(model):
 COPY_ENTRIES = 1 << 26  # 256 MB per side: far past any last-level cache, so the copy streams DRAM
 
 
+def refresh(kind: str):
+    """One projector refresh of GaLore/Fira on every hidden matrix (rank 128): the full SVD, or the
+    warm subspace iteration from the basis of a gradient the fixed one drifted from."""
+
+    def build(model):
+        from trainlab.optim.projector import Projector
+
+        hidden, _ = hidden_and_rest(model)
+        gen = torch.Generator().manual_seed(2)
+        grads = [p.grad.reshape(p.shape[0], -1) for p in hidden]
+        old = [Projector.svd(g + 0.5 * torch.randn(g.shape, generator=gen).to(g.device) * g.std(), 128) for g in grads]
+        if kind == "svd":
+            return lambda: [Projector.svd(g, 128) for g in grads]
+        return lambda: [o.refit(g, 128, "warm") for o, g in zip(old, grads)]
+
+    return build
+
+
 def copy_all(model):
     """A copy through memory (a buffer too big to sit in cache: the optimizers' working sets, 40-100
     MB here, do not fit either), timed as one step: 8 B per entry per copy."""
@@ -227,6 +246,8 @@ def builder(spec: str) -> Callable:
         return copy_all
     if method == "floor":
         return ns_floor
+    if method == "refresh":
+        return refresh(impl)
     if impl in ("default", "foreach"):
         return ours(method, impl == "foreach")
     return PEERS[method][impl][1]
@@ -344,6 +365,13 @@ def main() -> None:
     if {"swan", "muon"} & set(methods):
         floor = in_fresh_process("floor:", args)
         print(f"orthogonalisation floor (5 fp32 quintic NS steps per hidden matrix): {ms(floor['median'])} ms\n")
+    if {"galore", "fira"} & set(methods):
+        svd, warm = in_fresh_process("refresh:svd", args), in_fresh_process("refresh:warm", args)
+        if "error" not in svd and "error" not in warm:
+            print(
+                f"GaLore/Fira projector refresh, all hidden matrices at rank 128: SVD {ms(svd['median'])} ms, "
+                f"warm subspace iteration {ms(warm['median'])} ms ({svd['median'] / warm['median']:.1f}x)\n"
+            )
     print(
         "| method | trainlab default (ms) | x bound | first step cold / warm (s) | trainlab foreach (ms) "
         "| fastest peer (ms) | default / fastest peer | other peers (ms) |"
