@@ -158,10 +158,10 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
                 buckets.setdefault((state["step"], p.device, p.dtype), []).append(p)
             self._begin_group(group)
             foreach = group.get("foreach", True) is not False  # None means "auto": foreach
+            auto = group.get("fused") is None  # the default: the fused kernel where one can be built
+            can_fuse = auto and foreach and self._rule(group) is not None
             for (step, device, _), bucket in buckets.items():
-                fused, auto = group.get("fused"), group.get("fused") is None
-                if auto:  # the default: the fused kernel where one can be built
-                    fused = foreach and fused_path.default_on(device) and self._rule(group) is not None
+                fused = fused_path.default_on(device) if can_fuse else bool(group.get("fused"))
                 # FSDP2's DTensors: an elementwise rule runs on each rank's shards (optim/distributed.py)
                 states = [self.state[p] for p in bucket]
                 ps, gs, ss = local(bucket, [cast(torch.Tensor, p.grad) for p in bucket], states)

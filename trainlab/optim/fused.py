@@ -65,11 +65,16 @@ class KernelUnavailable(RuntimeError):
     """A fused kernel could not be built here (no working compiler, an unsupported dtype)."""
 
 
+def switched_on() -> bool:
+    """Whether fused kernels are the default at all: unless $TRAINLAB_FUSED is "0"."""
+    return os.environ.get(ENV_SWITCH, "1") != "0"
+
+
 def default_on(device: torch.device) -> bool:
-    """Whether `fused=None` (the default) means the fused path on `device`: on CPUs with a C++
-    compiler and CUDA devices with Triton (what AOTInductor builds with), unless $TRAINLAB_FUSED
-    is "0". Should a build still fail, the default path warns once and runs foreach."""
-    if os.environ.get(ENV_SWITCH, "1") == "0":
+    """Whether `fused=None` (the default) means trainlab's fused kernels on `device`: on CPUs with
+    a C++ compiler and CUDA devices with Triton (what AOTInductor builds with), when
+    `switched_on()`. Should a build still fail, the default path warns once and runs foreach."""
+    if not switched_on():
         return False
     if device.type == "cpu":
         return _has_compiler()

@@ -35,7 +35,7 @@ import torch
 from trainlab.optim.matrix import MatrixOptimizer
 from trainlab.optim.orthogonalize import MUON_COEFFICIENTS, NS_DTYPES, ns_dtype, orthogonalize
 from trainlab.optim.registration import Registration
-from trainlab.optim.validation import check_betas, check_non_negative, check_range
+from trainlab.optim.validation import check_betas, check_choice, check_int, check_non_negative, check_range
 
 ADJUSTMENTS = ("original", "match_rms_adamw")
 
@@ -124,13 +124,9 @@ def _validate(group: dict[str, Any]) -> None:
     check_non_negative("adamw_lr_ratio", group["adamw_lr_ratio"])
     check_betas(group["adamw_betas"])
     check_non_negative("adamw_eps", group["adamw_eps"])
-    steps = group["ns_steps"]
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"ns_steps must be an integer >= 1, got {steps!r}")
-    if group["adjust_lr"] not in ADJUSTMENTS:
-        raise ValueError(f"adjust_lr must be one of {', '.join(ADJUSTMENTS)}, got {group['adjust_lr']!r}")
-    if group["ns_dtype"] not in NS_DTYPES:
-        raise ValueError(f"ns_dtype must be one of {', '.join(NS_DTYPES)}, got {group['ns_dtype']!r}")
+    check_int("ns_steps", group["ns_steps"], 1)
+    check_choice("adjust_lr", group["adjust_lr"], ADJUSTMENTS)
+    check_choice("ns_dtype", group["ns_dtype"], tuple(NS_DTYPES))
     for key in ("nesterov", "muon"):
         if not isinstance(group[key], bool):
             raise ValueError(f"{key} must be a bool, got {group[key]!r}")

@@ -67,7 +67,7 @@ import torch
 
 from trainlab.optim.matrix import MatrixOptimizer
 from trainlab.optim.orthogonalize import NS_DTYPES, minimax_coefficients, ns_dtype, orthogonalize
-from trainlab.optim.validation import check_betas, check_non_negative
+from trainlab.optim.validation import check_betas, check_choice, check_int, check_non_negative
 from trainlab.optim.registration import Registration
 
 _NONMATRIX_RULES = ("adamw", "sgd")
@@ -184,13 +184,10 @@ def _validate(group: dict[str, Any]) -> None:
     check_non_negative("weight_decay", group["weight_decay"])
     check_non_negative("norm_eps", group["norm_eps"])
     check_non_negative("matrix_lr_scale", group["matrix_lr_scale"])
-    if group["whitening"] not in WHITENINGS:
-        raise ValueError(f"whitening must be one of {', '.join(WHITENINGS)}, got {group['whitening']!r}")
-    steps = group["ns_steps"]
-    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
-        raise ValueError(f"ns_steps must be an integer >= 1 (or None: 5 minimax, 10 coupled), got {steps!r}")
-    if group["ns_dtype"] not in NS_DTYPES:
-        raise ValueError(f"ns_dtype must be one of {', '.join(NS_DTYPES)}, got {group['ns_dtype']!r}")
+    check_choice("whitening", group["whitening"], WHITENINGS)
+    if group["ns_steps"] is not None:  # None: 5 minimax steps, 10 coupled ones
+        check_int("ns_steps", group["ns_steps"], 1)
+    check_choice("ns_dtype", group["ns_dtype"], tuple(NS_DTYPES))
     beta = group["ns_beta"]
     if not isinstance(beta, (int, float)) or isinstance(beta, bool) or not 0.0 < beta < 1.0:
         raise ValueError(f"ns_beta must be in (0, 1), got {beta!r}")

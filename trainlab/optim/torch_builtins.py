@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from trainlab.optim.fused import default_on
+from trainlab.optim.fused import switched_on
 from trainlab.optim.registration import Registration
 from trainlab.optim.validation import check_betas, check_non_negative, check_range
 
@@ -41,7 +41,8 @@ def _fused_by_default(params: list) -> bool:
     parameters on CPUs and CUDA devices; torch's own default there is the slower foreach chain."""
     tensors = [p for item in params for p in (item["params"] if isinstance(item, dict) else [item])]
     tensors = [p for p in tensors if isinstance(p, torch.Tensor)]
-    return bool(tensors) and all(p.is_floating_point() and default_on(p.device) for p in tensors)
+    on_device = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in tensors)
+    return switched_on() and bool(tensors) and on_device
 
 
 def sgd(
