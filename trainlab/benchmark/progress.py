@@ -55,6 +55,10 @@ class RaceProgress:
             refresh=False,
         )
 
+    def note(self, label: str, text: str) -> None:
+        """A line about the running trial (a learning-curve prediction), above the bars."""
+        self.overall.write(f"  {label}: {text}", file=sys.stdout)
+
     def end_trial(self, result: TrialResult | None, label: str, error: str | None = None) -> None:
         if self.bar is not None:
             self.bar.close()

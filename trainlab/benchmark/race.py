@@ -7,6 +7,7 @@ recorded as `failed` with its error and the race goes on.
 
 from __future__ import annotations
 
+import functools
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import torch
 
 from trainlab.algorithms import AlgorithmSpec, check_applies, make_algorithm
+from trainlab.benchmark.prediction import CurveWatch
 from trainlab.benchmark.progress import RaceProgress
 from trainlab.store.results import TrialResult
 from trainlab.benchmark.runner import run_trial
@@ -46,6 +48,9 @@ class RacePlan:
     trial: TrialConfig = field(default_factory=TrialConfig)
     untuned: bool = False  # workload-agnostic defaults even where a configuration was tuned
     search_spaces: dict[str, str] = field(default_factory=dict)  # AlgoPerf submission -> its space file
+    # learning-curve predictions after each evaluation (`trainlab.benchmark.prediction`): None for
+    # none, else (prediction level, convergence threshold)
+    predict: tuple[float, float] | None = None
 
     def spec(self, algorithm: str, workload: Workload) -> AlgorithmSpec:
         hparams = {**self.overrides.get(algorithm, {}), **self.workload_overrides.get((algorithm, workload.name), {})}
@@ -80,6 +85,7 @@ class RacePlan:
             "precision": self.trial.precision,
             "freeze": list(self.trial.freeze) or None,
             "freeze_change": self.trial.freeze_change,
+            "predict": None if self.predict is None else {"level": self.predict[0], "threshold": self.predict[1]},
         }
 
 
@@ -110,6 +116,15 @@ def run_race(plan: RacePlan, store: ResultsStore, progress: bool | None = None) 
             algorithm = plan.spec(name, workload)
             label = f"{workload.name} / {algorithm.name} / seed {seed}"
             trial_id = store.start_trial(race_id, workload.name, algorithm.name, seed, dict(algorithm.hparams))
+            watch = None
+            if plan.predict is not None:
+                watch = CurveWatch(
+                    workload,
+                    algorithm,
+                    report=functools.partial(display.note, label),
+                    level=plan.predict[0],
+                    threshold=plan.predict[1],
+                )
             try:
                 result = run_trial(
                     workload,
@@ -120,6 +135,7 @@ def run_race(plan: RacePlan, store: ResultsStore, progress: bool | None = None) 
                     stop_at_target=plan.stop_at_target,
                     grad_norm_kind=plan.grad_norm_kind,
                     config=plan.trial,
+                    monitor=watch,
                 )
             except (KeyboardInterrupt, SystemExit):
                 store.fail_trial(trial_id, "interrupted")

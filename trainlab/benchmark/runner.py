@@ -147,11 +147,14 @@ def run_trial(
     *,
     config: TrialConfig | None = None,
     eval_split: str = "validation",
+    monitor: Callable[[TrialResult], bool] | None = None,
 ) -> TrialResult:
     """Train `spec` on `workload` with `seed` under the clock (see module doc), with the memory savers
     and precision of `config` (default: none, fp32). `eval_split` is the split whose metric is
     checked against the target: "validation" (races, tuning) or "test" (the held-out evaluation runs
-    of a tuning protocol, on data the tuning never selected on)."""
+    of a tuning protocol, on data the tuning never selected on). `monitor`, called after every
+    evaluation with the clock paused (a learning-curve predictor, a pruner), may append to the
+    result's predictions; returning True stops a trial that has not reached the target as `pruned`."""
     if eval_split not in ("validation", "test"):
         raise UsageError(f"eval_split must be 'validation' or 'test', got {eval_split!r}")
     config = config or TrialConfig()
@@ -289,6 +292,9 @@ def run_trial(
             result.steps_to_target = step
         if progress is not None:
             progress.on_eval(record, result.reached)
+        if monitor is not None and monitor(result) and not result.reached:
+            result.status = "pruned"
+            break
         if done_at or step == workload.step_budget or (stop_at_target and result.reached):
             break  # the final weights stay in evaluation form for the test evaluation
         clock.resume()

@@ -42,6 +42,37 @@ def runtime() -> argparse.ArgumentParser:
     return p
 
 
+def curve_prediction() -> argparse.ArgumentParser:
+    """How learning curves are predicted (`race --predict`, `tune --prune-by-curve`)."""
+    p = _parent()
+    p.add_argument(
+        "--predict-level",
+        type=float,
+        default=0.25,
+        metavar="F",
+        help="prediction level: predict only once this fraction of the step budget is trained, "
+        "and from 4 evaluations on (default: 0.25)",
+    )
+    p.add_argument(
+        "--convergence-threshold",
+        type=float,
+        default=0.01,
+        metavar="F",
+        help="a prediction is converged when the predicted final metric moved by at most this "
+        "fraction since the previous evaluation's; only converged predictions stop a trial (default: 0.01)",
+    )
+    return p
+
+
+def prediction_settings(args: argparse.Namespace) -> tuple[float, float]:
+    """(prediction level, convergence threshold), checked."""
+    if not 0.0 < args.predict_level < 1.0:
+        raise UsageError(f"--predict-level must be in (0, 1), got {args.predict_level}")
+    if not 0.0 < args.convergence_threshold < 1.0:
+        raise UsageError(f"--convergence-threshold must be in (0, 1), got {args.convergence_threshold}")
+    return args.predict_level, args.convergence_threshold
+
+
 def workload_options() -> argparse.ArgumentParser:
     p = _parent()
     p.add_argument(

@@ -28,6 +28,7 @@ def add_parsers(sub) -> None:
             parents.report_dir("trainlab-results/report"),
             parents.trial_config(),
             parents.progress(),
+            parents.curve_prediction(),
         ],
     )
     race.add_argument("--workloads", default=None, metavar="LIST", help=WORKLOADS_HELP)
@@ -77,6 +78,13 @@ def add_parsers(sub) -> None:
         action="store_true",
         help="use every algorithm's workload-agnostic defaults, not the configuration the "
         "leaderboard tuned for a built-in workload (the leaderboard's self-tuning view)",
+    )
+    race.add_argument(
+        "--predict",
+        action="store_true",
+        help="after each evaluation past the prediction level, fit the validation curve and print and "
+        "store its prediction: the metric by the step budget and the step reaching the target, with "
+        "intervals (untimed; never stops a trial)",
     )
     race.add_argument("--label", default=None, help="a free-text label stored with the race")
     race.set_defaults(func=run_race_command)
@@ -246,6 +254,7 @@ def run_race_command(args: argparse.Namespace) -> int:
         trial=trial,
         untuned=args.untuned,
         search_spaces=search_space_files(args.search_space, names),
+        predict=parents.prediction_settings(args) if args.predict else None,
     )
     prepare(plan)  # every name, hyperparameter, freeze rule and data file checked before anything runs
     store = ResultsStore(args.store)

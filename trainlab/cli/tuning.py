@@ -44,6 +44,7 @@ def add_parsers(sub) -> None:
             parents.report_dir("trainlab-results/tune-report"),
             parents.trial_config(),
             parents.progress(),
+            parents.curve_prediction(),
         ],
     )
     tune.add_argument(
@@ -109,6 +110,13 @@ def add_parsers(sub) -> None:
         "(AlgoPerf) or least steps (reproducible on a busy machine) (default: time)",
     )
     tune.add_argument(
+        "--prune-by-curve",
+        action="store_true",
+        help="stop a tuning trial once its learning-curve prediction is converged and its interval "
+        "excludes the target (recorded as a miss, status pruned); evaluation runs are never stopped "
+        "(default: off; measure it first with `trainlab score --replay-pruner`)",
+    )
+    tune.add_argument(
         "--baseline",
         default=None,
         metavar="ALG",
@@ -145,9 +153,16 @@ def add_parsers(sub) -> None:
         description="Performance profiles, benchmark scores, speedups and bootstrap "
         "intervals of a stored tuning experiment; writes report.md, "
         "plots, scores.json and scores.tex.",
-        parents=[parents.store(), parents.heartbeat()],
+        parents=[parents.store(), parents.heartbeat(), parents.curve_prediction()],
     )
     score.add_argument("--name", default=None, help="experiment name (default: the only one in the store)")
+    score.add_argument(
+        "--replay-pruner",
+        action="store_true",
+        help="instead of scoring, replay `tune --prune-by-curve` over the stored tuning curves: the "
+        "training time it would save, the trials it would stop that reached the target, and the "
+        "studies whose chosen configuration would change (prints JSON; trains nothing)",
+    )
     score.add_argument(
         "--baseline", default=None, metavar="ALG", help="algorithm the speedups are relative to (default: the first)"
     )
@@ -191,6 +206,7 @@ def build_tuning_plan(args: argparse.Namespace, device=None):
         select_by=args.select_by,
         trial=parse_trial_config(args),
         device=device,
+        prune=dict(zip(("level", "threshold"), parents.prediction_settings(args))) if args.prune_by_curve else None,
     )
 
 
@@ -290,6 +306,28 @@ def score_command(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--baseline {args.baseline!r} is not an algorithm of {plan.name!r} ({', '.join(plan.algorithms)})"
         )
+    if args.replay_pruner:
+        return _replay_pruner(storage, plan, args)
     if args.protocol == "held-out" and plan.protocol != "held-out":
         raise UsageError(f"experiment {plan.name!r} ran the same-split protocol: it has no held-out runs to score")
     return _print_scores(collect(storage, plan, args.protocol), args, args.out)
+
+
+def _replay_pruner(storage, plan, args: argparse.Namespace) -> int:
+    from trainlab.tuning.pruning import replay
+
+    level, threshold = parents.prediction_settings(args)
+    result = replay(storage, plan, level, threshold)
+    if not result.trials:
+        raise UsageError(f"experiment {plan.name!r} has no completed tuning trial with a stored curve to replay")
+    out = {
+        "experiment": plan.name,
+        "prediction_level": level,
+        "convergence_threshold": threshold,
+        **result.summary(),
+        "by_workload": result.by_workload,
+        "wrongly_stopped_trials": result.wrong,
+        "changed_studies": result.changed,
+    }
+    print(json.dumps(out, indent=2))
+    return 0

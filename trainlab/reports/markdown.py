@@ -8,6 +8,7 @@ from pathlib import Path
 from trainlab.reports import plots
 from trainlab.reports.summary import format_table, summarize
 from trainlab.store import ResultsStore
+from trainlab.store.results import FINISHED
 
 
 def _slug(name: str) -> str:
@@ -33,7 +34,7 @@ def write_report(store: ResultsStore, out_dir: str | Path, race_id: int | None =
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     trials = store.trials(race["id"])
-    finished = [t for t in trials if t["status"] in ("completed", "diverged")]
+    finished = [t for t in trials if t["status"] in FINISHED]
     rows = summarize(finished)
     env = race["environment"]
 
@@ -56,7 +57,7 @@ def write_report(store: ResultsStore, out_dir: str | Path, race_id: int | None =
     if savers:
         lines += [f"Memory savers in this race: {savers}.", ""]
     lines += ["## Summary", "", format_table(rows), ""]
-    unfinished = [t for t in trials if t["status"] not in ("completed", "diverged")]
+    unfinished = [t for t in trials if t["status"] not in FINISHED]
     if unfinished:
         lines += [
             "Trials that did not finish: "

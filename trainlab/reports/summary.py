@@ -14,6 +14,8 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from trainlab.store.results import FINISHED
+
 
 @dataclass
 class SummaryRow:
@@ -65,7 +67,7 @@ def _count(n: int) -> str:
 def summarize(trials: Iterable[dict[str, Any]]) -> list[SummaryRow]:
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for trial in trials:
-        if trial["status"] in ("completed", "diverged"):
+        if trial["status"] in FINISHED:
             groups.setdefault((trial["workload"], trial["algorithm"], memory_options(trial)), []).append(trial)
     rows = []
     for (workload, algorithm, options), items in groups.items():

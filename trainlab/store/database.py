@@ -26,7 +26,7 @@ from trainlab.store.results import TrialResult
 from trainlab.errors import UsageError
 from trainlab.store import schema
 
-SCHEMA_VERSION = 4  # 2: memory savers, 3: coverage, 4: stability after target; older stores upgrade in place
+SCHEMA_VERSION = 5  # 2: memory savers, 3: coverage, 4: stability after target, 5: predictions; upgraded in place
 DEFAULT_STORE_URL = "sqlite:///trainlab-results/results.db"
 
 
@@ -208,10 +208,16 @@ class ResultsStore:
             }
             for r in result.evals
         ]
+        predicted = [
+            {"trial_id": trial_id, **{k: _finite(v) if isinstance(v, float) else v for k, v in p.items()}}
+            for p in result.predictions
+        ]
         with self.engine.begin() as conn:
             conn.execute(schema.trials.update().where(schema.trials.c.id == trial_id).values(**values))
             if rows:
                 conn.execute(schema.evals.insert(), rows)
+            if predicted:
+                conn.execute(schema.predictions.insert(), predicted)
 
     def fail_trial(self, trial_id: int, error: str) -> None:
         with self.engine.begin() as conn:
@@ -267,6 +273,18 @@ class ResultsStore:
                 .all()
             )
         return [dict(row) for row in rows]
+
+    def predictions(self, trial_id: int) -> list[dict[str, Any]]:
+        """The trial's learning-curve predictions (NULL target steps read back as inf: never)."""
+        table = schema.predictions
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(table).where(table.c.trial_id == trial_id).order_by(table.c.step)).mappings()
+            out = [dict(row) for row in rows]
+        for row in out:
+            for key in ("target_step", "target_step_low", "target_step_high"):
+                if row[key] is None:
+                    row[key] = math.inf
+        return out
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -7,6 +7,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
+FINISHED = ("completed", "diverged", "pruned")  # trial statuses that carry a result (a miss or not)
+
+
 @dataclass
 class EvalRecord:
     step: int
@@ -27,7 +30,7 @@ class TrialResult:
     higher_is_better: bool
     target: float
     step_budget: int
-    status: str = "completed"  # completed | diverged | failed
+    status: str = "completed"  # completed | diverged | pruned | failed
     reached: bool = False
     time_to_target: float = math.inf  # training seconds at the first evaluation meeting the target
     steps_to_target: int | None = None
@@ -53,9 +56,12 @@ class TrialResult:
     error: str | None = None
     evals: list[EvalRecord] = field(default_factory=list)
     grad_norms: list[float] | None = None
+    # learning-curve predictions made as the trial went (`trainlab.scoring.curves.Prediction.as_dict`)
+    predictions: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("evals")
         data.pop("grad_norms")
+        data.pop("predictions")
         return data

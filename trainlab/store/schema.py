@@ -4,7 +4,8 @@ studies). Every table name starts with `trainlab_`, so Optuna's RDB tables (`stu
 infinity/NaN, because databases disagree on those; `reached` says whether a NULL time-to-target means "missed".
 
 Schema versions (stored in `trainlab_meta`): 1, the first; 2 adds the memory-saver columns of
-`trainlab_trials`; 3 its coverage columns; 4 its stability-after-target columns (`ADDED_COLUMNS`).
+`trainlab_trials`; 3 its coverage columns; 4 its stability-after-target columns (`ADDED_COLUMNS`);
+5 the `trainlab_predictions` table (a new table: opening an older store creates it, empty).
 Upgrades only ever add nullable columns, so no row is rewritten.
 """
 
@@ -106,4 +107,22 @@ evals = Table(
     Column("metric", Float),
     Column("validation_loss", Float),
     Column("eval_seconds", Float),
+)
+
+# schema version 5: learning-curve predictions made during a trial (`race --predict`;
+# trainlab.scoring.curves.Prediction), one row per evaluation past the prediction level
+predictions = Table(
+    "trainlab_predictions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("trial_id", Integer, ForeignKey("trainlab_trials.id"), nullable=False, index=True),
+    Column("step", Integer, nullable=False),
+    Column("family", String(16), nullable=False),
+    Column("final", Float),
+    Column("final_low", Float),
+    Column("final_high", Float),
+    Column("target_step", Float),  # NULL: never within reach
+    Column("target_step_low", Float),
+    Column("target_step_high", Float),
+    Column("converged", Boolean),
 )

@@ -39,6 +39,7 @@ def build_plan(
     select_by: str = "time",
     trial: TrialConfig | None = None,
     device: torch.device | None = None,
+    prune: dict[str, float] | None = None,
 ) -> TuningPlan:
     """`workloads` are specs (names, files, modules); `workload_options` is keyed by workload name.
     `trial`: the memory savers and precision every trial of the experiment trains with."""
@@ -83,6 +84,7 @@ def build_plan(
         select_by=select_by,
         origins=origins,
         trial=trial.to_dict(),
+        prune=dict(prune or {}),
     )
     plan.check()
     built = [cls(**plan.workload_options[spec]) for spec, cls in zip(workloads, classes)]

@@ -20,7 +20,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from trainlab.errors import UsageError
 from trainlab.tuning.plan import TuningPlan, tuning_seed
-from trainlab.algorithms.search_space import SearchSpace, parse_search_space
+from trainlab.algorithms import AlgorithmSpec, make_algorithm
+from trainlab.algorithms.registry import parse_name, valid_hparams
+from trainlab.algorithms.search_space import SearchSpace, parse_search_space, to_hparams
+from trainlab.algorithms.submission import is_submission
 
 UNFINISHED = (TrialState.WAITING, TrialState.RUNNING)
 
@@ -160,6 +163,15 @@ def enqueue_tuning(storage, plan: TuningPlan) -> int:
                 ]
                 added += _enqueue_missing(study, wanted, ("kind", "study", "draw"), space)
     return added
+
+
+def spec_of(attrs: dict[str, Any]) -> AlgorithmSpec:
+    """The algorithm a queued trial trains: its stored configuration as the algorithm's
+    hyperparameters (an AlgoPerf submission's point is its own)."""
+    if is_submission(attrs["algorithm"]):
+        return make_algorithm(attrs["algorithm"], dict(attrs["config"]))
+    optimizer_name, schedule = parse_name(attrs["algorithm"])
+    return make_algorithm(attrs["algorithm"], to_hparams(attrs["config"], valid_hparams(optimizer_name, schedule)))
 
 
 def result_of(trial: FrozenTrial) -> dict[str, Any]:

@@ -62,6 +62,9 @@ class TuningPlan:
     origins: dict[str, dict[str, Any]] = field(default_factory=dict)
     # the memory savers and precision of every trial (`TrialConfig.to_dict()`; {} = none, fp32)
     trial: dict[str, Any] = field(default_factory=dict)
+    # stop tuning trials whose curve prediction excludes the target (`trainlab.tuning.pruning`):
+    # {} = never, else {"level": prediction level, "threshold": convergence threshold}
+    prune: dict[str, float] = field(default_factory=dict)
 
     def register_optimizers(self) -> None:
         """Load the experiment's optimizers from files or packages, checking their stored origin."""

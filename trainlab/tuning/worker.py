@@ -32,13 +32,13 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from trainlab.algorithms import make_algorithm
-from trainlab.algorithms.registry import parse_name, valid_hparams
-from trainlab.algorithms.submission import is_submission
+from trainlab.algorithms import AlgorithmSpec
+from trainlab.benchmark.prediction import predictor_for
 from trainlab.benchmark.runner import run_trial
-from trainlab.tuning.experiment import load, plan_space
+from trainlab.store.results import TrialResult
+from trainlab.tuning.experiment import load, plan_space, spec_of
 from trainlab.tuning.plan import TuningPlan
-from trainlab.algorithms.search_space import to_hparams
+from trainlab.tuning.pruning import CurvePruner
 from trainlab.workloads import Workload, create_workload
 
 
@@ -150,13 +150,9 @@ class Worker:
         label = self._label(attrs)
         started = time.perf_counter()
         try:
-            if is_submission(attrs["algorithm"]):  # an AlgoPerf point is the submission's own
-                spec = make_algorithm(attrs["algorithm"], dict(attrs["config"]))
-            else:
-                optimizer_name, schedule = parse_name(attrs["algorithm"])
-                hparams = to_hparams(attrs["config"], valid_hparams(optimizer_name, schedule))
-                spec = make_algorithm(attrs["algorithm"], hparams)
+            spec = spec_of(attrs)
             workload = self.workload(attrs["workload"])
+            monitor = self._pruning(trial, workload, spec) if attrs["kind"] == "tune" and self.plan.prune else None
             progress = self.progress_factory(label, workload.step_budget) if self.progress_factory else None
             try:
                 result = run_trial(
@@ -168,6 +164,7 @@ class Worker:
                     stop_at_target=self.plan.stop_at_target,
                     eval_split=attrs["split"],
                     config=self.plan.trial_config(),
+                    monitor=monitor,
                 )
             finally:
                 if progress is not None:
@@ -195,9 +192,29 @@ class Worker:
         outcome = (
             f"reached in {result.time_to_target:.2f} s (step {result.steps_to_target})"
             if result.reached
+            else f"pruned at step {result.steps} (best {result.best_metric:.4g})"
+            if result.status == "pruned"
             else f"{result.status}, missed (best {result.best_metric:.4g})"
         )
         self.report(f"{label}: {outcome} [{time.perf_counter() - started:.1f} s]")
+
+    def _pruning(self, trial: FrozenTrial, workload: Workload, spec: AlgorithmSpec) -> Callable[[TrialResult], bool]:
+        """The runner's monitor for a pruned tuning trial: each evaluation becomes an Optuna
+        intermediate value, and the plan's `CurvePruner` decides on the trial as stored."""
+        predictor = predictor_for(workload, spec, self.plan.prune["level"], self.plan.prune["threshold"])
+        pruner = CurvePruner(predictor)
+        attrs = trial.user_attrs
+        name = self.plan.tune_study_name(attrs["algorithm"], attrs["base_workload"], attrs["study"])
+        study = load(self.storage, name)
+        trial_id = trial._trial_id
+
+        def monitor(result: TrialResult) -> bool:
+            last = result.evals[-1]
+            if math.isfinite(last.metric):
+                self.storage.set_trial_intermediate_value(trial_id, last.step, last.metric)
+            return pruner.prune(study, self.storage.get_trial(trial_id))
+
+        return monitor
 
 
 def fail_stale(storage, plan: TuningPlan) -> None:
