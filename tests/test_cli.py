@@ -85,6 +85,10 @@ BAD_INPUTS = [
     (["race", "--seeds", "one"], "not an integer"),
     (["race", "--device", "cuda:0"], "CUDA is not available"),
     (["report", "--race", "999"], "no race 999"),
+    (["race", "--eval-every", "1"], "--eval-every sets the cadence of continual evaluation and needs --eval-subset N"),
+    (["race", "--workloads", "mnist1d_mlp", "--eval-subset", "100000"], "--eval-subset 100000: workload"),
+    (["race", "--predict", "--predict-level", "1.5"], "--predict-level must be in (0, 1)"),
+    (["score", "--name", "none", "--replay-pruner"], "no tuning experiment"),
 ]
 
 

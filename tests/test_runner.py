@@ -13,6 +13,7 @@ from trainlab.algorithms import TrainingAlgorithm, make_algorithm
 from trainlab.benchmark import runner
 from trainlab.benchmark.clock import TrainingClock
 from trainlab.benchmark.runner import run_trial
+from trainlab.errors import UsageError
 from trainlab.workloads import create_workload
 
 CPU = torch.device("cpu")
@@ -153,3 +154,43 @@ def test_the_race_report_shows_stability_after_the_target(tmp_path):
     report = write_report(store, tmp_path / "report", race_id).read_text()
     assert "## Stability after the target" in report
     assert "| scripted_metric | adamw | 0 | 30 | 0.4 | 0.1 |" in report
+
+
+def test_continual_evaluation_adds_a_per_step_curve_without_changing_training():
+    """TinyRegression: 60 steps, a full evaluation every 10 on its 100 validation examples."""
+    spec = make_algorithm("sgd", {"lr": 0.1, "momentum": 0.9, "warmup_fraction": 0.0})  # meets mse 0.05 at 30
+    plain = run_trial(TinyRegression(), spec, 0, CPU)
+    watched = run_trial(TinyRegression(), spec, 0, CPU, continual=(1, 100))
+    assert [e.metric for e in watched.evals] == [e.metric for e in plain.evals]  # training untouched
+    assert [s for s, _, _ in watched.continual] == list(range(1, 61))
+    fine = dict((s, m) for s, m, _ in watched.continual)
+    assert all(fine[e.step] == e.metric for e in watched.evals)  # the whole split: the same numbers
+    assert (watched.continual_every, watched.continual_subset) == (1, 100)
+    assert watched.steps_to_target == 30 and watched.steps == 60
+    # the per-step curve sees every checkpoint from the target on, and the steps between
+    worst = max(m for s, m, _ in watched.continual if s >= 30)
+    assert watched.continual_worst_after_target == worst >= watched.worst_after_target  # mse: larger is worse
+    assert watched.continual_stability_gap == max(0.0, worst - 0.05)
+    sparse = run_trial(TinyRegression(), spec, 0, CPU, continual=(7, 20))
+    assert [s for s, _, _ in sparse.continual] == list(range(7, 61, 7))
+    with pytest.raises(UsageError, match="--eval-subset 101: workload 'tiny_regression' has 100 evaluation"):
+        run_trial(TinyRegression(), spec, 0, CPU, continual=(1, 101))
+
+
+def test_a_race_stores_the_continual_curve_and_reports_both_views(tmp_path):
+    from trainlab.benchmark.race import RacePlan, run_race
+    from trainlab.reports import write_report
+    from trainlab.store import ResultsStore
+
+    store = ResultsStore(f"sqlite:///{tmp_path / 'r.db'}")
+    plan = RacePlan(
+        [TinyRegression()], ["sgd"], [0], CPU, continual=(2, 50), overrides={"sgd": {"lr": 0.1, "momentum": 0.9}}
+    )
+    race_id, (result,) = run_race(plan, store, progress=False)
+    trial = store.trials(race_id)[0]
+    assert [r["step"] for r in store.continual(trial["id"])] == list(range(2, 61, 2))
+    assert trial["continual_subset"] == 50 and store.race(race_id)["config"]["continual"] == {"every": 2, "subset": 50}
+    assert result.reached and result.steps > result.steps_to_target
+    assert trial["continual_worst_after_target"] == pytest.approx(result.continual_worst_after_target)
+    report = write_report(store, tmp_path / "report", race_id).read_text()
+    assert "per-step gap" in report and "first 50 validation examples" in report

@@ -51,6 +51,8 @@ class RacePlan:
     # learning-curve predictions after each evaluation (`trainlab.benchmark.prediction`): None for
     # none, else (prediction level, convergence threshold)
     predict: tuple[float, float] | None = None
+    # continual evaluation (`trainlab.benchmark.runner`): None for none, else (every E steps, on N examples)
+    continual: tuple[int, int] | None = None
 
     def spec(self, algorithm: str, workload: Workload) -> AlgorithmSpec:
         hparams = {**self.overrides.get(algorithm, {}), **self.workload_overrides.get((algorithm, workload.name), {})}
@@ -86,6 +88,7 @@ class RacePlan:
             "freeze": list(self.trial.freeze) or None,
             "freeze_change": self.trial.freeze_change,
             "predict": None if self.predict is None else {"level": self.predict[0], "threshold": self.predict[1]},
+            "continual": None if self.continual is None else {"every": self.continual[0], "subset": self.continual[1]},
         }
 
 
@@ -102,7 +105,9 @@ def prepare(plan: RacePlan) -> None:
             check_applies(plan.spec(algorithm, workload), model, workload.name, workload.step_budget)
     plan.trial.check(plan.device, plan.workloads)
     for workload in plan.workloads:
-        workload.splits()
+        splits = workload.splits()
+        if plan.continual is not None:
+            workload.subset(splits.validation, plan.continual[1])  # a subset too large fails now
 
 
 def run_race(plan: RacePlan, store: ResultsStore, progress: bool | None = None) -> tuple[int, list[TrialResult]]:
@@ -136,6 +141,7 @@ def run_race(plan: RacePlan, store: ResultsStore, progress: bool | None = None) 
                     grad_norm_kind=plan.grad_norm_kind,
                     config=plan.trial,
                     monitor=watch,
+                    continual=plan.continual,
                 )
             except (KeyboardInterrupt, SystemExit):
                 store.fail_trial(trial_id, "interrupted")

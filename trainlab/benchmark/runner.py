@@ -57,7 +57,7 @@ from trainlab.benchmark.trial_config import TrialConfig, apply_freeze
 from trainlab.store.results import EvalRecord, TrialResult
 from trainlab.errors import UsageError
 from trainlab.memory import ActivationCompressor, ChangeBasedFreezer, SavedTensorMeter, bf16_autocast, cast_model_bf16
-from trainlab.scoring import after_target
+from trainlab.scoring import after_target, worst_since
 from trainlab.utils.device import peak_device_memory, reset_peak_device_memory
 from trainlab.workloads import Workload
 
@@ -136,6 +136,22 @@ def _probe_saved_bytes(
     return meter.peak_bytes
 
 
+def _continual_eval(result, step, algorithm, model, evaluate, split, clock, workload) -> float:
+    """One continual evaluation on the fixed subset, the clock paused throughout (the evaluation-mode
+    hooks included: this view is a diagnostic, not part of the algorithm); its wall seconds."""
+    clock.pause()
+    started = time.perf_counter()
+    algorithm.prepare_for_eval(model)
+    model.eval()
+    metrics = evaluate(model, split)
+    model.train()
+    algorithm.prepare_for_train(model)
+    result.continual.append((step, float(metrics[workload.metric]), float(metrics.get("loss", math.nan))))
+    seconds = time.perf_counter() - started
+    clock.resume()
+    return seconds
+
+
 def run_trial(
     workload: Workload,
     spec: AlgorithmSpec,
@@ -148,15 +164,19 @@ def run_trial(
     config: TrialConfig | None = None,
     eval_split: str = "validation",
     monitor: Callable[[TrialResult], bool] | None = None,
+    continual: tuple[int, int] | None = None,
 ) -> TrialResult:
     """Train `spec` on `workload` with `seed` under the clock (see module doc), with the memory savers
     and precision of `config` (default: none, fp32). `eval_split` is the split whose metric is
     checked against the target: "validation" (races, tuning) or "test" (the held-out evaluation runs
     of a tuning protocol, on data the tuning never selected on). `monitor`, called after every
     evaluation with the clock paused (a learning-curve predictor, a pruner), may append to the
-    result's predictions; returning True stops a trial that has not reached the target as `pruned`."""
+    result's predictions; returning True stops a trial that has not reached the target as `pruned`.
+    `continual` = (every E steps, on the first N examples of `eval_split`): continual evaluation."""
     if eval_split not in ("validation", "test"):
         raise UsageError(f"eval_split must be 'validation' or 'test', got {eval_split!r}")
+    if continual is not None and not (continual[0] >= 1 and continual[1] >= 1):
+        raise UsageError(f"continual evaluation needs --eval-every >= 1 and --eval-subset >= 1, got {continual}")
     config = config or TrialConfig()
     config.check(device)
     bits, precision, freeze, freeze_change = (
@@ -234,6 +254,10 @@ def run_trial(
     training_loss = _training_loss(workload, device, autocast, compressor)
     # bf16 parameters need bf16 inputs: evaluate under autocast too (fp32 weights evaluate in fp32)
     evaluate = _autocast_evaluate(workload, device) if precision == "bf16" else workload.evaluate
+    fine_split = None
+    if continual is not None:
+        fine_split = workload.subset(getattr(splits, eval_split), continual[1])
+        result.continual_every, result.continual_subset = continual
     reset_peak_device_memory(device)
     clock = TrainingClock(device)
     loss_sum = torch.zeros((), device=device)
@@ -261,6 +285,10 @@ def run_trial(
                 result.status = "diverged"
                 diverged_seconds = clock.pause()
                 break
+            if fine_split is not None and continual is not None and step % continual[0] == 0:
+                result.eval_seconds += _continual_eval(
+                    result, step, algorithm, model, evaluate, fine_split, clock, workload
+                )
             if step % workload.eval_every and step != workload.step_budget:
                 continue
 
@@ -318,6 +346,12 @@ def run_trial(
     result.worst_after_target, result.stability_gap, _ = after_target(
         [r.metric for r in result.evals], workload.target, workload.higher_is_better
     )
+    if result.reached and result.continual:
+        result.continual_worst_after_target, result.continual_stability_gap = worst_since(
+            [m for s_, m, _ in result.continual if s_ >= (result.steps_to_target or 0)],
+            workload.target,
+            workload.higher_is_better,
+        )
     if result.status != "diverged":
         model.eval()
         result.test_metric = float(evaluate(model, splits.test)[workload.metric])

@@ -86,6 +86,23 @@ def add_parsers(sub) -> None:
         "store its prediction: the metric by the step budget and the step reaching the target, with "
         "intervals (untimed; never stops a trial)",
     )
+    race.add_argument(
+        "--eval-subset",
+        type=int,
+        default=None,
+        metavar="N",
+        help="continual evaluation: also evaluate on the first N validation examples (windows for "
+        "text_lm) every --eval-every steps, untimed, and report stability after the target from that "
+        "per-step curve (the stability-gap view); the score still comes from the full evaluations",
+    )
+    race.add_argument(
+        "--eval-every",
+        type=int,
+        default=None,
+        metavar="E",
+        help="with --eval-subset: steps between continual evaluations (default: 1, every step); the "
+        "full evaluations keep the workload's cadence (set it with --workload-option W.eval_every=K)",
+    )
     race.add_argument("--label", default=None, help="a free-text label stored with the race")
     race.set_defaults(func=run_race_command)
 
@@ -255,6 +272,7 @@ def run_race_command(args: argparse.Namespace) -> int:
         untuned=args.untuned,
         search_spaces=search_space_files(args.search_space, names),
         predict=parents.prediction_settings(args) if args.predict else None,
+        continual=_continual(args),
     )
     prepare(plan)  # every name, hyperparameter, freeze rule and data file checked before anything runs
     store = ResultsStore(args.store)
@@ -266,6 +284,20 @@ def run_race_command(args: argparse.Namespace) -> int:
     race_id, results = run_race(plan, store, progress=False if args.no_progress else None)
     _summary_and_report(store, race_id, None if args.no_report else args.report_dir)
     return 1 if len(results) < len(workloads) * len(names) * len(seeds) else 0
+
+
+def _continual(args: argparse.Namespace) -> tuple[int, int] | None:
+    if args.eval_subset is None:
+        if args.eval_every is not None:
+            raise UsageError(
+                "--eval-every sets the cadence of continual evaluation and needs --eval-subset N; "
+                "the full evaluations' cadence is a workload option (--workload-option W.eval_every=K)"
+            )
+        return None
+    every = 1 if args.eval_every is None else args.eval_every
+    if args.eval_subset < 1 or every < 1:
+        raise UsageError(f"--eval-subset and --eval-every must be positive, got {args.eval_subset} and {every}")
+    return every, args.eval_subset
 
 
 def report_command(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from trainlab.scoring.aggregate import bootstrap_interval, geometric_mean_speedup, median_cost, workload_cost
 from trainlab.scoring.profiles import benchmark_score, performance_profile, performance_ratios
-from trainlab.scoring.stability import after_target
+from trainlab.scoring.stability import after_target, worst_since
 
 __all__ = [
     "after_target",
@@ -16,4 +16,5 @@ __all__ = [
     "performance_profile",
     "performance_ratios",
     "workload_cost",
+    "worst_since",
 ]

@@ -32,3 +32,15 @@ def after_target(
     worst = min(after) if higher_is_better else max(after)
     gap = max(0.0, target - worst) if higher_is_better else max(0.0, worst - target)
     return worst, gap, len(after) - 1
+
+
+def worst_since(metrics: Sequence[float], target: float, higher_is_better: bool) -> tuple[float | None, float | None]:
+    """(worst metric, stability gap >= 0) over a curve that starts where the target was first met
+    (continual evaluation's per-step curve, from the step at which the checkpoint curve met it);
+    (None, None) for an empty curve, infinite for a non-finite metric."""
+    if not metrics:
+        return None, None
+    if not all(math.isfinite(m) for m in metrics):
+        return (-math.inf if higher_is_better else math.inf), math.inf
+    worst = min(metrics) if higher_is_better else max(metrics)
+    return worst, max(0.0, target - worst) if higher_is_better else max(0.0, worst - target)

@@ -26,7 +26,7 @@ from trainlab.store.results import TrialResult
 from trainlab.errors import UsageError
 from trainlab.store import schema
 
-SCHEMA_VERSION = 5  # 2: memory savers, 3: coverage, 4: stability after target, 5: predictions; upgraded in place
+SCHEMA_VERSION = 5  # 2: memory savers, 3: coverage, 4: stability after target, 5: predictions, continual eval
 DEFAULT_STORE_URL = "sqlite:///trainlab-results/results.db"
 
 
@@ -194,6 +194,10 @@ class ResultsStore:
             "coverage": result.coverage,
             "worst_after_target": _finite(result.worst_after_target),
             "stability_gap": _finite(result.stability_gap),
+            "continual_every": result.continual_every,
+            "continual_subset": result.continual_subset,
+            "continual_worst_after_target": _finite(result.continual_worst_after_target),
+            "continual_stability_gap": _finite(result.continual_stability_gap),
             "finished_at": _now(),
         }
         rows = [
@@ -218,6 +222,14 @@ class ResultsStore:
                 conn.execute(schema.evals.insert(), rows)
             if predicted:
                 conn.execute(schema.predictions.insert(), predicted)
+            if result.continual:
+                conn.execute(
+                    schema.continual.insert(),
+                    [
+                        {"trial_id": trial_id, "step": step, "metric": _finite(metric), "loss": _finite(loss)}
+                        for step, metric, loss in result.continual
+                    ],
+                )
 
     def fail_trial(self, trial_id: int, error: str) -> None:
         with self.engine.begin() as conn:
@@ -273,6 +285,13 @@ class ResultsStore:
                 .all()
             )
         return [dict(row) for row in rows]
+
+    def continual(self, trial_id: int) -> list[dict[str, Any]]:
+        """The trial's continual-evaluation curve (step, metric, loss), by step."""
+        table = schema.continual
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(table).where(table.c.trial_id == trial_id).order_by(table.c.step)).mappings()
+            return [dict(row) for row in rows]
 
     def predictions(self, trial_id: int) -> list[dict[str, Any]]:
         """The trial's learning-curve predictions (NULL target steps read back as inf: never)."""

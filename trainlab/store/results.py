@@ -58,10 +58,18 @@ class TrialResult:
     grad_norms: list[float] | None = None
     # learning-curve predictions made as the trial went (`trainlab.scoring.curves.Prediction.as_dict`)
     predictions: list[dict[str, Any]] = field(default_factory=list)
+    # continual evaluation (`race --eval-subset N --eval-every E`): (step, metric, loss) on the fixed
+    # subset, and stability after the target from that per-step curve
+    continual_every: int | None = None
+    continual_subset: int | None = None
+    continual: list[tuple[int, float, float]] = field(default_factory=list)
+    continual_worst_after_target: float | None = None
+    continual_stability_gap: float | None = None
 
     def summary(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("evals")
         data.pop("grad_norms")
         data.pop("predictions")
+        data.pop("continual")
         return data

@@ -5,7 +5,8 @@ infinity/NaN, because databases disagree on those; `reached` says whether a NULL
 
 Schema versions (stored in `trainlab_meta`): 1, the first; 2 adds the memory-saver columns of
 `trainlab_trials`; 3 its coverage columns; 4 its stability-after-target columns (`ADDED_COLUMNS`);
-5 the `trainlab_predictions` table (a new table: opening an older store creates it, empty).
+5 the `trainlab_predictions` and `trainlab_continual` tables (new tables: opening an older store
+creates them, empty) and the continual-evaluation columns of `trainlab_trials`.
 Upgrades only ever add nullable columns, so no row is rewritten.
 """
 
@@ -80,6 +81,11 @@ trials = Table(
     # schema version 4: stability after the target (trainlab.scoring.stability; NULL when not defined)
     Column("worst_after_target", Float),
     Column("stability_gap", Float),  # NULL also when infinite (a divergence after the target)
+    # schema version 5: continual evaluation on a fixed validation subset (NULL when off)
+    Column("continual_every", Integer),
+    Column("continual_subset", Integer),
+    Column("continual_worst_after_target", Float),
+    Column("continual_stability_gap", Float),
 )
 
 # Columns added after version 1, by table: opening an older store adds them (`ResultsStore`).
@@ -93,6 +99,10 @@ ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
         "coverage",
         "worst_after_target",
         "stability_gap",
+        "continual_every",
+        "continual_subset",
+        "continual_worst_after_target",
+        "continual_stability_gap",
     ),
 }
 
@@ -125,4 +135,15 @@ predictions = Table(
     Column("target_step_low", Float),
     Column("target_step_high", Float),
     Column("converged", Boolean),
+)
+
+# schema version 5: the per-step curve of continual evaluation (`race --eval-subset`)
+continual = Table(
+    "trainlab_continual",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("trial_id", Integer, ForeignKey("trainlab_trials.id"), nullable=False, index=True),
+    Column("step", Integer, nullable=False),
+    Column("metric", Float),
+    Column("loss", Float),
 )

@@ -143,6 +143,18 @@ class Workload(abc.ABC):
             "output_loss(outputs, targets, label_smoothing) to run AlgoPerf submissions"
         )
 
+    def subset(self, split: Batch, count: int) -> Batch:
+        """The first `count` examples of an evaluation split: the fixed subset that continual
+        evaluation (`race --eval-subset`) evaluates every few steps. Override for data that is not
+        a tuple of equally long tensors (the text workload counts windows)."""
+        available = split[0].shape[0]
+        if not 1 <= count <= available:
+            raise UsageError(
+                f"--eval-subset {count}: workload {self.name!r} has {available} evaluation examples; "
+                f"choose 1 to {available}"
+            )
+        return tuple(t[:count] for t in split)
+
     # -- shared behaviour ----------------------------------------------------------------------
     def splits(self) -> Splits:
         if self._splits is None:

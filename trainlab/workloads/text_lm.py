@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from trainlab.errors import UsageError
 from trainlab.workloads.base import Batch, Option, Splits, Workload, cross_entropy_per_example
 from trainlab.workloads.data.text import load_text
 
@@ -161,6 +162,16 @@ class TextLM(Workload):
         return cross_entropy_per_example(outputs, targets, label_smoothing)
 
     @torch.no_grad()
+    def subset(self, split: Batch, count: int) -> Batch:
+        """The first `count` evaluation windows of the split."""
+        ctx = self.option_values["context"]
+        available = min(self.option_values["eval_windows"], (split[0].numel() - 1) // ctx)
+        if not 1 <= count <= available:
+            raise UsageError(
+                f"--eval-subset {count}: workload {self.name!r} evaluates {available} windows; choose 1 to {available}"
+            )
+        return (split[0][: count * ctx + 1],)
+
     def evaluate(self, model: nn.Module, split: Batch) -> dict[str, float]:
         data = split[0]
         ctx = self.option_values["context"]
