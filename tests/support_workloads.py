@@ -42,6 +42,9 @@ class TinyRegression(Workload):
         x, y = batch
         return nn.functional.mse_loss(model(x), y)
 
+    def output_loss(self, outputs, targets, label_smoothing: float = 0.0):
+        return (outputs - targets) ** 2  # per example: their mean is loss()
+
     @torch.no_grad()
     def evaluate(self, model, split):
         if self.option_values["eval_sleep"]:

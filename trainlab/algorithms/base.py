@@ -33,6 +33,7 @@ class AlgorithmSpec:
     description: str = ""
     source: str = ""  # where the values came from (defaults, leaderboard, ...)
     submission: bool = False  # an AlgoPerf submission (`algoperf:PATH`): hparams are its point
+    method: str = "plain"  # how the optimizer is driven: "plain" steps, or "sso" (trainlab.algorithms.sso)
 
     def optimizer_hparams(self, total_steps: int | None = None) -> dict[str, Any]:
         """The constructor's arguments. With `total_steps`, an optimizer whose own step counts

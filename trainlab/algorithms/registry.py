@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from trainlab import optim
+from trainlab.algorithms import sso
 from trainlab.algorithms.base import ALGORITHM_HPARAMS, AlgorithmSpec
 from trainlab.algorithms.external import ensure_registered, is_external
 from trainlab.algorithms.submission import is_submission, load_submission, race_point
@@ -83,6 +84,8 @@ def parse_name(name: str) -> tuple[str, str]:
             f"{name!r}: AlgoPerf submissions race and tune (trainlab race / tune); "
             "set-targets and refine do not run them"
         )
+    if sso.is_sso(name):
+        raise UsageError(f"{name!r}: SSO races (trainlab race); tuning and target setting do not run it yet")
     optimizer_name, _, schedule = name.strip().partition("+")
     if optimizer_name not in optim.available() and is_external(optimizer_name):
         ensure_registered(optimizer_name)  # path/to/file.py:Class or package.module:Class
@@ -124,6 +127,8 @@ def make_algorithm(
             source=source,
             submission=True,
         )
+    if sso.is_sso(name):
+        return _make_sso(name, overrides, workload, untuned)
     optimizer_name, schedule = parse_name(name)
     defaults = valid_hparams(optimizer_name, schedule)
     source = "workload-agnostic defaults"
@@ -166,6 +171,30 @@ def make_algorithm(
         hparams=hparams,
         description=f"{entry.summary}; {schedule} schedule",
         source=source,
+    )
+
+
+def _make_sso(name: str, overrides: Mapping[str, Any] | None, workload: str | None, untuned: bool) -> AlgorithmSpec:
+    """SSO around its inner algorithm, which keeps its own configuration for the workload."""
+    inner_name = sso.inner_name(name)
+    overrides = dict(overrides or {})
+    own = {k: overrides.pop(k) for k in list(overrides) if k in sso.SSO_HPARAMS}
+    try:
+        inner = make_algorithm(inner_name, overrides, workload=workload, untuned=untuned)
+    except UsageError as exc:
+        raise UsageError(f"{name}: {exc} (SSO's own: {', '.join(sso.SSO_HPARAMS)})") from None
+    if inner.submission:
+        raise UsageError(f"{name}: the inner optimizer of SSO must be a torch optimizer, not an AlgoPerf submission")
+    hparams = {**inner.hparams, **sso.SSO_HPARAMS, **own}
+    sso.check_hparams(name, hparams)
+    return AlgorithmSpec(
+        name=name.strip(),
+        optimizer=inner.optimizer,
+        schedule=inner.schedule,
+        hparams=hparams,
+        description=f"SSO ({hparams['inner_steps']} surrogate steps per outer gradient) around {inner.description}",
+        source=f"inner: {inner.source}" + (f"; set here: {', '.join(sorted(own))}" if own else ""),
+        method="sso",
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from trainlab.algorithms import AlgorithmSpec, check_applies, make_algorithm
+from trainlab.algorithms import AlgorithmSpec, check_applies, make_algorithm, sso
 from trainlab.benchmark.prediction import CurveWatch
 from trainlab.benchmark.progress import RaceProgress
 from trainlab.store.results import TrialResult
@@ -102,7 +102,10 @@ def prepare(plan: RacePlan) -> None:
         with torch.random.fork_rng(devices=[]):
             model = workload.init_model()
         for algorithm in plan.algorithms:
-            check_applies(plan.spec(algorithm, workload), model, workload.name, workload.step_budget)
+            spec = plan.spec(algorithm, workload)
+            check_applies(spec, model, workload.name, workload.step_budget)
+            if spec.method == "sso":
+                sso.check_workload(spec, workload)
     plan.trial.check(plan.device, plan.workloads)
     for workload in plan.workloads:
         splits = workload.splits()

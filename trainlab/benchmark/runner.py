@@ -51,6 +51,7 @@ import torch
 
 from trainlab.algorithms import AlgorithmSpec, TrainingAlgorithm
 from trainlab.algorithms.algoperf_compat import TrainingCompleteError
+from trainlab.algorithms.sso import SSOAlgorithm
 from trainlab.algorithms.submission import SubmissionAlgorithm, load_submission, submission_batch_size
 from trainlab.benchmark.clock import TrainingClock
 from trainlab.benchmark.trial_config import TrialConfig, apply_freeze
@@ -221,9 +222,13 @@ def run_trial(
     if precision == "bf16":
         cast_model_bf16(model)
     autocast = precision != "fp32"
+    if spec.method == "sso" and (not config.plain or grad_norm_kind is not None):
+        raise UsageError(f"{spec.name}: SSO runs without memory savers and without --record-grad-norms")
     algorithm = (
         SubmissionAlgorithm(spec, model, workload, seed)
         if spec.submission
+        else SSOAlgorithm(spec, model, workload, workload.step_budget)
+        if spec.method == "sso"
         else TrainingAlgorithm(spec, model, workload.step_budget, grad_norm_kind)
     )
     covered = algorithm.coverage()
@@ -358,6 +363,8 @@ def run_trial(
     if freezer is not None:  # parameters frozen during training count too
         result.frozen_params = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     result.state_bytes = algorithm.state_bytes()
+    if isinstance(algorithm, SSOAlgorithm):
+        result.outer_gradients, result.inner_steps = algorithm.counts()
     if compressor is not None:
         result.saved_activation_bytes = compressor.peak_bytes
     peak = peak_device_memory(device)

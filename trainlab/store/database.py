@@ -198,6 +198,8 @@ class ResultsStore:
             "continual_subset": result.continual_subset,
             "continual_worst_after_target": _finite(result.continual_worst_after_target),
             "continual_stability_gap": _finite(result.continual_stability_gap),
+            "outer_gradients": result.outer_gradients,
+            "inner_steps": result.inner_steps,
             "finished_at": _now(),
         }
         rows = [

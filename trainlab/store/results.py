@@ -65,6 +65,8 @@ class TrialResult:
     continual: list[tuple[int, float, float]] = field(default_factory=list)
     continual_worst_after_target: float | None = None
     continual_stability_gap: float | None = None
+    outer_gradients: int | None = None  # SSO: target-space gradients taken (one per step)
+    inner_steps: int | None = None  # SSO: parameter steps on the surrogates
 
     def summary(self) -> dict[str, Any]:
         data = asdict(self)

@@ -6,7 +6,7 @@ infinity/NaN, because databases disagree on those; `reached` says whether a NULL
 Schema versions (stored in `trainlab_meta`): 1, the first; 2 adds the memory-saver columns of
 `trainlab_trials`; 3 its coverage columns; 4 its stability-after-target columns (`ADDED_COLUMNS`);
 5 the `trainlab_predictions` and `trainlab_continual` tables (new tables: opening an older store
-creates them, empty) and the continual-evaluation columns of `trainlab_trials`.
+creates them, empty) and the continual-evaluation and SSO columns of `trainlab_trials`.
 Upgrades only ever add nullable columns, so no row is rewritten.
 """
 
@@ -86,6 +86,9 @@ trials = Table(
     Column("continual_subset", Integer),
     Column("continual_worst_after_target", Float),
     Column("continual_stability_gap", Float),
+    # schema version 5: SSO's counts (NULL for every other algorithm)
+    Column("outer_gradients", Integer),
+    Column("inner_steps", Integer),
 )
 
 # Columns added after version 1, by table: opening an older store adds them (`ResultsStore`).
@@ -103,6 +106,8 @@ ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
         "continual_subset",
         "continual_worst_after_target",
         "continual_stability_gap",
+        "outer_gradients",
+        "inner_steps",
     ),
 }
 
