@@ -297,3 +297,29 @@ def test_scale_lr_rules():
 def test_bad_input_raises_value_error_naming_the_problem(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_race_batch_scaling_carries_each_lr_from_the_default_batch(tmp_path):
+    """TinyRegression trains at batch 32 by default; here at 128 (4x)."""
+    from support_workloads import TinyRegression
+
+    from trainlab.algorithms import make_algorithm
+    from trainlab.benchmark.race import RacePlan, run_race
+    from trainlab.store import ResultsStore
+
+    cpu = torch.device("cpu")
+    big = TinyRegression(batch_size=128)
+    base = {name: make_algorithm(name).hparams["lr"] for name in ("sgd", "adamw")}
+    auto = RacePlan([big], ["sgd", "adamw"], [0], cpu, batch_scaling="auto")
+    assert auto.spec("sgd", big).hparams["lr"] == pytest.approx(4 * base["sgd"])  # linear
+    assert auto.spec("adamw", big).hparams["lr"] == pytest.approx(2 * base["adamw"])  # square root
+    forced = RacePlan([big], ["adamw"], [0], cpu, batch_scaling="linear")
+    assert forced.spec("adamw", big).hparams["lr"] == pytest.approx(4 * base["adamw"])
+    by_hand = RacePlan([big], ["sgd"], [0], cpu, batch_scaling="auto", overrides={"sgd": {"lr": 0.01}})
+    assert by_hand.spec("sgd", big).hparams["lr"] == 0.01  # the user's lr at their batch size
+    same = RacePlan([TinyRegression()], ["sgd"], [0], cpu, batch_scaling="auto")
+    assert same.spec("sgd", TinyRegression()).hparams["lr"] == base["sgd"]  # default batch: nothing to carry
+    store = ResultsStore(f"sqlite:///{tmp_path / 'r.db'}")
+    race_id, _ = run_race(RacePlan([big], ["sgd"], [0], cpu, batch_scaling="auto"), store, progress=False)
+    assert store.trials(race_id)[0]["hparams"]["lr"] == pytest.approx(4 * base["sgd"])
+    assert store.race(race_id)["config"]["batch_scaling"] == "auto"

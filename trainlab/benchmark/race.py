@@ -7,6 +7,7 @@ recorded as `failed` with its error and the race goes on.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import traceback
 from dataclasses import dataclass, field
@@ -15,12 +16,14 @@ from typing import Any
 import torch
 
 from trainlab.algorithms import AlgorithmSpec, check_applies, make_algorithm, sso
+from trainlab.algorithms.rules import default_rule
 from trainlab.benchmark.prediction import CurveWatch
 from trainlab.benchmark.progress import RaceProgress
 from trainlab.store.results import TrialResult
 from trainlab.benchmark.runner import run_trial
 from trainlab.benchmark.trial_config import TrialConfig
 from trainlab.errors import UsageError
+from trainlab.schedules import scale_lr
 from trainlab.store import ResultsStore
 from trainlab.utils.environment import describe
 from trainlab.workloads import Workload
@@ -53,15 +56,30 @@ class RacePlan:
     predict: tuple[float, float] | None = None
     # continual evaluation (`trainlab.benchmark.runner`): None for none, else (every E steps, on N examples)
     continual: tuple[int, int] | None = None
+    # carry each lr from the workload's default batch size to the one it trains with
+    # (`trainlab.schedules.scale_lr`): "linear", "sqrt", "auto" (the optimizer's registered rule) or None
+    batch_scaling: str | None = None
 
     def spec(self, algorithm: str, workload: Workload) -> AlgorithmSpec:
         hparams = {**self.overrides.get(algorithm, {}), **self.workload_overrides.get((algorithm, workload.name), {})}
-        return make_algorithm(
+        spec = make_algorithm(
             algorithm,
             hparams,
             workload=workload.name,
             untuned=self.untuned,
             search_space=self.search_spaces.get(algorithm),
+        )
+        base = type(workload).default_batch_size
+        if self.batch_scaling is None or workload.batch_size == base or "lr" in hparams:
+            return spec  # an lr set by hand is the user's lr at the batch size they chose
+        if spec.submission:
+            raise UsageError(f"--batch-scaling: {spec.name} is an AlgoPerf submission, which sets its own batch size")
+        rule = default_rule(spec.optimizer) if self.batch_scaling == "auto" else self.batch_scaling
+        lr = scale_lr(float(spec.hparams["lr"]), base, workload.batch_size, rule)
+        return dataclasses.replace(
+            spec,
+            hparams={**spec.hparams, "lr": lr},
+            source=f"{spec.source}; lr scaled {rule} from batch {base} to {workload.batch_size}",
         )
 
     def config(self) -> dict[str, Any]:
@@ -89,6 +107,7 @@ class RacePlan:
             "freeze_change": self.trial.freeze_change,
             "predict": None if self.predict is None else {"level": self.predict[0], "threshold": self.predict[1]},
             "continual": None if self.continual is None else {"every": self.continual[0], "subset": self.continual[1]},
+            "batch_scaling": self.batch_scaling,
         }
 
 

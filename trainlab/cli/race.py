@@ -103,6 +103,15 @@ def add_parsers(sub) -> None:
         help="with --eval-subset: steps between continual evaluations (default: 1, every step); the "
         "full evaluations keep the workload's cadence (set it with --workload-option W.eval_every=K)",
     )
+    race.add_argument(
+        "--batch-scaling",
+        choices=["linear", "sqrt", "auto"],
+        default=None,
+        help="when a workload trains at another batch size (--workload-option W.batch_size=B), carry "
+        "each algorithm's lr from the workload's default batch size: times B/B0 (linear, SGD), its "
+        "square root (sqrt, Adam), or each optimizer's registered rule (auto); an lr set with --hparams "
+        "is kept as given (default: off, the lr is used unchanged)",
+    )
     race.add_argument("--label", default=None, help="a free-text label stored with the race")
     race.set_defaults(func=run_race_command)
 
@@ -273,6 +282,7 @@ def run_race_command(args: argparse.Namespace) -> int:
         search_spaces=search_space_files(args.search_space, names),
         predict=parents.prediction_settings(args) if args.predict else None,
         continual=_continual(args),
+        batch_scaling=args.batch_scaling,
     )
     prepare(plan)  # every name, hyperparameter, freeze rule and data file checked before anything runs
     store = ResultsStore(args.store)
