@@ -130,6 +130,7 @@ def test_every_option_of_every_command_is_documented():
         "worker",
         "score",
         "leaderboard",
+        "batch-sweep",
     }
     for name, command in sub.choices.items():
         assert command.description, name

@@ -69,10 +69,10 @@ def check_hparams(name: str, hparams: dict[str, Any]) -> None:
 
 
 def check_workload(spec: AlgorithmSpec, workload) -> None:
-    """SSO needs the workload's outputs and its loss on them (the optional part of the contract)."""
-    from trainlab.workloads import Workload
-
-    if type(workload).output_loss is Workload.output_loss:
+    """SSO needs the workload's outputs and its loss on them (the optional part of the contract;
+    the base class's `output_loss` only raises). Read by name: algorithms sit beside workloads, not
+    above them, so this module does not import the contract."""
+    if getattr(type(workload).output_loss, "__qualname__", "") == "Workload.output_loss":
         raise UsageError(
             f"{spec.name} needs workload {workload.name!r} to state its loss on outputs: define "
             "output_loss(outputs, targets, label_smoothing) (every built-in workload does)"

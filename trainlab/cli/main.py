@@ -38,7 +38,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from trainlab.cli import catalog, leaderboard, race, tuning
+    from trainlab.cli import catalog, leaderboard, race, sweep, targets, tuning
 
     parser = OneLineParser(
         prog="trainlab",
@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"trainlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=OneLineParser)
     race.add_parsers(sub)
+    targets.add_parsers(sub)
+    sweep.add_parsers(sub)
     catalog.add_parsers(sub)
     tuning.add_parsers(sub)
     leaderboard.add_parsers(sub)
