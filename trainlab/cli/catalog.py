@@ -33,7 +33,7 @@ def add_parsers(sub) -> None:
 
 def list_command(args: argparse.Namespace) -> int:
     from trainlab import optim
-    from trainlab.algorithms import DEFAULT_ALGORITHMS, valid_hparams
+    from trainlab.algorithms import DEFAULT_ALGORITHMS, sso, valid_hparams
     from trainlab.workloads import DEFAULT_WORKLOADS, builtin_names, workload_class
     from trainlab.schedules import SCHEDULE_HPARAMS
     from trainlab.workloads.base import COMMON_OPTIONS
@@ -64,6 +64,13 @@ def list_command(args: argparse.Namespace) -> int:
             if entry.state_bytes:
                 print(f"  {'':<12} state: {entry.state_bytes}")
             print(f"  {'':<12} cite: {entry.citation}")
+        own = ", ".join(f"{k}={v}" for k, v in sso.SSO_HPARAMS.items())
+        print(
+            f"  {'sso':<12} target-based surrogate steps around any optimizer above: sso[inner=OPTIMIZER]"
+            f"[+SCHEDULE] (default inner: {sso.DEFAULT_INNER}), races only\n  {'':<12} its own: {own}, "
+            "plus the inner optimizer's\n"
+            f"  {'':<12} cite: Lavington et al., Target-based Surrogates for Stochastic Optimization (ICML 2023)"
+        )
         print()
     if args.what in ("schedules", "all"):
         print("schedules")
