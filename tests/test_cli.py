@@ -89,6 +89,7 @@ BAD_INPUTS = [
     (["race", "--workloads", "mnist1d_mlp", "--eval-subset", "100000"], "--eval-subset 100000: workload"),
     (["race", "--predict", "--predict-level", "1.5"], "--predict-level must be in (0, 1)"),
     (["score", "--name", "none", "--replay-pruner"], "no tuning experiment"),
+    (["race", "--workloads", "mnist1d_mlp", "--nproc", "3"], "does not split evenly over 3 processes"),
 ]
 
 

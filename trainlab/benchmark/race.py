@@ -17,6 +17,7 @@ import torch
 
 from trainlab.algorithms import AlgorithmSpec, check_applies, make_algorithm, sso
 from trainlab.algorithms.rules import default_rule
+from trainlab.benchmark import data_parallel
 from trainlab.benchmark.prediction import CurveWatch
 from trainlab.benchmark.progress import RaceProgress
 from trainlab.store.results import TrialResult
@@ -59,6 +60,11 @@ class RacePlan:
     # carry each lr from the workload's default batch size to the one it trains with
     # (`trainlab.schedules.scale_lr`): "linear", "sqrt", "auto" (the optimizer's registered rule) or None
     batch_scaling: str | None = None
+    # data-parallel trials (`trainlab.benchmark.data_parallel`): processes per trial, how the model
+    # is wrapped, and how long a trial may run before it is killed and failed
+    nproc: int = 1
+    strategy: str = "ddp"
+    trial_timeout: float = 3600.0
 
     def spec(self, algorithm: str, workload: Workload) -> AlgorithmSpec:
         hparams = {**self.overrides.get(algorithm, {}), **self.workload_overrides.get((algorithm, workload.name), {})}
@@ -108,6 +114,8 @@ class RacePlan:
             "predict": None if self.predict is None else {"level": self.predict[0], "threshold": self.predict[1]},
             "continual": None if self.continual is None else {"every": self.continual[0], "subset": self.continual[1]},
             "batch_scaling": self.batch_scaling,
+            "nproc": self.nproc,
+            "strategy": self.strategy if self.nproc > 1 else None,
         }
 
 
@@ -125,6 +133,10 @@ def prepare(plan: RacePlan) -> None:
             check_applies(spec, model, workload.name, workload.step_budget)
             if spec.method == "sso":
                 sso.check_workload(spec, workload)
+            if plan.nproc > 1:
+                data_parallel.check(workload, spec, plan.nproc, plan.strategy)
+    if plan.nproc > 1 and (plan.predict is not None or plan.continual is not None or plan.grad_norm_kind):
+        raise UsageError("--nproc trials run without --predict, --eval-subset and --record-grad-norms")
     plan.trial.check(plan.device, plan.workloads)
     for workload in plan.workloads:
         splits = workload.splits()
@@ -153,18 +165,23 @@ def run_race(plan: RacePlan, store: ResultsStore, progress: bool | None = None) 
                     threshold=plan.predict[1],
                 )
             try:
-                result = run_trial(
-                    workload,
-                    algorithm,
-                    seed,
-                    plan.device,
-                    progress=display.start_trial(label, workload.step_budget),
-                    stop_at_target=plan.stop_at_target,
-                    grad_norm_kind=plan.grad_norm_kind,
-                    config=plan.trial,
-                    monitor=watch,
-                    continual=plan.continual,
-                )
+                if plan.nproc > 1:
+                    display.start_trial(label, workload.step_budget)
+                    result = data_parallel.run_parallel_trial(
+                        workload,
+                        algorithm,
+                        seed,
+                        plan.device,
+                        plan.nproc,
+                        plan.strategy,
+                        stop_at_target=plan.stop_at_target,
+                        config=plan.trial,
+                        timeout=plan.trial_timeout,
+                    )
+                else:
+                    result = _one_process(
+                        plan, workload, algorithm, seed, display.start_trial(label, workload.step_budget), watch
+                    )
             except (KeyboardInterrupt, SystemExit):
                 store.fail_trial(trial_id, "interrupted")
                 raise
@@ -180,3 +197,18 @@ def run_race(plan: RacePlan, store: ResultsStore, progress: bool | None = None) 
     finally:
         display.close()
     return race_id, results
+
+
+def _one_process(plan: RacePlan, workload: Workload, algorithm: AlgorithmSpec, seed: int, progress, watch):
+    return run_trial(
+        workload,
+        algorithm,
+        seed,
+        plan.device,
+        progress=progress,
+        stop_at_target=plan.stop_at_target,
+        grad_norm_kind=plan.grad_norm_kind,
+        config=plan.trial,
+        monitor=watch,
+        continual=plan.continual,
+    )

@@ -54,10 +54,11 @@ from trainlab.algorithms.algoperf_compat import TrainingCompleteError
 from trainlab.algorithms.sso import SSOAlgorithm
 from trainlab.algorithms.submission import SubmissionAlgorithm, load_submission, submission_batch_size
 from trainlab.benchmark.clock import TrainingClock
+from trainlab.benchmark.probes import continual_eval, probe_saved_bytes
 from trainlab.benchmark.trial_config import TrialConfig, apply_freeze
 from trainlab.store.results import EvalRecord, TrialResult
 from trainlab.errors import UsageError
-from trainlab.memory import ActivationCompressor, ChangeBasedFreezer, SavedTensorMeter, bf16_autocast, cast_model_bf16
+from trainlab.memory import ActivationCompressor, ChangeBasedFreezer, bf16_autocast, cast_model_bf16
 from trainlab.scoring import after_target, worst_since
 from trainlab.utils.device import peak_device_memory, reset_peak_device_memory
 from trainlab.workloads import Workload
@@ -111,48 +112,6 @@ def _autocast_evaluate(workload: Workload, device: torch.device) -> Callable:
     return evaluate
 
 
-def _probe_saved_bytes(
-    workload: Workload, model: torch.nn.Module, splits, seed: int, device: torch.device, autocast: bool
-) -> int:
-    """Saved-activation bytes of one forward+backward on the trial's first batch (see module doc)."""
-    meter = SavedTensorMeter(model)
-    buffers = [(b, b.detach().clone()) for b in model.buffers()]
-    devices = (
-        [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
-    )
-    try:
-        with torch.random.fork_rng(devices=devices):
-            batch = next(iter(workload.batches(splits.train, torch.Generator().manual_seed(seed))))
-            with meter, torch.enable_grad():
-                with bf16_autocast(device) if autocast else contextlib.nullcontext():
-                    loss = workload.loss(model, batch)
-                loss.backward()
-            del loss, batch
-    finally:
-        for p in model.parameters():
-            p.grad = None
-        with torch.no_grad():
-            for b, value in buffers:
-                b.copy_(value)
-    return meter.peak_bytes
-
-
-def _continual_eval(result, step, algorithm, model, evaluate, split, clock, workload) -> float:
-    """One continual evaluation on the fixed subset, the clock paused throughout (the evaluation-mode
-    hooks included: this view is a diagnostic, not part of the algorithm); its wall seconds."""
-    clock.pause()
-    started = time.perf_counter()
-    algorithm.prepare_for_eval(model)
-    model.eval()
-    metrics = evaluate(model, split)
-    model.train()
-    algorithm.prepare_for_train(model)
-    result.continual.append((step, float(metrics[workload.metric]), float(metrics.get("loss", math.nan))))
-    seconds = time.perf_counter() - started
-    clock.resume()
-    return seconds
-
-
 def run_trial(
     workload: Workload,
     spec: AlgorithmSpec,
@@ -166,6 +125,7 @@ def run_trial(
     eval_split: str = "validation",
     monitor: Callable[[TrialResult], bool] | None = None,
     continual: tuple[int, int] | None = None,
+    distributed: Any = None,
 ) -> TrialResult:
     """Train `spec` on `workload` with `seed` under the clock (see module doc), with the memory savers
     and precision of `config` (default: none, fp32). `eval_split` is the split whose metric is
@@ -173,7 +133,10 @@ def run_trial(
     of a tuning protocol, on data the tuning never selected on). `monitor`, called after every
     evaluation with the clock paused (a learning-curve predictor, a pruner), may append to the
     result's predictions; returning True stops a trial that has not reached the target as `pruned`.
-    `continual` = (every E steps, on the first N examples of `eval_split`): continual evaluation."""
+    `continual` = (every E steps, on the first N examples of `eval_split`): continual evaluation.
+    `distributed` (`trainlab.benchmark.data_parallel.DataParallel`, on every rank of a data-parallel
+    trial): wraps the model (DDP or FSDP2) before the optimizer is built, gives each rank its slice of
+    every global batch, and averages the loss over ranks so that all ranks take the same decisions."""
     if eval_split not in ("validation", "test"):
         raise UsageError(f"eval_split must be 'validation' or 'test', got {eval_split!r}")
     if continual is not None and not (continual[0] >= 1 and continual[1] >= 1):
@@ -221,6 +184,8 @@ def run_trial(
         result.frozen_params = apply_freeze(model, freeze, workload.name)
     if precision == "bf16":
         cast_model_bf16(model)
+    if distributed is not None:
+        model = distributed.wrap(model)
     autocast = precision != "fp32"
     if spec.method == "sso" and (not config.plain or grad_norm_kind is not None):
         raise UsageError(f"{spec.name}: SSO runs without memory savers and without --record-grad-norms")
@@ -246,6 +211,8 @@ def run_trial(
             optimizer=algorithm.optimizer,
         )
     batches = workload.batches(splits.train, torch.Generator().manual_seed(seed))
+    if distributed is not None:
+        batches = map(distributed.shard, batches)
     result.param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     result.grad_bytes = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     model.train()
@@ -255,7 +222,7 @@ def run_trial(
             bits, model=model, seed=seed, average_bits=ADAPTIVE_AVERAGE_BITS, adapt_interval=ADAPTIVE_INTERVAL
         )
     else:
-        result.saved_activation_bytes = _probe_saved_bytes(workload, model, splits, seed, device, autocast)
+        result.saved_activation_bytes = probe_saved_bytes(workload, model, splits, seed, device, autocast, distributed)
     training_loss = _training_loss(workload, device, autocast, compressor)
     # bf16 parameters need bf16 inputs: evaluate under autocast too (fp32 weights evaluate in fp32)
     evaluate = _autocast_evaluate(workload, device) if precision == "bf16" else workload.evaluate
@@ -274,6 +241,8 @@ def run_trial(
         try:
             batch: Any = algorithm.next_batch(batches, model)  # a tuple, or a submission's dict
             loss = algorithm.update(model, batch, training_loss)
+            if distributed is not None:
+                loss = distributed.mean(loss)
         except TrainingCompleteError:
             done_at = step = step - 1  # nothing trained this step: evaluate what the last one left
             if step == 0 or (result.evals and result.evals[-1].step == step):
@@ -291,7 +260,7 @@ def run_trial(
                 diverged_seconds = clock.pause()
                 break
             if fine_split is not None and continual is not None and step % continual[0] == 0:
-                result.eval_seconds += _continual_eval(
+                result.eval_seconds += continual_eval(
                     result, step, algorithm, model, evaluate, fine_split, clock, workload
                 )
             if step % workload.eval_every and step != workload.step_budget:

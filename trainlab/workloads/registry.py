@@ -32,6 +32,7 @@ _BUILTIN_MODULES = {
     "text_lm_relu": ("trainlab.workloads.variants", "TextLMReLU"),
 }
 DEFAULT_WORKLOADS = ("mnist1d_mlp", "mnist1d_cnn", "text_lm")
+_USER_PREFIX = "trainlab_user_workload_"  # the module name of a workload loaded from a file
 
 
 def builtin_names() -> list[str]:
@@ -64,10 +65,33 @@ def create_workload(spec: str, **options: Any) -> Workload:
     return workload_class(spec)(**options)
 
 
+def rebuild_args(workload: Workload) -> tuple[str, dict[str, Any]]:
+    """(spec, options) from which `create_workload` builds an equal workload in another process (a
+    data-parallel trial's ranks): the built-in's name, the file or the module it came from, with
+    every option it was given and its target, budget, batch size and cadence."""
+    cls = type(workload)
+    spec = next(
+        (name for name, (module, attr) in _BUILTIN_MODULES.items() if (cls.__module__, cls.__name__) == (module, attr)),
+        None,
+    )
+    if spec is None:
+        module = sys.modules.get(cls.__module__)
+        file = getattr(module, "__file__", None)
+        spec = file if cls.__module__.startswith(_USER_PREFIX) and file else cls.__module__
+    options = {
+        **workload.option_values,
+        "target": workload.target,
+        "step_budget": workload.step_budget,
+        "batch_size": workload.batch_size,
+        "eval_every": workload.eval_every,
+    }
+    return spec, options
+
+
 def _import_file(path: Path) -> ModuleType:
     if not path.is_file():
         raise UsageError(f"workload file {str(path)!r} does not exist")
-    name = f"trainlab_user_workload_{abs(hash(str(path.resolve())))}"
+    name = f"{_USER_PREFIX}{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses and pickling look modules up here
