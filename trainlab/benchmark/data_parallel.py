@@ -195,7 +195,10 @@ def _failure(output: str, code: int, nproc: int) -> str:
 
 
 def _load(data: dict[str, Any]) -> TrialResult:
-    evals = [EvalRecord(**{k: math.nan if v is None else v for k, v in e.items()}) for e in data.pop("evals")]
+    evals = []
+    for e in data.pop("evals"):
+        values: dict[str, Any] = {k: math.nan if v is None else v for k, v in e.items()}
+        evals.append(EvalRecord(**values))
     for key in ("time_to_target",):
         data[key] = math.inf if data[key] is None else data[key]
     for key in ("final_metric", "best_metric", "test_metric"):
