@@ -66,7 +66,8 @@ class DataParallel:
         for module in model.modules():
             if module is not model and any(True for _ in module.parameters(recurse=False)):
                 fully_shard(module, mesh=mesh)
-        return fully_shard(model, mesh=mesh)
+        fully_shard(model, mesh=mesh)  # in place: the model is now also an FSDPModule
+        return model
 
     def shard(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         size = batch[0].shape[0]
