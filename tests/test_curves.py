@@ -159,6 +159,11 @@ def test_race_predict_stores_every_prediction(tmp_path):
     assert all(math.isinf(r["target_step_low"]) and r["final_high"] < 0.5 for r in rows)
     assert [r["converged"] for r in rows] == [False, True, True]
     assert store.race(race_id)["config"]["predict"] == {"level": 0.25, "threshold": 0.01}
+    from trainlab.reports import write_report
+
+    report = write_report(store, tmp_path / "report", race_id).read_text()
+    assert "## Learning-curve predictions" in report
+    assert "| scripted_metric | adamw | 0 | 50 | never [never, never] |" in report
 
 
 def test_tune_prune_by_curve_stops_a_hopeless_tuning_trial_and_never_an_evaluation_run(tmp_path):

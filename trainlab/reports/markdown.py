@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -66,6 +67,8 @@ def write_report(store: ResultsStore, out_dir: str | Path, race_id: int | None =
         ]
 
     lines += _stability_section(finished, race["config"].get("continual"))
+    if race["config"].get("predict"):
+        lines += _prediction_section(store, finished)
     if rows:
         bars = plots.time_to_target_bars(rows, out / "time_to_target.png")
         lines += ["## Time to target", "", f"![time to target]({bars.name})", ""]
@@ -168,6 +171,36 @@ def _stability_section(trials: list[dict], continual: dict | None = None) -> lis
             row += f" {'n/a' if fine_gap is None else f'{fine_gap:.4g}'} |"
         lines.append(row)
     return lines + [""]
+
+
+def _prediction_section(store: ResultsStore, trials: list[dict]) -> list[str]:
+    """Per trial: its first converged learning-curve prediction beside what happened."""
+    lines = [
+        "## Learning-curve predictions",
+        "",
+        "The first converged prediction of each trial (`--predict`; `trainlab/scoring/curves.py`), "
+        "with its 90 % intervals, beside the outcome.",
+        "",
+        "| workload | algorithm | seed | predicted at step | target at step [interval] | final metric "
+        "[interval] | reached at step | final metric |",
+        "|---|---|---|---:|---|---|---:|---:|",
+    ]
+
+    def step(value: float) -> str:
+        return "never" if not math.isfinite(value) else f"{value:.0f}"
+
+    for t in sorted(trials, key=lambda t: (t["workload"], t["algorithm"], t["seed"])):
+        first = next((p for p in store.predictions(t["id"]) if p["converged"]), None)
+        if first is None:
+            continue
+        reached = t["steps_to_target"] if t["reached"] else "missed"
+        final = "n/a" if t["final_metric"] is None else f"{t['final_metric']:.4g}"
+        lines.append(
+            f"| {t['workload']} | {t['algorithm']} | {t['seed']} | {first['step']} | {step(first['target_step'])} "
+            f"[{step(first['target_step_low'])}, {step(first['target_step_high'])}] | {first['final']:.4g} "
+            f"[{first['final_low']:.4g}, {first['final_high']:.4g}] | {reached} | {final} |"
+        )
+    return lines + [""] if len(lines) > 6 else []
 
 
 def _short(value) -> str:
