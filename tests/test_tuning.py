@@ -102,6 +102,10 @@ def test_qmc_draws_are_reproducible_from_the_study_seed_and_cover_the_space():
     quarters = Counter(min(3, int(4 * math.log(c["lr"] / 1e-3) / math.log(300))) for c in first)
     assert all(quarters[q] >= 3 for q in range(4)), quarters
     assert {c["warmup_fraction"] for c in first} == {0.0, 0.1}
+    # the draws depend on the space, not on the order its keys were written in (a stored plan's
+    # space comes back from JSON sorted: a resumed experiment must draw what the new one drew)
+    reordered = parse_search_space(dict(reversed(list(SPACE.items()))))
+    assert draw_configs(reordered, 7, 16) == first
 
 
 # ---- plans ------------------------------------------------------------------------------------

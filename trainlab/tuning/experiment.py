@@ -41,7 +41,9 @@ def draw_configs(space: SearchSpace, seed: int, count: int) -> list[dict[str, An
     if space.points is not None:  # list form: every point once per pass, in this study's own order
         order = torch.randperm(len(space.points), generator=torch.Generator().manual_seed(seed)).tolist()
         return [dict(space.points[order[i % len(order)]]) for i in range(count)]
-    distributions = space.distributions()
+    # by name: Optuna gives the Halton coordinates in the order of the dict, and a stored plan's
+    # space comes back from JSON sorted, so an experiment must draw the same resumed as created
+    distributions = dict(sorted(space.distributions().items()))
     configs = []
     if distributions:
         with warnings.catch_warnings():  # "experimental" since Optuna 3.0; our tests pin its output
