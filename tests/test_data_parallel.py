@@ -53,7 +53,7 @@ def test_a_rank_that_hangs_is_killed_at_the_timeout():
 
     hanging = create_workload(str(HERE / "support_dying.py"), mode="hang")
     started = time.perf_counter()
-    with pytest.raises(TrialFailed, match="still running after 20 s: killed"):
-        run_parallel_trial(hanging, make_algorithm("sgd", SGD["sgd"]), 0, CPU, 2, "ddp", timeout=20)
-    assert time.perf_counter() - started < 45
+    with pytest.raises(TrialFailed, match="still running after 8 s: killed"):
+        run_parallel_trial(hanging, make_algorithm("sgd", SGD["sgd"]), 0, CPU, 2, "ddp", timeout=8)
+    assert time.perf_counter() - started < 30
     assert not _pids_running(Path("trainlab-dp-"))  # no rank left behind

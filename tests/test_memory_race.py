@@ -61,7 +61,7 @@ def test_the_untimed_probe_leaves_training_bit_identical(monkeypatch):
     # mnist1d_cnn has BatchNorm: the probe's forward would move its running statistics if not restored
     spec = make_algorithm("adamw")
     probed = run_trial(create_workload("mnist1d_cnn", **TINY["mnist1d_cnn"]), spec, 0, CPU)
-    monkeypatch.setattr(runner, "_probe_saved_bytes", lambda *args: 0)
+    monkeypatch.setattr(runner, "probe_saved_bytes", lambda *args: 0)
     unprobed = run_trial(create_workload("mnist1d_cnn", **TINY["mnist1d_cnn"]), spec, 0, CPU)
     assert _curve(probed) == _curve(unprobed)
 
@@ -176,7 +176,7 @@ def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
 
     store = ResultsStore(str(db))
     with store.engine.connect() as conn:
-        assert conn.execute(sa.text("select value from trainlab_meta")).scalar() == str(SCHEMA_VERSION) == "4"
+        assert conn.execute(sa.text("select value from trainlab_meta")).scalar() == str(SCHEMA_VERSION) == "5"
         after = conn.execute(sa.text("select * from trainlab_trials")).mappings().one()
     assert {k: after[k] for k in before} == dict(before)  # every stored value kept
     assert {k: after[k] for k in set(after) - set(before)} == {
@@ -188,6 +188,12 @@ def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
         "coverage": None,
         "worst_after_target": None,
         "stability_gap": None,
+        "continual_every": None,
+        "continual_subset": None,
+        "continual_worst_after_target": None,
+        "continual_stability_gap": None,
+        "outer_gradients": None,
+        "inner_steps": None,
     }
     trial = store.trials(1)[0]
     assert trial["time_to_target"] == 2.0 and [e["step"] for e in store.evals(1)] == [10, 20]

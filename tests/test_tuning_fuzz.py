@@ -37,7 +37,7 @@ NAMES = [
     "",
 ]
 SETTINGS = settings(
-    max_examples=1000,
+    max_examples=400,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
