@@ -74,13 +74,16 @@ class CurveWatch:
         self.metric = workload.metric
         self.report = report
         self.prune = prune
+        self._previous: Prediction | None = None
 
     def __call__(self, result: TrialResult) -> bool:
         steps = [e.step for e in result.evals]
         metrics = [e.metric for e in result.evals]
-        stop, prediction = prune_decision(self.predictor, steps, metrics)
+        # the previous evaluation's prediction is this one's convergence reference: kept, not refitted
+        stop, prediction = prune_decision(self.predictor, steps, metrics, self._previous)
         if prediction is None:
             return False
+        self._previous = prediction
         result.predictions.append(prediction.as_dict())
         if self.report is not None:
             self.report(describe(prediction, self.metric) + (": stopping, the target is out of reach" if stop else ""))

@@ -12,8 +12,6 @@ from trainlab.cli import parents
 from trainlab.cli.options import parse_seeds, parse_trial_config, split_list
 from trainlab.errors import UsageError
 
-WORKLOADS_HELP = "comma-separated workload names, .py files or modules (default: mnist1d_mlp,mnist1d_cnn,text_lm)"
-
 
 def add_parsers(sub) -> None:
     targets = sub.add_parser(
