@@ -27,7 +27,7 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	scripts/with-postgres $(BIN)/pytest -q --durations=15
+	scripts/with-postgres $(BIN)/pytest -q -n 2 --dist worksteal --durations=15
 
 # The README's tuning comparison: 3 baselines x 3 default workloads, 3 studies x 5 trials each, the
 # best of each study re-run on 2 held-out seeds and on the workload variants. Resumable: rerun it.

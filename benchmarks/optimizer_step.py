@@ -7,7 +7,8 @@ process (so no implementation inherits another's caches, compiled kernels or all
   40-100 MB working sets are), and for each elementwise method the bandwidth bound: the bytes one
   step must move (below) / bandwidth;
 - the cost floor of orthogonalisation: five fp32 quintic Newton-Schulz iterations (Muon's
-  polynomial, no state) on every matrix the matrix recipe treats; and GaLore/Fira's projector
+  polynomial, no state) on every matrix the matrix recipe treats; the cost floor of projection:
+  GaLore's two rank-128 matmuls per such matrix (project, add back), no state; and GaLore/Fira's projector
   refresh on those matrices, by full SVD and by the warm subspace iteration (their default);
 - for each method, trainlab's default step (for the elementwise methods the fused kernel, for
   AdamW torch's fused kernel), its foreach chain (`fused=False`) where it has one, and with
@@ -210,6 +211,28 @@ def ns_floor(model):
     return step
 
 
+def projection_floor(model):
+    """GaLore's two matmuls per hidden matrix at rank 128, no state and no Adam: project the
+    gradient onto a fixed orthonormal basis and add a rank-128 update back into the weight."""
+    hidden, _ = hidden_and_rest(model)
+    gen = torch.Generator().manual_seed(3)
+    work = []
+    for p in hidden:
+        g = p.grad.reshape(p.shape[0], -1)
+        m, n = g.shape
+        basis = torch.linalg.qr(torch.randn(n if m >= n else m, 128, generator=gen)).Q.to(g.device)
+        work.append((p.data.view(m, n), g, basis.T.contiguous() if m >= n else basis.contiguous(), m >= n))
+
+    def step():
+        for w, g, b, right in work:
+            if right:  # b is r x n: R = G b^T, W += R b
+                w.addmm_(g @ b.T, b, alpha=-1e-12)
+            else:  # b is m x r: R = b^T G, W += b R
+                w.addmm_(b, b.T @ g, alpha=-1e-12)
+
+    return step
+
+
 COPY_ENTRIES = 1 << 26  # 256 MB per side: far past any last-level cache, so the copy streams DRAM
 
 
@@ -246,6 +269,8 @@ def builder(spec: str) -> Callable:
         return copy_all
     if method == "floor":
         return ns_floor
+    if method == "projfloor":
+        return projection_floor
     if method == "refresh":
         return refresh(impl)
     if impl in ("default", "foreach"):
@@ -365,6 +390,10 @@ def main() -> None:
     if {"swan", "muon"} & set(methods):
         floor = in_fresh_process("floor:", args)
         print(f"orthogonalisation floor (5 fp32 quintic NS steps per hidden matrix): {ms(floor['median'])} ms\n")
+    projection = None
+    if {"galore", "fira", "frugal"} & set(methods):
+        projection = in_fresh_process("projfloor:", args)
+        print(f"projection floor (GaLore's two rank-128 matmuls per hidden matrix): {ms(projection['median'])} ms")
     if {"galore", "fira"} & set(methods):
         svd, warm = in_fresh_process("refresh:svd", args), in_fresh_process("refresh:warm", args)
         if "error" not in svd and "error" not in warm:
@@ -389,6 +418,8 @@ def main() -> None:
             cells.append(f"{default['median'] / bound:.2f}")
         elif method in ("swan", "muon") and floor and "error" not in default:
             cells.append(f"{default['median'] / floor['median']:.2f} x floor")
+        elif method in ("galore", "fira", "frugal") and projection and "error" not in default:
+            cells.append(f"{default['median'] / projection['median']:.2f} x floor")
         else:
             cells.append("")
         cells.append(

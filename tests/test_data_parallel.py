@@ -47,13 +47,70 @@ def test_a_rank_that_dies_fails_its_trial_and_the_race_goes_on(tmp_path):
     assert fine["status"] == "completed" and fine["steps_to_target"] == 30 and len(results) == 1
 
 
-def test_a_rank_that_hangs_is_killed_at_the_timeout():
+def test_a_rank_that_hangs_is_killed_at_the_timeout(tmp_path, monkeypatch):
+    import tempfile
+
     from trainlab.algorithms import make_algorithm
     from trainlab.benchmark.data_parallel import TrialFailed, _pids_running, run_parallel_trial
 
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the job file: ours alone (tests run in parallel)
     hanging = create_workload(str(HERE / "support_dying.py"), mode="hang")
     started = time.perf_counter()
     with pytest.raises(TrialFailed, match="still running after 8 s: killed"):
         run_parallel_trial(hanging, make_algorithm("sgd", SGD["sgd"]), 0, CPU, 2, "ddp", timeout=8)
     assert time.perf_counter() - started < 30
-    assert not _pids_running(Path("trainlab-dp-"))  # no rank left behind
+    assert not _pids_running(tmp_path)  # no rank left behind
+
+
+def test_tune_trials_train_on_two_processes_with_the_one_process_result(tmp_path):
+    """`tune --nproc 2`: every tuning and evaluation trial is a 2-process launch, stored once, and
+    steps to target equal those of the same experiment on one process."""
+    from trainlab.tuning.coordinator import run_experiment
+    from trainlab.tuning.experiment import experiment_trials
+    from trainlab.tuning.plan import TuningPlan
+    from trainlab.tuning.storage import open_storage
+
+    tiny = str(HERE / "support_workloads.py")
+    space = {"lr": {"feasible_points": [0.1]}, "warmup_fraction": {"feasible_points": [0.0]}}
+    outcomes = {}
+    for nproc in (1, 2):
+        plan = TuningPlan(
+            name=f"dp{nproc}", algorithms=["sgd"], workloads=[tiny], trials=1, studies=1, eval_seeds=[0],
+            search_spaces={"sgd": space}, nproc=nproc,
+        )  # fmt: skip
+        plan.check()
+        storage = open_storage(f"sqlite:///{tmp_path / 's.db'}", 1, 3)
+        run_experiment(storage, "", plan, CPU, heartbeat_interval=1, grace_period=30, report=lambda line: None)
+        trials = [t for t in experiment_trials(storage, plan) if "kind" in t.user_attrs]
+        assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+        results = {t.user_attrs["kind"]: t.user_attrs["result"] for t in trials}
+        outcomes[nproc] = {kind: (r["steps_to_target"], r["hparams"].get("nproc")) for kind, r in results.items()}
+    assert outcomes[1] == {"tune": (30, None), "eval": (30, None)}
+    assert outcomes[2] == {"tune": (30, 2), "eval": (30, 2)}
+
+
+def test_tune_refuses_curve_pruning_and_batches_that_do_not_split(tmp_path):
+    from conftest import run_main
+
+    common = ["tune", "--name", "x", "--algorithms", "sgd", "--workloads", "mnist1d_mlp", "--dry-run"]
+    common += ["--store", str(tmp_path / "s.db")]
+    done = run_main(*common, "--nproc", "2", "--prune-by-curve")
+    assert done.returncode == 2 and "--prune-by-curve" in done.stderr and "without --nproc" in done.stderr
+    done = run_main(*common, "--nproc", "3")
+    assert done.returncode == 2 and "does not split evenly over 3 processes" in done.stderr
+    done = run_main(*common, "--nproc", "2")
+    assert done.returncode == 0 and '"nproc": 2' in done.stdout
+
+
+def test_a_native_abort_is_reported_with_its_last_error_line():
+    from trainlab.benchmark.data_parallel import _failure
+
+    output = (
+        "terminate called after throwing an instance of 'gloo::IoException'\n"
+        "  what():  [gloo/transport/tcp/pair.cc:534] Connection closed by peer\n"
+        "E1201 12:00:00 torch.distributed.elastic.multiprocessing.api: failed (exitcode: -6)\n"
+        "Root Cause (first observed failure):\n[0]:\n  rank      : 1 (local_rank: 1)\n  exitcode  : -6 (pid: 7)\n"
+    )
+    message = _failure(output, 1, 2)
+    assert message.startswith("2-process trial failed: rank 1 failed first (exit code -6)")
+    assert message.endswith("what():  [gloo/transport/tcp/pair.cc:534] Connection closed by peer")

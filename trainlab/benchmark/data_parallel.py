@@ -84,6 +84,13 @@ class DataParallel:
 
 def check(workload: Workload, spec: AlgorithmSpec, nproc: int, strategy: str) -> None:
     """What fails before any launch: a batch that does not split, a submission or SSO."""
+    check_split(workload, nproc, strategy)
+    if spec.submission or spec.method != "plain":
+        raise UsageError(f"--nproc: {spec.name} runs in one process only (AlgoPerf submissions and SSO)")
+
+
+def check_split(workload: Workload, nproc: int, strategy: str) -> None:
+    """The launch settings, and a global batch that splits evenly over the processes."""
     if nproc < 2:
         raise UsageError(f"--nproc must be at least 2 for a data-parallel trial, got {nproc}")
     if strategy not in STRATEGIES:
@@ -94,8 +101,6 @@ def check(workload: Workload, spec: AlgorithmSpec, nproc: int, strategy: str) ->
             f"split evenly over {nproc} processes; choose a divisor or set --workload-option "
             f"{workload.name}.batch_size=..."
         )
-    if spec.submission or spec.method != "plain":
-        raise UsageError(f"--nproc: {spec.name} runs in one process only (AlgoPerf submissions and SSO)")
 
 
 def run_parallel_trial(
@@ -110,6 +115,7 @@ def run_parallel_trial(
     config: TrialConfig | None = None,
     threads: int | None = None,
     timeout: float = 3600.0,
+    eval_split: str = "validation",
 ) -> TrialResult:
     """Launch one trial on `nproc` processes and return rank 0's result (see module doc)."""
     check(workload, spec, nproc, strategy)
@@ -126,6 +132,7 @@ def run_parallel_trial(
                     "device": device.type,
                     "strategy": strategy,
                     "stop_at_target": stop_at_target,
+                    "eval_split": eval_split,
                     "trial": (config or TrialConfig()).to_dict(),
                     "threads": threads or max(1, torch.get_num_threads() // nproc),
                     "result": str(out),
@@ -191,7 +198,16 @@ def _failure(output: str, code: int, nproc: int) -> str:
         return f"{nproc}-process trial failed (launcher exit {code}): {tail[-1] if tail else 'no output'}"
     first = rank.group(1)
     how = f"exit code {exit_code.group(1)}" if exit_code else f"launcher exit {code}"
-    detail = errors.get(first) or "no Python error (the process was killed or exited)"
+    native = [  # a C++ abort (gloo, an uncaught c10::Error) prints no Python traceback
+        line.strip()
+        for line in output.rpartition("Root Cause")[0].splitlines()
+        if re.search(r"what\(\):|terminate called|\] \[?E|Error|error:", line) and "torch.distributed" not in line
+    ]
+    detail = errors.get(first) or (
+        f"no Python error; last native error line: {native[-1][:300]}"
+        if native
+        else "no Python error (the process was killed or exited)"
+    )
     return f"{nproc}-process trial failed: rank {first} failed first ({how}): {detail}"
 
 
@@ -245,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             int(job["seed"]),
             device,
             stop_at_target=bool(job["stop_at_target"]),
+            eval_split=job.get("eval_split", "validation"),
             config=TrialConfig.from_dict(job["trial"]),
             distributed=DataParallel(job["strategy"], rank, world, device),
         )

@@ -64,6 +64,43 @@ def curve_prediction() -> argparse.ArgumentParser:
     return p
 
 
+def data_parallel() -> argparse.ArgumentParser:
+    """Data-parallel trials (`race --nproc`, `tune --nproc`; trainlab.benchmark.data_parallel)."""
+    p = _parent()
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train each trial data-parallel on N processes, launched with torch.distributed.run (gloo on "
+        "CPU, NCCL on CUDA): each rank trains on 1/N of every global batch; rank 0 keeps the clock "
+        "(default: 1, one process)",
+    )
+    p.add_argument(
+        "--strategy",
+        choices=["ddp", "fsdp2"],
+        default="ddp",
+        help="with --nproc: wrap the model with DistributedDataParallel or FSDP2's fully_shard (default: ddp)",
+    )
+    p.add_argument(
+        "--trial-timeout",
+        type=float,
+        default=3600.0,
+        metavar="S",
+        help="with --nproc: fail a trial (a rank that hangs) still running after S seconds (default: 3600)",
+    )
+    return p
+
+
+def parallel_settings(args: argparse.Namespace) -> tuple[int, str, float]:
+    """(nproc, strategy, trial timeout), checked."""
+    if args.nproc < 1 or args.trial_timeout <= 0:
+        raise UsageError(
+            f"--nproc must be at least 1 and --trial-timeout positive, got {args.nproc}, {args.trial_timeout:g}"
+        )
+    return args.nproc, args.strategy, args.trial_timeout
+
+
 def prediction_settings(args: argparse.Namespace) -> tuple[float, float]:
     """(prediction level, convergence threshold), checked."""
     if not 0.0 < args.predict_level < 1.0:

@@ -25,6 +25,7 @@ def add_parsers(sub) -> None:
             parents.trial_config(),
             parents.progress(),
             parents.curve_prediction(),
+            parents.data_parallel(),
         ],
     )
     race.add_argument("--workloads", default=None, metavar="LIST", help=WORKLOADS_HELP)
@@ -107,28 +108,6 @@ def add_parsers(sub) -> None:
         "each algorithm's lr from the workload's default batch size: times B/B0 (linear, SGD), its "
         "square root (sqrt, Adam), or each optimizer's registered rule (auto); an lr set with --hparams "
         "is kept as given (default: off, the lr is used unchanged)",
-    )
-    race.add_argument(
-        "--nproc",
-        type=int,
-        default=1,
-        metavar="N",
-        help="train each trial data-parallel on N processes, launched with torch.distributed.run (gloo on "
-        "CPU, NCCL on CUDA): each rank trains on 1/N of every global batch; rank 0 keeps the clock "
-        "(default: 1, one process)",
-    )
-    race.add_argument(
-        "--strategy",
-        choices=["ddp", "fsdp2"],
-        default="ddp",
-        help="with --nproc: wrap the model with DistributedDataParallel or FSDP2's fully_shard (default: ddp)",
-    )
-    race.add_argument(
-        "--trial-timeout",
-        type=float,
-        default=3600.0,
-        metavar="S",
-        help="with --nproc: fail a trial (a rank that hangs) still running after S seconds (default: 3600)",
     )
     race.add_argument("--label", default=None, help="a free-text label stored with the race")
     race.set_defaults(func=run_race_command)
@@ -221,10 +200,7 @@ def run_race_command(args: argparse.Namespace) -> int:
     names = split_list(args.algorithms, "algorithms") if args.algorithms else list(DEFAULT_ALGORITHMS)
     overrides = parse_hparam_overrides(args.hparams, names)
     seeds = parse_seeds(args.seeds)
-    if args.nproc < 1 or args.trial_timeout <= 0:
-        raise UsageError(
-            f"--nproc must be at least 1 and --trial-timeout positive, got {args.nproc}, {args.trial_timeout}"
-        )
+    nproc, strategy, trial_timeout = parents.parallel_settings(args)
     plan = RacePlan(
         workloads,
         names,
@@ -240,9 +216,9 @@ def run_race_command(args: argparse.Namespace) -> int:
         predict=parents.prediction_settings(args) if args.predict else None,
         continual=_continual(args),
         batch_scaling=args.batch_scaling,
-        nproc=args.nproc,
-        strategy=args.strategy,
-        trial_timeout=args.trial_timeout,
+        nproc=nproc,
+        strategy=strategy,
+        trial_timeout=trial_timeout,
     )
     prepare(plan)  # every name, hyperparameter, freeze rule and data file checked before anything runs
     store = ResultsStore(args.store)

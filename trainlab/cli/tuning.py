@@ -34,6 +34,7 @@ def add_parsers(sub) -> None:
         "  trainlab tune --name cmp --algorithms adamw,nadamw,sgd --trials 5 --studies 3\n"
         "  trainlab tune --name lion --algorithms lion --search-space my_lion.json --workers 2\n"
         "  trainlab tune --name packed --algorithms adamw --compress-activations 4\n"
+        "  trainlab tune --name dp --algorithms adamw --workloads mnist1d_mlp --nproc 2   # DDP trials\n"
         "  trainlab worker --name cmp --store postgresql://me@db/trainlab   # on another machine\n"
         "  trainlab score --name cmp --baseline adamw",
         parents=[
@@ -45,6 +46,7 @@ def add_parsers(sub) -> None:
             parents.trial_config(),
             parents.progress(),
             parents.curve_prediction(),
+            parents.data_parallel(),
         ],
     )
     tune.add_argument(
@@ -207,6 +209,7 @@ def build_tuning_plan(args: argparse.Namespace, device=None):
         trial=parse_trial_config(args),
         device=device,
         prune=dict(zip(("level", "threshold"), parents.prediction_settings(args))) if args.prune_by_curve else None,
+        parallel=parents.parallel_settings(args),
     )
 
 
@@ -234,7 +237,7 @@ def tune_command(args: argparse.Namespace) -> int:
     print(
         f"tune {plan.name!r}: {', '.join(plan.algorithms)} on {', '.join(map(plan.display, plan.workloads))}; "
         f"{plan.studies} studies x {plan.trials} trials = {plan.tuning_trials()} tuning trials, then "
-        f"{evaluation}; {args.workers} worker(s) on {device}; trials train with "
+        f"{evaluation}; {args.workers} worker(s) on {device}{plan.describe_parallel()}; trials train with "
         f"{plan.trial_config().describe()}; store {args.store}",
         flush=True,
     )

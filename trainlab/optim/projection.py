@@ -54,12 +54,12 @@ torch's default loader would cast to the parameter dtype.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from trainlab.optim.state import KeepsSavedStateDtypes
-from trainlab.optim.distributed import whole
+from trainlab.optim.distributed import local, whole
 from trainlab.optim.projector import FULL, RIGHT, Projector, matrix_shape
 from trainlab.optim.validation import check_betas, check_dense_real, check_non_negative
 
@@ -94,10 +94,19 @@ def adam_direction(
 # ---- complement policies ------------------------------------------------------------------------
 
 
+class Complement(NamedTuple):
+    """What a policy adds to the subspace update, U = P^-1(scale * c * (psi + coef)) + factor * dense:
+    `coef` in the projected shape, `dense` m x n, `factor` (broadcast over `dense`) or None for 1."""
+
+    coef: torch.Tensor | None = None
+    dense: torch.Tensor | None = None
+    factor: torch.Tensor | None = None
+
+
 class NoComplement:
     """GaLore: the out-of-subspace part of the gradient is dropped."""
 
-    def __call__(self, g, r, psi, projector, state, group, c):
+    def __call__(self, g, r, psi, projector, state, group, c) -> Complement | None:
         return None
 
 
@@ -109,24 +118,34 @@ class FiraResidual:
                per column on the LEFT side; alpha inside: residual keeps (1 - alpha) of P^-1(R))
         t > 1: zeta = max(||S_t|| / (s_{t-1} + 1e-8), gamma) / gamma;  S_t <- S_t / zeta
         s_t = ||S_t||  (after limiting; the first step stores it unlimited)
-    and returns c * S_t (the same bias-corrected step size as the subspace part).
+    and adds c * S_t (the same bias-corrected step size as the subspace part).
+
+    S_t is never formed: phi scales the rows (columns) that P^-1 leaves alone, so
+    phi * P^-1(R) = P^-1(phi * R), and with an orthonormal basis <phi G, P^-1(phi R)> =
+    ||phi R||^2 = ||P^-1(phi R)||^2, so ||S_t||^2 = ||phi G||^2 - (2 alpha - alpha^2) ||phi R||^2 and
+        c * S_t / zeta = P^-1(scale * c * coef) + (c * phi / zeta) * G,  coef = -(phi R) / zeta
+    (scale = alpha, the subspace part's). The step then costs GaLore's two matmuls plus one pass
+    over G, instead of a third matmul and three m x n temporaries.
     """
 
-    def __call__(self, g, r, psi, projector, state, group, c):
-        m, n = g.shape
+    def __call__(self, g, r, psi, projector, state, group, c) -> Complement:
         dim = 1 if projector.kind == RIGHT else 0
         phi = torch.linalg.vector_norm(psi, dim=dim) / (torch.linalg.vector_norm(r, dim=dim) + 1e-8)
+        g_norms = torch.linalg.vector_norm(g, dim=dim)  # of G's rows (RIGHT) or columns (LEFT)
         phi = phi.unsqueeze(1) if dim == 1 else phi.unsqueeze(0)
-        s = (g - group["alpha"] * projector.project_back(r, m, n)) * phi
-        norm = torch.linalg.vector_norm(s)
+        phi_r = r * phi
+        alpha = group["alpha"]
+        squared = (phi.flatten().square() * g_norms.square()).sum() - (2 * alpha - alpha**2) * phi_r.square().sum()
+        norm = squared.clamp_min(0).sqrt()
         if "limiter_norm" in state:
             gamma = group["gamma"]
             zeta = torch.clamp(norm / (state["limiter_norm"] + 1e-8), min=gamma) / gamma
-            s = s / zeta
             state["limiter_norm"] = norm / zeta
+            phi_r = phi_r.div_(zeta)
+            phi = phi / zeta
         else:
             state["limiter_norm"] = norm.clone()
-        return s.mul_(c)
+        return Complement(coef=phi_r.neg_(), dense=g, factor=phi.mul_(c))
 
 
 class StateFreeResidual:
@@ -136,7 +155,7 @@ class StateFreeResidual:
     (Returned in units of lr: the caller applies W <- W - lr * term.)
     """
 
-    def __call__(self, g, r, psi, projector, state, group, c):
+    def __call__(self, g, r, psi, projector, state, group, c) -> Complement | None:
         rule = group["inactive_update_rule"]
         if rule == "no" or projector.kind == FULL:
             return None
@@ -144,7 +163,7 @@ class StateFreeResidual:
         residual = g if r is None else g - projector.project_back(r, m, n)
         if rule == "sign_sgd":
             residual = residual.sign()
-        return residual * group["inactive_lr_scale"]
+        return Complement(dense=residual * group["inactive_lr_scale"])  # residual may be G itself
 
 
 # ---- the shared optimizer engine ---------------------------------------------------------------
@@ -252,6 +271,7 @@ class SubspaceAdam(KeepsSavedStateDtypes):
         index = -1
         for gi, group in enumerate(self.param_groups):
             self._begin_group(group, gi)
+            dense = []
             for p in group["params"]:
                 index += 1
                 if p.grad is None:
@@ -261,7 +281,8 @@ class SubspaceAdam(KeepsSavedStateDtypes):
                     with whole(self, p) as matrix:  # FSDP2 shards: the projection sees the gathered matrix
                         self._projected_update(matrix, group, index)
                 else:
-                    self._dense_update(p, group)
+                    dense.append(p)
+            self._dense_updates(dense, group)
         return loss
 
     def _decay(self, p, group, before: bool) -> None:
@@ -269,24 +290,47 @@ class SubspaceAdam(KeepsSavedStateDtypes):
         if wd and before == self._decay_first:
             p.mul_(1 - group["lr"] * wd)
 
-    def _dense_update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
-        state = self.state[p]
-        if "step" not in state:
-            state["step"] = 0
-            fp32: dict[str, Any] = dict(dtype=torch.float32, memory_format=torch.preserve_format)
-            state["exp_avg"] = torch.zeros_like(p, **fp32)
-            state["exp_avg_sq"] = torch.zeros_like(p, **fp32)
-        self._decay(p, group, before=True)
-        state["step"] += 1
+    def _dense_updates(self, params: list[torch.Tensor], group: dict[str, Any]) -> None:
+        """Plain Adam of the method's form on a group's non-projected parameters, as one foreach
+        bucket (biases and norms are many small tensors: per-tensor ops would cost more in dispatch
+        than in arithmetic). On FSDP2 shards it runs on the local shards (the rule is elementwise)."""
+        if not params:
+            return
+        states = [self.state[p] for p in params]
+        for p, state in zip(params, states):
+            if "step" not in state:
+                state["step"] = 0
+                fp32: dict[str, Any] = dict(dtype=torch.float32, memory_format=torch.preserve_format)
+                state["exp_avg"] = torch.zeros_like(p, **fp32)
+                state["exp_avg_sq"] = torch.zeros_like(p, **fp32)
+            state["step"] += 1
+        grads: list[torch.Tensor] = [p.grad for p in params if p.grad is not None]  # the caller kept those
+        params, grads, states = local(params, grads, states)
+        lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
         beta1, beta2 = group["betas"]
-        assert p.grad is not None
-        g = p.grad.float()
-        adam_moments_(state["exp_avg"], state["exp_avg_sq"], g, beta1, beta2)
-        psi, c = adam_direction(
-            state["exp_avg"], state["exp_avg_sq"], state["step"], beta1, beta2, group["eps"], self._adam_form
-        )
-        p.add_(psi.mul_(c).to(p.dtype), alpha=-group["lr"])
-        self._decay(p, group, before=False)
+        if wd and self._decay_first:
+            torch._foreach_mul_(params, 1 - lr * wd)
+        grads = [g.float() for g in grads]
+        exp_avgs, exp_avg_sqs = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
+        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+        bc1 = [1 - beta1 ** s["step"] for s in states]
+        bc2 = [math.sqrt(1 - beta2 ** s["step"]) for s in states]
+        denom = torch._foreach_sqrt(exp_avg_sqs)
+        if self._adam_form == "hf":  # m / (sqrt(v) + eps) * sqrt(bc2) / bc1
+            sizes = [-lr * b2 / b1 for b1, b2 in zip(bc1, bc2)]
+        else:  # torch: m / (sqrt(v) / sqrt(bc2) + eps) / bc1
+            torch._foreach_div_(denom, bc2)
+            sizes = [-lr / b1 for b1 in bc1]
+        torch._foreach_add_(denom, eps)
+        if all(p.dtype == torch.float32 for p in params):
+            torch._foreach_addcdiv_(params, exp_avgs, denom, sizes)
+        else:
+            for p, m, d, size in zip(params, exp_avgs, denom, sizes):
+                p.add_((m / d).mul_(size).to(p.dtype))
+        if wd and not self._decay_first:
+            torch._foreach_mul_(params, 1 - lr * wd)
 
     def _projected_update(self, p: torch.Tensor, group: dict[str, Any], index: int) -> None:
         state = self.state[p]
@@ -304,7 +348,6 @@ class SubspaceAdam(KeepsSavedStateDtypes):
         beta1, beta2 = group["betas"]
         r = psi = None
         c = 1.0
-        update = None
         if projector.has_subspace:
             if "exp_avg" not in state or (fresh is not None and self._reset_on_refresh(group)):
                 shape = projector.projected_shape(m, n)
@@ -317,17 +360,27 @@ class SubspaceAdam(KeepsSavedStateDtypes):
             psi, c = adam_direction(
                 state["exp_avg"], state["exp_avg_sq"], state["adam_step"], beta1, beta2, group["eps"], self._adam_form
             )
-        extra = self._complement(g, r, psi, projector, state, group, c)
-        if psi is not None and extra is None and p.dtype == psi.dtype and p.is_contiguous():
-            # GaLore's usual case: p += alpha * P^-1(psi) as one matmul-accumulate, no m x n temporary
-            projector.add_back_(p.view(m, n), psi, -group["lr"] * self._scale(group) * c)
-        else:
+        extra = self._complement(g, r, psi, projector, state, group, c) or Complement()
+        if psi is not None and extra.coef is not None:
+            psi = psi.add_(extra.coef)
+        lr, step_size = group["lr"], self._scale(group) * c
+        if p.dtype == torch.float32 and p.is_contiguous():
+            # in place: p += -lr * step_size * P^-1(psi) as one matmul-accumulate, no m x n temporary
+            target = p.view(m, n)
             if psi is not None:
-                update = projector.project_back(psi, m, n) * (self._scale(group) * c)
-            if extra is not None:
-                update = extra if update is None else update.add_(extra)
+                projector.add_back_(target, psi, -lr * step_size)
+            if extra.dense is not None:
+                if extra.factor is None:
+                    target.add_(extra.dense, alpha=-lr)
+                else:
+                    target.addcmul_(extra.factor, extra.dense, value=-lr)
+        else:
+            update = None if psi is None else projector.project_back(psi, m, n).mul_(step_size)
+            if extra.dense is not None:
+                dense = extra.dense if extra.factor is None else extra.dense * extra.factor
+                update = dense if update is None else update.add_(dense)
             if update is not None:
-                p.add_(update.reshape(p.shape).to(p.dtype), alpha=-group["lr"])
+                p.add_(update.reshape(p.shape).to(p.dtype), alpha=-lr)
         self._decay(p, group, before=False)
 
 

@@ -15,6 +15,7 @@ from trainlab.algorithms.external import is_external, origin
 from trainlab.algorithms.registry import parse_name
 from trainlab.algorithms.search_space import check_search_space, load_search_space
 from trainlab.algorithms.submission import is_submission, submission_origin
+from trainlab.benchmark.data_parallel import check_split
 from trainlab.benchmark.trial_config import TrialConfig
 from trainlab.errors import UsageError
 from trainlab.tuning.plan import TuningPlan
@@ -40,9 +41,11 @@ def build_plan(
     trial: TrialConfig | None = None,
     device: torch.device | None = None,
     prune: dict[str, float] | None = None,
+    parallel: tuple[int, str, float] = (1, "ddp", 3600.0),
 ) -> TuningPlan:
     """`workloads` are specs (names, files, modules); `workload_options` is keyed by workload name.
-    `trial`: the memory savers and precision every trial of the experiment trains with."""
+    `trial`: the memory savers and precision every trial of the experiment trains with;
+    `parallel`: (processes per trial, ddp|fsdp2, trial timeout in seconds)."""
     classes = [workload_class(spec) for spec in workloads]
     trial = trial or TrialConfig()
     files = dict(search_space_files)
@@ -85,13 +88,24 @@ def build_plan(
         origins=origins,
         trial=trial.to_dict(),
         prune=dict(prune or {}),
+        nproc=parallel[0],
+        strategy=parallel[1],
+        trial_timeout=parallel[2],
     )
     plan.check()
+    if plan.nproc > 1:
+        for algorithm in algorithms:
+            if is_submission(algorithm):
+                raise UsageError(f"--nproc: {algorithm} runs in one process only (AlgoPerf submissions)")
     built = [cls(**plan.workload_options[spec]) for spec, cls in zip(workloads, classes)]
     trial.check(device, built)
     for workload in built:
         workload.splits()  # a missing corpus or a bad data path fails now, not in a worker
+        if plan.nproc > 1:
+            check_split(workload, plan.nproc, plan.strategy)
         if variants:
             for variant in variants_of(workload.name):
-                workload_class(variant)
+                cls = workload_class(variant)
+                if plan.nproc > 1:
+                    check_split(cls(), plan.nproc, plan.strategy)
     return plan

@@ -65,6 +65,11 @@ class TuningPlan:
     # stop tuning trials whose curve prediction excludes the target (`trainlab.tuning.pruning`):
     # {} = never, else {"level": prediction level, "threshold": convergence threshold}
     prune: dict[str, float] = field(default_factory=dict)
+    # data-parallel trials (`trainlab.benchmark.data_parallel`): processes per trial, ddp|fsdp2, and
+    # the seconds after which a trial still running (a rank that hangs) is killed and failed
+    nproc: int = 1
+    strategy: str = "ddp"
+    trial_timeout: float = 3600.0
 
     def register_optimizers(self) -> None:
         """Load the experiment's optimizers from files or packages, checking their stored origin."""
@@ -98,8 +103,17 @@ class TuningPlan:
     def trial_config(self) -> TrialConfig:
         return TrialConfig.from_dict(self.trial)
 
+    def describe_parallel(self) -> str:
+        return f", each trial on {self.nproc} processes ({self.strategy})" if self.nproc > 1 else ""
+
     def check(self) -> None:
         self.trial_config()  # a stored plan's configuration is checked as the CLI's is
+        if self.nproc < 1 or self.trial_timeout <= 0:
+            raise UsageError(
+                f"--nproc must be at least 1 and --trial-timeout positive, got {self.nproc}, {self.trial_timeout:g}"
+            )
+        if self.nproc > 1 and self.prune:
+            raise UsageError("--prune-by-curve watches a trial in its own process: use it without --nproc")
         if not self.name or ":" in self.name:
             raise UsageError(f"--name must be non-empty and contain no ':', got {self.name!r}")
         if not self.algorithms or not self.workloads:

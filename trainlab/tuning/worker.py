@@ -34,6 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from trainlab.algorithms import AlgorithmSpec
 from trainlab.benchmark.prediction import predictor_for
+from trainlab.benchmark.data_parallel import run_parallel_trial
 from trainlab.benchmark.runner import run_trial
 from trainlab.store.results import TrialResult
 from trainlab.tuning.experiment import load, plan_space, spec_of
@@ -153,22 +154,36 @@ class Worker:
             spec = spec_of(attrs)
             workload = self.workload(attrs["workload"])
             monitor = self._pruning(trial, workload, spec) if attrs["kind"] == "tune" and self.plan.prune else None
-            progress = self.progress_factory(label, workload.step_budget) if self.progress_factory else None
-            try:
-                result = run_trial(
+            if self.plan.nproc > 1:  # launched on nproc processes; rank 0's result comes back
+                result = run_parallel_trial(
                     workload,
                     spec,
                     attrs["seed"],
                     self.device,
-                    progress=progress,
+                    self.plan.nproc,
+                    self.plan.strategy,
                     stop_at_target=self.plan.stop_at_target,
-                    eval_split=attrs["split"],
                     config=self.plan.trial_config(),
-                    monitor=monitor,
+                    timeout=self.plan.trial_timeout,
+                    eval_split=attrs["split"],
                 )
-            finally:
-                if progress is not None:
-                    progress.close()
+            else:
+                progress = self.progress_factory(label, workload.step_budget) if self.progress_factory else None
+                try:
+                    result = run_trial(
+                        workload,
+                        spec,
+                        attrs["seed"],
+                        self.device,
+                        progress=progress,
+                        stop_at_target=self.plan.stop_at_target,
+                        eval_split=attrs["split"],
+                        config=self.plan.trial_config(),
+                        monitor=monitor,
+                    )
+                finally:
+                    if progress is not None:
+                        progress.close()
         except Exception as exc:
             self.storage.set_trial_user_attr(
                 trial_id, "error", "".join(traceback.format_exception_only(exc)).strip() + "\n" + traceback.format_exc()
