@@ -391,7 +391,7 @@ def main() -> None:
         floor = in_fresh_process("floor:", args)
         print(f"orthogonalisation floor (5 fp32 quintic NS steps per hidden matrix): {ms(floor['median'])} ms\n")
     projection = None
-    if {"galore", "fira", "frugal"} & set(methods):
+    if {"galore", "fira"} & set(methods):
         projection = in_fresh_process("projfloor:", args)
         print(f"projection floor (GaLore's two rank-128 matmuls per hidden matrix): {ms(projection['median'])} ms")
     if {"galore", "fira"} & set(methods):
@@ -418,7 +418,7 @@ def main() -> None:
             cells.append(f"{default['median'] / bound:.2f}")
         elif method in ("swan", "muon") and floor and "error" not in default:
             cells.append(f"{default['median'] / floor['median']:.2f} x floor")
-        elif method in ("galore", "fira", "frugal") and projection and "error" not in default:
+        elif method in ("galore", "fira") and projection and "error" not in default:
             cells.append(f"{default['median'] / projection['median']:.2f} x floor")
         else:
             cells.append("")

@@ -114,3 +114,39 @@ def test_a_native_abort_is_reported_with_its_last_error_line():
     message = _failure(output, 1, 2)
     assert message.startswith("2-process trial failed: rank 1 failed first (exit code -6)")
     assert message.endswith("what():  [gloo/transport/tcp/pair.cc:534] Connection closed by peer")
+
+
+def test_a_killed_tune_worker_takes_its_launch_with_it(tmp_path):
+    """SIGKILL the process running a `tune --nproc 2` trial: its launcher gets SIGTERM from the
+    kernel (bound to its parent) and stops the ranks, so none trains on beside the re-run."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from trainlab.benchmark.data_parallel import _pids_running
+
+    (tmp_path / "space.json").write_text(json.dumps({"lr": {"feasible_points": [0.1]}}))
+    command = [sys.executable, "-m", "trainlab", "tune", "--name", "orphans", "--algorithms", "sgd"]
+    command += ["--workloads", str(HERE / "support_workloads.py"), "--search-space", str(tmp_path / "space.json")]
+    command += ["--trials", "1", "--studies", "1", "--eval-seeds", "0", "--nproc", "2", "--threads", "1"]
+    command += ["--store", str(tmp_path / "s.db"), "--no-progress", "--no-report"]
+    command += ["--workload-option", "tiny_regression.train_sleep=1.0"]  # 60 s of training: killed long before
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # the job file, and so the ranks' command lines, under tmp_path
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while len(_pids_running(tmp_path)) < 3 and time.monotonic() < deadline:  # launcher + 2 ranks
+            time.sleep(0.2)
+        assert len(_pids_running(tmp_path)) >= 3, "the 2-process trial never started"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    deadline = time.monotonic() + 30
+    while _pids_running(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = _pids_running(tmp_path)
+    for pid in left:  # never leave them running, even when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"{len(left)} launch processes outlived the killed worker"

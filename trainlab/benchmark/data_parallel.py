@@ -140,7 +140,8 @@ def run_parallel_trial(
                 default=str,
             )
         )
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
+        command = [sys.executable, "-c", _BOUND_TO_PARENT, str(os.getpid()), sys.executable]
+        command += ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
         command += ["--max-restarts=0", "-m", "trainlab.benchmark.data_parallel", str(job)]
         log = Path(tmp) / "output.log"
         with log.open("w") as sink:  # a file, not a pipe: a stray rank must not keep us waiting
@@ -154,6 +155,20 @@ def run_parallel_trial(
         if proc.returncode != 0 or not out.exists():
             raise TrialFailed(_failure(output, proc.returncode, nproc))
         return _load(json.loads(out.read_text()))
+
+
+# The launcher is started through this: on Linux it asks for SIGTERM when the process that started
+# it dies (prctl PR_SET_PDEATHSIG, kept across exec), then becomes torch.distributed.run. A tune
+# worker that is killed thus takes its launch with it (the launcher's agent stops the ranks), instead
+# of leaving ranks that train on, competing with the trial's re-run for the cores and its clock.
+_BOUND_TO_PARENT = (
+    "import ctypes, os, signal, sys\n"
+    "if sys.platform.startswith('linux'):\n"
+    "    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))\n"
+    "    if os.getppid() != int(sys.argv[1]):\n"
+    "        sys.exit('the process that started this launch is gone')\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
 
 
 def _stop(proc: subprocess.Popen, job: Path) -> None:
