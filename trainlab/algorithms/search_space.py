@@ -31,7 +31,13 @@ from typing import Any, Mapping
 
 from trainlab.errors import UsageError
 
-BETA_ALIASES = {"beta1": (0, False), "beta2": (1, False), "one_minus_beta1": (0, True), "one_minus_beta2": (1, True)}
+BETA_ALIASES = {
+    "beta1": (0, False),
+    "beta2": (1, False),
+    "one_minus_beta1": (0, True),
+    "one_minus_beta2": (1, True),
+    "beta3": (2, False),  # AdEMAMix's slow EMA
+}
 SCALINGS = ("linear", "log")
 RANGE_KEYS = {"min", "max", "scaling"}
 

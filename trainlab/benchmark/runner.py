@@ -234,6 +234,7 @@ def run_trial(
     clock = TrainingClock(device)
     loss_sum = torch.zeros((), device=device)
     losses_since_eval = 0
+    peak_state = 0
 
     clock.start()
     done_at = 0  # the step after which an AlgoPerf submission declared training complete
@@ -284,6 +285,8 @@ def run_trial(
         )
         result.evals.append(record)
         algorithm.record_eval(step, workload.metric, record.metric, record.validation_loss)
+        # optimizer state can shrink (FRUGAL's block mode): report its peak over the evaluations
+        peak_state = max(peak_state, algorithm.state_bytes())
         result.eval_seconds += record.eval_seconds
         loss_sum.zero_()
         losses_since_eval = 0
@@ -331,7 +334,7 @@ def run_trial(
         result.test_metric = float(evaluate(model, splits.test)[workload.metric])
     if freezer is not None:  # parameters frozen during training count too
         result.frozen_params = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-    result.state_bytes = algorithm.state_bytes()
+    result.state_bytes = max(peak_state, algorithm.state_bytes())
     if isinstance(algorithm, SSOAlgorithm):
         result.outer_gradients, result.inner_steps = algorithm.counts()
     if compressor is not None:

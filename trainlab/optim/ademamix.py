@@ -159,7 +159,10 @@ REGISTRATION = Registration(
     },
     search_space={
         "lr": {"min": 1e-3, "max": 3e-2, "scaling": "log"},
-        "alpha": {"feasible_points": [2.0, 5.0, 8.0]},
+        # alpha down to 0 (plain AdamW) and beta3 half-lives of 69-693 steps: runs of 600-2400 steps
+        # cannot use the paper's 0.9999 (half-life ~6900 steps), chosen for runs of 256k steps
+        "alpha": {"min": 0.0, "max": 8.0, "scaling": "linear"},
+        "beta3": {"feasible_points": [0.99, 0.995, 0.999]},
         "weight_decay": {"min": 1e-3, "max": 0.1, "scaling": "log"},
         "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]},
     },

@@ -31,6 +31,8 @@ class _LowRankAdam(SubspaceAdam):
     """GaLore/Fira shared part: SVD projector, HF-form Adam, moments kept across refreshes."""
 
     _group_keys = ("rank", "rank_fraction")
+    # races and tuning may give the refresh interval as a fraction of the step budget
+    budget_steps = {"update_proj_gap": "update_proj_gap_fraction"}
     coverage_setting = "rank_fraction"  # what to lower when no matrix would be projected
     _adam_form = "hf"
     _decay_first = False
@@ -208,6 +210,9 @@ REGISTRATIONS = (
             "beta2": {"feasible_points": [0.999]},
             "weight_decay": {"feasible_points": [0.0, 0.01]},
             "warmup_fraction": {"feasible_points": [0.05, 0.1]},
+            # the subspace refresh as a fraction of the run: 200 steps (the paper's, for 10k+ step
+            # runs) allows only 3-7 refreshes in these runs
+            "update_proj_gap_fraction": {"feasible_points": [0.02, 0.05, 0.1]},
         },
         state_bytes="4 r (min(m, n) + 2 max(m, n)) per projected m x n matrix; 8 B/param elsewhere",
     ),
@@ -223,6 +228,9 @@ REGISTRATIONS = (
             "beta2": {"feasible_points": [0.999]},
             "weight_decay": {"feasible_points": [0.0, 0.01]},
             "warmup_fraction": {"feasible_points": [0.05, 0.1]},
+            # the subspace refresh as a fraction of the run: 200 steps (the paper's, for 10k+ step
+            # runs) allows only 3-7 refreshes in these runs
+            "update_proj_gap_fraction": {"feasible_points": [0.02, 0.05, 0.1]},
         },
         state_bytes="GaLore's + 4 B per projected matrix (the limiter's norm)",
     ),

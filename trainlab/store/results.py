@@ -42,7 +42,7 @@ class TrialResult:
     eval_seconds: float = 0.0
     param_bytes: int = 0
     grad_bytes: int = 0
-    state_bytes: int = 0
+    state_bytes: int = 0  # optimizer state: the largest seen at an evaluation or at the end
     peak_memory_bytes: int = 0
     peak_memory_source: str = ""  # "cuda_max_allocated" or "params+grads+state+activations"
     saved_activation_bytes: int | None = None  # peak bytes held by saved-tensor hooks in a step (measured)

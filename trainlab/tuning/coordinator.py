@@ -20,7 +20,14 @@ from typing import Callable
 import torch
 
 from trainlab.errors import UsageError
-from trainlab.tuning.experiment import counts, create_or_resume, enqueue_evaluation, enqueue_tuning, load
+from trainlab.tuning.experiment import (
+    counts,
+    create_or_resume,
+    enqueue_evaluation,
+    enqueue_search,
+    enqueue_tuning,
+    load,
+)
 from trainlab.tuning.plan import TuningPlan
 from trainlab.tuning.worker import Worker, fail_stale
 
@@ -183,11 +190,13 @@ def _coordinate(
     ]
     last_stale_check = 0.0
     evaluated: set[tuple[str, str]] = set()  # (algorithm, workload) pairs whose runs are queued
+    settled: set[tuple[str, str, int]] = set()  # studies whose bracketing search has ended
     try:
         while True:
             if time.monotonic() - last_stale_check >= heartbeat_interval:
                 fail_stale(storage, plan)
                 last_stale_check = time.monotonic()
+            enqueue_search(storage, plan, settled)
             enqueue_evaluation(storage, plan, variants_of, evaluated)
             if worker.run_one():
                 continue

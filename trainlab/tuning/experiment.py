@@ -24,6 +24,7 @@ from trainlab.algorithms import AlgorithmSpec, make_algorithm
 from trainlab.algorithms.registry import parse_name, valid_hparams
 from trainlab.algorithms.search_space import SearchSpace, parse_search_space, to_hparams
 from trainlab.algorithms.submission import is_submission
+from trainlab.tuning import search
 
 UNFINISHED = (TrialState.WAITING, TrialState.RUNNING)
 
@@ -144,7 +145,7 @@ def enqueue_tuning(storage, plan: TuningPlan) -> int:
     for algorithm in plan.algorithms:
         space = plan_space(plan, algorithm)
         for k in range(plan.studies):
-            configs = draw_configs(space, plan.seed + k, plan.trials)
+            configs = draw_configs(space, plan.draw_seed(algorithm, k), plan.trials)
             for workload in plan.workloads:
                 if k >= plan.studies_for(workload):
                     continue
@@ -214,21 +215,104 @@ def best_trial(trials: list[FrozenTrial], by: str = "time") -> FrozenTrial | Non
 
 
 def within_budget(trials: list[FrozenTrial], plan: TuningPlan, workload: str) -> list[FrozenTrial]:
-    """The trials of the plan's draws: a draw past `trials_for(workload)` (queued before the plan's
-    budget was lowered) never counts, so every algorithm is judged on the same number of trials."""
-    return [t for t in trials if t.user_attrs.get("draw", 0) < plan.trials_for(workload)]
+    """The trials of the plan's draws and of its bracketing search (`trainlab.tuning.search`): a
+    quasi-random draw past `trials_for(workload)` (queued before the plan's budget was lowered)
+    never counts, so every algorithm starts from the same number of draws."""
+    return [
+        t
+        for t in trials
+        if t.user_attrs.get("draw", 0) < plan.trials_for(workload) or t.user_attrs.get("phase") in search.PHASES
+    ]
+
+
+def search_points(trials: list[FrozenTrial]) -> list[search.Point]:
+    """A study's finished trials as the search sees them: one per draw (a retried draw's completed
+    copy), only those whose configuration has a learning rate."""
+    per_draw: dict[int, FrozenTrial] = {}
+    for t in trials:
+        if t.state in UNFINISHED or "kind" not in t.user_attrs or search.LR not in t.user_attrs["config"]:
+            continue
+        d = t.user_attrs["draw"]
+        if d not in per_draw or t.state == TrialState.COMPLETE:
+            per_draw[d] = t
+    points = []
+    for d, t in sorted(per_draw.items()):
+        r = result_of(t) if t.state == TrialState.COMPLETE else {}
+        rank = search.rank_of(
+            bool(r.get("reached")),
+            cost_of(t, "steps"),
+            r.get("best_metric"),
+            r.get("target"),
+            bool(r.get("higher_is_better")),
+        )
+        points.append(
+            search.Point(
+                d, float(t.user_attrs["config"][search.LR]), rank, t.user_attrs["config"], t.user_attrs.get("phase")
+            )
+        )
+    return points
+
+
+def study_search(plan: TuningPlan, trials: list[FrozenTrial], workload: str) -> list[tuple[str, dict[str, Any]]] | None:
+    """The bracketing trials a study needs next; None while its queued trials are still running or
+    its draws are not all queued, [] once it is settled (or the plan searches no further)."""
+    if any(t.state in UNFINISHED for t in trials):
+        return None
+    draws = {t.user_attrs.get("draw") for t in trials if "kind" in t.user_attrs}
+    if len(draws) < plan.trials_for(workload):
+        return None
+    rule = search.SearchRule.from_dict(plan.search)
+    return search.next_trials(search_points(trials), rule) if rule is not None else []
 
 
 def tuning_finished(storage, plan: TuningPlan, algorithm: str, workload: str) -> bool:
     for k in range(plan.studies_for(workload)):
         study = load(storage, plan.tune_study_name(algorithm, workload, k))
-        trials = within_budget(study.get_trials(deepcopy=False), plan, workload)
-        if any(t.state in UNFINISHED for t in trials):
-            return False
-        draws = {t.user_attrs.get("draw") for t in trials if "kind" in t.user_attrs}
-        if len(draws) < plan.trials_for(workload):
+        if study_search(plan, within_budget(study.get_trials(deepcopy=False), plan, workload), workload) != []:
             return False
     return True
+
+
+def enqueue_search(storage, plan: TuningPlan, settled: set[tuple[str, str, int]] | None = None) -> int:
+    """Queue the next bracketing trials of every study whose queued trials have all finished;
+    returns how many were queued. `settled` (the caller's, kept across calls) skips studies whose
+    search has ended."""
+    if not plan.search:
+        return 0
+    settled = set() if settled is None else settled
+    added = 0
+    for algorithm in plan.algorithms:
+        space = plan_space(plan, algorithm)
+        for workload in plan.workloads:
+            for k in range(plan.studies_for(workload)):
+                if (algorithm, workload, k) in settled:
+                    continue
+                study = load(storage, plan.tune_study_name(algorithm, workload, k))
+                trials = within_budget(study.get_trials(deepcopy=False), plan, workload)
+                proposals = study_search(plan, trials, workload)
+                if proposals is None:
+                    continue
+                if not proposals:
+                    settled.add((algorithm, workload, k))
+                    continue
+                first = 1 + max(t.user_attrs.get("draw", -1) for t in trials if "kind" in t.user_attrs)
+                wanted = [
+                    {
+                        "kind": "tune",
+                        "algorithm": algorithm,
+                        "workload": workload,
+                        "base_workload": workload,
+                        "study": k,
+                        "draw": first + i,
+                        "seed": tuning_seed(k, first + i),
+                        "split": "validation",
+                        "phase": phase,
+                        "config": config,
+                    }
+                    for i, (phase, config) in enumerate(proposals)
+                ]
+                added += _enqueue_missing(study, wanted, ("kind", "study", "draw"), space)
+    return added
 
 
 def enqueue_evaluation(storage, plan: TuningPlan, variants_of=None, done: set[tuple[str, str]] | None = None) -> int:

@@ -15,7 +15,8 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from trainlab.tuning.experiment import best_trial, cost_of, experiment_trials, result_of, within_budget
+from trainlab.tuning import search
+from trainlab.tuning.experiment import best_trial, cost_of, experiment_trials, result_of, search_points, within_budget
 from trainlab.tuning.plan import TuningPlan
 
 COSTS = ("time", "steps")
@@ -36,6 +37,9 @@ class Outcomes:
     # (algorithm, workload) -> median over its completed runs on the workload itself (variants
     # excluded) of "state", "saved_activations", "peak" bytes and "coverage" (None when not measured)
     memory: dict[tuple[str, str], dict[str, float | None]] = field(default_factory=dict)
+    # per (algorithm, workload, study): where its best learning rate lies in what was tried
+    # (`trainlab.tuning.search.where_best_lies`)
+    brackets: list[dict[str, Any]] = field(default_factory=list)
 
 
 def collect(storage, plan: TuningPlan, protocol: str | None = None) -> Outcomes:
@@ -81,6 +85,12 @@ def collect(storage, plan: TuningPlan, protocol: str | None = None) -> Outcomes:
                     )
                     out.incomplete.add((algorithm, plan.display(workload)))
                 best = best_trial(tuning, plan.select_by)
+                points = search_points(tuning)
+                if points:
+                    out.brackets.append(
+                        {"algorithm": algorithm, "workload": plan.display(workload), "study": k}
+                        | search.where_best_lies(points)
+                    )
                 if best is None:
                     for by in COSTS:
                         out.costs[by][algorithm][workload].append([math.inf])
@@ -94,6 +104,7 @@ def collect(storage, plan: TuningPlan, protocol: str | None = None) -> Outcomes:
                         "config": best.user_attrs["config"],
                         "tuning_time": cost_of(best, "time"),
                         "tuning_steps": cost_of(best, "steps"),
+                        "tuning_rank": _rank(best),
                     }
                 )
                 evals = by_key.get(("eval", algorithm, workload, k), [])
@@ -136,6 +147,17 @@ def collect(storage, plan: TuningPlan, protocol: str | None = None) -> Outcomes:
                     )
     out.memory = _memory(trials, plan)
     return out
+
+
+def _rank(trial) -> tuple:
+    r = result_of(trial)
+    return search.rank_of(
+        bool(r.get("reached")),
+        cost_of(trial, "steps"),
+        r.get("best_metric"),
+        r.get("target"),
+        bool(r.get("higher_is_better")),
+    )
 
 
 MEMORY_FIELDS = {

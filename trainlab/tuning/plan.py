@@ -70,6 +70,20 @@ class TuningPlan:
     nproc: int = 1
     strategy: str = "ddp"
     trial_timeout: float = 3600.0
+    # after a study's draws, bracket its best learning rate (`trainlab.tuning.search.SearchRule`:
+    # factor, max_extensions, refine); {} = the draws alone
+    search: dict[str, Any] = field(default_factory=dict)
+    # each algorithm draws its own quasi-random sequence (seeded by its name), so two algorithms
+    # with spaces of the same shape do not try the same points (protocol v2); False: all share one
+    independent_draws: bool = False
+
+    def draw_seed(self, algorithm: str, study: int) -> int:
+        """The quasi-random sequence's seed for `algorithm`'s study `study`."""
+        if not self.independent_draws:
+            return self.seed + study
+        import zlib
+
+        return (self.seed + study + 1009 * (zlib.crc32(algorithm.encode()) % 1_000_003)) % 2**31
 
     def register_optimizers(self) -> None:
         """Load the experiment's optimizers from files or packages, checking their stored origin."""
@@ -114,6 +128,12 @@ class TuningPlan:
             )
         if self.nproc > 1 and self.prune:
             raise UsageError("--prune-by-curve watches a trial in its own process: use it without --nproc")
+        if self.search:
+            from trainlab.tuning.search import SearchRule
+
+            rule = SearchRule.from_dict(self.search)
+            if rule is None or rule.factor <= 1 or rule.max_extensions < 0:
+                raise UsageError(f"search rule needs factor > 1 and max_extensions >= 0, got {self.search}")
         if not self.name or ":" in self.name:
             raise UsageError(f"--name must be non-empty and contain no ':', got {self.name!r}")
         if not self.algorithms or not self.workloads:
