@@ -17,7 +17,10 @@ from trainlab.errors import UsageError
 from trainlab.reports.claims import claim_rows
 from trainlab.reports.leaderboard_plot import pareto_plot
 from trainlab.reports.scoring_tables import MISS, scoring_table_latex
+from trainlab.reports.sensitivity_plot import sensitivity_plot
 from trainlab.reports.tuning_report import score_experiment, write_tuning_report
+from trainlab.reports.verdicts import judge
+from trainlab.reports import verdicts_text
 from trainlab.tuning.outcomes import collect
 
 BASELINE = "adamw"
@@ -63,24 +66,31 @@ def _variants(outcomes) -> dict[str, tuple[int, int]]:
     return {a: (sum(h), len(h)) for a, h in hits.items()}
 
 
+def state_ratio(mem: dict, a: str, workloads: list[str]) -> float | None:
+    """Geometric mean over workloads of the algorithm's peak optimizer state over AdamW's."""
+    logs = [
+        math.log(mem[(a, w)]["state"] / mem[(BASELINE, w)]["state"])
+        for w in workloads
+        if mem.get((a, w), {}).get("state") and mem.get((BASELINE, w), {}).get("state")
+    ]
+    return math.exp(statistics.fmean(logs)) if logs else None
+
+
 def summary_table(
     scores: dict, mem: dict, variants: dict[str, tuple[int, int]] | None, workloads: list[str]
 ) -> list[str]:
     """One row per algorithm, best time score first."""
     time, steps = scores["time"], scores["steps"]
     head = (
-        "| algorithm | score (time) | score (steps) | speedup vs adamw (time) | "
-        "optimizer state vs adamw | coverage | " + ("variants reached |" if variants is not None else "")
+        "| algorithm | score (wall clock) | score (steps) | speedup vs adamw (wall clock) | "
+        "optimizer state vs adamw (geometric mean, peak) | coverage | "
+        + ("variants reached |" if variants is not None else "")
     )
     lines = [head, "|---|---:|---:|---:|---:|---:|" + ("---:|" if variants is not None else "")]
     order = sorted(time.scores, key=lambda a: (-time.scores[a], -steps.scores.get(a, 0.0), a))
     for a in order:
-        ratios = []
-        for w in workloads:
-            mine, base = mem.get((a, w), {}).get("state"), mem.get((BASELINE, w), {}).get("state")
-            if mine is not None and base:
-                ratios.append(mine / base)
-        state = f"{statistics.fmean(ratios):.2f}x" if ratios else "n/a"
+        ratio = state_ratio(mem, a, workloads)
+        state = f"{ratio:.2f}x" if ratio is not None else "n/a"
         covs = [mem.get((a, w), {}).get("coverage") for w in workloads]
         covs = [c for c in covs if c is not None]
         known = any((a, w) in mem for w in workloads)
@@ -112,8 +122,9 @@ def compact_table(
     by the steps score, which machine load cannot move."""
     steps, time = tuned["steps"], tuned["time"]
     lines = [
-        "| algorithm | " + " | ".join(f"{w} steps" for w in workloads) + " | score (steps) | score (time) "
-        "| speedup vs adamw (steps) | state vs adamw | variants reached | untuned score (steps) |",
+        "| algorithm | " + " | ".join(f"{w} steps" for w in workloads) + " | score (steps) | score (wall clock) "
+        "| speedup vs adamw (steps) | state vs adamw (geometric mean, peak) | variants reached "
+        "| untuned score (steps) |",
         "|---|" + "---:|" * (len(workloads) + 6),
     ]
     for a in sorted(steps.scores, key=lambda a: (-steps.scores[a], -time.scores.get(a, 0.0), a)):
@@ -121,17 +132,13 @@ def compact_table(
             PENDING if (a, w) in pending else _cost(steps.costs[a][w], steps.intervals[a][w], "steps")
             for w in workloads
         ]
-        ratios = [
-            mem[(a, w)]["state"] / mem[(BASELINE, w)]["state"]
-            for w in workloads
-            if mem.get((a, w), {}).get("state") is not None and mem.get((BASELINE, w), {}).get("state")
-        ]
+        ratio = state_ratio(mem, a, workloads)
         got = variants.get(a)
         untuned = self_scores["steps"].scores.get(a) if self_scores else None
         lines.append(
             f"| {a} | " + " | ".join(cells) + f" | {steps.scores[a]:.3f} | "
             f"{time.scores.get(a, math.nan):.3f} | {_speedup(steps.speedups.get(a))} | "
-            + (f"{statistics.fmean(ratios):.2f}x" if ratios else "n/a")
+            + (f"{ratio:.2f}x" if ratio is not None else "n/a")
             + " | "
             + (f"{got[0]}/{got[1]}" if got else "n/a")
             + " | "
@@ -146,7 +153,7 @@ def workload_table(
 ) -> list[str]:
     time, steps = scores["time"], scores["steps"]
     lines = [
-        "| workload | algorithm | time to target (s) [95 %] | steps to target [95 %] | "
+        "| workload | algorithm | wall-clock time to target (s) [95 %] | steps to target [95 %] | "
         "optimizer state | peak memory | coverage |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
@@ -228,8 +235,9 @@ def write_leaderboard(
         "scored the same way.",
         "",
         "Scores: area under the performance profile up to r_max = 4 (1 = fastest everywhere); "
-        "intervals: 95 % bootstrap over studies and seeds. Steps are what a busy machine cannot "
-        "distort; seconds are CPU seconds on the machine that ran it.",
+        "intervals in these tables: 95 % bootstrap over studies and seeds (the verdicts below use "
+        "intervals whose coverage is checked). Steps are what a busy machine cannot distort; seconds "
+        "are wall-clock seconds of training on the machine that ran it, loaded or not.",
         "",
     ]
     for outcomes, label in ((t_out, "tuned"), (s_out, "self-tuning")):
@@ -263,6 +271,7 @@ def write_leaderboard(
         + claim_rows(t_scores["steps"], t_mem, t_out.best, workloads, runs_per_cell(t_out))
         + [""]
     )
+    lines += verdict_section(t_out, t_scores, s_scores, t_mem, workloads, out_dir)
     lines += ["## Self-tuning (workload-agnostic defaults, no tuning)", ""]
     if s_scores is None:
         lines += ["Not run yet: `trainlab leaderboard --only self` runs it.", ""]
@@ -295,3 +304,26 @@ def write_leaderboard(
     path = out_dir / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def verdict_section(t_out, t_scores, s_scores, mem, workloads: list[str], out_dir: Path) -> list[str]:
+    """Judging protocol v2's section, its sensitivity plots, and `notes.md` (the README's prose)."""
+    v = judge(t_out)
+    state = {a: r for a in t_out.plan.algorithms if (r := state_ratio(mem, a, workloads)) is not None}
+    untuned = s_scores["steps"].scores if s_scores else {}
+    lines = ["## Verdicts", "", "### Where each optimum lies", ""] + verdict_lines_bracket(t_out, workloads, out_dir)
+    lines += ["", "### Steps to target, paired against AdamW", ""] + verdicts_text.table_lines(v)
+    lines += ["", *verdicts_text.detectable_lines(v), "", "### Speedup over AdamW", ""]
+    lines += verdicts_text.speedup_lines(v) + ["", "### The target ladder", ""] + verdicts_text.ladder_lines(v)
+    lines += ["### Which optimizer when", ""]
+    lines += verdicts_text.which_when(v, state, t_scores["time"].scores, untuned) + [""]
+    (out_dir / "notes.md").write_text("\n".join(verdicts_text.notes(v)) + "\n")
+    return lines
+
+
+def verdict_lines_bracket(t_out, workloads: list[str], out_dir: Path) -> list[str]:
+    lines = verdicts_text.bracket_lines(t_out) + [""]
+    for w in workloads:
+        plot = sensitivity_plot(t_out.tuning, w, list(t_out.plan.algorithms), out_dir / f"sensitivity_{w}.png")
+        lines += [f"![{w}: learning-rate sensitivity]({plot.name})", ""]
+    return lines

@@ -40,6 +40,11 @@ class Outcomes:
     # per (algorithm, workload, study): where its best learning rate lies in what was tried
     # (`trainlab.tuning.search.where_best_lies`)
     brackets: list[dict[str, Any]] = field(default_factory=list)
+    # every scored run (`_run`): its study, seed, rank in its study's terms and validation curve,
+    # for paired comparisons and the target ladder (`trainlab.scoring.verdicts`, `.ladder`)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    # every finished tuning trial (`_run` plus its learning rate and phase): the sensitivity plots
+    tuning: list[dict[str, Any]] = field(default_factory=list)
 
 
 def collect(storage, plan: TuningPlan, protocol: str | None = None) -> Outcomes:
@@ -86,6 +91,16 @@ def collect(storage, plan: TuningPlan, protocol: str | None = None) -> Outcomes:
                     out.incomplete.add((algorithm, plan.display(workload)))
                 best = best_trial(tuning, plan.select_by)
                 points = search_points(tuning)
+                for t in per_draw.values():
+                    config = t.user_attrs["config"]
+                    out.tuning.append(
+                        _run(t, algorithm, plan.display(workload), k, t.user_attrs["seed"])
+                        | {
+                            "lr": config.get(search.LR),
+                            "phase": t.user_attrs.get("phase"),
+                            "draw": t.user_attrs["draw"],
+                        }
+                    )
                 if points:
                     out.brackets.append(
                         {"algorithm": algorithm, "workload": plan.display(workload), "study": k}
@@ -111,6 +126,7 @@ def collect(storage, plan: TuningPlan, protocol: str | None = None) -> Outcomes:
                 if protocol == "same-split":
                     for by in COSTS:
                         out.costs[by][algorithm][workload].append([cost_of(best, by)])
+                    out.runs.append(_run(best, algorithm, plan.display(workload), k, best.user_attrs["seed"]))
                 else:
                     per_seed = {}
                     for t in evals:
@@ -129,6 +145,9 @@ def collect(storage, plan: TuningPlan, protocol: str | None = None) -> Outcomes:
                         out.incomplete.add((algorithm, plan.display(workload)))
                     for by in COSTS:
                         out.costs[by][algorithm][workload].append([cost_of(finished.get(s), by) for s in seeds])
+                    out.runs += [
+                        _run(finished[s], algorithm, plan.display(workload), k, s) for s in seeds if s in finished
+                    ]
                 for t in by_key.get(("variant", algorithm, workload, k), []):
                     if t.state != TrialState.COMPLETE:
                         continue
@@ -147,6 +166,24 @@ def collect(storage, plan: TuningPlan, protocol: str | None = None) -> Outcomes:
                     )
     out.memory = _memory(trials, plan)
     return out
+
+
+def _run(trial, algorithm: str, workload: str, study: int, seed: int) -> dict[str, Any]:
+    """A finished trial as the verdicts need it (a failed one ranks last and has no curve)."""
+    done = trial.state == TrialState.COMPLETE
+    r = result_of(trial) if done else {}
+    return {
+        "algorithm": algorithm,
+        "workload": workload,
+        "study": study,
+        "seed": seed,
+        "steps": cost_of(trial, "steps"),
+        "seconds": cost_of(trial, "time"),
+        "rank": _rank(trial) if done else (2,),
+        "best_metric": r.get("best_metric"),
+        "status": r.get("status", "failed"),
+        "curve": [(int(step), metric) for step, _, metric in trial.user_attrs.get("evals", [])] if done else [],
+    }
 
 
 def _rank(trial) -> tuple:
