@@ -9,6 +9,7 @@ URL`. Restarting the same command after a crash resumes: set-up only queues what
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import subprocess
@@ -32,6 +33,7 @@ from trainlab.tuning.plan import TuningPlan
 from trainlab.tuning.worker import Worker, fail_stale
 
 FINISHED_ATTR = "finished"
+ADVANCE_EVERY = 30.0  # seconds between two looks for studies to extend or evaluate while busy
 LEASE_ATTR = "coordinator"
 
 
@@ -191,14 +193,20 @@ def _coordinate(
     last_stale_check = 0.0
     evaluated: set[tuple[str, str]] = set()  # (algorithm, workload) pairs whose runs are queued
     settled: set[tuple[str, str, int]] = set()  # studies whose bracketing search has ended
+    last_advance, idle = -math.inf, True
     try:
         while True:
             if time.monotonic() - last_stale_check >= heartbeat_interval:
                 fail_stale(storage, plan)
                 last_stale_check = time.monotonic()
-            enqueue_search(storage, plan, settled)
-            enqueue_evaluation(storage, plan, variants_of, evaluated)
-            if worker.run_one():
+            # advancing reads every study (seconds on a big board): between trials only now and
+            # then, at once when there is nothing queued to run
+            if idle or time.monotonic() - last_advance >= ADVANCE_EVERY:
+                enqueue_search(storage, plan, settled)
+                enqueue_evaluation(storage, plan, variants_of, evaluated)
+                last_advance = time.monotonic()
+            idle = not worker.run_one()
+            if not idle:
                 continue
             if len(evaluated) == len(plan.algorithms) * len(plan.workloads):
                 state = counts(storage, plan)  # every run is queued: done when none is left

@@ -226,8 +226,11 @@ class TuningPlan:
     def study_names(self) -> list[str]:
         """Workload by workload, tuning before evaluation: the order workers claim trials in, so a
         stopped experiment has whole workloads finished rather than every workload half done."""
-        names = []
-        for w in self.workloads:
-            names += [self.tune_study_name(a, w, k) for a in self.algorithms for k in range(self.studies_for(w))]
-            names += [self.eval_study_name(a, w) for a in self.algorithms]
-        return names
+        return [name for w in self.workloads for name in self.study_names_of(w)]
+
+    def study_names_of(self, workload: str) -> list[str]:
+        """One workload's studies: tuning, then evaluation."""
+        names = [
+            self.tune_study_name(a, workload, k) for a in self.algorithms for k in range(self.studies_for(workload))
+        ]
+        return names + [self.eval_study_name(a, workload) for a in self.algorithms]

@@ -104,8 +104,13 @@ class Worker:
         """Claim the first queued trial, or None. Order: workload by workload (the plan's study
         order); within a workload tuning, then evaluation (what the score needs), then the
         robustness runs on variants; then queue order."""
-        queued = []
-        for position, name in enumerate(self.plan.study_names()):
+        queued: list[tuple[tuple[int, int, int, int], FrozenTrial]] = []
+        names = [(i, name) for i, w in enumerate(self.plan.workloads) for name in self.plan.study_names_of(w)]
+        for position, (index, name) in enumerate(names):
+            # workload by workload: once a workload has queued trials, no later workload's can
+            # come first, so the rest need not be read (seconds on a big board)
+            if queued and index != queued[0][0][0]:
+                break
             for trial in self.storage.get_all_trials(self.study_id(name), deepcopy=False, states=(TrialState.WAITING,)):
                 kind = trial.user_attrs.get("kind")
                 if kind in KIND_ORDER:
