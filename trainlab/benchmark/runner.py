@@ -50,7 +50,7 @@ from typing import Any, Callable, Protocol
 import torch
 
 from trainlab.algorithms import AlgorithmSpec, TrainingAlgorithm
-from trainlab.algorithms.algoperf_compat import TrainingCompleteError
+from trainlab.algorithms.algoperf_spec import TrainingCompleteError
 from trainlab.algorithms.sso import SSOAlgorithm
 from trainlab.algorithms.submission import SubmissionAlgorithm, load_submission, submission_batch_size
 from trainlab.benchmark.clock import TrainingClock
@@ -334,6 +334,8 @@ def run_trial(
     result.state_bytes = algorithm.state_bytes()
     if isinstance(algorithm, SSOAlgorithm):
         result.outer_gradients, result.inner_steps = algorithm.counts()
+    if isinstance(algorithm, SubmissionAlgorithm):  # LAWA draws several batches per update_params
+        result.hparams["batches_drawn"] = algorithm.batches_drawn
     if compressor is not None:
         result.saved_activation_bytes = compressor.peak_bytes
     peak = peak_device_memory(device)
