@@ -9,6 +9,7 @@ top, so trainlab does not depend on it: before loading a submission, `install()`
 
 from __future__ import annotations
 
+import os
 import sys
 import types
 from typing import Any
@@ -34,20 +35,27 @@ __all__ = ["ForwardPassMode", "LossType", "ParameterType", "ShapeTuple", "Traini
 
 # ---- pytorch_utils ----
 def pytorch_setup() -> tuple[bool, int, torch.device, int]:
-    """(use_pytorch_ddp, rank, device, n_gpus). A submission trains in one trainlab process
-    (races refuse `--nproc` for submissions), so its `USE_PYTORCH_DDP = pytorch_setup()[0]` is
-    False and its `dist_nn.all_reduce` branches stay off."""
-    device = torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    return False, 0, device, torch.cuda.device_count()
+    """(use_pytorch_ddp, rank, device, n_gpus), by AlgoPerf's rule: data-parallel when launched by
+    torch.distributed.run (LOCAL_RANK set: `trainlab race --nproc N`), so a submission's
+    `USE_PYTORCH_DDP = pytorch_setup()[0]` turns on its `dist_nn.all_reduce` of the loss exactly
+    when trainlab wraps the model in DistributedDataParallel."""
+    ddp = "LOCAL_RANK" in os.environ
+    rank = int(os.environ["LOCAL_RANK"]) if ddp else 0
+    device = torch.device(f"cuda:{rank}" if torch.cuda.is_available() else "cpu")
+    return ddp, rank, device, torch.cuda.device_count()
 
 
 def pytorch_init(use_pytorch_ddp: bool, rank: int, profiler: Any = None) -> None:
-    """Nothing to set up in one process (AlgoPerf's starts DDP and configures JAX)."""
+    """Nothing to set up: trainlab's launcher starts the process group (AlgoPerf's also configures JAX)."""
 
 
 def sync_ddp_time(time: float, device: torch.device) -> float:
-    """The slowest rank's time: with one process, this one's."""
-    return float(time)
+    """The slowest rank's time."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return float(time)
+    value = torch.tensor(time, dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
+    return float(value.item())
 
 
 def update_batch_norm_fn(module: nn.Module, update_batch_norm: bool) -> None:
