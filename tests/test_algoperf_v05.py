@@ -103,6 +103,21 @@ def test_a_helper_imported_by_the_authors_module_path_resolves_in_its_folder(tmp
     assert "submissions.team_x.external_tuning.authors_path.helpers.late" in sys.modules
 
 
+def test_two_submissions_giving_the_same_module_name_are_refused(tmp_path):
+    """One process holds one module per name: a second folder's helper of the same name would
+    silently be the first one's."""
+    import shutil
+
+    from trainlab.algorithms.submission import load_submission
+    from trainlab.errors import UsageError
+
+    for copy in "ab":
+        shutil.copytree(HERE / "authors_path", tmp_path / copy / "authors_path")
+    with pytest.raises(UsageError, match="both import their own module 'submissions.team_x.external_tuning"):
+        for copy in "ab":  # (the fixture itself may hold the names already: then the first refuses)
+            load_submission(f"algoperf:{tmp_path / copy / 'authors_path' / 'submission.py'}")
+
+
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed")
 def test_under_two_processes_a_submission_trains_as_in_one(tmp_path):
     """`race --nproc 2`: pytorch_setup() says DDP (LOCAL_RANK), the submission all-reduces its loss

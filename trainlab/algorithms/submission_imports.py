@@ -26,6 +26,8 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
+from trainlab.errors import UsageError
+
 # import name -> distribution name, for the packages trainlab's `algoperf` extra installs
 EXTRA_PACKAGES = {"absl": "absl-py"}
 EXTRA_HINT = "pip install 'trainlab[algoperf]'"
@@ -122,7 +124,23 @@ def finder_for(submission: Path) -> SubmissionFinder:
         finder = _FINDERS[folder] = SubmissionFinder(folder)
         sys.meta_path.append(finder)
     finder.read(submission)
+    _check_clash(finder)
     return finder
+
+
+def _check_clash(finder: SubmissionFinder) -> None:
+    """Refuse a module name another submission's folder already gave (one process holds one module
+    per name: the second submission would run the first one's helper)."""
+    for name in sorted(finder.wanted):
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if not file or finder.resolve(name) is None:
+            continue
+        owner = next((f for f in _FINDERS if f != finder.folder and f in Path(file).parents), None)
+        if owner is not None:
+            raise UsageError(
+                f"AlgoPerf submissions in {owner} and {finder.folder} both import their own module {name!r}: "
+                "one process holds one module per name; race them in separate runs"
+            )
 
 
 def _failed_import(exc: BaseException, folder: Path) -> tuple[str, str]:
