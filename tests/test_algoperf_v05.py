@@ -103,6 +103,24 @@ def test_a_helper_imported_by_the_authors_module_path_resolves_in_its_folder(tmp
     assert "submissions.team_x.external_tuning.authors_path.helpers.late" in sys.modules
 
 
+def test_the_search_space_beside_a_submission_is_read_in_either_form(tmp_path):
+    import shutil
+
+    from trainlab.algorithms import make_algorithm
+
+    sub = tmp_path / "submission.py"
+    shutil.copy(HERE / "heavy_ball_submission.py", sub)
+    space = tmp_path / "tuning_search_space.json"
+    space.write_text(
+        json.dumps({"learning_rate": {"min": 1e-3, "max": 1e-1, "scaling": "log"}, "k": {"feasible_points": [3, 5]}})
+    )
+    spec = make_algorithm(f"algoperf:{sub}")
+    assert spec.hparams == {"learning_rate": pytest.approx(1e-2), "k": 3} and "centre of" in spec.source
+    space.write_text(json.dumps([{"learning_rate": 0.5, "k": 7}, {"learning_rate": 0.1, "k": 1}]))
+    spec = make_algorithm(f"algoperf:{sub}")
+    assert spec.hparams == {"learning_rate": 0.5, "k": 7} and spec.source.startswith("first point of")
+
+
 def test_two_submissions_giving_the_same_module_name_are_refused(tmp_path):
     """One process holds one module per name: a second folder's helper of the same name would
     silently be the first one's."""
