@@ -4,8 +4,9 @@ A PyTorch submission module (the AlgoPerf API: `get_batch_size`, `init_optimizer
 `update_params`, optional `prepare_for_eval`, `data_selection`) trains on any trainlab workload
 that states its outputs and their loss (`Workload.output_loss`), under trainlab's clock:
 
-- `update_params` runs once per timed step, with `train_state` when its signature asks for it
-  (a step may draw several batches, as LAWA's inner loop does: `batches_drawn` is recorded);
+- `update_params` runs once per timed step, with `train_state` when its signature asks for it; one
+  that draws several batches from the queue (LAWA's inner loop) counts as that many steps, so
+  budgets and step counts stay in batches (`batches_drawn` is recorded too);
   `prepare_for_eval` (optional) runs before each evaluation, on the clock (AlgoPerf v0.6);
   `data_selection` draws each batch from a queue of `{"inputs", "targets"}` dicts;
 - the workload object it sees (`SubmissionWorkload`) has what submissions use: `model_fn`,

@@ -133,10 +133,11 @@ def _check_clash(finder: SubmissionFinder) -> None:
     per name: the second submission would run the first one's helper)."""
     for name in sorted(finder.wanted):
         file = getattr(sys.modules.get(name), "__file__", None)
-        if not file or finder.resolve(name) is None:
+        if not file or finder.resolve(name) is None or finder.folder in Path(file).parents:
             continue
-        owner = next((f for f in _FINDERS if f != finder.folder and f in Path(file).parents), None)
-        if owner is not None:
+        owners = [f for f in _FINDERS if f in Path(file).parents]
+        if owners:
+            owner = max(owners, key=lambda f: len(f.parts))  # the innermost submission folder holding it
             raise UsageError(
                 f"AlgoPerf submissions in {owner} and {finder.folder} both import their own module {name!r}: "
                 "one process holds one module per name; race them in separate runs"
