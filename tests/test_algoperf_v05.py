@@ -83,6 +83,30 @@ def test_lawa_counts_the_batches_of_its_inner_loop_as_steps(v05_race):
     assert trial["steps"] == trial["hparams"]["batches_drawn"] == 21  # 7 calls: the budget (20) is in batches
 
 
+def test_an_update_that_draws_several_batches_counts_each_as_a_step(monkeypatch):
+    """A budget of 20 steps evaluated every 10, 3 batches per call: evaluations after the calls
+    that cross 10 and 20 (steps 12 and 21), 7 calls with AlgoPerf's global_step 0..6."""
+    from trainlab.algorithms import make_algorithm
+    from trainlab.algorithms.submission import SubmissionAlgorithm
+    from trainlab.benchmark.runner import run_trial
+    from trainlab.workloads import create_workload
+
+    seen = []
+    original = SubmissionAlgorithm.state_bytes
+
+    def spy(self):  # called once, after training: the global_step of every call
+        seen.append(list(self.optimizer_state["calls"]))
+        return original(self)
+
+    monkeypatch.setattr(SubmissionAlgorithm, "state_bytes", spy)
+    workload = create_workload("mnist1d_mlp", step_budget=20, eval_every=10)
+    result = run_trial(
+        workload, make_algorithm(f"algoperf:{HERE / 'inner_loop_submission.py'}"), 0, torch.device("cpu")
+    )
+    assert [e.step for e in result.evals] == [12, 21] and result.steps == 21
+    assert result.hparams["batches_drawn"] == 21 and seen == [list(range(7))]
+
+
 def test_a_helper_imported_by_the_authors_module_path_resolves_in_its_folder(tmp_path):
     """Module paths of a repository that is not here: the trailing components name helpers/ (with
     and without __init__.py); one is imported inside a function, at call time."""
