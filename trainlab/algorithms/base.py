@@ -57,7 +57,7 @@ class AlgorithmSpec:
 
     def submission_hparams(self) -> dict[str, Any]:
         """A submission's hyperparameter point (trainlab's own bookkeeping keys left out)."""
-        return {k: v for k, v in self.hparams.items() if k not in ("batch_size_source",)}
+        return {k: v for k, v in self.hparams.items() if k not in ("batch_size_source", "batches_drawn")}
 
 
 class TrainingAlgorithm:

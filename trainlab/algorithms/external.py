@@ -38,8 +38,9 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def import_file(path: Path, source: str, what: str, prefix: str):
-    """Import a user's .py file once (keyed by its content), any error reported in one line."""
+def import_file(path: Path, source: str, what: str, prefix: str, explain=None):
+    """Import a user's .py file once (keyed by its content), any error reported in one line
+    (`explain(exc)`, when given, may word it instead)."""
     if not path.is_file():
         raise UsageError(f"{what} {source!r} does not exist: give an existing .py file")
     name = f"{prefix}_{_sha256(path)[:12]}"
@@ -50,6 +51,9 @@ def import_file(path: Path, source: str, what: str, prefix: str):
     try:
         spec.loader.exec_module(module)
     except Exception as exc:  # a user's file: any error is its author's, reported in one line
+        message = explain(exc) if explain is not None else None
+        if message:
+            raise UsageError(message) from None
         where = f" (line {exc.lineno})" if isinstance(exc, SyntaxError) and exc.lineno else ""
         raise UsageError(
             f"cannot import {what} {source!r}{where}: {type(exc).__name__}: {getattr(exc, 'msg', None) or exc}"

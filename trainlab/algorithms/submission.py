@@ -4,7 +4,9 @@ A PyTorch submission module (the AlgoPerf API: `get_batch_size`, `init_optimizer
 `update_params`, optional `prepare_for_eval`, `data_selection`) trains on any trainlab workload
 that states its outputs and their loss (`Workload.output_loss`), under trainlab's clock:
 
-- `update_params` runs once per timed step, with `train_state` when its signature asks for it;
+- `update_params` runs once per timed step, with `train_state` when its signature asks for it; one
+  that draws several batches from the queue (LAWA's inner loop) counts as that many steps, so
+  budgets and step counts stay in batches (`batches_drawn` is recorded too);
   `prepare_for_eval` (optional) runs before each evaluation, on the clock (AlgoPerf v0.6);
   `data_selection` draws each batch from a queue of `{"inputs", "targets"}` dicts;
 - the workload object it sees (`SubmissionWorkload`) has what submissions use: `model_fn`,
@@ -16,7 +18,9 @@ that states its outputs and their loss (`Workload.output_loss`), under trainlab'
 - hyperparameters arrive as a namedtuple (attribute access, `hasattr` for optional keys);
 - `TrainingCompleteError` ends the trial (completed); any other exception fails the trial with its
   message, and the race goes on.
-The imports such modules make resolve to `trainlab.algorithms.algoperf_compat`.
+The AlgoPerf modules such files import resolve to `trainlab.algorithms.algoperf_compat` (both
+package names), their imports of their own helper files to those files (`submission_imports`), and
+a missing package is reported in one line with what to install.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from torch import nn
 
 from trainlab.algorithms import algoperf_compat as compat
 from trainlab.algorithms.external import import_file
+from trainlab.algorithms.submission_imports import diagnose, finder_for
+from trainlab.algorithms.submission_workload import SubmissionWorkload
 from trainlab.errors import UsageError
 
 PREFIX = "algoperf:"
@@ -46,7 +52,13 @@ def load_submission(name: str):
     source = name.strip()[len(PREFIX) :]
     path = Path(source).expanduser().resolve()
     compat.install()
-    module = import_file(path, source, "AlgoPerf submission", "trainlab_submission")
+    if path.is_file():
+        finder_for(path)  # its imports of its own folder's files, by the authors' module paths
+
+    def explain(exc: Exception) -> str | None:
+        return diagnose(exc, path, source) if isinstance(exc, ModuleNotFoundError) else None
+
+    module = import_file(path, source, "AlgoPerf submission", "trainlab_submission", explain)
     missing = [f for f in REQUIRED if not callable(getattr(module, f, None))]
     if missing:
         raise UsageError(
@@ -60,73 +72,6 @@ def hyperparameters_tuple(values: Mapping[str, Any]):
     """AlgoPerf's hyperparameters object: a namedtuple of the point's values."""
     fields = sorted(values)
     return collections.namedtuple("Hyperparameters", fields)(**{k: values[k] for k in fields})
-
-
-class SubmissionWorkload:
-    """What a submission sees of a trainlab workload (the AlgoPerf workload API it uses)."""
-
-    def __init__(self, workload, model: nn.Module) -> None:
-        self._workload = workload
-        self.eval_results: list[tuple[int, dict[str, float]]] = []
-        self.last_loss: torch.Tensor | None = None
-        self.param_shapes = {n: compat.ShapeTuple(tuple(p.shape)) for n, p in model.named_parameters()}
-        self.model_params_types = {n: _parameter_type(n, p) for n, p in model.named_parameters()}
-
-    # properties of the AlgoPerf workload API
-    name = property(lambda self: self._workload.name)
-    step_hint = property(lambda self: self._workload.step_budget)
-    num_train_examples = property(lambda self: int(self._workload.splits().train[0].shape[0]))
-    target_metric_name = property(lambda self: self._workload.metric)
-    validation_target_value = property(lambda self: self._workload.target)
-    loss_type = compat.LossType.SOFTMAX_CROSS_ENTROPY
-    max_allowed_runtime_sec = float("inf")
-    eval_period_time_sec = float("inf")
-    metrics_logger = None
-
-    def model_fn(
-        self,
-        params: nn.Module,
-        augmented_and_preprocessed_input_batch: Mapping[str, Any],
-        model_state: Any,
-        mode: Any,
-        rng: Any,
-        update_batch_norm: bool,
-        dropout_rate: float | None = None,
-    ) -> tuple[torch.Tensor, Any]:
-        training = mode == compat.ForwardPassMode.TRAIN
-        if params.training != training:
-            params.train(training)
-        with torch.set_grad_enabled(training):
-            outputs = self._workload.outputs(params, augmented_and_preprocessed_input_batch["inputs"])
-        return outputs, model_state
-
-    def loss_fn(
-        self,
-        label_batch: torch.Tensor,
-        logits_batch: torch.Tensor,
-        mask_batch: Any = None,
-        label_smoothing: float = 0.0,
-    ) -> dict[str, torch.Tensor]:
-        per_example = self._workload.output_loss(logits_batch, label_batch, label_smoothing)
-        if mask_batch is not None:
-            mask = mask_batch.reshape(-1).to(per_example.dtype)
-            per_example = per_example * mask
-            count = mask.sum()
-        else:
-            count = torch.tensor(float(per_example.numel()), device=per_example.device)
-        summed = per_example.sum()
-        self.last_loss = (summed / count).detach()
-        return {"summed": summed, "n_valid_examples": count, "per_example": per_example}
-
-
-def _parameter_type(name: str, p: torch.Tensor) -> compat.ParameterType:
-    if p.ndim >= 3:
-        return compat.ParameterType.CONV_WEIGHT
-    if "embed" in name:
-        return compat.ParameterType.EMBEDDING
-    if p.ndim == 2:
-        return compat.ParameterType.WEIGHT
-    return compat.ParameterType.BIAS if name.endswith("bias") else compat.ParameterType.LAYER_NORM_SCALE
 
 
 def submission_batch_size(module, workload) -> tuple[int, str]:
@@ -157,6 +102,7 @@ class SubmissionAlgorithm:
         self.optimizer = None
         self.model_state = None
         self.step = 0
+        self.batches_drawn = 0  # a step (update_params call) may draw several (LAWA's inner loop)
         self.optimizer_state = self.module.init_optimizer_state(
             workload=self.view, model_params=model, model_state=None, hyperparameters=self.hyperparameters, rng=self.rng
         )
@@ -180,6 +126,7 @@ class SubmissionAlgorithm:
         workload = self.view._workload
         while True:
             x, y = workload.inputs_and_targets(next(batches))
+            self.batches_drawn += 1
             yield {"inputs": x, "targets": y}
 
     def next_batch(self, batches: Iterator, model: nn.Module) -> dict[str, torch.Tensor]:

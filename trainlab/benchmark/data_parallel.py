@@ -83,10 +83,13 @@ class DataParallel:
 
 
 def check(workload: Workload, spec: AlgorithmSpec, nproc: int, strategy: str) -> None:
-    """What fails before any launch: a batch that does not split, a submission or SSO."""
+    """What fails before any launch: a batch that does not split, SSO, a submission under FSDP2
+    (AlgoPerf's PyTorch submissions are written for DistributedDataParallel)."""
     check_split(workload, nproc, strategy)
-    if spec.submission or spec.method != "plain":
-        raise UsageError(f"--nproc: {spec.name} runs in one process only (AlgoPerf submissions and SSO)")
+    if spec.method != "plain":
+        raise UsageError(f"--nproc: {spec.name} runs in one process only (SSO)")
+    if spec.submission and strategy != "ddp":
+        raise UsageError(f"--nproc: {spec.name} is an AlgoPerf submission, which trains under --strategy ddp only")
 
 
 def check_split(workload: Workload, nproc: int, strategy: str) -> None:

@@ -4,8 +4,11 @@ Untimed: moving data to the device, building the model and the optimizer, every 
 final test evaluation. Timed: drawing each batch, forward, backward, optimizer and schedule step, and
 the algorithm's prepare_for_eval / prepare_for_train hooks (as in AlgoPerf). The trial's score is the
 training time and step count at the first evaluation whose validation metric meets the target; a trial
-that never meets it scores infinity. A non-finite training loss ends the trial as `diverged` at the
-step it appears (checking it costs one host-device sync per step, which is on the clock).
+that never meets it scores infinity. A step is a training batch: an AlgoPerf submission whose
+`update_params` draws several (LAWA's inner loop) advances the step count, the budget and the
+evaluation cadence by all of them, as AlgoPerf's clock charges them. A non-finite training loss
+ends the trial as `diverged` at the step it appears (checking it costs one host-device sync per
+step, which is on the clock).
 
 Memory savers (`trainlab.memory`), the fields of a `TrialConfig`, all off by default; with all off
 the timed loop is exactly the plain one (the workload's own loss function goes to the algorithm, no hooks, no autocast):
@@ -50,7 +53,7 @@ from typing import Any, Callable, Protocol
 import torch
 
 from trainlab.algorithms import AlgorithmSpec, TrainingAlgorithm
-from trainlab.algorithms.algoperf_compat import TrainingCompleteError
+from trainlab.algorithms.algoperf_spec import TrainingCompleteError
 from trainlab.algorithms.sso import SSOAlgorithm
 from trainlab.algorithms.submission import SubmissionAlgorithm, load_submission, submission_batch_size
 from trainlab.benchmark.clock import TrainingClock
@@ -238,14 +241,18 @@ def run_trial(
 
     clock.start()
     done_at = 0  # the step after which an AlgoPerf submission declared training complete
-    for step in range(1, workload.step_budget + 1):
+    step = 0
+    while step < workload.step_budget:
+        before, step = step, step + 1
         try:
             batch: Any = algorithm.next_batch(batches, model)  # a tuple, or a submission's dict
             loss = algorithm.update(model, batch, training_loss)
             if distributed is not None:
                 loss = distributed.mean(loss)
+            # steps are batches: a submission's update_params that drew several (LAWA) counts them all
+            step = max(step, getattr(algorithm, "batches_drawn", step))
         except TrainingCompleteError:
-            done_at = step = step - 1  # nothing trained this step: evaluate what the last one left
+            done_at = step = before  # nothing trained this step: evaluate what the last one left
             if step == 0 or (result.evals and result.evals[-1].step == step):
                 break
         if not done_at:
@@ -260,12 +267,12 @@ def run_trial(
                 result.status = "diverged"
                 diverged_seconds = clock.pause()
                 break
-            if fine_split is not None and continual is not None and step % continual[0] == 0:
+            if fine_split is not None and continual is not None and step // continual[0] != before // continual[0]:
                 result.eval_seconds += continual_eval(
                     result, step, algorithm, model, evaluate, fine_split, clock, workload
                 )
-            if step % workload.eval_every and step != workload.step_budget:
-                continue
+            if step // workload.eval_every == before // workload.eval_every and step < workload.step_budget:
+                continue  # no evaluation boundary crossed
 
         # ---- evaluation: the clock is paused ----
         algorithm.prepare_for_eval(model)
@@ -300,7 +307,7 @@ def run_trial(
         if monitor is not None and monitor(result) and not result.reached:
             result.status = "pruned"
             break
-        if done_at or step == workload.step_budget or (stop_at_target and result.reached):
+        if done_at or step >= workload.step_budget or (stop_at_target and result.reached):
             break  # the final weights stay in evaluation form for the test evaluation
         clock.resume()
         algorithm.prepare_for_train(model)
@@ -337,6 +344,8 @@ def run_trial(
     result.state_bytes = max(peak_state, algorithm.state_bytes())
     if isinstance(algorithm, SSOAlgorithm):
         result.outer_gradients, result.inner_steps = algorithm.counts()
+    if isinstance(algorithm, SubmissionAlgorithm):  # LAWA draws several batches per update_params
+        result.hparams["batches_drawn"] = algorithm.batches_drawn
     if compressor is not None:
         result.saved_activation_bytes = compressor.peak_bytes
     peak = peak_device_memory(device)

@@ -1,0 +1,1 @@
+TAG = "helpers package"
