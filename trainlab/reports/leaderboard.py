@@ -259,19 +259,20 @@ def write_leaderboard(
         "",
     ]
     lines += ["### Per workload", ""] + workload_table(t_scores, t_mem, workloads, t_out.incomplete) + [""]
+    verdicts = judge(t_out)
     lines += (
         [
             "## The papers' claims",
             "",
-            "Read off the tuned board (`trainlab.reports.claims`): a "
-            "method needs fewer steps on a workload only where its 95 % interval lies wholly below "
-            "the other's.",
+            "Read off the tuned board (`trainlab.reports.claims`), each at the size the paper claims: "
+            "A's held-out steps multiplied by the claimed factor against B's on the same seeds, an exact "
+            "sign test per workload, Holm's correction over every claim and workload.",
             "",
         ]
-        + claim_rows(t_scores["steps"], t_mem, t_out.best, workloads, runs_per_cell(t_out))
+        + claim_rows(verdicts, t_mem, t_out.best)
         + [""]
     )
-    lines += verdict_section(t_out, t_scores, s_scores, t_mem, workloads, out_dir)
+    lines += verdict_section(verdicts, t_out, t_scores, s_scores, t_mem, workloads, out_dir)
     lines += ["## Self-tuning (workload-agnostic defaults, no tuning)", ""]
     if s_scores is None:
         lines += ["Not run yet: `trainlab leaderboard --only self` runs it.", ""]
@@ -306,9 +307,8 @@ def write_leaderboard(
     return path
 
 
-def verdict_section(t_out, t_scores, s_scores, mem, workloads: list[str], out_dir: Path) -> list[str]:
+def verdict_section(v, t_out, t_scores, s_scores, mem, workloads: list[str], out_dir: Path) -> list[str]:
     """Judging protocol v2's section, its sensitivity plots, and `notes.md` (the README's prose)."""
-    v = judge(t_out)
     state = {a: r for a in t_out.plan.algorithms if (r := state_ratio(mem, a, workloads)) is not None}
     untuned = s_scores["steps"].scores if s_scores else {}
     lines = ["## Verdicts", "", "### Where each optimum lies", ""] + verdict_lines_bracket(t_out, workloads, out_dir)
