@@ -31,8 +31,10 @@ def test_studies_that_disagree_cannot_be_bounded_and_identical_runs_can():
     iv = median_interval([[300] * 5, [400] * 5, [500] * 5])
     assert design_effect([[300] * 5, [400] * 5, [500] * 5]) == 5.0
     assert not iv.exact and (iv.low, iv.high) == (0.0, math.inf)
-    same = median_interval([[350, 350], [350, 350]])
+    # identical runs show no clustering (design effect 1): six bound the median, one does not
+    same = median_interval([[350, 350, 350], [350, 350, 350]])
     assert (same.low, same.high, same.exact) == (350.0, 350.0, True)
+    assert not median_interval([[350]]).exact
 
 
 def test_a_miss_is_the_largest_outcome():

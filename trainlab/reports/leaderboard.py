@@ -19,7 +19,7 @@ from trainlab.reports.leaderboard_plot import pareto_plot
 from trainlab.reports.scoring_tables import MISS, scoring_table_latex
 from trainlab.reports.sensitivity_plot import sensitivity_plot
 from trainlab.reports.tuning_report import score_experiment, write_tuning_report
-from trainlab.reports.verdicts import judge
+from trainlab.reports.verdicts import fmt_interval, fmt_steps, judge
 from trainlab.reports import verdicts_text
 from trainlab.tuning.outcomes import collect
 
@@ -68,12 +68,14 @@ def _variants(outcomes) -> dict[str, tuple[int, int]]:
 
 def state_ratio(mem: dict, a: str, workloads: list[str]) -> float | None:
     """Geometric mean over workloads of the algorithm's peak optimizer state over AdamW's."""
-    logs = [
-        math.log(mem[(a, w)]["state"] / mem[(BASELINE, w)]["state"])
+    ratios = [
+        mem[(a, w)]["state"] / mem[(BASELINE, w)]["state"]
         for w in workloads
-        if mem.get((a, w), {}).get("state") and mem.get((BASELINE, w), {}).get("state")
+        if mem.get((a, w), {}).get("state") is not None and mem.get((BASELINE, w), {}).get("state")
     ]
-    return math.exp(statistics.fmean(logs)) if logs else None
+    if not ratios or min(ratios) == 0:  # a stateless method: 0 on every workload
+        return 0.0 if ratios else None
+    return math.exp(statistics.fmean(math.log(r) for r in ratios))
 
 
 def summary_table(
@@ -116,11 +118,22 @@ def compact_table(
     variants: dict[str, tuple[int, int]],
     workloads: list[str],
     pending: set[tuple[str, str]] = frozenset(),
+    verdicts=None,
 ) -> list[str]:
-    """The README's table: per algorithm, held-out steps to target per workload (median [95 %]),
-    the scores, speedup and memory against AdamW, variants reached and the untuned score; ordered
-    by the steps score, which machine load cannot move."""
+    """The README's table: per algorithm, held-out steps to target per workload (with `verdicts`:
+    the median over every held-out run and its coverage-checked 95 % interval; without, AlgoPerf's
+    median of study medians and a bootstrap interval), the scores, speedup and memory against
+    AdamW, variants reached and the untuned score; ordered by the steps score, which machine load
+    cannot move."""
     steps, time = tuned["steps"], tuned["time"]
+
+    def cell(a: str, w: str) -> str:
+        if (a, w) in pending:
+            return PENDING
+        if verdicts is None or (a, w) not in verdicts.medians:
+            return _cost(steps.costs[a][w], steps.intervals[a][w], "steps")
+        return f"{fmt_steps(verdicts.medians[(a, w)])} {fmt_interval(verdicts.intervals[(a, w)])}"
+
     lines = [
         "| algorithm | " + " | ".join(f"{w} steps" for w in workloads) + " | score (steps) | score (wall clock) "
         "| speedup vs adamw (steps) | state vs adamw (geometric mean, peak) | variants reached "
@@ -128,10 +141,7 @@ def compact_table(
         "|---|" + "---:|" * (len(workloads) + 6),
     ]
     for a in sorted(steps.scores, key=lambda a: (-steps.scores[a], -time.scores.get(a, 0.0), a)):
-        cells = [
-            PENDING if (a, w) in pending else _cost(steps.costs[a][w], steps.intervals[a][w], "steps")
-            for w in workloads
-        ]
+        cells = [cell(a, w) for w in workloads]
         ratio = state_ratio(mem, a, workloads)
         got = variants.get(a)
         untuned = self_scores["steps"].scores.get(a) if self_scores else None
@@ -300,8 +310,13 @@ def write_leaderboard(
         )
     )
     (out_dir / "summary.md").write_text(
-        "\n".join(compact_table(t_scores, s_scores, t_mem, _variants(t_out), workloads, t_out.incomplete)) + "\n"
+        "\n".join(compact_table(t_scores, s_scores, t_mem, _variants(t_out), workloads, t_out.incomplete, verdicts))
+        + "\n"
     )
+    plans = [tuned] + ([self_tuning] if views["self"] is not None else [])
+    hours = trial_hours(storage, plans)
+    with (out_dir / "notes.md").open("a") as notes:
+        notes.write(f"\nCost: {hours:.1f} trial-process hours in all (one CPU thread each), summed from the store.\n")
     path = out_dir / "report.md"
     path.write_text("\n".join(lines))
     return path
@@ -317,8 +332,23 @@ def verdict_section(v, t_out, t_scores, s_scores, mem, workloads: list[str], out
     lines += verdicts_text.speedup_lines(v) + ["", "### The target ladder", ""] + verdicts_text.ladder_lines(v)
     lines += ["### Which optimizer when", ""]
     lines += verdicts_text.which_when(v, state, t_scores["time"].scores, untuned) + [""]
-    (out_dir / "notes.md").write_text("\n".join(verdicts_text.notes(v)) + "\n")
+    notes = ["What the board says (every sentence a paired test, Holm-corrected per workload):", ""]
+    notes += verdicts_text.notes(v) + ["", *verdicts_text.detectable_lines(v), "", "Which optimizer when:", ""]
+    notes += verdicts_text.which_when(v, state, t_scores["time"].scores, untuned)
+    (out_dir / "notes.md").write_text("\n".join(notes) + "\n")
     return lines
+
+
+def trial_hours(storage, plans) -> float:
+    """Trial-process hours the experiments' finished trials took (start to completion, each)."""
+    from trainlab.tuning.experiment import experiment_trials
+
+    seconds = 0.0
+    for plan in plans:
+        for t in experiment_trials(storage, plan):
+            if t.datetime_start is not None and t.datetime_complete is not None:
+                seconds += (t.datetime_complete - t.datetime_start).total_seconds()
+    return seconds / 3600
 
 
 def verdict_lines_bracket(t_out, workloads: list[str], out_dir: Path) -> list[str]:

@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 STUDY_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
 
@@ -33,6 +34,7 @@ def sensitivity_plot(trials: list[dict[str, Any]], workload: str, algorithms: li
                 marker = "^" if t["status"] == "diverged" or t["rank"] == (2,) else "x"
                 ax.scatter([t["lr"]], [top], s=16, marker=marker, color=color, zorder=3)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(a, fontsize=8)
         ax.tick_params(labelsize=6)
         ax.axhline(top, color="0.85", lw=0.6, zorder=1)

@@ -90,8 +90,6 @@ def median_interval(groups: Sequence[Sequence[float]], level: float = LEVEL) -> 
     n = len(flat)
     if n == 0:
         raise ValueError("an interval needs at least one run")
-    if flat[0] == flat[-1]:  # every run the same: the median is known
-        return Interval(float(flat[0]), float(flat[0]), n, float(n), True)
     n_eff = n / design_effect(groups)
     m = max(1, int(math.floor(n_eff + 1e-9)))
     j = _order_index(m, level)
