@@ -242,7 +242,9 @@ def write_leaderboard(
         "**Self-tuning (no tuning).** Every algorithm at its "
         "registered workload-agnostic race defaults, one run per seed "
         f"({seeds}), "
-        "scored the same way.",
+        "scored the same way, at 1x the step budget: AlgoPerf's self-tuning ruleset allows 3x, "
+        "but steps to a reached target do not depend on the budget, and 3x would triple the cost "
+        "of every run that misses.",
         "",
         "Scores: area under the performance profile up to r_max = 4 (1 = fastest everywhere); "
         "intervals in these tables: 95 % bootstrap over studies and seeds (the verdicts below use "
