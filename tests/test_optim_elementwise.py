@@ -438,3 +438,59 @@ def test_ademamix_warmups_follow_the_race_budget():
     algorithm = TrainingAlgorithm(make_algorithm("ademamix"), nn.Linear(3, 2), total_steps=600)
     group = algorithm.optimizer.param_groups[0]
     assert group["alpha_warmup"] == 600 and group["beta3_warmup"] == 600 and group["alpha"] == 8.0
+
+
+# ---- every registered elementwise rule, from the registry (a new one needs no edit here) ----------
+def _elementwise_names():
+    from trainlab import optim
+    from trainlab.optim.base import ElementwiseOptimizer
+
+    return sorted(
+        n
+        for n in optim.available()
+        if isinstance(optim.entry(n).factory, type) and issubclass(optim.entry(n).factory, ElementwiseOptimizer)
+    )
+
+
+@pytest.mark.parametrize("name", _elementwise_names())
+def test_foreach_path_is_the_rule_run_on_the_whole_bucket(name):
+    """The foreach path is derived from the per-tensor rule (`trainlab.optim.tensorlist`): on a
+    rank-deficient 48x80 matrix, its transpose's shape and a bias, in two groups with weight decay,
+    it gives the per-tensor path's parameters and state bit for bit, step after step."""
+    from trainlab import optim
+
+    entry = optim.entry(name)
+    h = {k: v for k, v in entry.race_defaults.items() if k in entry.hyperparameters()}
+    if "weight_decay" in entry.hyperparameters():
+        h["weight_decay"] = 0.1
+    gen = torch.Generator().manual_seed(0)
+    low_rank = torch.randn(48, 6, generator=gen) @ torch.randn(6, 80, generator=gen)
+    start = [low_rank, torch.randn(80, 48, generator=gen), torch.randn(80, generator=gen)]
+    runs = []
+    for foreach in (True, False):
+        params = [p.clone().requires_grad_() for p in start]
+        groups = [{"params": params[:2]}, {"params": params[2:], "lr": 2.5 * h["lr"]}]
+        opt = optim.create(name, groups, **h, foreach=foreach, fused=False)
+        for t in range(4):
+            g = torch.Generator().manual_seed(10 + t)
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=g)
+            opt.step()
+        runs.append((params, opt))
+    (a, opt_a), (b, opt_b) = runs
+    assert all(not torch.equal(p, q) for p, q in zip(a, start))  # the steps moved every parameter
+    assert all(torch.equal(p, q) for p, q in zip(a, b)), name
+    for p, q in zip(a, b):
+        sa, sb = opt_a.state[p], opt_b.state[q]
+        assert sa.keys() == sb.keys()
+        assert all(torch.equal(sa[k], sb[k]) if torch.is_tensor(sa[k]) else sa[k] == sb[k] for k in sa), name
+
+
+def test_a_rule_with_an_op_that_has_no_multi_tensor_form_fails_loudly():
+    from trainlab.optim.tensorlist import apply
+
+    def rule(p, g, states, s):
+        return (torch.tanh(p),)
+
+    with pytest.raises(TypeError, match="tanh has no multi-tensor form"):
+        apply(rule, [torch.ones(3)], [torch.ones(3)], [()], ())

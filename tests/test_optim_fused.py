@@ -13,7 +13,9 @@ import io
 import pytest
 import torch
 
+from trainlab import optim
 from trainlab.optim import create, fused
+from trainlab.optim.base import ElementwiseOptimizer
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -32,7 +34,7 @@ STEPS = 3  # fused vs foreach, lr changed after every step
 MORE = 2  # steps after a state_dict hand-over
 LR_DECAY = 0.5  # lr multiplier between steps: a baked-in lr would be off by 2x at once
 
-CASES = {  # registry name -> hparams (weight decay on everywhere)
+OVERRIDES = {  # registry name -> hparams exercising the rule's every term (weight decay on everywhere)
     "nadamw": dict(lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1),
     "lion": dict(lr=1e-3, betas=(0.9, 0.99), weight_decay=0.5),
     "diffgrad": dict(lr=1e-3, weight_decay=0.05),
@@ -41,6 +43,23 @@ CASES = {  # registry name -> hparams (weight decay on everywhere)
     "sfadamw": dict(lr=2e-3, weight_decay=0.1, warmup_steps=2, r=0.5),
     "ademamix": dict(lr=1e-3, alpha=5.0, alpha_warmup=3, beta3_warmup=3, weight_decay=0.1),
 }
+
+
+def _defaults(name):
+    """A newly registered elementwise optimizer's race defaults (decay on): covered with no edit here."""
+    entry = optim.entry(name)
+    known = entry.hyperparameters()
+    h = {k: v for k, v in entry.race_defaults.items() if k in known}
+    return {**h, "weight_decay": 0.1} if "weight_decay" in known else h
+
+
+# every registered elementwise optimizer with a rule, from the registry: none can escape comparison
+ELEMENTWISE = sorted(
+    n
+    for n in optim.available()
+    if isinstance(optim.entry(n).factory, type) and issubclass(optim.entry(n).factory, ElementwiseOptimizer)
+)
+CASES = {name: OVERRIDES.get(name) or _defaults(name) for name in ELEMENTWISE}
 
 
 def make_params(seed=0):
@@ -132,7 +151,9 @@ def test_a_later_process_loads_the_kernel_without_building():
     script = f"""
 import json, torch
 torch.set_num_threads(1)
+from trainlab import optim
 from trainlab.optim import create, fused
+from trainlab.optim.base import ElementwiseOptimizer
 params = [torch.randn(s).requires_grad_() for s in {SHAPES!r}]
 for p in params:
     p.grad = torch.randn_like(p)

@@ -122,25 +122,6 @@ class AdEMAMix(ElementwiseOptimizer):
     def _rule(self, group):
         return ademamix_rule
 
-    def _update(self, group, params, grads, states, step) -> None:
-        decay, one_minus_b1, one_minus_b2, one_minus_b3, inv_bias1, inv_sqrt_bias2, alpha, eps, neg_lr = self._scalars(
-            group, step
-        )
-        fast = [s["exp_avg_fast"] for s in states]
-        slow = [s["exp_avg_slow"] for s in states]
-        sq = [s["exp_avg_sq"] for s in states]
-        torch._foreach_lerp_(fast, grads, one_minus_b1)
-        torch._foreach_lerp_(slow, grads, one_minus_b3)
-        torch._foreach_lerp_(sq, torch._foreach_mul(grads, grads), one_minus_b2)
-        denom = torch._foreach_sqrt(sq)
-        torch._foreach_mul_(denom, inv_sqrt_bias2)
-        torch._foreach_add_(denom, eps)
-        numer = torch._foreach_mul(fast, inv_bias1)
-        torch._foreach_add_(numer, slow, alpha=alpha)
-        if decay != 1:
-            torch._foreach_mul_(params, decay)
-        torch._foreach_addcdiv_(params, numer, denom, value=neg_lr)
-
 
 REGISTRATION = Registration(
     "ademamix",

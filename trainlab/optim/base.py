@@ -26,17 +26,18 @@ a few lines of arithmetic; what they share is this class's `step()`:
    - `foreach=False` (and fused not True): `_rule` applied eagerly per tensor (`_update_single`),
      the plain reference.
 
-The arithmetic lives in two places per optimizer, kept in agreement by tests: the foreach chain and
-the pure per-tensor `_rule(group)(p, g, states, s)`, which returns the new parameter and the new
-values of the state tensors named by `_state_keys`, and reads every number from `s =
-_scalars(group, step)` (Python floats in the per-tensor path, entries of one float32 tensor in the
-fused path, so one kernel serves every lr and step). Both paths use the same `_scalars`, and the
+The arithmetic lives in one place per optimizer: the pure per-tensor `_rule(group)(p, g, states,
+s)`, which returns the new parameter and the new values of the state tensors named by
+`_state_keys`, and reads every number from `s = _scalars(group, step)` (Python floats in the
+per-tensor and foreach paths, entries of one float32 tensor in the fused path, so one kernel serves
+every lr and step). The foreach path runs that same rule on the bucket's lists of tensors
+(`trainlab.optim.tensorlist`), one `torch._foreach_*` launch per op. Both paths use the same `_scalars`, and the
 state layout is identical, so a state_dict moves freely between `fused`, `foreach` and per-tensor
 optimizers; `load_state_dict` keeps the loading optimizer's `foreach`/`fused` switches, which
 describe this process's implementation choice, not the training state.
 
-A subclass supplies `_init_state`, `_scalars`, `_rule`, `_state_keys` (or `_rule_states`),
-`_update`, and optionally `_begin_group` (once per group per step, before any bucket;
+A subclass supplies `_init_state`, `_scalars`, `_rule`, `_state_keys` (or `_rule_states`), and
+optionally `_begin_group` (once per group per step, before any bucket;
 Schedule-Free keeps its averaging weights there) and `_check_can_step` (called first, before the
 closure runs or anything is touched).
 
@@ -51,6 +52,7 @@ from typing import Any, Callable, cast
 import torch
 
 from trainlab.optim import fused as fused_path
+from trainlab.optim import tensorlist
 from trainlab.optim.distributed import keep_new_state, local
 from trainlab.optim.validation import check_dense_real
 
@@ -106,8 +108,13 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
         states: list[dict[str, Any]],
         step: int,
     ) -> None:
-        """Update `params` in place; all share `step`, device and dtype. Multi-tensor path."""
-        raise NotImplementedError
+        """Update `params` in place; all share `step`, device and dtype. Multi-tensor path: by
+        default the per-tensor rule itself, run on the whole bucket (`trainlab.optim.tensorlist`)."""
+        rule = self._rule(group)
+        if rule is None:
+            raise NotImplementedError(f"{type(self).__name__} has neither a rule nor a multi-tensor update")
+        rule_states = [self._rule_states(group, p, s) for p, s in zip(params, states)]
+        tensorlist.apply(rule, params, grads, rule_states, self._scalars(group, step))
 
     def _update_single(
         self, group: dict[str, Any], p: torch.Tensor, grad: torch.Tensor, state: dict[str, Any], step: int

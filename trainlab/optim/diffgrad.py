@@ -94,25 +94,6 @@ class DiffGrad(ElementwiseOptimizer):
     def _rule(self, group):
         return diffgrad_rule
 
-    def _update(self, group, params, grads, states, step) -> None:
-        weight_decay, one_minus_beta1, beta2, one_minus_beta2, eps, neg_step = self._scalars(group, step)
-        exp_avgs = [s["exp_avg"] for s in states]
-        exp_avg_sqs = [s["exp_avg_sq"] for s in states]
-        previous = [s["previous_grad"] for s in states]
-        if weight_decay:
-            grads = torch._foreach_add(grads, params, alpha=weight_decay)
-        torch._foreach_lerp_(exp_avgs, grads, one_minus_beta1)
-        torch._foreach_mul_(exp_avg_sqs, beta2)
-        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=one_minus_beta2)
-        friction = torch._foreach_sub(previous, grads)
-        torch._foreach_abs_(friction)
-        torch._foreach_sigmoid_(friction)
-        torch._foreach_copy_(previous, grads)
-        torch._foreach_mul_(friction, exp_avgs)
-        denominators = torch._foreach_sqrt(exp_avg_sqs)
-        torch._foreach_add_(denominators, eps)
-        torch._foreach_addcdiv_(params, friction, denominators, value=neg_step)
-
 
 REGISTRATION = Registration(
     "diffgrad",

@@ -72,16 +72,6 @@ class Lion(ElementwiseOptimizer):
     def _rule(self, group):
         return lion_rule
 
-    def _update(self, group, params, grads, states, step) -> None:
-        decay, one_minus_beta1, one_minus_beta2, neg_lr = self._scalars(group, step)
-        exp_avgs = [s["exp_avg"] for s in states]
-        if decay != 1:
-            torch._foreach_mul_(params, decay)
-        directions = torch._foreach_lerp(exp_avgs, grads, one_minus_beta1)
-        torch._foreach_sign_(directions)
-        torch._foreach_add_(params, directions, alpha=neg_lr)
-        torch._foreach_lerp_(exp_avgs, grads, one_minus_beta2)
-
 
 REGISTRATION = Registration(
     "lion",

@@ -86,23 +86,6 @@ class NAdamW(ElementwiseOptimizer):
     def _rule(self, group):
         return nadamw_rule
 
-    def _update(self, group, params, grads, states, step) -> None:
-        decay, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps, neg_step = self._scalars(
-            group, step
-        )
-        exp_avgs = [s["exp_avg"] for s in states]
-        exp_avg_sqs = [s["exp_avg_sq"] for s in states]
-        if decay != 1:
-            torch._foreach_mul_(params, decay)
-        torch._foreach_lerp_(exp_avgs, grads, one_minus_beta1)
-        torch._foreach_mul_(exp_avg_sqs, beta2)
-        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=one_minus_beta2)
-        numerators = torch._foreach_lerp(exp_avgs, grads, one_minus_beta1)
-        denominators = torch._foreach_sqrt(exp_avg_sqs)
-        torch._foreach_div_(denominators, bias_correction2_sqrt)
-        torch._foreach_add_(denominators, eps)
-        torch._foreach_addcdiv_(params, numerators, denominators, value=neg_step)
-
 
 REGISTRATION = Registration(
     "nadamw",

@@ -200,25 +200,6 @@ class ScheduleFreeAdamW(ElementwiseOptimizer):
     def _rule(self, group):
         return sfadamw_rule
 
-    def _update(self, group, params, grads, states, step) -> None:
-        beta2, one_minus_beta2, bias_correction2, eps, weight_decay, ckp1, adj_lr, neg_gamma = self._scalars(
-            group, step
-        )
-        zs = [s["z"] for s in states]
-        vs = [s["exp_avg_sq"] for s in states]
-        torch._foreach_mul_(vs, beta2)
-        torch._foreach_addcmul_(vs, grads, grads, value=one_minus_beta2)
-        denominators = torch._foreach_div(vs, bias_correction2)
-        torch._foreach_sqrt_(denominators)
-        torch._foreach_add_(denominators, eps)
-        us = torch._foreach_div(grads, denominators)
-        del denominators
-        if weight_decay:
-            torch._foreach_add_(us, params, alpha=weight_decay)
-        torch._foreach_lerp_(params, zs, ckp1)
-        torch._foreach_add_(params, us, alpha=adj_lr)
-        torch._foreach_add_(zs, us, alpha=neg_gamma)
-
 
 REGISTRATION = Registration(
     "sfadamw",

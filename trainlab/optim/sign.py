@@ -82,18 +82,6 @@ class SignSGD(ElementwiseOptimizer):
     def _rule_states(self, group, p, state):
         return (self._buffer(p, state),) if group["momentum"] else ()
 
-    def _update(self, group, params, grads, states, step) -> None:
-        decay, neg_lr, one_minus_beta = self._scalars(group, step)
-        if group["momentum"]:
-            buffers = [self._buffer(p, s) for p, s in zip(params, states)]
-            torch._foreach_lerp_(buffers, grads, one_minus_beta)
-            directions = torch._foreach_sign(buffers)
-        else:
-            directions = torch._foreach_sign(grads)
-        if decay != 1:
-            torch._foreach_mul_(params, decay)
-        torch._foreach_add_(params, directions, alpha=neg_lr)
-
 
 class Signum(SignSGD):
     """Signum (Bernstein et al., ICML 2018, Algorithm 2): sign of an exponential momentum.
