@@ -141,3 +141,19 @@ def test_target_setting_budget_is_three_quarters_unless_the_workload_says_otherw
     assert create_workload("text_lm").target_budget() == 900
     assert create_workload("text_lm").step_budget == 2400
     assert create_workload("text_lm", step_budget=240).target_budget() == 90
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("import torch\ndef broken(:\n    pass\n", r"line 2: SyntaxError: invalid syntax"),
+        ("import torch\n\nraise ValueError('boom')\n", r"line 3: ValueError: boom"),
+    ],
+)
+def test_a_broken_workload_file_is_one_line_naming_the_file_line_and_fix(tmp_path, source, message):
+    path = tmp_path / "mine.py"
+    path.write_text(source)
+    with pytest.raises(UsageError, match=message) as caught:
+        workload_class(str(path))
+    text = str(caught.value)
+    assert "\n" not in text and str(path) in text and "fix the file" in text

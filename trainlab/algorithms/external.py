@@ -14,7 +14,6 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import torch
 
 from trainlab import optim
 from trainlab.errors import UsageError
+from trainlab.utils.user_files import import_file
 
 
 def is_external(optimizer_name: str) -> bool:
@@ -36,30 +36,6 @@ def _is_file(source: str) -> bool:
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def import_file(path: Path, source: str, what: str, prefix: str, explain=None):
-    """Import a user's .py file once (keyed by its content), any error reported in one line
-    (`explain(exc)`, when given, may word it instead)."""
-    if not path.is_file():
-        raise UsageError(f"{what} {source!r} does not exist: give an existing .py file")
-    name = f"{prefix}_{_sha256(path)[:12]}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:  # a user's file: any error is its author's, reported in one line
-        message = explain(exc) if explain is not None else None
-        if message:
-            raise UsageError(message) from None
-        where = f" (line {exc.lineno})" if isinstance(exc, SyntaxError) and exc.lineno else ""
-        raise UsageError(
-            f"cannot import {what} {source!r}{where}: {type(exc).__name__}: {getattr(exc, 'msg', None) or exc}"
-        ) from None
-    sys.modules[name] = module
-    return module
 
 
 def _import_module(source: str):

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from trainlab.algorithms import algoperf_compat as compat
-from trainlab.algorithms.external import import_file
+from trainlab.utils.user_files import import_file
 from trainlab.algorithms.submission_imports import diagnose, finder_for
 from trainlab.algorithms.submission_workload import SubmissionWorkload
 from trainlab.errors import UsageError

@@ -15,6 +15,7 @@ from types import ModuleType
 from typing import Any
 
 from trainlab.errors import UsageError
+from trainlab.utils.user_files import import_file
 from trainlab.workloads.base import Workload
 
 _BUILTIN_MODULES = {
@@ -89,14 +90,7 @@ def rebuild_args(workload: Workload) -> tuple[str, dict[str, Any]]:
 
 
 def _import_file(path: Path) -> ModuleType:
-    if not path.is_file():
-        raise UsageError(f"workload file {str(path)!r} does not exist")
-    name = f"{_USER_PREFIX}{abs(hash(str(path.resolve())))}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses and pickling look modules up here
-    spec.loader.exec_module(module)
-    return module
+    return import_file(path, str(path), "workload file", _USER_PREFIX.rstrip("_"))
 
 
 def _from_module(module: ModuleType, spec: str) -> type[Workload]:
