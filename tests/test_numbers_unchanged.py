@@ -18,7 +18,7 @@ import torch
 from trainlab.algorithms import make_algorithm
 from trainlab.benchmark.race import RacePlan, run_race
 from trainlab.benchmark.runner import run_trial
-from trainlab.benchmark.trial_config import TrialConfig
+from trainlab.benchmark.trial_options import TrialOptions
 from trainlab.store import ResultsStore
 from trainlab.workloads import create_workload
 
@@ -41,10 +41,14 @@ def _trials(tmp_path) -> dict[str, list]:
     for r in results:
         out[f"race/{r.algorithm}"] = _numbers(r)
     cnn = create_workload("mnist1d_cnn", step_budget=6, eval_every=3)
-    savers = TrialConfig(compress_activations=4, freeze_change=1e-3)
-    out["cnn/savers"] = _numbers(run_trial(cnn, make_algorithm("nadamw"), 0, CPU, config=savers))
+    savers = TrialOptions(compress_activations=4, freeze_change=1e-3)
+    out["cnn/savers"] = _numbers(run_trial(cnn, make_algorithm("nadamw"), 0, CPU, savers))
     watched = run_trial(
-        create_workload("mnist1d_mlp", **mlp), make_algorithm("adamw"), 1, CPU, grad_norm_kind="l1", continual=(3, 50)
+        create_workload("mnist1d_mlp", **mlp),
+        make_algorithm("adamw"),
+        1,
+        CPU,
+        TrialOptions(grad_norm_kind="l1", continual=(3, 50)),
     )
     out["mlp/continual"] = _numbers(watched) + [watched.grad_norms]
     return json.loads(json.dumps(out))  # tuples and floats as the file holds them

@@ -37,6 +37,7 @@ from trainlab.algorithms import AlgorithmSpec, make_algorithm
 from trainlab.algorithms.rules import default_rule
 from trainlab.benchmark.hessian import lanczos_top_eigenvalue
 from trainlab.benchmark.runner import run_trial
+from trainlab.benchmark.trial_options import TrialOptions
 from trainlab.errors import UsageError
 from trainlab.schedules import scale_lr
 from trainlab.store import ResultsStore
@@ -158,7 +159,7 @@ class BatchSweep:
         run_spec = dataclasses.replace(spec, hparams={**spec.hparams, "lr": lr})
         hparams = {**run_spec.hparams, "batch_size": workload.batch_size, "steps": workload.step_budget}
         trial_id = store.start_trial(race_id, workload.name, spec.name, seed, hparams)
-        result = run_trial(workload, run_spec, seed, self.device, stop_at_target=stop_at_target)
+        result = run_trial(workload, run_spec, seed, self.device, TrialOptions(stop_at_target=stop_at_target))
         result.hparams = hparams
         store.finish_trial(trial_id, result)
         done[key] = result
