@@ -22,6 +22,7 @@ from trainlab import optim
 from trainlab.algorithms import sso
 from trainlab.algorithms.base import ALGORITHM_HPARAMS, AlgorithmSpec
 from trainlab.algorithms.external import ensure_registered, is_external
+from trainlab.algorithms.search_space import SearchSpace, parse_search_space, to_hparams
 from trainlab.algorithms.submission import is_submission, load_submission, race_point
 from trainlab.errors import UsageError
 from trainlab.schedules import SCHEDULE_HPARAMS, SCHEDULES
@@ -223,3 +224,20 @@ def parse_literal(raw: str, context: str) -> Any:
             return raw.strip().lower() == "true"
         return raw.strip()
     return tuple(value) if isinstance(value, list) else value
+
+
+def check_search_space(loader, algorithm: str, source: Any) -> SearchSpace:
+    """Load (`loader(source, valid)`, or parse a decoded object when `loader` is None) and fully
+    check a search space for `algorithm`: shape, names, and every extreme value by building the
+    algorithm there. Any problem is one `UsageError`."""
+    if is_submission(algorithm):  # its hyperparameters are its own: the shape is all we can check
+        return parse_search_space(source, "<inline>") if loader is None else loader(source, None)
+    optimizer_name, schedule = parse_name(algorithm)
+    valid = valid_hparams(optimizer_name, schedule)
+    space = parse_search_space(source, "<inline>", valid) if loader is None else loader(source, valid)
+    for corner in space.corner_configs():
+        try:
+            make_algorithm(algorithm, to_hparams(corner, valid))
+        except UsageError as exc:
+            raise UsageError(f"search space {space.source}: a value in it is invalid: {exc}") from None
+    return space

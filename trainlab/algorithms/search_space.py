@@ -237,27 +237,6 @@ def load_search_space(path_or_name: str | Path, valid: Mapping[str, Any] | None 
     return parse_search_space(data, text_source, valid)
 
 
-def check_search_space(loader, algorithm: str, source: Any) -> SearchSpace:
-    """Load (`loader(source, valid)`, or parse a decoded object when `loader` is None) and fully
-    check a search space for `algorithm`: shape, names, and every extreme value by building the
-    algorithm there. Any problem is one `UsageError`."""
-    from trainlab.algorithms import make_algorithm
-    from trainlab.algorithms.registry import parse_name, valid_hparams
-    from trainlab.algorithms.submission import is_submission
-
-    if is_submission(algorithm):  # its hyperparameters are its own: the shape is all we can check
-        return parse_search_space(source, "<inline>") if loader is None else loader(source, None)
-    optimizer_name, schedule = parse_name(algorithm)
-    valid = valid_hparams(optimizer_name, schedule)
-    space = parse_search_space(source, "<inline>", valid) if loader is None else loader(source, valid)
-    for corner in space.corner_configs():
-        try:
-            make_algorithm(algorithm, to_hparams(corner, valid))
-        except UsageError as exc:
-            raise UsageError(f"search space {space.source}: a value in it is invalid: {exc}") from None
-    return space
-
-
 def race_point(space: SearchSpace) -> dict[str, Any]:
     """The one point a race uses: a list-form space's first point, else the centre of each
     dimension (geometric for log scaling, the first feasible point)."""

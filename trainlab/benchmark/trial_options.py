@@ -16,7 +16,7 @@ from typing import Any, Iterable, Literal
 import torch
 
 from trainlab.errors import UsageError
-from trainlab.memory import ACTIVATION_BITS, PRECISIONS, bf16_supported
+from trainlab.memory import ACTIVATION_BITS, PRECISIONS, bf16_supported, saver_labels
 from trainlab.memory import freeze as freeze_modules
 
 # the memory savers and precision: what a tuning plan stores as its `trial` (and tunes like an algorithm)
@@ -77,14 +77,7 @@ class TrialOptions:
 
     def describe(self) -> str:
         """The memory savers and precision, in one line for logs and reports."""
-        bits = self.compress_activations
-        parts = [
-            f"activations {bits}-bit" if isinstance(bits, int) else "activations adaptive (GACT)" if bits else "",
-            self.precision if self.precision != "fp32" else "",
-            f"freeze {','.join(self.freeze)}" if self.freeze else "",
-            f"freeze-change {self.freeze_change:g}" if self.freeze_change is not None else "",
-        ]
-        return "; ".join(p for p in parts if p) or "fp32, no memory savers"
+        return "; ".join(saver_labels({k: getattr(self, k) for k in SAVERS})) or "fp32, no memory savers"
 
     def check(self, device: torch.device | None = None, workloads: Iterable[Any] = ()) -> None:
         """What the values alone cannot tell: bf16 on `device`, and each freeze rule on a fresh model

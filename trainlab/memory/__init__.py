@@ -20,7 +20,7 @@ from trainlab.memory.freezing import (
     parameter_units,
     trainable_parameters,
 )
-from trainlab.memory.names import ACTIVATION_BITS, PRECISIONS
+from trainlab.memory.names import ACTIVATION_BITS, PRECISIONS, saver_labels
 from trainlab.memory.precision import bf16_autocast, bf16_supported, cast_model_bf16
 from trainlab.memory.saved_tensors import SavedTensorMeter
 from trainlab.memory.quantize import ALLOWED_BITS, PackedTensor, dequantize, packed_nbytes, quantize
@@ -46,5 +46,6 @@ __all__ = [
     "packed_nbytes",
     "parameter_units",
     "quantize",
+    "saver_labels",
     "trainable_parameters",
 ]

@@ -48,14 +48,23 @@ from __future__ import annotations
 import heapq
 import math
 import warnings
-from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
+from typing import Any, Callable, ContextManager, NamedTuple, Protocol, Sequence
 
 import torch
 
 from trainlab.errors import UsageError
 
-if TYPE_CHECKING:
-    from trainlab.memory.activations import ActivationCompressor
+
+class Probed(Protocol):
+    """What the probes need of `trainlab.memory.activations.ActivationCompressor` (a protocol, so that
+    this module, which the compressor imports, does not import it back)."""
+
+    model: torch.nn.Module
+    policy: Any
+
+    def probing(self) -> ContextManager[None]: ...
+    def probe(self, closure: Callable[[], object], override: ProbeOverride | None = None) -> list[int]: ...
+
 
 BIT_LEVELS = (32, 8, 4, 2)
 
@@ -210,7 +219,7 @@ class AdaptivePrecision:
 
 
 def probe_sensitivities(
-    compressor: ActivationCompressor, closure: Callable[[], object]
+    compressor: Probed, closure: Callable[[], object]
 ) -> tuple[list[float], list[int], list[tuple[int, int]]]:
     """GACT's gradient-difference probes: (C_l per tensor, the layout probed, (numel, bits) of the
     op-fixed tensors). See module docstring.

@@ -21,15 +21,24 @@ from __future__ import annotations
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
 
 from trainlab.memory.quantize import PackedTensor, dequantize
 
-if TYPE_CHECKING:
-    from trainlab.memory.recompute import Recipe
+
+class Recipe(NamedTuple):
+    """How to rebuild a saved tensor: `func(*args, **kwargs)` with the tensors of `template` taken from
+    `inputs` (`Saved` objects, unpacked, or `StateInput`s). `dtype`: the original output's.
+    `trainlab.memory.recompute` makes them; defined beside `Saved`, which holds one, so that the two
+    modules import one way."""
+
+    func: Callable
+    template: object
+    inputs: tuple
+    dtype: torch.dtype
 
 
 class Saved:

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 
 from trainlab.algorithms.external import is_external, origin
-from trainlab.algorithms.registry import parse_name
-from trainlab.algorithms.search_space import check_search_space, load_search_space
+from trainlab.algorithms.registry import check_search_space, parse_name
+from trainlab.algorithms.search_space import load_search_space
 from trainlab.algorithms.submission import is_submission, submission_origin
 from trainlab.benchmark.data_parallel import check_split
 from trainlab.benchmark.trial_options import SAVERS, TrialOptions
