@@ -46,6 +46,7 @@ def import_file(path: Path, source: str, what: str, prefix: str):
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None  # a .py file that exists
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)

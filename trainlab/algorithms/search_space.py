@@ -86,7 +86,7 @@ class SearchSpace:
         return {d.name: d.distribution() for d in self.dimensions if not d.constant}
 
     def constants(self) -> dict[str, Any]:
-        return {d.name: d.points[0] for d in self.dimensions if d.constant}
+        return {d.name: d.points[0] for d in self.dimensions if d.points is not None and d.constant}
 
     def corner_configs(self) -> list[dict[str, Any]]:
         """Every extreme of every dimension, the others at their first extreme: enough to hit each
@@ -242,7 +242,9 @@ def race_point(space: SearchSpace) -> dict[str, Any]:
     dimension (geometric for log scaling, the first feasible point)."""
     if space.points is not None:
         return dict(space.points[0])
-    return {
-        d.name: d.points[0] if d.points is not None else ((d.low * d.high) ** 0.5 if d.log else (d.low + d.high) / 2)
-        for d in space.dimensions
-    }
+    return {d.name: d.points[0] if d.points is not None else _centre(d) for d in space.dimensions}
+
+
+def _centre(d: Dimension) -> float:
+    assert d.low is not None and d.high is not None  # a range (no points)
+    return (d.low * d.high) ** 0.5 if d.log else (d.low + d.high) / 2

@@ -74,8 +74,9 @@ def list_command(args: argparse.Namespace) -> int:
         print()
     if args.what in ("schedules", "all"):
         print("schedules")
-        for name, hp in SCHEDULE_HPARAMS.items():
-            print(f"  {name:<12} " + (", ".join(f"{k}={v}" for k, v in hp.items()) or "(no hyperparameters)"))
+        for name, schedule_hp in SCHEDULE_HPARAMS.items():
+            values = ", ".join(f"{k}={v}" for k, v in schedule_hp.items())
+            print(f"  {name:<12} " + (values or "(no hyperparameters)"))
     return 0
 
 

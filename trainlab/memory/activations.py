@@ -175,7 +175,7 @@ class ActivationCompressor(SavedTensorMeter):
             self._recorder.__enter__()
         return self
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc) -> None:
         if len(self._hooks) == 1 and self._recorder is not None:
             recorder, self._recorder = self._recorder, None
             recorder.__exit__(*exc)
@@ -184,7 +184,7 @@ class ActivationCompressor(SavedTensorMeter):
             for handle in self._model_hooks:
                 handle.remove()
             self._model_hooks = []
-        return super().__exit__(*exc)
+        super().__exit__(*exc)
 
     def _begin_step(self) -> None:
         if self.records is not None:
@@ -285,10 +285,12 @@ class ActivationCompressor(SavedTensorMeter):
             hit = self._dedupe.get(key)
             if hit is not None and hit.alive():
                 shared = hit.shared()
+                assert shared is not None  # alive()
                 bits = None if shared.packed is None else shared.packed.bits
                 return (Saved.viewing(shared, t) if hit.is_view else shared), bits
         if self.recompute and dense:
-            recipe = recipe_for(self._outputs.get(identity_key(t, True)), t)
+            own = identity_key(t, True)
+            recipe = recipe_for(self._outputs.get(own) if own is not None else None, t)
             if recipe is not None:
                 if self.policy is not None:
                     self.policy.observe_fixed(t.numel(), 0)  # saved entries held at 0 bits
@@ -372,6 +374,7 @@ class ActivationCompressor(SavedTensorMeter):
                 self.policy.observe_fixed(t.numel(), int(rule))  # not allocated, but in the budget
             return int(rule), 0
         if self.policy is None:
+            assert isinstance(self.bits, int)  # fixed bits: "adaptive" has a policy
             return self.bits, 0
         index = self._adaptive_index
         self._adaptive_index += 1

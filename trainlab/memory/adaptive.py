@@ -59,7 +59,7 @@ class Probed(Protocol):
     """What the probes need of `trainlab.memory.activations.ActivationCompressor` (a protocol, so that
     this module, which the compressor imports, does not import it back)."""
 
-    model: torch.nn.Module
+    model: torch.nn.Module | None
     policy: Any
 
     def probing(self) -> ContextManager[None]: ...
@@ -73,7 +73,7 @@ class ProbeOverride(NamedTuple):
     """During one probe run: adaptive tensor `index` is packed at `bits` with noise seed offset
     `seed_offset`; every other tensor keeps its bits and its noise."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index, which nothing here calls
     bits: int
     seed_offset: int
 
@@ -170,7 +170,7 @@ class AdaptivePrecision:
         return list(self._fixed_seen)
 
     def bits_for(self, index: int, numel: int) -> int:
-        if self.bits is not None and index < len(self.bits) and self.numels[index] == numel:
+        if self.bits is not None and self.numels is not None and index < len(self.bits) and self.numels[index] == numel:
             return self.bits[index]
         return self.initial_bits
 
@@ -228,6 +228,7 @@ def probe_sensitivities(
     parameters' `.grad`, the model's buffers, the RNG state and the meter's peak are restored after.
     """
     model = compressor.model
+    assert model is not None, "adaptive bits probe the model's parameters"
     params = [p for p in model.parameters() if p.requires_grad]
     saved_grads = [p.grad for p in params]
     buffers = [(b, b.detach().clone()) for b in model.buffers()]

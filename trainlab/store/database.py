@@ -144,7 +144,7 @@ class ResultsStore:
                     git_commit=environment.get("git_commit"),
                 )
             )
-            return int(row.inserted_primary_key[0])
+            return _inserted_id(row)
 
     def start_trial(self, race_id: int, workload: str, algorithm: str, seed: int, hparams: dict[str, Any]) -> int:
         with self.engine.begin() as conn:
@@ -159,7 +159,7 @@ class ResultsStore:
                     started_at=_now(),
                 )
             )
-            return int(row.inserted_primary_key[0])
+            return _inserted_id(row)
 
     def finish_trial(self, trial_id: int, result: TrialResult) -> None:
         """Write a trial's summary and all its evaluations in one transaction."""
@@ -314,3 +314,10 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _inserted_id(row: Any) -> int:
+    """The primary key an INSERT just created (SQLAlchemy types it as optional)."""
+    key = row.inserted_primary_key
+    assert key is not None
+    return int(key[0])

@@ -93,6 +93,7 @@ def _import_file(path: Path) -> ModuleType:
         raise UsageError(f"workload file {str(path)!r} does not exist")
     name = f"{_USER_PREFIX}{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None  # a .py file that exists
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses and pickling look modules up here
     spec.loader.exec_module(module)
