@@ -59,11 +59,11 @@ from dataclasses import dataclass, field
 import torch
 
 from trainlab.algorithms import make_algorithm
-from trainlab.store.results import TrialResult
 from trainlab.benchmark.runner import run_trial
 from trainlab.benchmark.trial_options import TrialOptions
 from trainlab.errors import UsageError
 from trainlab.memory.op_rules import DEFAULT_OP_BITS
+from trainlab.store.results import TrialResult
 from trainlab.utils.device import choose_device
 from trainlab.workloads import create_workload
 from trainlab.workloads.registry import DEFAULT_WORKLOADS

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import ast
 import json
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from trainlab import optim
 from trainlab.algorithms import sso
@@ -26,7 +27,6 @@ from trainlab.algorithms.search_space import SearchSpace, parse_search_space, to
 from trainlab.algorithms.submission import is_submission, load_submission, race_point
 from trainlab.errors import UsageError
 from trainlab.schedules import SCHEDULE_HPARAMS, SCHEDULES
-
 
 # The race's baselines (AdamW, NAdamW, SGD+Nesterov, each with warm-up + cosine).
 DEFAULT_ALGORITHMS = ("adamw", "nadamw", "sgd")

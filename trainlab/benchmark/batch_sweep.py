@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -177,7 +179,10 @@ class BatchSweep:
             data = next(batches)
             values.append(
                 lanczos_top_eigenvalue(
-                    lambda: sized.loss(model, data), list(model.parameters()), self.lanczos_iterations, seed=k
+                    functools.partial(sized.loss, model, data),
+                    list(model.parameters()),
+                    self.lanczos_iterations,
+                    seed=k,
                 )
             )
         return float(np.mean(values))

@@ -20,12 +20,12 @@ from trainlab.algorithms.rules import default_rule
 from trainlab.benchmark import data_parallel
 from trainlab.benchmark.prediction import CurveWatch
 from trainlab.benchmark.progress import RaceProgress
-from trainlab.store.results import TrialResult
 from trainlab.benchmark.runner import run_trial
 from trainlab.benchmark.trial_options import DEFAULT, TrialOptions
 from trainlab.errors import UsageError
 from trainlab.schedules import scale_lr
 from trainlab.store import ResultsStore
+from trainlab.store.results import TrialResult
 from trainlab.utils.environment import describe
 from trainlab.workloads import Workload
 

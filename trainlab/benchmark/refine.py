@@ -6,7 +6,8 @@ races OPTIMIZER+refined against comparison schedules on evaluation seeds the fir
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

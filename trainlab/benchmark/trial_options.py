@@ -10,8 +10,9 @@ documented in `trainlab.benchmark.runner`.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 import torch
 

@@ -34,8 +34,8 @@ def add_parsers(sub) -> None:
 def list_command(args: argparse.Namespace) -> int:
     from trainlab import optim
     from trainlab.algorithms import DEFAULT_ALGORITHMS, sso, valid_hparams
-    from trainlab.workloads import DEFAULT_WORKLOADS, builtin_names, workload_class
     from trainlab.schedules import SCHEDULE_HPARAMS
+    from trainlab.workloads import DEFAULT_WORKLOADS, builtin_names, workload_class
     from trainlab.workloads.base import COMMON_OPTIONS
 
     if args.what in ("workloads", "all"):

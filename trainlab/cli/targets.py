@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from trainlab.cli import parents
-from trainlab.cli.options import parse_seeds, trial_options, split_list
+from trainlab.cli.options import parse_seeds, split_list, trial_options
 from trainlab.errors import UsageError
 
 

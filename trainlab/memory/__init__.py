@@ -22,8 +22,8 @@ from trainlab.memory.freezing import (
 )
 from trainlab.memory.names import ACTIVATION_BITS, PRECISIONS, saver_labels
 from trainlab.memory.precision import bf16_autocast, bf16_supported, cast_model_bf16
-from trainlab.memory.saved_tensors import SavedTensorMeter
 from trainlab.memory.quantize import ALLOWED_BITS, PackedTensor, dequantize, packed_nbytes, quantize
+from trainlab.memory.saved_tensors import SavedTensorMeter
 
 __all__ = [
     "ACTIVATION_BITS",

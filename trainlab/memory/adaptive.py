@@ -48,7 +48,9 @@ from __future__ import annotations
 import heapq
 import math
 import warnings
-from typing import Any, Callable, ContextManager, NamedTuple, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, NamedTuple, Protocol
 
 import torch
 
@@ -62,7 +64,7 @@ class Probed(Protocol):
     model: torch.nn.Module | None
     policy: Any
 
-    def probing(self) -> ContextManager[None]: ...
+    def probing(self) -> AbstractContextManager[None]: ...
     def probe(self, closure: Callable[[], object], override: ProbeOverride | None = None) -> list[int]: ...
 
 

@@ -14,7 +14,7 @@ Two ways to choose what to freeze:
 from __future__ import annotations
 
 import fnmatch
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn

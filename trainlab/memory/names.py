@@ -6,7 +6,8 @@ a table cell beside the algorithm's name."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from trainlab.memory.quantize import ALLOWED_BITS
 

@@ -12,7 +12,8 @@ next layer's save already shares, so they need none. Measurements: docs/memory.m
 from __future__ import annotations
 
 import weakref
-from typing import Callable, Mapping, NamedTuple, Union
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 import torch
 
@@ -125,7 +126,7 @@ class _Slot(int):
     """Where the i-th tensor argument goes in a recipe's argument template."""
 
 
-Template = Union[_Slot, list, tuple, dict, object]
+Template = _Slot | list | tuple | dict | object
 
 
 def _slots(obj, counter) -> Template:

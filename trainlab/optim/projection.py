@@ -58,9 +58,9 @@ from typing import Any, ClassVar, NamedTuple
 
 import torch
 
-from trainlab.optim.state import KeepsSavedStateDtypes
 from trainlab.optim.distributed import local, whole
 from trainlab.optim.projector import FULL, RIGHT, Projector, matrix_shape
+from trainlab.optim.state import KeepsSavedStateDtypes
 from trainlab.optim.validation import check_betas, check_dense_real, check_non_negative
 
 _PROJECTION_MODES = ("auto", "all", "none")

@@ -24,7 +24,8 @@ own beside the ones they came from, for every optimizer alike.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
-from trainlab.store.results import TrialResult
 from trainlab.errors import UsageError
 from trainlab.store import schema
+from trainlab.store.results import TrialResult
 
 SCHEMA_VERSION = 5  # 2: memory savers, 3: coverage, 4: stability after target, 5: predictions, continual eval
 DEFAULT_STORE_URL = "sqlite:///trainlab-results/results.db"
@@ -41,7 +41,7 @@ def normalise_url(url: str | None) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _finite(value: float | None) -> float | None:

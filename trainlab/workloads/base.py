@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import abc
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -50,7 +51,7 @@ class Splits:
     validation: Batch
     test: Batch
 
-    def to(self, device: torch.device) -> "Splits":
+    def to(self, device: torch.device) -> Splits:
         move = lambda tensors: tuple(t.to(device) for t in tensors)  # noqa: E731
         return Splits(move(self.train), move(self.validation), move(self.test))
 

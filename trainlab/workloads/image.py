@@ -15,7 +15,7 @@ Targets are placeholders, not yet set by a target-setting run on this data; over
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -18,14 +18,15 @@ import codecs
 import gzip
 import pickle
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any
 
 import numpy as np
 
 from trainlab.errors import UsageError
 
-PathLike = Union[str, Path]
+PathLike = str | Path
 Arrays = tuple[np.ndarray, np.ndarray]
 
 GZIP_MAGIC = b"\x1f\x8b"
