@@ -27,6 +27,7 @@ from trainlab.algorithms.search_space import SearchSpace, parse_search_space, to
 from trainlab.algorithms.submission import is_submission, load_submission, race_point
 from trainlab.errors import UsageError
 from trainlab.schedules import SCHEDULE_HPARAMS, SCHEDULES
+from trainlab.utils.named_items import named_items
 
 # The race's baselines (AdamW, NAdamW, SGD+Nesterov, each with warm-up + cosine).
 DEFAULT_ALGORITHMS = ("adamw", "nadamw", "sgd")
@@ -201,19 +202,11 @@ def _make_sso(name: str, overrides: Mapping[str, Any] | None, workload: str | No
 
 def parse_hparam_overrides(items: Iterable[str], algorithm_names: Iterable[str]) -> dict[str, dict[str, Any]]:
     """Parse `NAME.KEY=VALUE` items (VALUE a Python literal) into {algorithm name: {key: value}}."""
-    names = list(algorithm_names)
-    out: dict[str, dict[str, Any]] = {n: {} for n in names}
-    for item in items:
-        head, sep, raw = item.partition("=")
-        name, dot, key = head.rpartition(".")
-        if not sep or not dot or not key:
-            raise UsageError(f"bad --hparams item {item!r}: write ALGORITHM.KEY=VALUE, e.g. adamw.lr=3e-3")
-        if name not in out:
-            raise UsageError(
-                f"--hparams {item!r} names algorithm {name!r}, which is not in this race ({', '.join(names)})"
-            )
-        out[name][key] = parse_literal(raw, item)
-    return out
+    raw = named_items(items, algorithm_names, "--hparams", "algorithm", "adamw.lr=3e-3", "race")
+    return {
+        name: {key: parse_literal(text, f"{name}.{key}={text}") for key, text in values.items()}
+        for name, values in raw.items()
+    }
 
 
 def parse_literal(raw: str, context: str) -> Any:

@@ -6,6 +6,7 @@ from typing import Any
 
 from trainlab.benchmark.trial_options import TrialOptions
 from trainlab.errors import UsageError
+from trainlab.utils.named_items import named_items
 
 
 def split_list(text: str, what: str) -> list[str]:
@@ -32,18 +33,8 @@ def parse_seeds(text: str) -> list[int]:
 
 def parse_workload_options(items: list[str], workloads: list[str]) -> dict[str, dict[str, Any]]:
     """`NAME.KEY=VALUE` items -> {workload: {key: value}} (values converted by the workload)."""
-    out: dict[str, dict[str, Any]] = {w: {} for w in workloads}
-    for item in items:
-        head, sep, raw = item.partition("=")
-        name, dot, key = head.rpartition(".")
-        if not sep or not dot or not key:
-            raise UsageError(f"bad --workload-option {item!r}: write WORKLOAD.KEY=VALUE, e.g. text_lm.text_file=my.txt")
-        if name not in out:
-            raise UsageError(
-                f"--workload-option {item!r} names workload {name!r}, which is not in this run ({', '.join(workloads)})"
-            )
-        out[name][key] = raw.strip()  # the workload converts it to the option's declared type
-    return out
+    raw = named_items(items, workloads, "--workload-option", "workload", "text_lm.text_file=my.txt")
+    return {name: {key: text.strip() for key, text in values.items()} for name, values in raw.items()}
 
 
 def trial_options(args, **run: Any) -> TrialOptions:

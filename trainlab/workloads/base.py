@@ -208,6 +208,24 @@ def _coerce(workload: str, key: str, raw: Any, kind: type) -> Any:
         raise UsageError(f"workload {workload!r}: option {key}={raw!r} is not a valid {kind.__name__}") from None
 
 
+class ClassificationWorkload(Workload):
+    """Inputs to class logits: cross-entropy training loss and accuracy, stated once for MNIST-1D and
+    the image workloads (a subclass provides the data and the model)."""
+
+    metric = "accuracy"
+    higher_is_better = True
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        x, y = batch
+        return nn.functional.cross_entropy(model(x), y)
+
+    def output_loss(self, outputs, targets, label_smoothing: float = 0.0):
+        return cross_entropy_per_example(outputs, targets, label_smoothing)
+
+    def evaluate(self, model: nn.Module, split: Batch) -> dict[str, float]:
+        return classification_eval(model, split)
+
+
 @torch.no_grad()
 def classification_eval(model: nn.Module, split: Batch, batch_size: int = 2048) -> dict[str, float]:
     """Accuracy and mean cross-entropy of a classifier over a split, in large batches."""
