@@ -59,10 +59,11 @@ from dataclasses import dataclass, field
 import torch
 
 from trainlab.algorithms import make_algorithm
-from trainlab.store.results import TrialResult
 from trainlab.benchmark.runner import run_trial
+from trainlab.benchmark.trial_options import TrialOptions
 from trainlab.errors import UsageError
 from trainlab.memory.op_rules import DEFAULT_OP_BITS
+from trainlab.store.results import TrialResult
 from trainlab.utils.device import choose_device
 from trainlab.workloads import create_workload
 from trainlab.workloads.registry import DEFAULT_WORKLOADS
@@ -144,7 +145,7 @@ def run_all(
             for seed in seeds:
                 t0 = time.perf_counter()
                 try:
-                    result = run_trial(workload, spec, seed, device, stop_at_target=False, compress_activations=mode)
+                    result = run_trial(workload, spec, seed, device, TrialOptions(compress_activations=mode))
                     row.trials.append(result)
                     if result.status != "completed":
                         row.errors.append(f"seed {seed}: {result.status} by step {result.steps}")

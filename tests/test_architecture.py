@@ -83,3 +83,90 @@ def test_no_module_grows_past_the_ceiling():
         if (n := len(p.read_text().splitlines())) > MAX_LINES
     }
     assert not big, big
+
+
+# ---- no import cycles, module by module ----------------------------------------------------------
+
+
+def module_sources() -> dict[str, str]:
+    """{dotted module name: source} for every module of trainlab (a package is its __init__)."""
+    out = {}
+    for path in ROOT.rglob("*.py"):
+        parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path.read_text()
+    return out
+
+
+def import_graph(sources: dict[str, str]) -> dict[str, set[str]]:
+    """Module -> the trainlab modules it imports: every `import`, at any depth (function-level and
+    TYPE_CHECKING ones included: a cycle hidden in a function still couples the two modules, and
+    breaks when the import moves up). `from PKG import NAME` counts as PKG.NAME where that is a
+    module, else as PKG."""
+    graph: dict[str, set[str]] = {}
+    for name, source in sources.items():
+        targets = set()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "trainlab":
+                targets |= {
+                    f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in sources else node.module
+                    for a in node.names
+                }
+            elif isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names if a.name.split(".")[0] == "trainlab"}
+        graph[name] = {t for t in targets if t in sources and t != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_module_imports_itself_back():
+    found = cycles(import_graph(module_sources()))
+    assert not found, "import cycles (function-level imports included):\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+def test_a_cycle_behind_a_function_level_import_is_caught():
+    """The cycle trainlab had before issue 27: registry -> submission -> search_space -> registry, the
+    last import inside a function."""
+    planted = {
+        "trainlab.algorithms": "from trainlab.algorithms.registry import make_algorithm\n",
+        "trainlab.algorithms.registry": "from trainlab.algorithms.submission import race_point\n",
+        "trainlab.algorithms.submission": "def f():\n    from trainlab.algorithms.search_space import load\n",
+        "trainlab.algorithms.search_space": "def g():\n    from trainlab.algorithms.registry import parse_name\n",
+        "trainlab.memory.adaptive": "if TYPE_CHECKING:\n    from trainlab.memory.activations import C\n",
+        "trainlab.memory.activations": "from trainlab.memory import adaptive\n",
+        "trainlab.memory": "",
+    }
+    assert cycles(import_graph(planted)) == [
+        ["trainlab.algorithms.registry", "trainlab.algorithms.search_space", "trainlab.algorithms.submission"],
+        ["trainlab.memory.activations", "trainlab.memory.adaptive"],
+    ]

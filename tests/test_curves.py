@@ -17,6 +17,7 @@ from trainlab.benchmark.runner import run_trial
 from trainlab.schedules import cosine_decay
 from trainlab.scoring.curves import Axis, CurvePredictor, choose_family, fit_curve, prune_decision
 from trainlab.tuning.pruning import CurvePruner, stop_index
+from trainlab.benchmark.trial_options import TrialOptions
 
 CPU = torch.device("cpu")
 H = 1000
@@ -151,7 +152,7 @@ def test_race_predict_stores_every_prediction(tmp_path):
 
     store = ResultsStore(f"sqlite:///{tmp_path / 'r.db'}")
     flat = ScriptedMetric([0.10, 0.11, 0.115, 0.118, 0.119, 0.12])
-    plan = RacePlan([flat], ["adamw"], [0], CPU, predict=(0.25, 0.01))
+    plan = RacePlan([flat], ["adamw"], [0], CPU, options=TrialOptions(predict=(0.25, 0.01)))
     race_id, _ = run_race(plan, store, progress=False)
     trial = store.trials(race_id)[0]
     rows = store.predictions(trial["id"])

@@ -11,6 +11,7 @@ import torch
 from trainlab.benchmark.race import RacePlan, run_race
 from trainlab.store import ResultsStore
 from trainlab.workloads import create_workload
+from trainlab.benchmark.trial_options import TrialOptions
 
 HERE = Path(__file__).resolve().parent
 CPU = torch.device("cpu")
@@ -25,7 +26,7 @@ def test_two_processes_reach_the_target_at_the_one_process_step(tmp_path):
     store = ResultsStore(f"sqlite:///{tmp_path / 'r.db'}")
     _, (alone,) = run_race(RacePlan([tiny], ["sgd"], [0], CPU, overrides=SGD), store, progress=False)
     for strategy in ("ddp", "fsdp2"):
-        plan = RacePlan([tiny], ["sgd"], [0], CPU, overrides=SGD, nproc=2, strategy=strategy)
+        plan = RacePlan([tiny], ["sgd"], [0], CPU, overrides=SGD, options=TrialOptions(nproc=2, strategy=strategy))
         race_id, (result,) = run_race(plan, store, progress=False)
         assert result.steps_to_target == alone.steps_to_target == 30, strategy
         assert result.final_metric == pytest.approx(alone.final_metric, rel=1e-5), strategy
@@ -38,7 +39,7 @@ def test_a_rank_that_dies_fails_its_trial_and_the_race_goes_on(tmp_path):
     dying = create_workload(str(HERE / "support_dying.py"))
     tiny = create_workload(str(HERE / "support_workloads.py"))
     store = ResultsStore(f"sqlite:///{tmp_path / 'r.db'}")
-    plan = RacePlan([dying, tiny], ["sgd"], [0], CPU, overrides=SGD, nproc=2)
+    plan = RacePlan([dying, tiny], ["sgd"], [0], CPU, overrides=SGD, options=TrialOptions(nproc=2))
     started = time.perf_counter()
     race_id, results = run_race(plan, store, progress=False)
     assert time.perf_counter() - started < 60
@@ -57,7 +58,7 @@ def test_a_rank_that_hangs_is_killed_at_the_timeout(tmp_path, monkeypatch):
     hanging = create_workload(str(HERE / "support_dying.py"), mode="hang")
     started = time.perf_counter()
     with pytest.raises(TrialFailed, match="still running after 8 s: killed"):
-        run_parallel_trial(hanging, make_algorithm("sgd", SGD["sgd"]), 0, CPU, 2, "ddp", timeout=8)
+        run_parallel_trial(hanging, make_algorithm("sgd", SGD["sgd"]), 0, CPU, TrialOptions(nproc=2, trial_timeout=8))
     assert time.perf_counter() - started < 30
     assert not _pids_running(tmp_path)  # no rank left behind
 

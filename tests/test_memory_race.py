@@ -18,9 +18,9 @@ import torch
 from conftest import run_cli, run_main
 from support_workloads import TinyRegression
 from trainlab.algorithms import TrainingAlgorithm, make_algorithm
-from trainlab.benchmark import runner
+from trainlab.benchmark import trial_setup
 from trainlab.benchmark.runner import run_trial
-from trainlab.benchmark.trial_config import TrialConfig
+from trainlab.benchmark.trial_options import TrialOptions
 from trainlab.errors import UsageError
 from trainlab.reports import summarize, write_report
 from trainlab.reports.plots import pareto_front
@@ -46,7 +46,7 @@ def test_saved_activations_are_measured_and_4_bit_compression_shrinks_them():
     spec = make_algorithm("adamw")
     plain = run_trial(create_workload("mnist1d_cnn", **TINY["mnist1d_cnn"]), spec, 0, CPU)
     packed = run_trial(
-        create_workload("mnist1d_cnn", **TINY["mnist1d_cnn"]), spec, 0, CPU, config=TrialConfig(compress_activations=4)
+        create_workload("mnist1d_cnn", **TINY["mnist1d_cnn"]), spec, 0, CPU, TrialOptions(compress_activations=4)
     )
     assert plain.saved_activation_bytes > 0 and packed.saved_activation_bytes > 0
     assert packed.saved_activation_bytes * 5 < plain.saved_activation_bytes
@@ -61,7 +61,7 @@ def test_the_untimed_probe_leaves_training_bit_identical(monkeypatch):
     # mnist1d_cnn has BatchNorm: the probe's forward would move its running statistics if not restored
     spec = make_algorithm("adamw")
     probed = run_trial(create_workload("mnist1d_cnn", **TINY["mnist1d_cnn"]), spec, 0, CPU)
-    monkeypatch.setattr(runner, "probe_saved_bytes", lambda *args: 0)
+    monkeypatch.setattr(trial_setup, "probe_saved_bytes", lambda *args: 0)
     unprobed = run_trial(create_workload("mnist1d_cnn", **TINY["mnist1d_cnn"]), spec, 0, CPU)
     assert _curve(probed) == _curve(unprobed)
 
@@ -74,19 +74,19 @@ def test_with_every_saver_off_the_timed_step_is_the_plain_one(monkeypatch):
             seen.append(loss_fn)
             return super().update(model, batch, loss_fn)
 
-    monkeypatch.setattr(runner, "TrainingAlgorithm", Spy)
+    monkeypatch.setattr(trial_setup, "TrainingAlgorithm", Spy)
     workload = TinyRegression()
     run_trial(workload, make_algorithm("adamw"), 0, CPU)
     assert len(seen) == 60 and all(fn == workload.loss for fn in seen)  # no wrapper, no hooks
     seen.clear()
-    run_trial(workload, make_algorithm("adamw"), 0, CPU, config=TrialConfig(precision="bf16-autocast"))
+    run_trial(workload, make_algorithm("adamw"), 0, CPU, TrialOptions(precision="bf16-autocast"))
     assert seen and all(fn != workload.loss for fn in seen)
 
 
 def test_bf16_parameters_halve_parameter_and_gradient_bytes():
     spec = make_algorithm("adamw")
     fp32 = run_trial(create_workload("text_lm", **TINY["text_lm"]), spec, 0, CPU)
-    bf16 = run_trial(create_workload("text_lm", **TINY["text_lm"]), spec, 0, CPU, config=TrialConfig(precision="bf16"))
+    bf16 = run_trial(create_workload("text_lm", **TINY["text_lm"]), spec, 0, CPU, TrialOptions(precision="bf16"))
     assert bf16.param_bytes * 2 == fp32.param_bytes and bf16.grad_bytes * 2 == fp32.grad_bytes
     assert bf16.state_bytes < fp32.state_bytes  # AdamW keeps its state in the parameters' dtype
     assert bf16.saved_activation_bytes < fp32.saved_activation_bytes
@@ -105,7 +105,7 @@ def test_frozen_modules_stay_bit_identical_and_get_no_optimizer_state():
 
     workload.init_model = init_model
     spec = make_algorithm("adamw")
-    result = run_trial(workload, spec, 0, CPU, config=TrialConfig(freeze=("embed", "blocks.0.attn")))
+    result = run_trial(workload, spec, 0, CPU, TrialOptions(freeze=("embed", "blocks.0.attn")))
     model, initial = built["model"], built["initial"]
     frozen = [n for n in initial if n.startswith(("embed.", "blocks.0.attn."))]
     assert frozen and all(torch.equal(dict(model.named_parameters())[n], initial[n]) for n in frozen)
@@ -121,17 +121,17 @@ def test_frozen_modules_stay_bit_identical_and_get_no_optimizer_state():
 def test_bad_memory_options_fail_before_training():
     spec = make_algorithm("adamw")
     with pytest.raises(UsageError, match="2, 4, 8, adaptive"):
-        run_trial(TinyRegression(), spec, 0, CPU, config=TrialConfig(compress_activations=3))
+        run_trial(TinyRegression(), spec, 0, CPU, TrialOptions(compress_activations=3))
     with pytest.raises(UsageError, match="fp32, bf16-autocast, bf16"):
-        run_trial(TinyRegression(), spec, 0, CPU, config=TrialConfig(precision="fp16"))
+        run_trial(TinyRegression(), spec, 0, CPU, TrialOptions(precision="fp16"))
     with pytest.raises(
         UsageError,
         match="freeze rule 'nosuch' matches no parameter; module names look like: "
         r"\(root\)",
     ):
-        run_trial(TinyRegression(), spec, 0, CPU, config=TrialConfig(freeze=("nosuch",)))
+        run_trial(TinyRegression(), spec, 0, CPU, TrialOptions(freeze=("nosuch",)))
     with pytest.raises(UsageError, match="freezes every parameter"):
-        run_trial(TinyRegression(), spec, 0, CPU, config=TrialConfig(freeze=("weight", "bias")))
+        run_trial(TinyRegression(), spec, 0, CPU, TrialOptions(freeze=("weight", "bias")))
 
 
 # ---- store -------------------------------------------------------------------------------------
@@ -208,7 +208,7 @@ def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
         make_algorithm("adamw"),
         0,
         CPU,
-        config=TrialConfig(compress_activations=8, freeze=("bias",)),
+        TrialOptions(compress_activations=8, freeze=("bias",)),
     )
     store.finish_trial(store.start_trial(race, "tiny_regression", "adamw", 0, {}), result)
     again = ResultsStore(str(db)).trials(race)[0]
@@ -300,11 +300,11 @@ def test_first_k_and_change_based_freezing_in_a_race(tmp_path):
     cpu = torch.device("cpu")
     workload = create_workload("mnist1d_mlp", step_budget=200, eval_every=20)
     spec = make_algorithm("adamw", workload="mnist1d_mlp")
-    first = run_trial(workload, spec, 0, cpu, config=TrialConfig(freeze=("first:1",)))
+    first = run_trial(workload, spec, 0, cpu, TrialOptions(freeze=("first:1",)))
     assert first.frozen_params == 40 * 256 + 256  # the first Linear layer
     assert first.state_bytes == 8 * (78858 - 10496) + 4 * 4  # no state for it (+4 B step per tensor)
     # a huge threshold freezes as much as allowed (at most 90 % of entries) after 10 % of the budget
-    changed = run_trial(workload, spec, 0, cpu, config=TrialConfig(freeze_change=1e9))
+    changed = run_trial(workload, spec, 0, cpu, TrialOptions(freeze_change=1e9))
     assert 0 < changed.frozen_params <= 0.9 * 78858
     unfrozen = run_trial(workload, spec, 0, cpu)
     assert unfrozen.state_bytes - changed.state_bytes >= 8 * changed.frozen_params  # their state is gone

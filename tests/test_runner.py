@@ -10,11 +10,12 @@ import torch
 from support_scripted import ScriptedMetric
 from support_workloads import TinyRegression
 from trainlab.algorithms import TrainingAlgorithm, make_algorithm
-from trainlab.benchmark import runner
+from trainlab.benchmark import trial_setup
 from trainlab.benchmark.clock import TrainingClock
 from trainlab.benchmark.runner import run_trial
 from trainlab.errors import UsageError
 from trainlab.workloads import create_workload
+from trainlab.benchmark.trial_options import TrialOptions
 
 CPU = torch.device("cpu")
 
@@ -60,7 +61,9 @@ def test_a_trial_that_never_meets_the_target_scores_infinity():
 
 
 def test_stop_at_target_ends_the_trial_at_the_first_hit():
-    result = run_trial(ScriptedMetric([0.1, 0.6, 0.9]), make_algorithm("adamw"), 0, CPU, stop_at_target=True)
+    result = run_trial(
+        ScriptedMetric([0.1, 0.6, 0.9]), make_algorithm("adamw"), 0, CPU, TrialOptions(stop_at_target=True)
+    )
     assert result.steps == 20 and len(result.evals) == 2
 
 
@@ -104,7 +107,7 @@ def test_eval_hooks_wrap_every_evaluation(monkeypatch):
         def prepare_for_train(self, model):
             calls.append("train")
 
-    monkeypatch.setattr(runner, "TrainingAlgorithm", Spy)
+    monkeypatch.setattr(trial_setup, "TrainingAlgorithm", Spy)
     run_trial(TinyRegression(), make_algorithm("adamw"), 0, CPU)
     # six evaluations; no swap back to training weights after the last (the test split sees eval weights)
     assert calls == ["eval", "train"] * 5 + ["eval"]
@@ -126,7 +129,7 @@ def test_trial_records_memory_accounting():
 
 
 def test_recorded_grad_norms_have_one_value_per_step():
-    result = run_trial(TinyRegression(), make_algorithm("adamw"), 0, CPU, grad_norm_kind="l1")
+    result = run_trial(TinyRegression(), make_algorithm("adamw"), 0, CPU, TrialOptions(grad_norm_kind="l1"))
     assert len(result.grad_norms) == 60 and all(v > 0 for v in result.grad_norms)
 
 
@@ -136,7 +139,9 @@ def test_stability_after_the_target_is_recorded_from_the_whole_curve():
     assert result.worst_after_target == 0.4 and result.stability_gap == pytest.approx(0.1)
     stayed = run_trial(ScriptedMetric([0.1, 0.6, 0.55, 0.9]), make_algorithm("adamw"), 0, CPU)
     assert stayed.worst_after_target == 0.55 and stayed.stability_gap == 0.0
-    stopped = run_trial(ScriptedMetric([0.1, 0.6, 0.9]), make_algorithm("adamw"), 0, CPU, stop_at_target=True)
+    stopped = run_trial(
+        ScriptedMetric([0.1, 0.6, 0.9]), make_algorithm("adamw"), 0, CPU, TrialOptions(stop_at_target=True)
+    )
     assert stopped.worst_after_target is None and stopped.stability_gap is None  # nothing after the target
 
 
@@ -160,7 +165,7 @@ def test_continual_evaluation_adds_a_per_step_curve_without_changing_training():
     """TinyRegression: 60 steps, a full evaluation every 10 on its 100 validation examples."""
     spec = make_algorithm("sgd", {"lr": 0.1, "momentum": 0.9, "warmup_fraction": 0.0})  # meets mse 0.05 at 30
     plain = run_trial(TinyRegression(), spec, 0, CPU)
-    watched = run_trial(TinyRegression(), spec, 0, CPU, continual=(1, 100))
+    watched = run_trial(TinyRegression(), spec, 0, CPU, TrialOptions(continual=(1, 100)))
     assert [e.metric for e in watched.evals] == [e.metric for e in plain.evals]  # training untouched
     assert [s for s, _, _ in watched.continual] == list(range(1, 61))
     fine = dict((s, m) for s, m, _ in watched.continual)
@@ -171,10 +176,10 @@ def test_continual_evaluation_adds_a_per_step_curve_without_changing_training():
     worst = max(m for s, m, _ in watched.continual if s >= 30)
     assert watched.continual_worst_after_target == worst >= watched.worst_after_target  # mse: larger is worse
     assert watched.continual_stability_gap == max(0.0, worst - 0.05)
-    sparse = run_trial(TinyRegression(), spec, 0, CPU, continual=(7, 20))
+    sparse = run_trial(TinyRegression(), spec, 0, CPU, TrialOptions(continual=(7, 20)))
     assert [s for s, _, _ in sparse.continual] == list(range(7, 61, 7))
     with pytest.raises(UsageError, match="--eval-subset 101: workload 'tiny_regression' has 100 evaluation"):
-        run_trial(TinyRegression(), spec, 0, CPU, continual=(1, 101))
+        run_trial(TinyRegression(), spec, 0, CPU, TrialOptions(continual=(1, 101)))
 
 
 def test_a_race_stores_the_continual_curve_and_reports_both_views(tmp_path):
@@ -184,7 +189,12 @@ def test_a_race_stores_the_continual_curve_and_reports_both_views(tmp_path):
 
     store = ResultsStore(f"sqlite:///{tmp_path / 'r.db'}")
     plan = RacePlan(
-        [TinyRegression()], ["sgd"], [0], CPU, continual=(2, 50), overrides={"sgd": {"lr": 0.1, "momentum": 0.9}}
+        [TinyRegression()],
+        ["sgd"],
+        [0],
+        CPU,
+        options=TrialOptions(continual=(2, 50)),
+        overrides={"sgd": {"lr": 0.1, "momentum": 0.9}},
     )
     race_id, (result,) = run_race(plan, store, progress=False)
     trial = store.trials(race_id)[0]

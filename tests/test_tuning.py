@@ -409,7 +409,7 @@ def test_tune_trains_every_trial_with_the_trial_configuration_and_reports_its_me
         assert result["compress_activations"] == 4
         assert 0 < result["saved_activation_bytes"] < plain.saved_activation_bytes / 4
     report = (tmp_path / "report" / "report.md").read_text()
-    assert "Every trial trains with: activations 4-bit." in report
+    assert "Every trial trains with: saved activations compressed to 4 bits." in report
     memory = report[report.index("## Memory") :]
     row = next(line for line in memory.splitlines() if line.startswith("| sgd | mnist1d_mlp |"))
     assert f"{statistics.median(t.user_attrs['result']['saved_activation_bytes'] for t in done) / 1024:.1f} KiB" in row

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from conftest import ROOT
 from trainlab.cli.main import main
 from trainlab.errors import UsageError
-from trainlab.algorithms.search_space import SearchSpace, check_search_space
+from trainlab.algorithms.registry import check_search_space
+from trainlab.algorithms.search_space import SearchSpace
 
 TINY = str(ROOT / "tests" / "support_workloads.py")
 ALGORITHMS = ["adamw", "sgd", "lion", "signum", "sfadamw", "frugal", "adamw+wsd"]

@@ -11,7 +11,6 @@ import math
 import torch
 import torch.distributed.nn as dist_nn  # noqa: F401  (published baselines import it)
 from absl import logging
-
 from algoperf import spec
 from algoperf.pytorch_utils import pytorch_setup
 

@@ -65,10 +65,10 @@ def update_batch_norm_fn(module: nn.Module, update_batch_norm: bool) -> None:
         return
     if not update_batch_norm:
         if not hasattr(module, "momentum_backup"):
-            module.momentum_backup = module.momentum
+            setattr(module, "momentum_backup", module.momentum)  # noqa: B010 (a dynamic attribute)
         module.momentum = 0.0
     elif hasattr(module, "momentum_backup"):
-        module.momentum = module.momentum_backup
+        module.momentum = getattr(module, "momentum_backup")  # noqa: B009
 
 
 class CustomDropout(nn.Module):
@@ -150,7 +150,7 @@ def install() -> None:
         )
         rand = _module(f"{root}.random_utils", split=split, fold_in=fold_in, PRNGKey=PRNGKey)
         package = _module(root, spec=spec, pytorch_utils=utils, random_utils=rand, __path__=[])
-        package.__trainlab_compat__ = True
+        setattr(package, "__trainlab_compat__", True)  # noqa: B010 (marks our stand-in)
         sys.modules[root] = package
         sys.modules[f"{root}.spec"] = spec
         sys.modules[f"{root}.pytorch_utils"] = utils

@@ -12,7 +12,8 @@ here, with the same values where a submission could compare them.
 from __future__ import annotations
 
 import enum
-from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple, Union
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -79,19 +80,19 @@ class TrainState(NamedTuple):
 
 # The type aliases of the published API (annotations only: any value passes).
 Tensor = Any
-Shape = Union[Tuple[int], Tuple[int, int], Tuple[int, int, int], Tuple[int, int, int, int], ShapeTuple]
+Shape = tuple[int] | tuple[int, int] | tuple[int, int, int] | tuple[int, int, int, int] | ShapeTuple
 ParameterKey = str
-ParameterShapeTree = Dict[str, Dict[str, Shape]]
-ParameterContainer = Union[Dict[ParameterKey, Dict[ParameterKey, Tensor]], nn.Module]
-ParameterTypeTree = Dict[ParameterKey, Dict[ParameterKey, ParameterType]]
+ParameterShapeTree = dict[str, dict[str, Shape]]
+ParameterContainer = dict[ParameterKey, dict[ParameterKey, Tensor]] | nn.Module
+ParameterTypeTree = dict[ParameterKey, dict[ParameterKey, ParameterType]]
 RandomState = Any
-OptimizerState = Union[Dict[str, Any], Tuple[Any, Any]]
+OptimizerState = dict[str, Any] | tuple[Any, Any]
 Hyperparameters = Any
 Timing = int
 Steps = int
 ModelAuxiliaryState = Any
-ModelInitState = Tuple[ParameterContainer, ModelAuxiliaryState]
-UpdateReturn = Tuple[OptimizerState, ParameterContainer, ModelAuxiliaryState]
+ModelInitState = tuple[ParameterContainer, ModelAuxiliaryState]
+UpdateReturn = tuple[OptimizerState, ParameterContainer, ModelAuxiliaryState]
 
 
 class Workload:
@@ -122,7 +123,7 @@ InitOptimizerFn = Callable[
 ]
 UpdateParamsFn = Callable[..., UpdateReturn]
 PrepareForEvalFn = Callable[..., UpdateReturn]
-DataSelectionFn = Callable[..., Dict[str, Tensor]]
+DataSelectionFn = Callable[..., dict[str, Tensor]]
 
 
 def init_optimizer_state(
@@ -142,13 +143,13 @@ def update_params(
     current_params_types: ParameterTypeTree,
     model_state: ModelAuxiliaryState,
     hyperparameters: Hyperparameters,
-    batch: Dict[str, Tensor],
+    batch: dict[str, Tensor],
     loss_type: LossType,
     optimizer_state: OptimizerState,
-    eval_results: List[Tuple[int, float]],
+    eval_results: list[tuple[int, float]],
     global_step: int,
     rng: RandomState,
-    train_state: Optional[Dict[str, Any]] = None,
+    train_state: dict[str, Any] | None = None,
 ) -> UpdateReturn:
     """The template's signature (a submission defines its own)."""
     raise NotImplementedError
@@ -162,7 +163,7 @@ def prepare_for_eval(
     hyperparameters: Hyperparameters,
     loss_type: LossType,
     optimizer_state: OptimizerState,
-    eval_results: List[Tuple[int, float]],
+    eval_results: list[tuple[int, float]],
     global_step: int,
     rng: RandomState,
 ) -> UpdateReturn:
@@ -172,14 +173,14 @@ def prepare_for_eval(
 
 def data_selection(
     workload: Workload,
-    input_queue: Iterator[Dict[str, Any]],
+    input_queue: Iterator[dict[str, Any]],
     optimizer_state: OptimizerState,
     current_param_container: ParameterContainer,
     model_state: ModelAuxiliaryState,
     hyperparameters: Hyperparameters,
     global_step: int,
     rng: RandomState,
-) -> Dict[str, Tensor]:
+) -> dict[str, Tensor]:
     """The template's signature (a submission defines its own)."""
     raise NotImplementedError
 

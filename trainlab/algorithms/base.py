@@ -9,8 +9,9 @@ algorithm never sees it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,8 +21,10 @@ from trainlab.errors import UsageError
 from trainlab.optim.selection import coverage, recipe_groups
 from trainlab.schedules import SCHEDULE_HPARAMS, as_lr_scheduler, build_schedule
 
-# Hyperparameters the algorithm itself reads (neither optimizer nor schedule).
-ALGORITHM_HPARAMS: dict[str, Any] = {"grad_clip": None}
+# Hyperparameters the algorithm itself reads (neither optimizer nor schedule). decay_1d: weight decay
+# on parameters with fewer than two dimensions too (biases, norm gains); False exempts them, for every
+# optimizer alike (`trainlab.optim.selection`). True, the default, is what every stored number used.
+ALGORITHM_HPARAMS: dict[str, Any] = {"grad_clip": None, "decay_1d": True}
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,10 @@ class TrainingAlgorithm:
         self.spec = spec
         self.params = [p for p in model.parameters() if p.requires_grad]
         # matrix methods get the recipes' groups (hidden matrices apart: trainlab.optim.selection)
-        groups = recipe_groups(optim.entry(spec.optimizer).factory, model)
+        decay_1d = spec.hparams.get("decay_1d", True)
+        if not isinstance(decay_1d, bool):
+            raise UsageError(f"{spec.name}: decay_1d must be True or False, got {decay_1d!r}")
+        groups = recipe_groups(optim.entry(spec.optimizer).factory, model, decay_1d)
         hparams = spec.optimizer_hparams(total_steps)
         self.optimizer = optim.create(spec.optimizer, groups, **hparams)
         # fused kernels are built once per machine, at set-up, never on a trial's clock

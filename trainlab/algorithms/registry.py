@@ -14,18 +14,20 @@ from __future__ import annotations
 
 import ast
 import json
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from trainlab import optim
 from trainlab.algorithms import sso
 from trainlab.algorithms.base import ALGORITHM_HPARAMS, AlgorithmSpec
 from trainlab.algorithms.external import ensure_registered, is_external
+from trainlab.algorithms.search_space import SearchSpace, parse_search_space, to_hparams
 from trainlab.algorithms.submission import is_submission, load_submission, race_point
 from trainlab.errors import UsageError
 from trainlab.schedules import SCHEDULE_HPARAMS, SCHEDULES
-
+from trainlab.utils.named_items import named_items
 
 # The race's baselines (AdamW, NAdamW, SGD+Nesterov, each with warm-up + cosine).
 DEFAULT_ALGORITHMS = ("adamw", "nadamw", "sgd")
@@ -200,19 +202,11 @@ def _make_sso(name: str, overrides: Mapping[str, Any] | None, workload: str | No
 
 def parse_hparam_overrides(items: Iterable[str], algorithm_names: Iterable[str]) -> dict[str, dict[str, Any]]:
     """Parse `NAME.KEY=VALUE` items (VALUE a Python literal) into {algorithm name: {key: value}}."""
-    names = list(algorithm_names)
-    out: dict[str, dict[str, Any]] = {n: {} for n in names}
-    for item in items:
-        head, sep, raw = item.partition("=")
-        name, dot, key = head.rpartition(".")
-        if not sep or not dot or not key:
-            raise UsageError(f"bad --hparams item {item!r}: write ALGORITHM.KEY=VALUE, e.g. adamw.lr=3e-3")
-        if name not in out:
-            raise UsageError(
-                f"--hparams {item!r} names algorithm {name!r}, which is not in this race ({', '.join(names)})"
-            )
-        out[name][key] = parse_literal(raw, item)
-    return out
+    raw = named_items(items, algorithm_names, "--hparams", "algorithm", "adamw.lr=3e-3", "race")
+    return {
+        name: {key: parse_literal(text, f"{name}.{key}={text}") for key, text in values.items()}
+        for name, values in raw.items()
+    }
 
 
 def parse_literal(raw: str, context: str) -> Any:
@@ -223,3 +217,20 @@ def parse_literal(raw: str, context: str) -> Any:
             return raw.strip().lower() == "true"
         return raw.strip()
     return tuple(value) if isinstance(value, list) else value
+
+
+def check_search_space(loader, algorithm: str, source: Any) -> SearchSpace:
+    """Load (`loader(source, valid)`, or parse a decoded object when `loader` is None) and fully
+    check a search space for `algorithm`: shape, names, and every extreme value by building the
+    algorithm there. Any problem is one `UsageError`."""
+    if is_submission(algorithm):  # its hyperparameters are its own: the shape is all we can check
+        return parse_search_space(source, "<inline>") if loader is None else loader(source, None)
+    optimizer_name, schedule = parse_name(algorithm)
+    valid = valid_hparams(optimizer_name, schedule)
+    space = parse_search_space(source, "<inline>", valid) if loader is None else loader(source, valid)
+    for corner in space.corner_configs():
+        try:
+            make_algorithm(algorithm, to_hparams(corner, valid))
+        except UsageError as exc:
+            raise UsageError(f"search space {space.source}: a value in it is invalid: {exc}") from None
+    return space

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from trainlab.errors import UsageError
 
@@ -92,7 +93,7 @@ class SearchSpace:
         return {d.name: d.distribution() for d in self.dimensions if not d.constant}
 
     def constants(self) -> dict[str, Any]:
-        return {d.name: d.points[0] for d in self.dimensions if d.constant}
+        return {d.name: d.points[0] for d in self.dimensions if d.points is not None and d.constant}
 
     def corner_configs(self) -> list[dict[str, Any]]:
         """Every extreme of every dimension, the others at their first extreme: enough to hit each
@@ -243,33 +244,14 @@ def load_search_space(path_or_name: str | Path, valid: Mapping[str, Any] | None 
     return parse_search_space(data, text_source, valid)
 
 
-def check_search_space(loader, algorithm: str, source: Any) -> SearchSpace:
-    """Load (`loader(source, valid)`, or parse a decoded object when `loader` is None) and fully
-    check a search space for `algorithm`: shape, names, and every extreme value by building the
-    algorithm there. Any problem is one `UsageError`."""
-    from trainlab.algorithms import make_algorithm
-    from trainlab.algorithms.registry import parse_name, valid_hparams
-    from trainlab.algorithms.submission import is_submission
-
-    if is_submission(algorithm):  # its hyperparameters are its own: the shape is all we can check
-        return parse_search_space(source, "<inline>") if loader is None else loader(source, None)
-    optimizer_name, schedule = parse_name(algorithm)
-    valid = valid_hparams(optimizer_name, schedule)
-    space = parse_search_space(source, "<inline>", valid) if loader is None else loader(source, valid)
-    for corner in space.corner_configs():
-        try:
-            make_algorithm(algorithm, to_hparams(corner, valid))
-        except UsageError as exc:
-            raise UsageError(f"search space {space.source}: a value in it is invalid: {exc}") from None
-    return space
-
-
 def race_point(space: SearchSpace) -> dict[str, Any]:
     """The one point a race uses: a list-form space's first point, else the centre of each
     dimension (geometric for log scaling, the first feasible point)."""
     if space.points is not None:
         return dict(space.points[0])
-    return {
-        d.name: d.points[0] if d.points is not None else ((d.low * d.high) ** 0.5 if d.log else (d.low + d.high) / 2)
-        for d in space.dimensions
-    }
+    return {d.name: d.points[0] if d.points is not None else _centre(d) for d in space.dimensions}
+
+
+def _centre(d: Dimension) -> float:
+    assert d.low is not None and d.high is not None  # a range (no points)
+    return (d.low * d.high) ** 0.5 if d.log else (d.low + d.high) / 2

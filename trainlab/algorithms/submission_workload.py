@@ -9,7 +9,8 @@ step_hint)` the workload's steps between evaluations, the quantity submissions d
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn

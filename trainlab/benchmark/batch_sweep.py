@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,6 +39,7 @@ from trainlab.algorithms import AlgorithmSpec, make_algorithm
 from trainlab.algorithms.rules import default_rule
 from trainlab.benchmark.hessian import lanczos_top_eigenvalue
 from trainlab.benchmark.runner import run_trial
+from trainlab.benchmark.trial_options import TrialOptions
 from trainlab.errors import UsageError
 from trainlab.schedules import scale_lr
 from trainlab.store import ResultsStore
@@ -158,7 +161,7 @@ class BatchSweep:
         run_spec = dataclasses.replace(spec, hparams={**spec.hparams, "lr": lr})
         hparams = {**run_spec.hparams, "batch_size": workload.batch_size, "steps": workload.step_budget}
         trial_id = store.start_trial(race_id, workload.name, spec.name, seed, hparams)
-        result = run_trial(workload, run_spec, seed, self.device, stop_at_target=stop_at_target)
+        result = run_trial(workload, run_spec, seed, self.device, TrialOptions(stop_at_target=stop_at_target))
         result.hparams = hparams
         store.finish_trial(trial_id, result)
         done[key] = result
@@ -176,7 +179,10 @@ class BatchSweep:
             data = next(batches)
             values.append(
                 lanczos_top_eigenvalue(
-                    lambda: sized.loss(model, data), list(model.parameters()), self.lanczos_iterations, seed=k
+                    functools.partial(sized.loss, model, data),
+                    list(model.parameters()),
+                    self.lanczos_iterations,
+                    seed=k,
                 )
             )
         return float(np.mean(values))

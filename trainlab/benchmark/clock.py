@@ -8,7 +8,7 @@ so asynchronous GPU work launched before a pause is charged to training, not to 
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -1,8 +1,9 @@
 """Data-parallel trials (`trainlab race --nproc N --strategy ddp|fsdp2`).
 
 Each trial is launched with PyTorch's elastic launcher (`python -m torch.distributed.run
---standalone --nproc-per-node N`); every rank runs this module's `main`, which rebuilds the workload
-and the algorithm from a job file and calls the ordinary runner with a `DataParallel`:
+--standalone --nproc-per-node N`); every rank runs `trainlab.benchmark.data_parallel_rank`, which rebuilds the workload
+and the algorithm from a job file (`trainlab.benchmark.data_parallel_rank`: the trial's
+`TrialOptions`, serialised whole) and calls the ordinary runner with a `DataParallel`:
 - the model is wrapped before the optimizer is built: DistributedDataParallel, or FSDP2
   (`fully_shard` on every parameter-owning leaf module, then on the root), gloo on CPU, NCCL on CUDA;
 - every rank draws the same global batch (same seed) and trains on its contiguous 1/N of it, so the
@@ -19,7 +20,6 @@ way the race goes on and nothing stored is touched.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -36,12 +36,10 @@ import torch
 from torch import nn
 
 from trainlab.algorithms import AlgorithmSpec
-from trainlab.benchmark.trial_config import TrialConfig
+from trainlab.benchmark.trial_options import TrialOptions
 from trainlab.errors import UsageError
 from trainlab.store.results import EvalRecord, TrialResult
-from trainlab.workloads import Workload, create_workload, rebuild_args
-
-STRATEGIES = ("ddp", "fsdp2")
+from trainlab.workloads import Workload, rebuild_args
 
 
 class TrialFailed(RuntimeError):
@@ -82,22 +80,16 @@ class DataParallel:
         return out / self.world
 
 
-def check(workload: Workload, spec: AlgorithmSpec, nproc: int, strategy: str) -> None:
-    """What fails before any launch: a batch that does not split, SSO, a submission under FSDP2
-    (AlgoPerf's PyTorch submissions are written for DistributedDataParallel)."""
-    check_split(workload, nproc, strategy)
-    if spec.method != "plain":
-        raise UsageError(f"--nproc: {spec.name} runs in one process only (SSO)")
-    if spec.submission and strategy != "ddp":
-        raise UsageError(f"--nproc: {spec.name} is an AlgoPerf submission, which trains under --strategy ddp only")
+def check(workload: Workload, spec: AlgorithmSpec, options: TrialOptions) -> None:
+    """What fails before any launch: a batch that does not split, SSO, a submission under FSDP2."""
+    check_split(workload, options.nproc)
+    options.check_algorithm(spec.name, submission=spec.submission, sso=spec.method != "plain")
 
 
-def check_split(workload: Workload, nproc: int, strategy: str) -> None:
-    """The launch settings, and a global batch that splits evenly over the processes."""
+def check_split(workload: Workload, nproc: int) -> None:
+    """A global batch that splits evenly over the processes."""
     if nproc < 2:
         raise UsageError(f"--nproc must be at least 2 for a data-parallel trial, got {nproc}")
-    if strategy not in STRATEGIES:
-        raise UsageError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
     if workload.batch_size % nproc:
         raise UsageError(
             f"--nproc {nproc}: workload {workload.name!r} trains with batch {workload.batch_size}, which does not "
@@ -111,32 +103,24 @@ def run_parallel_trial(
     spec: AlgorithmSpec,
     seed: int,
     device: torch.device,
-    nproc: int,
-    strategy: str,
-    *,
-    stop_at_target: bool = False,
-    config: TrialConfig | None = None,
+    options: TrialOptions,
     threads: int | None = None,
-    timeout: float = 3600.0,
-    eval_split: str = "validation",
 ) -> TrialResult:
-    """Launch one trial on `nproc` processes and return rank 0's result (see module doc)."""
-    check(workload, spec, nproc, strategy)
-    spec_name, options = rebuild_args(workload)
+    """Launch one trial on `options.nproc` processes and return rank 0's result (see module doc)."""
+    nproc, timeout = options.nproc, options.trial_timeout
+    check(workload, spec, options)
+    spec_name, workload_options = rebuild_args(workload)
     with tempfile.TemporaryDirectory(prefix="trainlab-dp-") as tmp:
         job, out = Path(tmp) / "job.json", Path(tmp) / "result.json"
         job.write_text(
             json.dumps(
                 {
                     "workload": spec_name,
-                    "options": options,
+                    "workload_options": workload_options,
                     "spec": {**dataclasses.asdict(spec), "hparams": dict(spec.hparams)},
                     "seed": seed,
                     "device": device.type,
-                    "strategy": strategy,
-                    "stop_at_target": stop_at_target,
-                    "eval_split": eval_split,
-                    "trial": (config or TrialConfig()).to_dict(),
+                    "options": options.to_dict(),
                     "threads": threads or max(1, torch.get_num_threads() // nproc),
                     "result": str(out),
                 },
@@ -145,7 +129,7 @@ def run_parallel_trial(
         )
         command = [sys.executable, "-c", _BOUND_TO_PARENT, str(os.getpid()), sys.executable]
         command += ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
-        command += ["--max-restarts=0", "-m", "trainlab.benchmark.data_parallel", str(job)]
+        command += ["--max-restarts=0", "-m", "trainlab.benchmark.data_parallel_rank", str(job)]
         log = Path(tmp) / "output.log"
         with log.open("w") as sink:  # a file, not a pipe: a stray rank must not keep us waiting
             proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
@@ -241,55 +225,3 @@ def _load(data: dict[str, Any]) -> TrialResult:
     result = TrialResult(**data)
     result.evals = evals
     return result
-
-
-def _dump(result: TrialResult) -> dict[str, Any]:
-    data = dataclasses.asdict(result)
-
-    def finite(v: Any) -> Any:
-        return None if isinstance(v, float) and not math.isfinite(v) else v
-
-    data = {k: finite(v) for k, v in data.items()}
-    data["evals"] = [{k: finite(v) for k, v in e.items()} for e in data["evals"]]
-    return data
-
-
-def main(argv: list[str] | None = None) -> int:
-    """One rank of a data-parallel trial (run by `torch.distributed.run`)."""
-    from trainlab.benchmark.runner import run_trial
-
-    parser = argparse.ArgumentParser(description="one rank of a trainlab data-parallel trial")
-    parser.add_argument("job", help="the job file written by run_parallel_trial")
-    job = json.loads(Path(parser.parse_args(argv).job).read_text())
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = torch.device("cuda", local_rank) if job["device"] == "cuda" else torch.device(job["device"])
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    torch.set_num_threads(int(job["threads"]))
-    torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    try:
-        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        workload = create_workload(job["workload"], **job["options"])
-        raw = dict(job["spec"])
-        raw["hparams"] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw["hparams"].items()}
-        spec = AlgorithmSpec(**raw)
-        result = run_trial(
-            workload,
-            spec,
-            int(job["seed"]),
-            device,
-            stop_at_target=bool(job["stop_at_target"]),
-            eval_split=job.get("eval_split", "validation"),
-            config=TrialConfig.from_dict(job["trial"]),
-            distributed=DataParallel(job["strategy"], rank, world, device),
-        )
-        if rank == 0:
-            result.hparams = {**result.hparams, "nproc": world, "strategy": job["strategy"]}
-            Path(job["result"]).write_text(json.dumps(_dump(result), default=str))
-    finally:
-        torch.distributed.destroy_process_group()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

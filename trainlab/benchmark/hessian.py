@@ -14,7 +14,7 @@ extremal eigenvalues first; its largest Ritz value is a lower bound that tighten
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 

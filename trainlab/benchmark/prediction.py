@@ -9,7 +9,7 @@ bookkeeping like evaluating, not training. The decision rule itself lives in
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 from trainlab.algorithms import AlgorithmSpec
 from trainlab.schedules import build_schedule

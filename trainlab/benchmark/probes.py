@@ -47,17 +47,16 @@ def probe_saved_bytes(
     return meter.peak_bytes
 
 
-def continual_eval(result, step, algorithm, model, evaluate, split, clock, workload) -> float:
-    """One continual evaluation on the fixed subset, the clock paused throughout (the evaluation-mode
-    hooks included: this view is a diagnostic, not part of the algorithm); its wall seconds."""
-    clock.pause()
+def continual_eval(trial, step: int) -> float:
+    """One continual evaluation of a `trainlab.benchmark.trial_setup.Trial` on its fixed subset, run
+    while the caller has the clock paused (the evaluation-mode hooks included: this view is a
+    diagnostic, not part of the algorithm); its wall seconds."""
     started = time.perf_counter()
-    algorithm.prepare_for_eval(model)
-    model.eval()
-    metrics = evaluate(model, split)
-    model.train()
-    algorithm.prepare_for_train(model)
-    result.continual.append((step, float(metrics[workload.metric]), float(metrics.get("loss", math.nan))))
-    seconds = time.perf_counter() - started
-    clock.resume()
-    return seconds
+    trial.algorithm.prepare_for_eval(trial.model)
+    trial.model.eval()
+    metrics = trial.evaluate(trial.model, trial.fine_split)
+    trial.model.train()
+    trial.algorithm.prepare_for_train(trial.model)
+    metric = float(metrics[trial.workload.metric])
+    trial.result.continual.append((step, metric, float(metrics.get("loss", math.nan))))
+    return time.perf_counter() - started

@@ -27,7 +27,7 @@ class RaceProgress:
         self.done = 0
         self.total = total_trials
 
-    def start_trial(self, label: str, steps: int) -> "RaceProgress":
+    def start_trial(self, label: str, steps: int) -> RaceProgress:
         self.bar = tqdm(
             total=steps,
             desc=label,

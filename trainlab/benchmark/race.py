@@ -20,12 +20,12 @@ from trainlab.algorithms.rules import default_rule
 from trainlab.benchmark import data_parallel
 from trainlab.benchmark.prediction import CurveWatch
 from trainlab.benchmark.progress import RaceProgress
-from trainlab.store.results import TrialResult
 from trainlab.benchmark.runner import run_trial
-from trainlab.benchmark.trial_config import TrialConfig
+from trainlab.benchmark.trial_options import DEFAULT, TrialOptions
 from trainlab.errors import UsageError
 from trainlab.schedules import scale_lr
 from trainlab.store import ResultsStore
+from trainlab.store.results import TrialResult
 from trainlab.utils.environment import describe
 from trainlab.workloads import Workload
 
@@ -35,36 +35,25 @@ class RacePlan:
     """What to run. Algorithms are names (+ overrides); each is specified per workload, because a
     baseline's learning rate may be tuned per workload (`trainlab.algorithms.registry.TUNED_PATH`).
 
-    `trial` (memory savers, precision) applies to every trial of the race; each freeze rule must
-    match a parameter of every workload."""
+    `options` apply to every trial of the race; each freeze rule must match a parameter of every
+    workload."""
 
     workloads: list[Workload]
     algorithms: list[str]
     seeds: list[int]
     device: torch.device
-    stop_at_target: bool = False
-    grad_norm_kind: str | None = None
     label: str | None = None
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     # (algorithm, workload name) -> hyperparameters for that pair only, e.g. a refined schedule's
     # gradient norms, which come from a first run on that workload.
     workload_overrides: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    trial: TrialConfig = field(default_factory=TrialConfig)
+    options: TrialOptions = DEFAULT  # how every trial trains, checks and records (trainlab.benchmark.trial_options)
     untuned: bool = False  # workload-agnostic defaults even where a configuration was tuned
     search_spaces: dict[str, str] = field(default_factory=dict)  # AlgoPerf submission -> its space file
-    # learning-curve predictions after each evaluation (`trainlab.benchmark.prediction`): None for
-    # none, else (prediction level, convergence threshold)
-    predict: tuple[float, float] | None = None
-    # continual evaluation (`trainlab.benchmark.runner`): None for none, else (every E steps, on N examples)
-    continual: tuple[int, int] | None = None
     # carry each lr from the workload's default batch size to the one it trains with
     # (`trainlab.schedules.scale_lr`): "linear", "sqrt", "auto" (the optimizer's registered rule) or None
     batch_scaling: str | None = None
-    # data-parallel trials (`trainlab.benchmark.data_parallel`): processes per trial, how the model
-    # is wrapped, and how long a trial may run before it is killed and failed
-    nproc: int = 1
-    strategy: str = "ddp"
-    trial_timeout: float = 3600.0
+    prepared: bool = field(default=False, init=False, repr=False)  # `prepare` has checked it
 
     def spec(self, algorithm: str, workload: Workload) -> AlgorithmSpec:
         hparams = {**self.overrides.get(algorithm, {}), **self.workload_overrides.get((algorithm, workload.name), {})}
@@ -89,6 +78,8 @@ class RacePlan:
         )
 
     def config(self) -> dict[str, Any]:
+        """What the store keeps of the plan (reports read these keys)."""
+        o = self.options
         return {
             "workloads": [w.describe() for w in self.workloads],
             "algorithms": [
@@ -106,25 +97,29 @@ class RacePlan:
             ],
             "seeds": list(self.seeds),
             "device": str(self.device),
-            "stop_at_target": self.stop_at_target,
-            "compress_activations": self.trial.compress_activations,
-            "precision": self.trial.precision,
-            "freeze": list(self.trial.freeze) or None,
-            "freeze_change": self.trial.freeze_change,
-            "predict": None if self.predict is None else {"level": self.predict[0], "threshold": self.predict[1]},
-            "continual": None if self.continual is None else {"every": self.continual[0], "subset": self.continual[1]},
+            "stop_at_target": o.stop_at_target,
+            "compress_activations": o.compress_activations,
+            "precision": o.precision,
+            "freeze": list(o.freeze) or None,
+            "freeze_change": o.freeze_change,
+            "predict": None if o.predict is None else {"level": o.predict[0], "threshold": o.predict[1]},
+            "continual": None if o.continual is None else {"every": o.continual[0], "subset": o.continual[1]},
             "batch_scaling": self.batch_scaling,
-            "nproc": self.nproc,
-            "strategy": self.strategy if self.nproc > 1 else None,
+            "nproc": o.nproc,
+            "strategy": o.strategy if o.nproc > 1 else None,
         }
 
 
 def prepare(plan: RacePlan) -> None:
-    """Build every spec, check the trial configuration on every workload (each freeze rule on a fresh
+    """Build every spec, check the trial options on every workload (each freeze rule on a fresh
     model) and load every workload's data up front: a bad hyperparameter, a freeze typo, a missing
-    corpus or a bad path fails before any training."""
+    corpus or a bad path fails before any training. Once per plan (the CLI calls it before it opens
+    the store; `run_race` then finds it done)."""
+    if plan.prepared:
+        return
     if not plan.workloads or not plan.algorithms or not plan.seeds:
         raise UsageError("a race needs at least one workload, one algorithm and one seed")
+    options = plan.options
     for workload in plan.workloads:
         with torch.random.fork_rng(devices=[]):
             model = workload.init_model()
@@ -133,15 +128,15 @@ def prepare(plan: RacePlan) -> None:
             check_applies(spec, model, workload.name, workload.step_budget)
             if spec.method == "sso":
                 sso.check_workload(spec, workload)
-            if plan.nproc > 1:
-                data_parallel.check(workload, spec, plan.nproc, plan.strategy)
-    if plan.nproc > 1 and (plan.predict is not None or plan.continual is not None or plan.grad_norm_kind):
-        raise UsageError("--nproc trials run without --predict, --eval-subset and --record-grad-norms")
-    plan.trial.check(plan.device, plan.workloads)
+            options.check_algorithm(spec.name, submission=spec.submission, sso=spec.method == "sso")
+            if options.nproc > 1:
+                data_parallel.check(workload, spec, options)
+    options.check(plan.device, plan.workloads)
     for workload in plan.workloads:
         splits = workload.splits()
-        if plan.continual is not None:
-            workload.subset(splits.validation, plan.continual[1])  # a subset too large fails now
+        if options.continual is not None:
+            workload.subset(splits.validation, options.continual[1])  # a subset too large fails now
+    plan.prepared = True
 
 
 def run_race(plan: RacePlan, store: ResultsStore, progress: bool | None = None) -> tuple[int, list[TrialResult]]:
@@ -155,33 +150,8 @@ def run_race(plan: RacePlan, store: ResultsStore, progress: bool | None = None) 
             algorithm = plan.spec(name, workload)
             label = f"{workload.name} / {algorithm.name} / seed {seed}"
             trial_id = store.start_trial(race_id, workload.name, algorithm.name, seed, dict(algorithm.hparams))
-            watch = None
-            if plan.predict is not None:
-                watch = CurveWatch(
-                    workload,
-                    algorithm,
-                    report=functools.partial(display.note, label),
-                    level=plan.predict[0],
-                    threshold=plan.predict[1],
-                )
             try:
-                if plan.nproc > 1:
-                    display.start_trial(label, workload.step_budget)
-                    result = data_parallel.run_parallel_trial(
-                        workload,
-                        algorithm,
-                        seed,
-                        plan.device,
-                        plan.nproc,
-                        plan.strategy,
-                        stop_at_target=plan.stop_at_target,
-                        config=plan.trial,
-                        timeout=plan.trial_timeout,
-                    )
-                else:
-                    result = _one_process(
-                        plan, workload, algorithm, seed, display.start_trial(label, workload.step_budget), watch
-                    )
+                result = _run(plan, workload, algorithm, seed, display, label)
             except (KeyboardInterrupt, SystemExit):
                 store.fail_trial(trial_id, "interrupted")
                 raise
@@ -199,16 +169,12 @@ def run_race(plan: RacePlan, store: ResultsStore, progress: bool | None = None) 
     return race_id, results
 
 
-def _one_process(plan: RacePlan, workload: Workload, algorithm: AlgorithmSpec, seed: int, progress, watch):
-    return run_trial(
-        workload,
-        algorithm,
-        seed,
-        plan.device,
-        progress=progress,
-        stop_at_target=plan.stop_at_target,
-        grad_norm_kind=plan.grad_norm_kind,
-        config=plan.trial,
-        monitor=watch,
-        continual=plan.continual,
-    )
+def _run(plan: RacePlan, workload: Workload, algorithm: AlgorithmSpec, seed: int, display: RaceProgress, label: str):
+    """One trial of the race, with its progress bar and, under --predict, its curve watch."""
+    watch = None
+    if plan.options.predict is not None:
+        level, threshold = plan.options.predict
+        report = functools.partial(display.note, label)
+        watch = CurveWatch(workload, algorithm, report=report, level=level, threshold=threshold)
+    bar = display.start_trial(label, workload.step_budget)
+    return run_trial(workload, algorithm, seed, plan.device, plan.options, progress=bar, monitor=watch)

@@ -5,7 +5,9 @@ races OPTIMIZER+refined against comparison schedules on evaluation seeds the fir
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import dataclasses
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -13,7 +15,7 @@ from trainlab.algorithms import make_algorithm
 from trainlab.algorithms.rules import kind_for
 from trainlab.benchmark.race import RacePlan
 from trainlab.benchmark.runner import run_trial
-from trainlab.benchmark.trial_config import TrialConfig
+from trainlab.benchmark.trial_options import DEFAULT, TrialOptions
 from trainlab.errors import UsageError
 from trainlab.schedules.refined import KIND_NORM
 from trainlab.workloads import Workload
@@ -27,7 +29,7 @@ def refinement_plan(
     pass1_seed: int,
     device: torch.device,
     overrides: dict[str, Any] | None = None,
-    config: TrialConfig | None = None,
+    options: TrialOptions = DEFAULT,
     label: str | None = None,
     log: Callable[[str], None] = print,
 ) -> RacePlan:
@@ -45,7 +47,6 @@ def refinement_plan(
         )
     kind = kind_for(optimizer)
     overrides = dict(overrides or {})
-    config = config or TrialConfig()
     names = [f"{optimizer}+{s}" for s in compare] + [f"{optimizer}+refined"]
     first = f"{optimizer}+linear"
     for workload in workloads:  # every name and hyperparameter checked before anything runs
@@ -58,15 +59,16 @@ def refinement_plan(
         device,
         label=label or f"refine {optimizer}",
         overrides={name: dict(overrides) for name in names},
-        trial=config,
+        options=options,
     )
-    config.check(device, workloads)
+    options.check(device, workloads)
     for workload in workloads:
         spec = make_algorithm(first, overrides, workload=workload.name)
         log(
             f"pass 1: {workload.name} / {first} / seed {pass1_seed}, recording {KIND_NORM[kind].upper()} gradient norms"
         )
-        result = run_trial(workload, spec, pass1_seed, device, grad_norm_kind=KIND_NORM[kind], config=config)
+        pass1 = dataclasses.replace(options, grad_norm_kind=KIND_NORM[kind])
+        result = run_trial(workload, spec, pass1_seed, device, pass1)
         reached = f"step {result.steps_to_target}" if result.reached else "missed"
         norms = result.grad_norms or []
         log(

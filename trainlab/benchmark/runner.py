@@ -10,7 +10,14 @@ evaluation cadence by all of them, as AlgoPerf's clock charges them. A non-finit
 ends the trial as `diverged` at the step it appears (checking it costs one host-device sync per
 step, which is on the clock).
 
-Memory savers (`trainlab.memory`), the fields of a `TrialConfig`, all off by default; with all off
+One trial is three steps: `set_up` (model, data, algorithm, memory savers; untimed), `train` (the
+timed loop, the only code that touches the clock, with its hooks: evaluation, the caller's `monitor`
+after each one (curve prediction, pruning), continual evaluation, progress, stop-at-target and
+divergence), and `finish` (the record). Its options are one `TrialOptions`; with `nproc` > 1,
+`run_trial` launches it data-parallel (`trainlab.benchmark.data_parallel`), whose ranks run the same
+three steps.
+
+Memory savers (`trainlab.memory`), fields of `TrialOptions`, all off by default; with all off
 the timed loop is exactly the plain one (the workload's own loss function goes to the algorithm, no hooks, no autocast):
 - `freeze`: module-name rules (`trainlab.memory.freeze`), or `first:K` for the model's first K
   parameter-owning modules, applied right after the model is built and before the optimizer, so
@@ -44,31 +51,27 @@ parameters, gradients, optimizer state and saved-activation bytes ("params+grads
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import math
 import time
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 
-from trainlab.algorithms import AlgorithmSpec, TrainingAlgorithm
+from trainlab.algorithms import AlgorithmSpec
 from trainlab.algorithms.algoperf_spec import TrainingCompleteError
 from trainlab.algorithms.sso import SSOAlgorithm
-from trainlab.algorithms.submission import SubmissionAlgorithm, load_submission, submission_batch_size
+from trainlab.algorithms.submission import SubmissionAlgorithm
 from trainlab.benchmark.clock import TrainingClock
-from trainlab.benchmark.probes import continual_eval, probe_saved_bytes
-from trainlab.benchmark.trial_config import TrialConfig, apply_freeze
-from trainlab.store.results import EvalRecord, TrialResult
-from trainlab.errors import UsageError
-from trainlab.memory import ActivationCompressor, ChangeBasedFreezer, bf16_autocast, cast_model_bf16
+from trainlab.benchmark.data_parallel import run_parallel_trial
+from trainlab.benchmark.probes import continual_eval
+from trainlab.benchmark.trial_options import DEFAULT, TrialOptions
+from trainlab.benchmark.trial_setup import Trial, set_up
 from trainlab.scoring import after_target, worst_since
+from trainlab.store.results import EvalRecord, TrialResult
 from trainlab.utils.device import peak_device_memory, reset_peak_device_memory
 from trainlab.workloads import Workload
-
-
-ADAPTIVE_AVERAGE_BITS = 4.0
-ADAPTIVE_INTERVAL = 1000
 
 
 class TrialProgress(Protocol):
@@ -78,41 +81,7 @@ class TrialProgress(Protocol):
     def on_eval(self, record: EvalRecord, reached: bool) -> None: ...
 
 
-def _training_loss(
-    workload: Workload, device: torch.device, autocast: bool, compressor: ActivationCompressor | None
-) -> Callable:
-    """The loss function the algorithm calls each timed step: the workload's own when nothing is on."""
-    if not autocast and compressor is None:
-        return workload.loss
-    cast = (lambda: bf16_autocast(device)) if autocast else contextlib.nullcontext
-    hooks = compressor if compressor is not None else contextlib.nullcontext()
-
-    def forward(model, batch):
-        with hooks, cast():
-            return workload.loss(model, batch)
-
-    if compressor is None or compressor.bits != "adaptive":
-        return forward
-
-    def adaptive(model, batch):
-        # GACT's controller.iterate, run before this step's forward rather than after the previous
-        # step's update (the same weights): its probes see this batch, the first step uses adapted bits.
-        def closure():
-            with cast():
-                workload.loss(model, batch).backward()
-
-        compressor.iterate(closure)
-        return forward(model, batch)
-
-    return adaptive
-
-
-def _autocast_evaluate(workload: Workload, device: torch.device) -> Callable:
-    def evaluate(model, split):
-        with bf16_autocast(device):
-            return workload.evaluate(model, split)
-
-    return evaluate
+Monitor = Callable[[TrialResult], bool]
 
 
 def run_trial(
@@ -120,135 +89,47 @@ def run_trial(
     spec: AlgorithmSpec,
     seed: int,
     device: torch.device,
-    progress: TrialProgress | None = None,
-    stop_at_target: bool = False,
-    grad_norm_kind: str | None = None,
+    options: TrialOptions = DEFAULT,
     *,
-    config: TrialConfig | None = None,
-    eval_split: str = "validation",
-    monitor: Callable[[TrialResult], bool] | None = None,
-    continual: tuple[int, int] | None = None,
+    progress: TrialProgress | None = None,
+    monitor: Monitor | None = None,
     distributed: Any = None,
 ) -> TrialResult:
-    """Train `spec` on `workload` with `seed` under the clock (see module doc), with the memory savers
-    and precision of `config` (default: none, fp32). `eval_split` is the split whose metric is
-    checked against the target: "validation" (races, tuning) or "test" (the held-out evaluation runs
-    of a tuning protocol, on data the tuning never selected on). `monitor`, called after every
-    evaluation with the clock paused (a learning-curve predictor, a pruner), may append to the
-    result's predictions; returning True stops a trial that has not reached the target as `pruned`.
-    `continual` = (every E steps, on the first N examples of `eval_split`): continual evaluation.
-    `distributed` (`trainlab.benchmark.data_parallel.DataParallel`, on every rank of a data-parallel
-    trial): wraps the model (DDP or FSDP2) before the optimizer is built, gives each rank its slice of
-    every global batch, and averages the loss over ranks so that all ranks take the same decisions."""
-    if eval_split not in ("validation", "test"):
-        raise UsageError(f"eval_split must be 'validation' or 'test', got {eval_split!r}")
-    if continual is not None and not (continual[0] >= 1 and continual[1] >= 1):
-        raise UsageError(f"continual evaluation needs --eval-every >= 1 and --eval-subset >= 1, got {continual}")
-    config = config or TrialConfig()
-    config.check(device)
-    bits, precision, freeze, freeze_change = (
-        config.compress_activations,
-        config.precision,
-        config.freeze,
-        config.freeze_change,
-    )
-    result = TrialResult(
-        workload=workload.name,
-        algorithm=spec.name,
-        seed=seed,
-        hparams=dict(spec.hparams),
-        metric_name=workload.metric,
-        higher_is_better=workload.higher_is_better,
-        target=workload.target,
-        step_budget=workload.step_budget,
-        compress_activations=bits,
-        precision=precision,
-    )
+    """Train `spec` on `workload` with `seed` under the clock (see module doc), as `options` say.
+    `monitor`, called after every evaluation with the clock paused (a learning-curve predictor, a
+    pruner), may append to the result's predictions; returning True stops a trial that has not
+    reached the target as `pruned`. With `options.nproc` > 1 the trial is launched on that many
+    processes and rank 0's result returns (no progress, no monitor). `distributed`
+    (`trainlab.benchmark.data_parallel.DataParallel`, on every rank of such a launch): wraps the
+    model (DDP or FSDP2) before the optimizer is built, gives each rank its slice of every global
+    batch, and averages the loss over ranks so that all ranks take the same decisions."""
+    if options.nproc > 1 and distributed is None:
+        return run_parallel_trial(workload, spec, seed, device, options)
+    trial = set_up(workload, spec, seed, device, options, distributed)
+    train(trial, progress, monitor)
+    return finish(trial)
 
-    if spec.submission:  # an AlgoPerf submission trains the plain model, at its own batch size
-        if not config.plain:
-            raise UsageError(
-                f"{spec.name}: AlgoPerf submissions run without trainlab's memory savers "
-                "(no --compress-activations, --precision, --freeze, --freeze-change)"
-            )
-        if grad_norm_kind is not None:
-            raise UsageError(f"{spec.name}: an AlgoPerf submission cannot record gradient norms")
-        size, origin = submission_batch_size(load_submission(spec.name), workload)
-        if size != workload.batch_size:
-            workload = copy.copy(workload)
-            workload.batch_size = size
-        result.hparams["batch_size_source"] = f"{size}: {origin}"
 
-    # ---- set-up: not on the clock ----
-    splits = workload.splits().to(device)
-    torch.manual_seed(seed)
-    model = workload.init_model().to(device)
-    if freeze:
-        result.frozen_params = apply_freeze(model, freeze, workload.name)
-    if precision == "bf16":
-        cast_model_bf16(model)
-    if distributed is not None:
-        model = distributed.wrap(model)
-    autocast = precision != "fp32"
-    if spec.method == "sso" and (not config.plain or grad_norm_kind is not None):
-        raise UsageError(f"{spec.name}: SSO runs without memory savers and without --record-grad-norms")
-    algorithm = (
-        SubmissionAlgorithm(spec, model, workload, seed)
-        if spec.submission
-        else SSOAlgorithm(spec, model, workload, workload.step_budget)
-        if spec.method == "sso"
-        else TrainingAlgorithm(spec, model, workload.step_budget, grad_norm_kind)
-    )
-    covered = algorithm.coverage()
-    if covered is not None:
-        result.covered_params = covered[0]
-        result.coverage = covered[0] / covered[1] if covered[1] else 0.0
-    freezer = None
-    if freeze_change is not None:
-        freezer = ChangeBasedFreezer(
-            model,
-            window=workload.eval_every,
-            threshold=float(freeze_change),
-            start_step=workload.step_budget // 10,
-            max_fraction=0.9,
-            optimizer=algorithm.optimizer,
-        )
-    batches = workload.batches(splits.train, torch.Generator().manual_seed(seed))
-    if distributed is not None:
-        batches = map(distributed.shard, batches)
-    result.param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    result.grad_bytes = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
-    model.train()
-    compressor = None
-    if bits is not None:
-        compressor = ActivationCompressor(
-            bits, model=model, seed=seed, average_bits=ADAPTIVE_AVERAGE_BITS, adapt_interval=ADAPTIVE_INTERVAL
-        )
-    else:
-        result.saved_activation_bytes = probe_saved_bytes(workload, model, splits, seed, device, autocast, distributed)
-    training_loss = _training_loss(workload, device, autocast, compressor)
-    # bf16 parameters need bf16 inputs: evaluate under autocast too (fp32 weights evaluate in fp32)
-    evaluate = _autocast_evaluate(workload, device) if precision == "bf16" else workload.evaluate
-    fine_split = None
-    if continual is not None:
-        fine_split = workload.subset(getattr(splits, eval_split), continual[1])
-        result.continual_every, result.continual_subset = continual
-    reset_peak_device_memory(device)
-    clock = TrainingClock(device)
-    loss_sum = torch.zeros((), device=device)
-    losses_since_eval = 0
-    peak_state = 0
+# ---- the timed loop: the only code that touches the clock ----
 
+
+def train(trial: Trial, progress: TrialProgress | None = None, monitor: Monitor | None = None) -> None:
+    """Step, evaluate at the workload's cadence, stop at the budget, a divergence, the target (with
+    `stop_at_target`), a prune, or an AlgoPerf submission's end of training."""
+    workload, algorithm, model, result = trial.workload, trial.algorithm, trial.model, trial.result
+    budget, continual = workload.step_budget, trial.options.continual
+    reset_peak_device_memory(trial.device)
+    clock = TrainingClock(trial.device)
+    window = _LossWindow(torch.zeros((), device=trial.device))
     clock.start()
-    done_at = 0  # the step after which an AlgoPerf submission declared training complete
-    step = 0
-    while step < workload.step_budget:
+    step = done_at = 0  # done_at: the step after which a submission declared training complete
+    while step < budget:
         before, step = step, step + 1
         try:
-            batch: Any = algorithm.next_batch(batches, model)  # a tuple, or a submission's dict
-            loss = algorithm.update(model, batch, training_loss)
-            if distributed is not None:
-                loss = distributed.mean(loss)
+            batch: Any = algorithm.next_batch(trial.batches, model)  # a tuple, or a submission's dict
+            loss = algorithm.update(model, batch, trial.training_loss)
+            if trial.distributed is not None:
+                loss = trial.distributed.mean(loss)
             # steps are batches: a submission's update_params that drew several (LAWA) counts them all
             step = max(step, getattr(algorithm, "batches_drawn", step))
         except TrainingCompleteError:
@@ -256,74 +137,100 @@ def run_trial(
             if step == 0 or (result.evals and result.evals[-1].step == step):
                 break
         if not done_at:
-            if freezer is not None:
-                freezer.step()
-            loss_sum += loss
-            losses_since_eval += 1
+            if trial.freezer is not None:
+                trial.freezer.step()
+            window.add(loss)
             if progress is not None:
                 progress.on_step(step)
-            if not math.isfinite(loss.item()):
-                # diverged: stop at this step (a NaN never recovers); the last evaluation stands
-                result.status = "diverged"
-                diverged_seconds = clock.pause()
+            if not math.isfinite(loss.item()):  # diverged: a NaN never recovers; the last evaluation stands
+                result.status, trial.diverged_seconds = "diverged", clock.pause()
                 break
-            if fine_split is not None and continual is not None and step // continual[0] != before // continual[0]:
-                result.eval_seconds += continual_eval(
-                    result, step, algorithm, model, evaluate, fine_split, clock, workload
-                )
-            if step // workload.eval_every == before // workload.eval_every and step < workload.step_budget:
+            if continual is not None and step // continual[0] != before // continual[0]:
+                clock.pause()
+                result.eval_seconds += continual_eval(trial, step)
+                clock.resume()
+            if step // workload.eval_every == before // workload.eval_every and step < budget:
                 continue  # no evaluation boundary crossed
-
-        # ---- evaluation: the clock is paused ----
-        algorithm.prepare_for_eval(model)
-        train_seconds = clock.pause()
-        eval_started = time.perf_counter()
-        train_loss = (loss_sum / losses_since_eval).item() if losses_since_eval else math.nan
-        model.eval()
-        metrics = evaluate(model, getattr(splits, eval_split))
-        model.train()
-        record = EvalRecord(
-            step=step,
-            train_seconds=train_seconds,
-            train_loss=train_loss,
-            metric=float(metrics[workload.metric]),
-            validation_loss=float(metrics.get("loss", math.nan)),
-            eval_seconds=time.perf_counter() - eval_started,
-        )
-        result.evals.append(record)
-        algorithm.record_eval(step, workload.metric, record.metric, record.validation_loss)
-        # optimizer state can shrink (FRUGAL's block mode): report its peak over the evaluations
-        peak_state = max(peak_state, algorithm.state_bytes())
-        result.eval_seconds += record.eval_seconds
-        loss_sum.zero_()
-        losses_since_eval = 0
-        reached_now = workload.reached(record.metric)
-        if reached_now and not result.reached:
-            result.reached = True
-            result.time_to_target = train_seconds
-            result.steps_to_target = step
-        if progress is not None:
-            progress.on_eval(record, result.reached)
-        if monitor is not None and monitor(result) and not result.reached:
-            result.status = "pruned"
-            break
-        if done_at or step >= workload.step_budget or (stop_at_target and result.reached):
+        algorithm.prepare_for_eval(model)  # on the clock, as in AlgoPerf
+        last = bool(done_at) or step >= budget
+        if _evaluate(trial, step, clock.pause(), window, progress, monitor, last):
             break  # the final weights stay in evaluation form for the test evaluation
         clock.resume()
         algorithm.prepare_for_train(model)
-
-    # ---- wrap-up: not on the clock ----
     result.steps = step
     if not result.evals and result.status != "diverged":  # ended before its first step
         clock.pause()
         result.status = "completed"
         result.evals.append(EvalRecord(0, 0.0, math.nan, math.nan, math.nan, 0.0))
+
+
+@dataclass
+class _LossWindow:
+    """The training losses since the last evaluation, summed on the device (no sync per step)."""
+
+    total: torch.Tensor
+    count: int = 0
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.total += loss
+        self.count += 1
+
+    def mean_and_reset(self) -> float:
+        mean = (self.total / self.count).item() if self.count else math.nan
+        self.total.zero_()
+        self.count = 0
+        return mean
+
+
+def _evaluate(
+    trial: Trial,
+    step: int,
+    train_seconds: float,
+    window: _LossWindow,
+    progress: TrialProgress | None,
+    monitor: Monitor | None,
+    last: bool,
+) -> bool:
+    """One evaluation, the clock paused: record it, score the target, call the hooks. True: stop."""
+    workload, model, result = trial.workload, trial.model, trial.result
+    eval_started = time.perf_counter()
+    train_loss = window.mean_and_reset()
+    model.eval()
+    metrics = trial.evaluate(model, getattr(trial.splits, trial.options.eval_split))
+    model.train()
+    record = EvalRecord(
+        step=step,
+        train_seconds=train_seconds,
+        train_loss=train_loss,
+        metric=float(metrics[workload.metric]),
+        validation_loss=float(metrics.get("loss", math.nan)),
+        eval_seconds=time.perf_counter() - eval_started,
+    )
+    result.evals.append(record)
+    trial.algorithm.record_eval(step, workload.metric, record.metric, record.validation_loss)
+    # optimizer state can shrink (FRUGAL's block mode): the record keeps its peak over evaluations
+    trial.peak_state = max(trial.peak_state, trial.algorithm.state_bytes())
+    result.eval_seconds += record.eval_seconds
+    if workload.reached(record.metric) and not result.reached:
+        result.reached, result.time_to_target, result.steps_to_target = True, train_seconds, step
+    if progress is not None:
+        progress.on_eval(record, result.reached)
+    if monitor is not None and monitor(result) and not result.reached:
+        result.status = "pruned"
+        return True
+    return last or (trial.options.stop_at_target and result.reached)
+
+
+# ---- wrap-up: not on the clock ----
+
+
+def finish(trial: Trial) -> TrialResult:
+    """Scores, the test evaluation and the memory record of a trained trial."""
+    workload, result = trial.workload, trial.result
     if result.status == "diverged":
-        result.train_seconds = diverged_seconds
-        result.final_metric = math.nan
+        result.train_seconds, result.final_metric = trial.diverged_seconds, math.nan
     else:
-        result.train_seconds = result.evals[-1].train_seconds
-        result.final_metric = result.evals[-1].metric
+        result.train_seconds, result.final_metric = result.evals[-1].train_seconds, result.evals[-1].metric
     finite = [r.metric for r in result.evals if math.isfinite(r.metric)]
     if finite:
         result.best_metric = max(finite) if workload.higher_is_better else min(finite)
@@ -337,18 +244,26 @@ def run_trial(
             workload.higher_is_better,
         )
     if result.status != "diverged":
-        model.eval()
-        result.test_metric = float(evaluate(model, splits.test)[workload.metric])
-    if freezer is not None:  # parameters frozen during training count too
+        trial.model.eval()
+        result.test_metric = float(trial.evaluate(trial.model, trial.splits.test)[workload.metric])
+    _memory_record(trial)
+    if trial.options.grad_norm_kind is not None:
+        result.grad_norms = trial.algorithm.grad_norms()
+    return result
+
+
+def _memory_record(trial: Trial) -> None:
+    result, model = trial.result, trial.model
+    if trial.freezer is not None:  # parameters frozen during training count too
         result.frozen_params = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-    result.state_bytes = max(peak_state, algorithm.state_bytes())
-    if isinstance(algorithm, SSOAlgorithm):
-        result.outer_gradients, result.inner_steps = algorithm.counts()
-    if isinstance(algorithm, SubmissionAlgorithm):  # LAWA draws several batches per update_params
-        result.hparams["batches_drawn"] = algorithm.batches_drawn
-    if compressor is not None:
-        result.saved_activation_bytes = compressor.peak_bytes
-    peak = peak_device_memory(device)
+    result.state_bytes = max(trial.peak_state, trial.algorithm.state_bytes())
+    if isinstance(trial.algorithm, SSOAlgorithm):
+        result.outer_gradients, result.inner_steps = trial.algorithm.counts()
+    if isinstance(trial.algorithm, SubmissionAlgorithm):  # LAWA draws several batches per update_params
+        result.hparams["batches_drawn"] = trial.algorithm.batches_drawn
+    if trial.compressor is not None:
+        result.saved_activation_bytes = trial.compressor.peak_bytes
+    peak = peak_device_memory(trial.device)
     if peak is not None:
         result.peak_memory_bytes, result.peak_memory_source = peak, "cuda_max_allocated"
     else:
@@ -356,6 +271,3 @@ def run_trial(
             result.param_bytes + result.grad_bytes + result.state_bytes + (result.saved_activation_bytes or 0)
         )
         result.peak_memory_source = "params+grads+state+activations"
-    if grad_norm_kind is not None:
-        result.grad_norms = algorithm.grad_norms()
-    return result

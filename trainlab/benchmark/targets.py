@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
 from trainlab.algorithms import make_algorithm
 from trainlab.benchmark.runner import run_trial
-from trainlab.benchmark.trial_config import TrialConfig
+from trainlab.benchmark.trial_options import DEFAULT, TrialOptions
 from trainlab.workloads import Workload
 
 TUNING_SEED = 1000
@@ -58,17 +58,17 @@ def set_target(
     fraction: float | None,
     device: torch.device,
     log: Callable[[str], None] = print,
-    config: TrialConfig | None = None,
+    options: TrialOptions = DEFAULT,
 ) -> TargetRecord:
     """`fraction`: target-setting budget as a fraction of the race budget; None: the workload's own.
-    `config`: the memory savers and precision every run trains with (a target for that setting)."""
+    `options`: the memory savers and precision every run trains with (a target for that setting)."""
     race_budget = workload.step_budget
     budget = workload.target_budget() if fraction is None else max(1, round(fraction * race_budget))
     record = TargetRecord(workload.name, workload.metric, workload.higher_is_better, budget, race_budget)
     workload.step_budget = record.budget
     try:
         for lr in lrs:
-            result = run_trial(workload, make_algorithm("adamw", {"lr": lr}), TUNING_SEED, device, config=config)
+            result = run_trial(workload, make_algorithm("adamw", {"lr": lr}), TUNING_SEED, device, options)
             record.grid.append((lr, result.best_metric, result.final_metric))
             log(f"{workload.name}: adamw lr {lr:g} -> best {result.best_metric:.4f}, final {result.final_metric:.4f}")
         finite = [row for row in record.grid if math.isfinite(row[1])]
@@ -77,7 +77,7 @@ def set_target(
         pick = max if workload.higher_is_better else min
         record.best_lr = pick(finite, key=lambda row: row[1])[0]
         for seed in seeds:
-            result = run_trial(workload, make_algorithm("adamw", {"lr": record.best_lr}), seed, device, config=config)
+            result = run_trial(workload, make_algorithm("adamw", {"lr": record.best_lr}), seed, device, options)
             record.reruns.append((seed, result.best_metric, result.final_metric))
             log(
                 f"{workload.name}: adamw lr {record.best_lr:g} seed {seed} -> best {result.best_metric:.4f}, "
@@ -95,13 +95,13 @@ def tune_lr(
     multipliers: list[float],
     device: torch.device,
     log: Callable[[str], None] = print,
-    config: TrialConfig | None = None,
+    options: TrialOptions = DEFAULT,
 ) -> LrTuningRecord:
     record = LrTuningRecord(workload.name, algorithm)
     base_lr = make_algorithm(algorithm).hparams["lr"]
     for multiplier in multipliers:
         lr = float(f"{base_lr * multiplier:.3g}")
-        result = run_trial(workload, make_algorithm(algorithm, {"lr": lr}), TUNING_SEED, device, config=config)
+        result = run_trial(workload, make_algorithm(algorithm, {"lr": lr}), TUNING_SEED, device, options)
         record.rows.append((lr, result.steps_to_target, result.best_metric))
         reached = f"step {result.steps_to_target}" if result.reached else "missed"
         log(f"{workload.name}: {algorithm} lr {lr:g} -> target {reached}, best {result.best_metric:.4f}")

@@ -34,8 +34,8 @@ def add_parsers(sub) -> None:
 def list_command(args: argparse.Namespace) -> int:
     from trainlab import optim
     from trainlab.algorithms import DEFAULT_ALGORITHMS, sso, valid_hparams
-    from trainlab.workloads import DEFAULT_WORKLOADS, builtin_names, workload_class
     from trainlab.schedules import SCHEDULE_HPARAMS
+    from trainlab.workloads import DEFAULT_WORKLOADS, builtin_names, workload_class
     from trainlab.workloads.base import COMMON_OPTIONS
 
     if args.what in ("workloads", "all"):
@@ -74,8 +74,9 @@ def list_command(args: argparse.Namespace) -> int:
         print()
     if args.what in ("schedules", "all"):
         print("schedules")
-        for name, hp in SCHEDULE_HPARAMS.items():
-            print(f"  {name:<12} " + (", ".join(f"{k}={v}" for k, v in hp.items()) or "(no hyperparameters)"))
+        for name, schedule_hp in SCHEDULE_HPARAMS.items():
+            values = ", ".join(f"{k}={v}" for k, v in schedule_hp.items())
+            print(f"  {name:<12} " + (values or "(no hyperparameters)"))
     return 0
 
 

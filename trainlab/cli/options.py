@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
+from trainlab.benchmark.trial_options import TrialOptions
 from trainlab.errors import UsageError
-
-if TYPE_CHECKING:
-    from trainlab.benchmark.trial_config import TrialConfig
+from trainlab.utils.named_items import named_items
 
 
 def split_list(text: str, what: str) -> list[str]:
@@ -34,40 +33,32 @@ def parse_seeds(text: str) -> list[int]:
 
 def parse_workload_options(items: list[str], workloads: list[str]) -> dict[str, dict[str, Any]]:
     """`NAME.KEY=VALUE` items -> {workload: {key: value}} (values converted by the workload)."""
-    out: dict[str, dict[str, Any]] = {w: {} for w in workloads}
-    for item in items:
-        head, sep, raw = item.partition("=")
-        name, dot, key = head.rpartition(".")
-        if not sep or not dot or not key:
-            raise UsageError(f"bad --workload-option {item!r}: write WORKLOAD.KEY=VALUE, e.g. text_lm.text_file=my.txt")
-        if name not in out:
-            raise UsageError(
-                f"--workload-option {item!r} names workload {name!r}, which is not in this run ({', '.join(workloads)})"
-            )
-        out[name][key] = raw.strip()  # the workload converts it to the option's declared type
-    return out
+    raw = named_items(items, workloads, "--workload-option", "workload", "text_lm.text_file=my.txt")
+    return {name: {key: text.strip() for key, text in values.items()} for name, values in raw.items()}
 
 
-def parse_trial_config(args) -> "TrialConfig":
-    """--compress-activations, --precision, --freeze, --freeze-change -> a `TrialConfig`, with errors
-    that name the flag."""
-    from trainlab.benchmark.trial_config import PRECISIONS, TrialConfig
-
-    bits: int | Literal["adaptive"] | None = None
+def trial_options(args, **run: Any) -> TrialOptions:
+    """A subcommand's `TrialOptions`: the memory savers of `parents.trial_config()`, the data-parallel
+    settings of `parents.data_parallel()` where it takes them, and `run` (its own: stop_at_target,
+    continual, ...). Only the text is parsed here; `TrialOptions` checks every value, once."""
+    bits: int | str | None = None
     if args.compress_activations is not None:
-        allowed: dict[str, int | Literal["adaptive"]] = {"2": 2, "4": 4, "8": 8, "adaptive": "adaptive"}
         text = args.compress_activations.strip().lower()
-        if text not in allowed:
+        if text not in ("2", "4", "8", "adaptive"):
             raise UsageError(
                 f"--compress-activations must be one of 2, 4, 8, adaptive; got {args.compress_activations!r}"
             )
-        bits = allowed[text]
-    if args.precision not in PRECISIONS:
-        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}; got {args.precision!r}")
-    if args.freeze_change is not None and not args.freeze_change > 0:
-        raise UsageError(f"--freeze-change must be a positive threshold, got {args.freeze_change}")
+        bits = text if text == "adaptive" else int(text)
     rules = tuple(split_list(args.freeze, "freeze")) if args.freeze is not None else ()
-    return TrialConfig(bits, args.precision, rules, args.freeze_change)
+    parallel = {k: getattr(args, k) for k in ("nproc", "strategy", "trial_timeout") if hasattr(args, k)}
+    return TrialOptions(
+        compress_activations=bits,  # type: ignore[arg-type]
+        precision=args.precision,
+        freeze=rules,
+        freeze_change=args.freeze_change,
+        **parallel,
+        **run,
+    )
 
 
 def search_space_files(items: list[str], algorithms: list[str]) -> dict[str, str]:

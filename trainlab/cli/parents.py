@@ -92,15 +92,6 @@ def data_parallel() -> argparse.ArgumentParser:
     return p
 
 
-def parallel_settings(args: argparse.Namespace) -> tuple[int, str, float]:
-    """(nproc, strategy, trial timeout), checked."""
-    if args.nproc < 1 or args.trial_timeout <= 0:
-        raise UsageError(
-            f"--nproc must be at least 1 and --trial-timeout positive, got {args.nproc}, {args.trial_timeout:g}"
-        )
-    return args.nproc, args.strategy, args.trial_timeout
-
-
 def prediction_settings(args: argparse.Namespace) -> tuple[float, float]:
     """(prediction level, convergence threshold), checked."""
     if not 0.0 < args.predict_level < 1.0:

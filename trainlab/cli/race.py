@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from trainlab.cli import parents
-from trainlab.cli.options import parse_seeds, parse_trial_config, search_space_files, split_list
+from trainlab.cli.options import parse_seeds, search_space_files, split_list, trial_options
 from trainlab.errors import UsageError
 
 WORKLOADS_HELP = "comma-separated workload names, .py files or modules (default: mnist1d_mlp,mnist1d_cnn,text_lm)"
@@ -195,30 +195,27 @@ def run_race_command(args: argparse.Namespace) -> int:
     from trainlab.store import ResultsStore
 
     device = parents.setup_runtime(args)
-    trial = parse_trial_config(args)
+    options = trial_options(
+        args,
+        stop_at_target=args.stop_at_target,
+        grad_norm_kind=args.record_grad_norms,
+        predict=(args.predict_level, args.convergence_threshold) if args.predict else None,
+        continual=_continual(args),
+    )
     workloads = parents.build_workloads(args)
     names = split_list(args.algorithms, "algorithms") if args.algorithms else list(DEFAULT_ALGORITHMS)
-    overrides = parse_hparam_overrides(args.hparams, names)
     seeds = parse_seeds(args.seeds)
-    nproc, strategy, trial_timeout = parents.parallel_settings(args)
     plan = RacePlan(
         workloads,
         names,
         seeds,
         device,
-        stop_at_target=args.stop_at_target,
-        grad_norm_kind=args.record_grad_norms,
         label=args.label,
-        overrides=overrides,
-        trial=trial,
+        overrides=parse_hparam_overrides(args.hparams, names),
+        options=options,
         untuned=args.untuned,
         search_spaces=search_space_files(args.search_space, names),
-        predict=parents.prediction_settings(args) if args.predict else None,
-        continual=_continual(args),
         batch_scaling=args.batch_scaling,
-        nproc=nproc,
-        strategy=strategy,
-        trial_timeout=trial_timeout,
     )
     prepare(plan)  # every name, hyperparameter, freeze rule and data file checked before anything runs
     store = ResultsStore(args.store)
@@ -240,10 +237,7 @@ def _continual(args: argparse.Namespace) -> tuple[int, int] | None:
                 "the full evaluations' cadence is a workload option (--workload-option W.eval_every=K)"
             )
         return None
-    every = 1 if args.eval_every is None else args.eval_every
-    if args.eval_subset < 1 or every < 1:
-        raise UsageError(f"--eval-subset and --eval-every must be positive, got {args.eval_subset} and {every}")
-    return every, args.eval_subset
+    return (1 if args.eval_every is None else args.eval_every), args.eval_subset
 
 
 def report_command(args: argparse.Namespace) -> int:
@@ -269,7 +263,7 @@ def refine_command(args: argparse.Namespace) -> int:
     compare = split_list(args.compare, "compare") if args.compare else []
     overrides = parse_hparam_overrides(args.hparams, [optimizer_name])[optimizer_name]
     seeds = parse_seeds(args.seeds)
-    trial = parse_trial_config(args)
+    options = trial_options(args)
     workloads = parents.build_workloads(args)
     store = ResultsStore(args.store)
     plan = refinement_plan(
@@ -280,7 +274,7 @@ def refine_command(args: argparse.Namespace) -> int:
         args.pass1_seed,
         device,
         overrides,
-        trial,
+        options,
         args.label,
         log=_log,
     )

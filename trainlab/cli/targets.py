@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from trainlab.cli import parents
-from trainlab.cli.options import parse_seeds, parse_trial_config, split_list
+from trainlab.cli.options import parse_seeds, split_list, trial_options
 from trainlab.errors import UsageError
 
 
@@ -96,16 +96,16 @@ def set_targets_command(args: argparse.Namespace) -> int:
     for name in baselines:
         make_algorithm(name)
     workloads = parents.build_workloads(args)
-    trial = parse_trial_config(args)
-    trial.check(device, workloads)
+    options = trial_options(args)
+    options.check(device, workloads)
     records, tuning = [], []
     for workload in workloads:
         if not args.tune_only:
-            record = set_target(workload, lrs, seeds, args.fraction, device, log=_log, config=trial)
+            record = set_target(workload, lrs, seeds, args.fraction, device, log=_log, options=options)
             records.append(record)
             workload.target = record.target
         for name in baselines:
-            tuning.append(tune_lr(workload, name, multipliers, device, log=_log, config=trial))
+            tuning.append(tune_lr(workload, name, multipliers, device, log=_log, options=options))
     env = describe(device)
     command = "trainlab " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["set-targets"] else "trainlab set-targets"
     text = to_markdown(

@@ -10,10 +10,10 @@ import sys
 from trainlab.cli import parents
 from trainlab.cli.options import (
     parse_seeds,
-    parse_trial_config,
     parse_workload_options,
     search_space_files,
     split_list,
+    trial_options,
 )
 from trainlab.cli.race import WORKLOADS_HELP
 from trainlab.errors import UsageError
@@ -203,13 +203,11 @@ def build_tuning_plan(args: argparse.Namespace, device=None):
         eval_seeds=parse_seeds(args.eval_seeds) if args.eval_seeds else [],
         protocol=args.protocol,
         seed=args.seed,
-        stop_at_target=not args.full_budget,
         variants=args.variants,
         select_by=args.select_by,
-        trial=parse_trial_config(args),
+        options=trial_options(args, stop_at_target=not args.full_budget),
         device=device,
         prune=dict(zip(("level", "threshold"), parents.prediction_settings(args))) if args.prune_by_curve else None,
-        parallel=parents.parallel_settings(args),
     )
 
 
@@ -238,7 +236,7 @@ def tune_command(args: argparse.Namespace) -> int:
         f"tune {plan.name!r}: {', '.join(plan.algorithms)} on {', '.join(map(plan.display, plan.workloads))}; "
         f"{plan.studies} studies x {plan.trials} trials = {plan.tuning_trials()} tuning trials, then "
         f"{evaluation}; {args.workers} worker(s) on {device}{plan.describe_parallel()}; trials train with "
-        f"{plan.trial_config().describe()}; store {args.store}",
+        f"{plan.options().describe()}; store {args.store}",
         flush=True,
     )
     run_experiment(

@@ -8,6 +8,7 @@ recompute      saved outputs of cheap ops rebuilt in backward instead of stored 
 adaptive       GACT's per-tensor bit allocation (Liu et al., ICML 2022, arXiv 2206.11357)
 freezing       freeze parameters by rule, or when they stop changing (`ChangeBasedFreezer`)
 precision      bf16 autocast and bf16 parameters
+names          the savers' option values and labels, defined once
 """
 
 from trainlab.memory.activations import ActivationCompressor, compress_activations
@@ -19,11 +20,14 @@ from trainlab.memory.freezing import (
     parameter_units,
     trainable_parameters,
 )
+from trainlab.memory.names import ACTIVATION_BITS, PRECISIONS, saver_labels
 from trainlab.memory.precision import bf16_autocast, bf16_supported, cast_model_bf16
-from trainlab.memory.saved_tensors import SavedTensorMeter
 from trainlab.memory.quantize import ALLOWED_BITS, PackedTensor, dequantize, packed_nbytes, quantize
+from trainlab.memory.saved_tensors import SavedTensorMeter
 
 __all__ = [
+    "ACTIVATION_BITS",
+    "PRECISIONS",
     "ALLOWED_BITS",
     "BIT_LEVELS",
     "ActivationCompressor",
@@ -42,5 +46,6 @@ __all__ = [
     "packed_nbytes",
     "parameter_units",
     "quantize",
+    "saver_labels",
     "trainable_parameters",
 ]

@@ -19,11 +19,9 @@ Usage (one `with` block per forward+backward, i.e. per step; the object is reuse
         record(compressor.peak_bytes)
 
 Backward may run outside the block (hooks travel with the graph); a block saving nothing
-compressible (backward alone, evaluation) is not a step.
-
-Sharing: a tensor saved twice unchanged is packed once, and so are views covering the same bytes
-(dense tensors are packed in memory order); views of different parts of one storage (q, k, v) are
-packed separately, each holding only its part.
+compressible (backward alone, evaluation) is not a step. Sharing: a tensor saved twice unchanged is
+packed once, and so are views covering the same bytes (dense tensors are packed in memory order);
+views of different parts of one storage (q, k, v) are packed separately, each holding only its part.
 
 What is compressed: floating-point activations with at least `min_numel` entries (smaller ones cost
 more in metadata and Python overhead than they save) that either require grad (GACT's rule) or are
@@ -33,17 +31,17 @@ attention logsumexp: small, and they enter the gradient multiplicatively), integ
 state, and (scope "model") what the loss saves after the model's forward, except by an op rule.
 
 Noise: tensor i of step k rounds with a generator seeded by (seed, k, i): runs are reproducible,
-and GACT's probes can hold every other tensor's noise fixed.
-
-Limits: dequantized tensors carry no autograd history (no create_graph=True through compressed
-tensors); one compressor serves one thread at a time (saving order identifies tensors).
+and GACT's probes can hold every other tensor's noise fixed. Limits: dequantized tensors carry no
+autograd history (no create_graph=True through compressed tensors); one compressor serves one
+thread at a time (saving order identifies tensors).
 """
 
 from __future__ import annotations
 
 import contextlib
 import weakref
-from typing import Callable, Iterator, Literal, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Literal
 
 import torch
 from torch import nn
@@ -54,7 +52,7 @@ from trainlab.memory.adaptive import ProbeOverride
 from trainlab.memory.op_rules import DEFAULT_OP_BITS, MISSING, OpRecorder, OpRule, check_op_bits, lookup, site
 from trainlab.memory.quantize import ALLOWED_BITS, _quantize, packed_nbytes
 from trainlab.memory.recompute import NotedOutput, note_output, rebuild, recipe_for
-from trainlab.memory.saved_tensors import SavedRecord, Saved, SavedTensorMeter, SharedPack, identity_key, is_dense
+from trainlab.memory.saved_tensors import Saved, SavedRecord, SavedTensorMeter, SharedPack, identity_key, is_dense
 
 _UNCOMPRESSED = (None, 32)
 
@@ -175,7 +173,7 @@ class ActivationCompressor(SavedTensorMeter):
             self._recorder.__enter__()
         return self
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc) -> None:
         if len(self._hooks) == 1 and self._recorder is not None:
             recorder, self._recorder = self._recorder, None
             recorder.__exit__(*exc)
@@ -184,7 +182,7 @@ class ActivationCompressor(SavedTensorMeter):
             for handle in self._model_hooks:
                 handle.remove()
             self._model_hooks = []
-        return super().__exit__(*exc)
+        super().__exit__(*exc)
 
     def _begin_step(self) -> None:
         if self.records is not None:
@@ -285,10 +283,11 @@ class ActivationCompressor(SavedTensorMeter):
             hit = self._dedupe.get(key)
             if hit is not None and hit.alive():
                 shared = hit.shared()
+                assert shared is not None  # alive()
                 bits = None if shared.packed is None else shared.packed.bits
                 return (Saved.viewing(shared, t) if hit.is_view else shared), bits
         if self.recompute and dense:
-            recipe = recipe_for(self._outputs.get(identity_key(t, True)), t)
+            recipe = recipe_for(self._outputs.get(own) if (own := identity_key(t, True)) else None, t)
             if recipe is not None:
                 if self.policy is not None:
                     self.policy.observe_fixed(t.numel(), 0)  # saved entries held at 0 bits
@@ -372,6 +371,7 @@ class ActivationCompressor(SavedTensorMeter):
                 self.policy.observe_fixed(t.numel(), int(rule))  # not allocated, but in the budget
             return int(rule), 0
         if self.policy is None:
+            assert isinstance(self.bits, int)  # fixed bits: "adaptive" has a policy
             return self.bits, 0
         index = self._adaptive_index
         self._adaptive_index += 1

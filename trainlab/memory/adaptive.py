@@ -48,14 +48,25 @@ from __future__ import annotations
 import heapq
 import math
 import warnings
-from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, NamedTuple, Protocol
 
 import torch
 
 from trainlab.errors import UsageError
 
-if TYPE_CHECKING:
-    from trainlab.memory.activations import ActivationCompressor
+
+class Probed(Protocol):
+    """What the probes need of `trainlab.memory.activations.ActivationCompressor` (a protocol, so that
+    this module, which the compressor imports, does not import it back)."""
+
+    model: torch.nn.Module | None
+    policy: Any
+
+    def probing(self) -> AbstractContextManager[None]: ...
+    def probe(self, closure: Callable[[], object], override: ProbeOverride | None = None) -> list[int]: ...
+
 
 BIT_LEVELS = (32, 8, 4, 2)
 
@@ -64,7 +75,7 @@ class ProbeOverride(NamedTuple):
     """During one probe run: adaptive tensor `index` is packed at `bits` with noise seed offset
     `seed_offset`; every other tensor keeps its bits and its noise."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index, which nothing here calls
     bits: int
     seed_offset: int
 
@@ -161,7 +172,7 @@ class AdaptivePrecision:
         return list(self._fixed_seen)
 
     def bits_for(self, index: int, numel: int) -> int:
-        if self.bits is not None and index < len(self.bits) and self.numels[index] == numel:
+        if self.bits is not None and self.numels is not None and index < len(self.bits) and self.numels[index] == numel:
             return self.bits[index]
         return self.initial_bits
 
@@ -210,7 +221,7 @@ class AdaptivePrecision:
 
 
 def probe_sensitivities(
-    compressor: ActivationCompressor, closure: Callable[[], object]
+    compressor: Probed, closure: Callable[[], object]
 ) -> tuple[list[float], list[int], list[tuple[int, int]]]:
     """GACT's gradient-difference probes: (C_l per tensor, the layout probed, (numel, bits) of the
     op-fixed tensors). See module docstring.
@@ -219,6 +230,7 @@ def probe_sensitivities(
     parameters' `.grad`, the model's buffers, the RNG state and the meter's peak are restored after.
     """
     model = compressor.model
+    assert model is not None, "adaptive bits probe the model's parameters"
     params = [p for p in model.parameters() if p.requires_grad]
     saved_grads = [p.grad for p in params]
     buffers = [(b, b.detach().clone()) for b in model.buffers()]

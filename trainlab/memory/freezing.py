@@ -14,7 +14,7 @@ Two ways to choose what to freeze:
 from __future__ import annotations
 
 import fnmatch
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -194,7 +194,7 @@ class ChangeBasedFreezer:
         if self.steps >= self.start_step:
             frozen_numel = sum(p.numel() for p in self.model.parameters() if not p.requires_grad)
             allowed = self.max_fraction * self._total - frozen_numel
-            for name in sorted((n for n, r in changes.items() if r < self.threshold), key=changes.get):
+            for name in sorted((n for n, r in changes.items() if r < self.threshold), key=lambda n: changes[n]):
                 if current[name].numel() > allowed:
                     continue
                 allowed -= current[name].numel()

@@ -11,7 +11,7 @@ exact. The defaults and the measurements behind them: docs/memory.md.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Mapping, Union
+from collections.abc import Callable, Iterator, Mapping
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -21,7 +21,7 @@ from trainlab.memory.quantize import ALLOWED_BITS
 from trainlab.memory.saved_tensors import storage_key
 
 # bits for every tensor an op saves, or per position among its tensor arguments ("out": the rest)
-OpRule = Union[int, None, Mapping[Union[int, str], Union[int, None]]]
+OpRule = int | None | Mapping[int | str, int | None]
 DEFAULT_OP_BITS: dict[str, OpRule] = {"scaled_dot_product_attention": 8, "cross_entropy": 8}
 MISSING = object()  # `lookup`: no rule for this op and position (the general rules apply)
 

@@ -12,12 +12,13 @@ next layer's save already shares, so they need none. Measurements: docs/memory.m
 from __future__ import annotations
 
 import weakref
-from typing import Callable, Mapping, NamedTuple, Union
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 import torch
 
 from trainlab.memory.op_rules import tensors_in
-from trainlab.memory.saved_tensors import Saved, SharedPack, identity_key, is_dense, storage_key
+from trainlab.memory.saved_tensors import Recipe, Saved, SharedPack, identity_key, is_dense, storage_key
 
 RECOMPUTABLE = frozenset({"gelu", "silu", "layer_norm"})
 
@@ -47,16 +48,6 @@ class NotedOutput(NamedTuple):
     func: Callable
     template: object  # args/kwargs with tensors replaced by `_Slot`s
     inputs: tuple  # StateInput | SavedInput, in `tensors_in` order
-    dtype: torch.dtype
-
-
-class Recipe(NamedTuple):
-    """How to rebuild a saved tensor: `func(*args, **kwargs)` with the tensors of `template` taken from
-    `inputs` (`Saved` objects, unpacked, or `StateInput`s). `dtype`: the original output's."""
-
-    func: Callable
-    template: object
-    inputs: tuple
     dtype: torch.dtype
 
 
@@ -135,7 +126,7 @@ class _Slot(int):
     """Where the i-th tensor argument goes in a recipe's argument template."""
 
 
-Template = Union[_Slot, list, tuple, dict, object]
+Template = _Slot | list | tuple | dict | object
 
 
 def _slots(obj, counter) -> Template:

@@ -20,16 +20,26 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from trainlab.memory.quantize import PackedTensor, dequantize
 
-if TYPE_CHECKING:
-    from trainlab.memory.recompute import Recipe
+
+class Recipe(NamedTuple):
+    """How to rebuild a saved tensor: `func(*args, **kwargs)` with the tensors of `template` taken from
+    `inputs` (`Saved` objects, unpacked, or `StateInput`s). `dtype`: the original output's.
+    `trainlab.memory.recompute` makes them; defined beside `Saved`, which holds one, so that the two
+    modules import one way."""
+
+    func: Callable
+    template: object
+    inputs: tuple
+    dtype: torch.dtype
 
 
 class Saved:
@@ -60,7 +70,7 @@ class Saved:
         self.recipe = recipe
         self.view: tuple[tuple, tuple] | None = None
         self.version = t._version
-        self.source = None if tensor is not None else weakref.ref(t)
+        self.source: Callable[[], torch.Tensor | None] | None = None if tensor is not None else weakref.ref(t)
 
     @classmethod
     def view_of(cls, base: Saved, shape: tuple, stride: tuple, version: int, source: weakref.ref) -> Saved:
@@ -139,11 +149,10 @@ class SavedTensorMeter:
         self._hooks.append(hooks)
         return self
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc) -> None:
         self._hooks.pop().__exit__(*exc)
         if not self._hooks:
             self._end_step()
-        return False
 
     def _begin_step(self) -> None:
         pass
@@ -159,7 +168,7 @@ class SavedTensorMeter:
         return self._hold(t)
 
     def _unpack(self, saved: Saved) -> torch.Tensor:
-        original = saved.tensor if saved.tensor is not None else saved.source()
+        original = saved.tensor if saved.tensor is not None or saved.source is None else saved.source()
         if original is not None and original._version != saved.version:
             raise RuntimeError(
                 "one of the variables needed for gradient computation has been modified by an inplace "
@@ -167,12 +176,17 @@ class SavedTensorMeter:
                 f"expected version {saved.version} instead (detected by trainlab.memory's saved-tensor hooks)"
             )
         if saved.base is not None:
+            assert saved.view is not None  # a view's (shape, stride)
             shape, stride = saved.view
             return self._materialize(saved.base).as_strided(shape, stride)
-        return saved.tensor if saved.packed is None else dequantize(saved.packed)
+        if saved.packed is not None:
+            return dequantize(saved.packed)
+        assert saved.tensor is not None  # neither packed nor a view: held as is
+        return saved.tensor
 
     def _materialize(self, base: Saved) -> torch.Tensor:
         """The flat values of a pack that views refer to."""
+        assert base.packed is not None
         return dequantize(base.packed)
 
     def classify(self, t: torch.Tensor) -> str:

@@ -22,11 +22,11 @@ from trainlab.optim import (
 from trainlab.optim.ademamix import AdEMAMix
 from trainlab.optim.base import ElementwiseOptimizer
 from trainlab.optim.diffgrad import DiffGrad
+from trainlab.optim.frugal import FRUGAL
 from trainlab.optim.lion import Lion
+from trainlab.optim.lowrank import FiraAdamW, GaLoreAdamW
 from trainlab.optim.muon import Muon
 from trainlab.optim.nadamw import NAdamW
-from trainlab.optim.frugal import FRUGAL
-from trainlab.optim.lowrank import FiraAdamW, GaLoreAdamW
 from trainlab.optim.projection import SubspaceAdam
 from trainlab.optim.projector import Projector
 from trainlab.optim.registration import Registration

@@ -47,7 +47,8 @@ Subclasses must not modify `p.grad`: gradient accumulation and logging code may 
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, cast
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 

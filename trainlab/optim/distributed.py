@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import TYPE_CHECKING, Any, Iterator, TypeGuard
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import torch
 

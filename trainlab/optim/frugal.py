@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-
 import torch
 
 from trainlab.optim.projection import StateFreeResidual, SubspaceAdam
 from trainlab.optim.projector import EMPTY, FULL, Projector
 from trainlab.optim.registration import Registration
 from trainlab.optim.validation import check_choice, check_int, check_non_negative, check_range
-
 
 # ---- FRUGAL ------------------------------------------------------------------------------------
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 
 from trainlab.optim.base import ElementwiseOptimizer
-from trainlab.optim.validation import check_betas, check_non_negative
 from trainlab.optim.registration import Registration
+from trainlab.optim.validation import check_betas, check_non_negative
 
 
 def lion_rule(p, g, states, s):

@@ -5,12 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-
 from trainlab.optim.projection import FiraResidual, SubspaceAdam
 from trainlab.optim.projector import REFRESHES, Projector, matrix_shape
 from trainlab.optim.registration import Registration
 from trainlab.optim.validation import check_choice, check_int, check_non_negative, check_range
-
 
 # ---- GaLore and Fira ---------------------------------------------------------------------------
 

@@ -20,11 +20,15 @@ from trainlab.optim.validation import check_dense_real
 
 class MatrixOptimizer(KeepsSavedStateDtypes):
     matrix_key: ClassVar[str]  # the group key that switches the matrix rule on
+    # the recipes' layout (`trainlab.optim.selection.recipe_groups`): hidden matrices by the matrix
+    # rule (the class default), embeddings, head and 1-D parameters by AdamW
+    matrix_group: ClassVar[dict[str, Any]] = {}
+    fallback_group: ClassVar[dict[str, Any]]
 
-    @classmethod
-    def recipe_groups(cls, hidden: list, rest: list) -> list[dict[str, Any]]:
-        """The recipes' layout: hidden matrices by the matrix rule; embeddings, head, 1-D AdamW."""
-        return [g for g in ({"params": hidden}, {"params": rest, cls.matrix_key: False}) if g["params"]]
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if hasattr(cls, "matrix_key"):
+            cls.fallback_group = {cls.matrix_key: False}
 
     def coverage(self) -> tuple[int, int]:
         """(entries the matrix rule updates, all entries): what the method treats unlike AdamW."""

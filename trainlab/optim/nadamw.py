@@ -21,8 +21,8 @@ import math
 import torch
 
 from trainlab.optim.base import ElementwiseOptimizer
-from trainlab.optim.validation import check_adam_hparams
 from trainlab.optim.registration import Registration
+from trainlab.optim.validation import check_adam_hparams
 
 
 def nadamw_rule(p, g, states, s):

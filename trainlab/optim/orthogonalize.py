@@ -81,7 +81,7 @@ def _minimax_quintic(low: float, high: float) -> tuple[tuple[float, float, float
     return (float(a / top), float(b / top), float(c / top)), float(values[grid <= 1].min() / top)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def minimax_coefficients(steps: int, smallest: float = 1e-3, margin: float = MARGIN) -> Coefficients:
     """Per-step quintic coefficients that take singular values in [smallest, 1] closest to 1."""
     out = []

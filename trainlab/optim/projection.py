@@ -54,13 +54,13 @@ torch's default loader would cast to the parameter dtype.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 
-from trainlab.optim.state import KeepsSavedStateDtypes
 from trainlab.optim.distributed import local, whole
 from trainlab.optim.projector import FULL, RIGHT, Projector, matrix_shape
+from trainlab.optim.state import KeepsSavedStateDtypes
 from trainlab.optim.validation import check_betas, check_dense_real, check_non_negative
 
 _PROJECTION_MODES = ("auto", "all", "none")
@@ -238,12 +238,10 @@ class SubspaceAdam(KeepsSavedStateDtypes):
         self._validate_method(merged, tensors)
         super().add_param_group(param_group)
 
-    @staticmethod
-    def recipe_groups(hidden: list, rest: list) -> list[dict[str, Any]]:
-        """The official recipes' layout: the hidden matrices projected, everything else AdamW."""
-        return [
-            g for g in ({"params": hidden, "projection": "auto"}, {"params": rest, "projection": "none"}) if g["params"]
-        ]
+    # the official recipes' layout (`trainlab.optim.selection.recipe_groups`): the hidden matrices
+    # projected, everything else AdamW
+    matrix_group: ClassVar[dict[str, Any]] = {"projection": "auto"}
+    fallback_group: ClassVar[dict[str, Any]] = {"projection": "none"}
 
     def coverage(self) -> tuple[int, int]:
         """(entries the method's own rule updates, all entries): what it treats unlike AdamW."""

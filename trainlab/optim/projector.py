@@ -61,7 +61,7 @@ class Projector:
     # ---- construction --------------------------------------------------------------------
 
     @classmethod
-    def svd(cls, grad: torch.Tensor, rank: int) -> "Projector":
+    def svd(cls, grad: torch.Tensor, rank: int) -> Projector:
         """GaLore's 'std' side choice from the SVD of the current m x n gradient (computed in fp32)."""
         m, n = grad.shape
         u, _, vh = torch.linalg.svd(grad.float(), full_matrices=False)
@@ -69,7 +69,7 @@ class Projector:
             return cls(RIGHT, vh[:rank].clone(memory_format=torch.contiguous_format))
         return cls(LEFT, u[:, :rank].clone(memory_format=torch.contiguous_format))
 
-    def refit(self, grad: torch.Tensor, rank: int, refresh: str) -> "Projector":
+    def refit(self, grad: torch.Tensor, rank: int, refresh: str) -> Projector:
         """The top-`rank` singular subspace of `grad` again: by SVD, or warm from this basis."""
         same_rank = self.kind in (RIGHT, LEFT) and self._matrix.shape[0 if self.kind == RIGHT else 1] == rank
         if refresh == "svd" or not same_rank:
@@ -87,13 +87,13 @@ class Projector:
         return Projector(LEFT, basis.contiguous())
 
     @classmethod
-    def columns(cls, n: int, count: int, generator: torch.Generator, device) -> "Projector":
+    def columns(cls, n: int, count: int, generator: torch.Generator, device) -> Projector:
         """`count` distinct columns of n, uniformly at random from `generator`, sorted."""
         idx = torch.randperm(n, generator=generator)[:count].sort().values
         return cls(COLUMNS, idx.to(device))
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> "Projector":
+    def from_state(cls, state: dict[str, Any]) -> Projector:
         return cls(state["proj_kind"], state.get("proj"))
 
     def to_state(self, state: dict[str, Any]) -> None:

@@ -10,8 +10,9 @@ batch-size scaling and schedule refinement read `linear_update`, races read `sch
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 

@@ -8,13 +8,13 @@ ill-typed hyperparameter is an error naming the valid ones: a typo is never sile
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 
 from trainlab.optim.distributed import is_sharded
 from trainlab.optim.registration import Registration
-
 
 _REGISTRY: dict[str, Registration] = {}
 ENTRY_POINT_GROUP = "trainlab.optimizers"

@@ -16,8 +16,8 @@ from __future__ import annotations
 import torch
 
 from trainlab.optim.base import ElementwiseOptimizer
-from trainlab.optim.validation import check_non_negative, check_range
 from trainlab.optim.registration import Registration
+from trainlab.optim.validation import check_non_negative, check_range
 
 
 def signsgd_rule(p, g, states, s):

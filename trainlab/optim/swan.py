@@ -67,8 +67,8 @@ import torch
 
 from trainlab.optim.matrix import MatrixOptimizer
 from trainlab.optim.orthogonalize import NS_DTYPES, minimax_coefficients, ns_dtype, orthogonalize
-from trainlab.optim.validation import check_betas, check_choice, check_int, check_non_negative
 from trainlab.optim.registration import Registration
+from trainlab.optim.validation import check_betas, check_choice, check_int, check_non_negative
 
 _NONMATRIX_RULES = ("adamw", "sgd")
 WHITENINGS = ("minimax", "coupled")

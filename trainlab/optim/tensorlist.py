@@ -11,7 +11,8 @@ Python numbers stay numbers: `s`, the rule's scalars, broadcast as foreach scala
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -51,38 +52,38 @@ class TensorList:
     def _other(value: Any) -> Any:
         return value.items if isinstance(value, TensorList) else value
 
-    def __add__(self, other: Any) -> "TensorList":
+    def __add__(self, other: Any) -> TensorList:
         return TensorList(torch._foreach_add(self.items, self._other(other)))
 
     __radd__ = __add__
 
-    def __mul__(self, other: Any) -> "TensorList":
+    def __mul__(self, other: Any) -> TensorList:
         return TensorList(torch._foreach_mul(self.items, self._other(other)))
 
     __rmul__ = __mul__
 
-    def __sub__(self, other: Any) -> "TensorList":
+    def __sub__(self, other: Any) -> TensorList:
         return TensorList(torch._foreach_sub(self.items, self._other(other)))
 
-    def __rsub__(self, other: Any) -> "TensorList":  # number - list
+    def __rsub__(self, other: Any) -> TensorList:  # number - list
         return TensorList(torch._foreach_add(torch._foreach_neg(self.items), other))
 
-    def __truediv__(self, other: Any) -> "TensorList":
+    def __truediv__(self, other: Any) -> TensorList:
         return TensorList(torch._foreach_div(self.items, self._other(other)))
 
-    def __rtruediv__(self, other: Any) -> "TensorList":  # number / list
+    def __rtruediv__(self, other: Any) -> TensorList:  # number / list
         return TensorList(torch._foreach_mul(torch._foreach_reciprocal(self.items), other))
 
-    def __neg__(self) -> "TensorList":
+    def __neg__(self) -> TensorList:
         return TensorList(torch._foreach_neg(self.items))
 
-    def sqrt(self) -> "TensorList":
+    def sqrt(self) -> TensorList:
         return TensorList(torch._foreach_sqrt(self.items))
 
-    def abs(self) -> "TensorList":
+    def abs(self) -> TensorList:
         return TensorList(torch._foreach_abs(self.items))
 
-    def sign(self) -> "TensorList":
+    def sign(self) -> TensorList:
         return TensorList(torch._foreach_sign(self.items))
 
     @classmethod

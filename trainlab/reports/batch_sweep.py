@@ -118,7 +118,12 @@ def _plot(points: list[SweepPoint], workload: str, path: Path) -> None:
     sgd = sorted((p for p in points if p.lambda_max), key=lambda p: p.batch_size)
     if sgd:
         ax.plot(
-            [p.batch_size for p in sgd], [2 / p.lambda_max for p in sgd], "k^-", lw=0.8, ms=4, label="2 / lambda_max"
+            [p.batch_size for p in sgd],
+            [2 / (p.lambda_max or math.nan) for p in sgd],
+            "k^-",
+            lw=0.8,
+            ms=4,
+            label="2 / lambda_max",
         )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")

@@ -29,7 +29,8 @@ def pareto_plot(
     fig, axes = plt.subplots(1, len(workloads), figsize=(4.3 * len(workloads), 4.0), dpi=120, squeeze=False)
     for ax, w in zip(axes[0], workloads):
         base = memory.get((baseline, w), {}).get("state")
-        points, missed = [], []
+        points: list[tuple[str, float, float]] = []
+        missed: list[tuple[str, float, float]] = []
         for a in algorithms:
             state = memory.get((a, w), {}).get("state")
             if state is None or not base:

@@ -6,6 +6,7 @@ import math
 import re
 from pathlib import Path
 
+from trainlab.memory.names import saver_labels
 from trainlab.reports import plots
 from trainlab.reports.summary import format_table, summarize
 from trainlab.store import ResultsStore
@@ -14,20 +15,6 @@ from trainlab.store.results import FINISHED
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-
-
-def _memory_savers(config: dict) -> str:
-    parts = []
-    bits = config.get("compress_activations")
-    if bits is not None:
-        parts.append(
-            "saved activations compressed " + ("with adaptive (GACT) bits" if bits == "adaptive" else f"to {bits} bits")
-        )
-    if config.get("precision") not in (None, "fp32"):
-        parts.append(f"precision {config['precision']}")
-    if config.get("freeze"):
-        parts.append("frozen: " + ", ".join(f"`{r}`" for r in config["freeze"]))
-    return "; ".join(parts)
 
 
 def write_report(store: ResultsStore, out_dir: str | Path, race_id: int | None = None) -> Path:
@@ -54,7 +41,7 @@ def write_report(store: ResultsStore, out_dir: str | Path, race_id: int | None =
         "parameters + gradients + optimizer state + saved activations.",
         "",
     ]
-    savers = _memory_savers(race["config"])
+    savers = "; ".join(saver_labels(race["config"]))
     if savers:
         lines += [f"Memory savers in this race: {savers}.", ""]
     lines += ["## Summary", "", format_table(rows), ""]

@@ -205,7 +205,7 @@ def refinement(workload: str, norms: list[float], schedule: list[float], norm_na
     twin.set_ylabel("learning-rate multiplier")
     twin.set_ylim(-0.03, 1.05)
     handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-    ax.legend(handles, [h.get_label() for h in handles], frameon=False, fontsize=8, loc="upper center")
+    ax.legend(handles, [str(h.get_label()) for h in handles], frameon=False, fontsize=8, loc="upper center")
     ax.set_title(f"{workload}: refinement")
     ax.grid(alpha=0.3)
     fig.tight_layout()

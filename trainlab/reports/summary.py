@@ -14,6 +14,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from trainlab.memory.names import saver_labels
 from trainlab.store.results import FINISHED
 
 
@@ -49,19 +50,7 @@ def _median(values: list[float]) -> float:
 
 def memory_options(trial: dict[str, Any]) -> str:
     """A short label of a trial's memory savers ("" for none)."""
-    parts = []
-    bits = trial.get("compress_activations")
-    if bits not in (None, "", "none"):
-        parts.append("acts adaptive" if str(bits) == "adaptive" else f"acts {bits}-bit")
-    if trial.get("precision") not in (None, "", "fp32"):
-        parts.append(str(trial["precision"]))
-    if trial.get("frozen_params"):
-        parts.append(f"{_count(trial['frozen_params'])} frozen")
-    return ", ".join(parts)
-
-
-def _count(n: int) -> str:
-    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
+    return ", ".join(saver_labels(trial, short=True))
 
 
 def summarize(trials: Iterable[dict[str, Any]]) -> list[SummaryRow]:
@@ -98,7 +87,7 @@ def summarize(trials: Iterable[dict[str, Any]]) -> list[SummaryRow]:
     return rows
 
 
-def _bytes(n: int) -> str:
+def _bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

@@ -139,7 +139,8 @@ def tuning_curves_plot(curves: Sequence[Mapping[str, Any]], path: str | Path) ->
     )
     for ax, workload in zip(axes[0], workloads):
         mine = [c for c in curves if c["workload"] == workload]
-        never, drawn = 0, []
+        never = 0
+        drawn: list[float] = []
         for curve in mine:
             hits = [(i + 1, b) for i, b in enumerate(_best_so_far(curve["costs"])) if math.isfinite(b)]
             if not hits:

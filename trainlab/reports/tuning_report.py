@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainlab.benchmark.trial_config import TrialConfig
 from trainlab.reports import tuning_plots
 from trainlab.reports.scoring_tables import scoring_table_latex, scoring_table_markdown
 from trainlab.scoring import (
@@ -117,7 +116,7 @@ def write_tuning_report(
         "",
         f"Protocol: {protocol}.",
         "",
-        f"Every trial trains with: {TrialConfig.from_dict(plan.trial).describe()}.",
+        f"Every trial trains with: {plan.options().describe()}.",
         "",
     ]
     if command:

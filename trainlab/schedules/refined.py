@@ -19,7 +19,7 @@ filter with mode 'nearest', drop the pad).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

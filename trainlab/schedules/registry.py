@@ -6,7 +6,8 @@ ones listed for it in SCHEDULE_HPARAMS, e.g. `warmup_fraction`) and returns a pu
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from trainlab.schedules.budget_aware import uba
 from trainlab.schedules.core import Schedule, constant, cosine_decay, linear_decay, wsd

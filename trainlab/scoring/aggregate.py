@@ -12,7 +12,7 @@ configuration). The workload cost is the median over studies of the per-study me
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 

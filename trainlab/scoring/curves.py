@@ -27,8 +27,8 @@ is a residual bootstrap of the chosen family, widened to take in the other famil
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -49,13 +49,13 @@ class Axis:
         return len(self.area) - 1
 
     @classmethod
-    def steps(cls, horizon: int) -> "Axis":
+    def steps(cls, horizon: int) -> Axis:
         """No schedule known: u = t / H, nothing anneals."""
         t = np.arange(horizon + 1, dtype=float)
         return cls(t / horizon, np.zeros(horizon + 1))
 
     @classmethod
-    def from_multipliers(cls, multipliers: Sequence[float]) -> "Axis":
+    def from_multipliers(cls, multipliers: Sequence[float]) -> Axis:
         """`multipliers[k]`: the learning-rate multiplier of update k + 1 (trainlab's schedules)."""
         f = np.asarray(multipliers, dtype=float)
         if f.ndim != 1 or len(f) < 1 or not np.all(np.isfinite(f)) or np.any(f < 0) or f.sum() <= 0:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 FRACTIONS = (0.25, 0.5, 0.75)
 
@@ -47,8 +48,8 @@ def rungs(baseline_runs: list[dict[str, Any]], target: float, higher: bool) -> l
         return [target]
     levels = []
     for fraction in FRACTIONS:
-        values = [metric_at(r["curve"], fraction * r["steps"]) for r in hits]
-        values = [v for v in values if v is not None and math.isfinite(v)]
+        seen = [metric_at(r["curve"], fraction * r["steps"]) for r in hits]
+        values = [v for v in seen if v is not None and math.isfinite(v)]
         if values:
             levels.append(statistics.median(values))
     return levels + [target]

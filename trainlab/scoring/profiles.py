@@ -7,7 +7,7 @@ seconds or steps to the target, ``inf`` for a miss. Everything here is generic o
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from trainlab.scoring.aggregate import check_cost
 

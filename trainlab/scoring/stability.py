@@ -11,7 +11,7 @@ after), has neither: there is nothing to be stable over.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def after_target(

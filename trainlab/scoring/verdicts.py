@@ -19,8 +19,8 @@ distribution is assumed and misses need no special case):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
-from trainlab.store.results import TrialResult
 from trainlab.errors import UsageError
 from trainlab.store import schema
+from trainlab.store.results import TrialResult
 
 SCHEMA_VERSION = 5  # 2: memory savers, 3: coverage, 4: stability after target, 5: predictions, continual eval
 DEFAULT_STORE_URL = "sqlite:///trainlab-results/results.db"
@@ -41,7 +41,7 @@ def normalise_url(url: str | None) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _finite(value: float | None) -> float | None:
@@ -144,7 +144,7 @@ class ResultsStore:
                     git_commit=environment.get("git_commit"),
                 )
             )
-            return int(row.inserted_primary_key[0])
+            return _inserted_id(row)
 
     def start_trial(self, race_id: int, workload: str, algorithm: str, seed: int, hparams: dict[str, Any]) -> int:
         with self.engine.begin() as conn:
@@ -159,7 +159,7 @@ class ResultsStore:
                     started_at=_now(),
                 )
             )
-            return int(row.inserted_primary_key[0])
+            return _inserted_id(row)
 
     def finish_trial(self, trial_id: int, result: TrialResult) -> None:
         """Write a trial's summary and all its evaluations in one transaction."""
@@ -314,3 +314,10 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _inserted_id(row: Any) -> int:
+    """The primary key an INSERT just created (SQLAlchemy types it as optional)."""
+    key = row.inserted_primary_key
+    assert key is not None
+    return int(key[0])

@@ -6,7 +6,6 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-
 FINISHED = ("completed", "diverged", "pruned")  # trial statuses that carry a result (a miss or not)
 
 

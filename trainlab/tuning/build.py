@@ -12,11 +12,11 @@ from typing import Any
 import torch
 
 from trainlab.algorithms.external import is_external, origin
-from trainlab.algorithms.registry import parse_name
-from trainlab.algorithms.search_space import check_search_space, load_search_space
+from trainlab.algorithms.registry import check_search_space, parse_name
+from trainlab.algorithms.search_space import load_search_space
 from trainlab.algorithms.submission import is_submission, submission_origin
 from trainlab.benchmark.data_parallel import check_split
-from trainlab.benchmark.trial_config import TrialConfig
+from trainlab.benchmark.trial_options import SAVERS, TrialOptions
 from trainlab.errors import UsageError
 from trainlab.tuning.plan import TuningPlan
 from trainlab.workloads import workload_class
@@ -35,28 +35,22 @@ def build_plan(
     eval_seeds: list[int],
     protocol: str = "held-out",
     seed: int = 0,
-    stop_at_target: bool = True,
     variants: bool = False,
     select_by: str = "time",
-    trial: TrialConfig | None = None,
+    options: TrialOptions = TrialOptions(stop_at_target=True),
     device: torch.device | None = None,
     prune: dict[str, float] | None = None,
-    parallel: tuple[int, str, float] = (1, "ddp", 3600.0),
 ) -> TuningPlan:
     """`workloads` are specs (names, files, modules); `workload_options` is keyed by workload name.
-    `trial`: the memory savers and precision every trial of the experiment trains with;
-    `parallel`: (processes per trial, ddp|fsdp2, trial timeout in seconds)."""
+    `options`: how every trial of the experiment trains (memory savers, precision, stop at the
+    target, data-parallel launch); the plan stores them in its own fields, unchanged since the
+    first stored plans, so that those still load and resume."""
     classes = [workload_class(spec) for spec in workloads]
-    trial = trial or TrialConfig()
     files = dict(search_space_files)
     spaces, origins = {}, {}
     for algorithm in algorithms:
         if is_submission(algorithm):
-            if not trial.plain:
-                raise UsageError(
-                    f"{algorithm}: AlgoPerf submissions run without trainlab's memory savers "
-                    "(no --compress-activations, --precision, --freeze, --freeze-change)"
-                )
+            options.check_algorithm(algorithm, submission=True)
             origins[algorithm], files[algorithm] = submission_origin(algorithm, files.get(algorithm))
             spaces[algorithm] = check_search_space(load_search_space, algorithm, files[algorithm]).to_json()
             continue
@@ -81,31 +75,27 @@ def build_plan(
         seed=seed,
         search_spaces=spaces,
         workload_options={spec: workload_options.get(cls.name, {}) for spec, cls in zip(workloads, classes)},
-        stop_at_target=stop_at_target,
+        stop_at_target=options.stop_at_target,
         variants=variants,
         workload_names={spec: cls.name for spec, cls in zip(workloads, classes)},
         select_by=select_by,
         origins=origins,
-        trial=trial.to_dict(),
+        trial=options.to_dict(SAVERS),
         prune=dict(prune or {}),
-        nproc=parallel[0],
-        strategy=parallel[1],
-        trial_timeout=parallel[2],
+        nproc=options.nproc,
+        strategy=options.strategy,
+        trial_timeout=options.trial_timeout,
     )
     plan.check()
-    if plan.nproc > 1:
-        for algorithm in algorithms:
-            if is_submission(algorithm):
-                raise UsageError(f"--nproc: {algorithm} runs in one process only (AlgoPerf submissions)")
     built = [cls(**plan.workload_options[spec]) for spec, cls in zip(workloads, classes)]
-    trial.check(device, built)
+    options.check(device, built)
     for workload in built:
         workload.splits()  # a missing corpus or a bad data path fails now, not in a worker
         if plan.nproc > 1:
-            check_split(workload, plan.nproc, plan.strategy)
+            check_split(workload, plan.nproc)
         if variants:
             for variant in variants_of(workload.name):
                 cls = workload_class(variant)
                 if plan.nproc > 1:
-                    check_split(cls(), plan.nproc, plan.strategy)
+                    check_split(cls(), plan.nproc)
     return plan

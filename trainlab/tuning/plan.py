@@ -24,7 +24,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from trainlab.benchmark.trial_config import TrialConfig
+from trainlab.benchmark.trial_options import TrialOptions
 from trainlab.errors import UsageError
 
 TUNING_SEED_BASE = 1_000_000
@@ -60,7 +60,7 @@ class TuningPlan:
     # optimizer name -> where its code came from, for optimizers from a file or a package
     # (`trainlab.algorithms.external.origin`): every worker loads and checks the same code
     origins: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # the memory savers and precision of every trial (`TrialConfig.to_dict()`; {} = none, fp32)
+    # the memory savers and precision of every trial (`TrialOptions.to_dict(SAVERS)`; {} = none, fp32)
     trial: dict[str, Any] = field(default_factory=dict)
     # stop tuning trials whose curve prediction excludes the target (`trainlab.tuning.pruning`):
     # {} = never, else {"level": prediction level, "threshold": convergence threshold}
@@ -114,18 +114,18 @@ class TuningPlan:
     def display(self, spec: str) -> str:
         return self.workload_names.get(spec, spec)
 
-    def trial_config(self) -> TrialConfig:
-        return TrialConfig.from_dict(self.trial)
+    def options(self, eval_split: str = "validation") -> TrialOptions:
+        """The `TrialOptions` of a trial scored on `eval_split`, from the plan's fields (their JSON
+        is unchanged, so stored plans load as they were written)."""
+        run = {"stop_at_target": self.stop_at_target, "eval_split": eval_split}
+        parallel = {"nproc": self.nproc, "strategy": self.strategy, "trial_timeout": self.trial_timeout}
+        return TrialOptions.from_dict({**self.trial, **run, **parallel})
 
     def describe_parallel(self) -> str:
         return f", each trial on {self.nproc} processes ({self.strategy})" if self.nproc > 1 else ""
 
     def check(self) -> None:
-        self.trial_config()  # a stored plan's configuration is checked as the CLI's is
-        if self.nproc < 1 or self.trial_timeout <= 0:
-            raise UsageError(
-                f"--nproc must be at least 1 and --trial-timeout positive, got {self.nproc}, {self.trial_timeout:g}"
-            )
+        self.options()  # a stored plan's options are checked as the CLI's are
         if self.nproc > 1 and self.prune:
             raise UsageError("--prune-by-curve watches a trial in its own process: use it without --nproc")
         if self.search:

@@ -1,7 +1,9 @@
 """A worker: claim a queued trial of an experiment, run it under the honest clock, record it.
 
 Any number of workers, in any number of processes and machines, share an experiment through its
-storage; the storage is the only thing they share (no scheduler, no queue of our own).
+storage; the storage is the only thing they share (no scheduler, no queue of our own). A trial runs
+through the runner like a race's (`trainlab.benchmark.runner.run_trial`, with the plan's
+`TrialOptions`); the worker adds the heartbeat thread and, for pruned tuning trials, its monitor.
 
 Life of a trial, and what a crash (kill -9) at each point leaves behind:
 1. Claim: record a heartbeat for the queued trial, then move it WAITING -> RUNNING in one atomic
@@ -34,7 +36,6 @@ from optuna.trial import FrozenTrial, TrialState
 
 from trainlab.algorithms import AlgorithmSpec
 from trainlab.benchmark.prediction import predictor_for
-from trainlab.benchmark.data_parallel import run_parallel_trial
 from trainlab.benchmark.runner import run_trial
 from trainlab.store.results import TrialResult
 from trainlab.tuning.experiment import load, plan_space, spec_of
@@ -159,36 +160,17 @@ class Worker:
             spec = spec_of(attrs)
             workload = self.workload(attrs["workload"])
             monitor = self._pruning(trial, workload, spec) if attrs["kind"] == "tune" and self.plan.prune else None
-            if self.plan.nproc > 1:  # launched on nproc processes; rank 0's result comes back
-                result = run_parallel_trial(
-                    workload,
-                    spec,
-                    attrs["seed"],
-                    self.device,
-                    self.plan.nproc,
-                    self.plan.strategy,
-                    stop_at_target=self.plan.stop_at_target,
-                    config=self.plan.trial_config(),
-                    timeout=self.plan.trial_timeout,
-                    eval_split=attrs["split"],
+            options = self.plan.options(attrs["split"])
+            # a launch on nproc processes reports no steps: no bar
+            bars = self.progress_factory if options.nproc == 1 else None
+            progress = bars(label, workload.step_budget) if bars is not None else None
+            try:
+                result = run_trial(
+                    workload, spec, attrs["seed"], self.device, options, progress=progress, monitor=monitor
                 )
-            else:
-                progress = self.progress_factory(label, workload.step_budget) if self.progress_factory else None
-                try:
-                    result = run_trial(
-                        workload,
-                        spec,
-                        attrs["seed"],
-                        self.device,
-                        progress=progress,
-                        stop_at_target=self.plan.stop_at_target,
-                        eval_split=attrs["split"],
-                        config=self.plan.trial_config(),
-                        monitor=monitor,
-                    )
-                finally:
-                    if progress is not None:
-                        progress.close()
+            finally:
+                if progress is not None:
+                    progress.close()
         except Exception as exc:
             self.storage.set_trial_user_attr(
                 trial_id, "error", "".join(traceback.format_exception_only(exc)).strip() + "\n" + traceback.format_exc()

@@ -8,9 +8,9 @@ import hashlib
 import importlib.util
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Callable
 
 from trainlab.errors import UsageError
 
@@ -29,7 +29,7 @@ def import_file(
     source: str,
     what: str,
     prefix: str,
-    explain: Callable[[BaseException], str | None] | None = None,
+    explain: Callable[[Exception], str | None] | None = None,
 ) -> ModuleType:
     """Import `path` once (keyed by its content) as a module registered in `sys.modules` while it
     runs (dataclasses and pickling look modules up there). Any error in it is a `UsageError` of one

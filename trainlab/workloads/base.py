@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import abc
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -50,7 +51,7 @@ class Splits:
     validation: Batch
     test: Batch
 
-    def to(self, device: torch.device) -> "Splits":
+    def to(self, device: torch.device) -> Splits:
         move = lambda tensors: tuple(t.to(device) for t in tensors)  # noqa: E731
         return Splits(move(self.train), move(self.validation), move(self.test))
 
@@ -205,6 +206,24 @@ def _coerce(workload: str, key: str, raw: Any, kind: type) -> Any:
         return kind(raw)
     except (TypeError, ValueError):
         raise UsageError(f"workload {workload!r}: option {key}={raw!r} is not a valid {kind.__name__}") from None
+
+
+class ClassificationWorkload(Workload):
+    """Inputs to class logits: cross-entropy training loss and accuracy, stated once for MNIST-1D and
+    the image workloads (a subclass provides the data and the model)."""
+
+    metric = "accuracy"
+    higher_is_better = True
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        x, y = batch
+        return nn.functional.cross_entropy(model(x), y)
+
+    def output_loss(self, outputs, targets, label_smoothing: float = 0.0):
+        return cross_entropy_per_example(outputs, targets, label_smoothing)
+
+    def evaluate(self, model: nn.Module, split: Batch) -> dict[str, float]:
+        return classification_eval(model, split)
 
 
 @torch.no_grad()

@@ -15,14 +15,14 @@ Targets are placeholders, not yet set by a target-setting run on this data; over
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
 from trainlab.errors import UsageError
-from trainlab.workloads.base import Batch, Option, Splits, Workload, classification_eval, cross_entropy_per_example
+from trainlab.workloads.base import ClassificationWorkload, Option, Splits
 from trainlab.workloads.data.formats import Arrays, load_cifar10_dir, load_mnist_dir
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -47,11 +47,9 @@ def _split(train: Arrays, test: Arrays, holdout: int, prepare: Callable[[np.ndar
     return Splits(as_batch(x[:cut], y[:cut]), as_batch(x[cut:], y[cut:]), as_batch(x_test, y_test))
 
 
-class _ImageWorkload(Workload):
+class _ImageWorkload(ClassificationWorkload):
     """Shared plumbing: a required `data_dir` option, cross-entropy loss, accuracy metric."""
 
-    metric = "accuracy"
-    higher_is_better = True
     default_batch_size = 128
     options = {"data_dir": Option(str, None, "folder holding the dataset files (required)")}
     data_hint = ""  # what data_dir must contain, for the missing-option message
@@ -63,16 +61,6 @@ class _ImageWorkload(Workload):
                 f"workload {self.name} needs {self.data_hint}: pass --workload-option {self.name}.data_dir=PATH"
             )
         return value
-
-    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        x, y = batch
-        return nn.functional.cross_entropy(model(x), y)
-
-    def output_loss(self, outputs, targets, label_smoothing: float = 0.0):
-        return cross_entropy_per_example(outputs, targets, label_smoothing)
-
-    def evaluate(self, model: nn.Module, split: Batch) -> dict[str, float]:
-        return classification_eval(model, split)
 
 
 def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:

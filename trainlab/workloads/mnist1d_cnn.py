@@ -11,7 +11,7 @@ Options `activation` and `norm` change the blocks; the variants in `variants.py`
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 

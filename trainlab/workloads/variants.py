@@ -13,7 +13,6 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from trainlab.errors import UsageError
-from trainlab.workloads.base import Workload
 from trainlab.workloads.mnist1d_cnn import MNIST1DCNN
 from trainlab.workloads.mnist1d_mlp import MNIST1DMLP
 from trainlab.workloads.text_lm import TextLM
@@ -28,6 +27,9 @@ class Variant:
     """
 
     base: ClassVar[str]
+    # a mixin of a `Workload` subclass, whose attributes these are
+    name: ClassVar[str]
+    options: ClassVar[dict[str, Any]]
     fixed: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -115,7 +117,7 @@ class TextLMReLU(Variant, TextLM):
     default_target = 2.7316  # docs/variants.md: median best, AdamW lr 0.004
 
 
-VARIANTS: dict[str, type[Workload]] = {
+VARIANTS: dict[str, type[Variant]] = {
     cls.name: cls
     for cls in (MNIST1DMLPGELU, MNIST1DMLPTanh, MNIST1DCNNSiLU, MNIST1DCNNNoNorm, TextLMPostLN, TextLMReLU)
 }

@@ -18,14 +18,15 @@ import codecs
 import gzip
 import pickle
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any
 
 import numpy as np
 
 from trainlab.errors import UsageError
 
-PathLike = Union[str, Path]
+PathLike = str | Path
 Arrays = tuple[np.ndarray, np.ndarray]
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -153,7 +154,7 @@ def _latin1_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -
 
 # numpy's pickled arrays name their rebuild function under numpy.core (numpy 1) or numpy._core
 # (numpy 2); take it from an array's own __reduce__ so no deprecated module is imported.
-_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(0))[0]
+_RECONSTRUCT: Callable[..., Any] = np.ndarray.__reduce__(np.zeros(0))[0]  # type: ignore[assignment]
 _ALLOWED_GLOBALS: dict[tuple[str, str], Callable[..., Any]] = {
     ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
     ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,

