@@ -105,9 +105,9 @@ def optimizer_page(reg: Any) -> str:
     lines = [
         f"# {reg.name}",
         "",
-        f"{reg.summary}.",
+        reg.summary.rstrip(".") + ".",
         "",
-        f"*Citation*: {reg.citation}.  ",
+        f"*Citation*: {reg.citation.rstrip('.')}.  ",
         f"*Class*: `{_factory_path(reg)}` (`trainlab.optim.create({reg.name!r}, params, ...)`).  ",
         f"*Default schedule in a race*: `{reg.schedule}`.  ",
         f"*Update linear in the gradient* (batch-size scaling, refinement): {'yes' if reg.linear_update else 'no'}.",

@@ -55,7 +55,8 @@ def test_every_registered_optimizer_has_a_page_that_agrees_with_its_registration
     if reg.search_space:
         space = page[page.index("```json") + len("```json") : page.index("```", page.index("```json") + 3)]
         assert json.loads(space) == json.loads(json.dumps(reg.search_space))
-    assert reg.citation in page and reg.summary in page and reg.state_bytes in page
+    assert reg.citation.rstrip(".") in page and reg.summary.rstrip(".") in page and reg.state_bytes in page
+    assert reg.reference in page  # what it is checked against, where the registration states it
     assert f"::: {reg.factory.__module__}.{reg.factory.__qualname__}" in page  # its docstring, via mkdocstrings
 
 
