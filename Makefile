@@ -3,7 +3,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
 
-.PHONY: setup data race test bench compare leaderboard clean
+.PHONY: setup data race test docs docs-serve bench compare leaderboard clean
 
 setup: $(VENV)/.installed data
 
@@ -27,7 +27,15 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mkdocs build --strict --quiet
 	scripts/with-postgres $(BIN)/pytest -q -n 2 --dist worksteal --durations=15
+
+# The documentation site (mkdocs.yml): built into site/, or served with live reload at 127.0.0.1:8000.
+docs: $(VENV)/.installed
+	$(BIN)/mkdocs build --strict
+
+docs-serve: $(VENV)/.installed
+	$(BIN)/mkdocs serve
 
 # The README's tuning comparison: 3 baselines x 3 default workloads, 3 studies x 5 trials each, the
 # best of each study re-run on 2 held-out seeds and on the workload variants. Resumable: rerun it.
@@ -50,4 +58,4 @@ bench: setup
 	$(BIN)/python benchmarks/optimizer_step.py --peers
 
 clean:
-	rm -rf $(VENV) trainlab-results *.egg-info
+	rm -rf $(VENV) trainlab-results *.egg-info site

@@ -1,5 +1,6 @@
-"""The README's leaderboard section is generated: rescoring the committed store reproduces its
-blocks byte for byte, and the prose around them carries no figure the generated report lacks."""
+"""The README's leaderboard section (and the claims table of docs/claims.md) is generated: rescoring the
+committed store reproduces its blocks byte for byte, and the prose around them carries no figure the
+generated report lacks."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ def test_rescoring_the_committed_store_reproduces_the_readme_blocks(tmp_path):
     (copy / "docs").mkdir(parents=True)
     (copy / "scripts").mkdir()
     shutil.copy(ROOT / "README.md", copy / "README.md")
+    shutil.copy(ROOT / "docs" / "claims.md", copy / "docs" / "claims.md")
     shutil.copy(ROOT / "scripts" / "readme-leaderboard", copy / "scripts" / "readme-leaderboard")
     done = subprocess.run(
         [
@@ -65,3 +67,4 @@ def test_rescoring_the_committed_store_reproduces_the_readme_blocks(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert (copy / "README.md").read_text() == (ROOT / "README.md").read_text()
+    assert (copy / "docs" / "claims.md").read_text() == (ROOT / "docs" / "claims.md").read_text()

@@ -39,6 +39,9 @@ class Registration:
     search_space: dict[str, Any] | None = None
     state_bytes: str = ""  # the optimizer-state formula, as documented and tested
     overrides: dict[str, Any] = field(default_factory=dict)  # trainlab's defaults over the constructor's
+    # What the implementation is checked against (the official code, a peer library, a float64
+    # re-derivation), for its documentation page; when empty, the page names the tests that exercise it.
+    reference: str = ""
 
     def hyperparameters(self) -> dict[str, Any]:
         """Hyperparameter name -> default, excluding `params` and implementation switches."""

@@ -79,6 +79,7 @@ REGISTRATIONS = (
             "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]},
         },
         state_bytes="8 B/param (exp_avg, exp_avg_sq) + 4 B per tensor (step)",
+        reference="torch.optim.AdamW itself (trainlab checks the values and picks torch's fused path)",
     ),
     Registration(
         "sgd",
@@ -95,5 +96,6 @@ REGISTRATIONS = (
             "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]},
         },
         state_bytes="4 B/param (momentum_buffer)",
+        reference="torch.optim.SGD itself (trainlab checks the values; Nesterov only with momentum)",
     ),
 )

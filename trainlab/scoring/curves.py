@@ -14,7 +14,7 @@ learning-rate multiplier, u(t) = sum_{k<t} f(k) / sum_{k<H} f(k) and A(t) = 1 - 
 
 Why: a decaying schedule makes a curve rise again as the rate anneals, which no saturating law in
 steps can follow, so a step-based fit halfway through a cosine schedule predicts too low a final
-value (measured: see the pruning replay in the README). Without a known schedule (an AlgoPerf
+value (measured: see the pruning replay in docs/tuning.md). Without a known schedule (an AlgoPerf
 submission), u = t / H and A = 0: the laws in steps.
 
 For a fixed c the fit is linear least squares in (a, b, d), so c is found by a grid search refined

@@ -3,7 +3,7 @@
 A workload owns the model, the data and its splits, the loss, the evaluation metric, the validation
 target, the step budget, the default batch size and the evaluation cadence. It never sees the
 optimizer or the clock. Subclass `Workload`, fill in the class attributes and four methods, and
-`trainlab race --workloads path/to/your_module.py` will run it (see README "Your own workload").
+`trainlab race --workloads path/to/your_module.py` will run it (see docs/workloads.md, "Your own workload").
 """
 
 from __future__ import annotations
