@@ -165,6 +165,7 @@ def test_under_two_processes_a_submission_trains_as_in_one(tmp_path):
     """`race --nproc 2`: pytorch_setup() says DDP (LOCAL_RANK), the submission all-reduces its loss
     with torch.distributed.nn as published, DDP averages: the gradient of the global batch."""
     from trainlab.benchmark.race import RacePlan, run_race
+    from trainlab.benchmark.trial_options import TrialOptions
     from trainlab.workloads import create_workload
 
     workload = create_workload("mnist1d_mlp", step_budget=30, eval_every=15)
@@ -172,7 +173,7 @@ def test_under_two_processes_a_submission_trains_as_in_one(tmp_path):
     store = ResultsStore(f"sqlite:///{tmp_path / 'r.db'}")
     cpu = torch.device("cpu")
     _, (alone,) = run_race(RacePlan([workload], [name], [0], cpu), store, progress=False)
-    _, (pair,) = run_race(RacePlan([workload], [name], [0], cpu, nproc=2), store, progress=False)
+    _, (pair,) = run_race(RacePlan([workload], [name], [0], cpu, options=TrialOptions(nproc=2)), store, progress=False)
     assert pair.steps == alone.steps == 30
     for a, b in zip(alone.evals, pair.evals):
         assert b.train_loss == pytest.approx(a.train_loss, rel=1e-4) and b.metric == pytest.approx(a.metric, abs=2e-3)

@@ -18,6 +18,7 @@ import torch
 from trainlab.algorithms import AlgorithmSpec, check_applies, make_algorithm, sso
 from trainlab.algorithms.rules import default_rule
 from trainlab.benchmark import data_parallel
+from trainlab.benchmark import resume as resume_
 from trainlab.benchmark.prediction import CurveWatch
 from trainlab.benchmark.progress import RaceProgress
 from trainlab.benchmark.runner import run_trial
@@ -139,19 +140,44 @@ def prepare(plan: RacePlan) -> None:
     plan.prepared = True
 
 
-def run_race(plan: RacePlan, store: ResultsStore, progress: bool | None = None) -> tuple[int, list[TrialResult]]:
+def run_race(
+    plan: RacePlan, store: ResultsStore, progress: bool | None = None, resume: bool = True, report=print
+) -> tuple[int, list[TrialResult]]:
+    """Run the race's trials; with `resume`, a stored race with the same arguments is continued:
+    its finished trials are kept, its dead ones rerun (`trainlab.benchmark.resume`). Returns the
+    race's id and the results of the trials run now."""
     prepare(plan)
-    race_id = store.start_race(plan.config(), describe(plan.device), plan.label)
+    config = plan.config()
+    key = resume_.fingerprint(config)
+    race_id = store.race_by_fingerprint(key) if resume else None
     trials = [(w, a, s) for w in plan.workloads for a in plan.algorithms for s in plan.seeds]
+    if race_id is None:
+        race_id = store.start_race(config, describe(plan.device), plan.label, fingerprint=key)
+        skip: set[tuple[str, str, int]] = set()
+    else:
+        finished, elsewhere, dead = resume_.take_stock(store, race_id)
+        skip = finished | elsewhere
+        report(
+            f"resuming race {race_id} (same arguments): {len(finished)} finished trials kept, "
+            f"{dead} unfinished rerun, {len(elsewhere)} running in another process; --new-race starts afresh"
+        )
+    names = {(w.name, a): plan.spec(a, w).name for w in plan.workloads for a in plan.algorithms}
+    trials = [(w, a, s) for w, a, s in trials if (w.name, names[(w.name, a)], s) not in skip]
     display = RaceProgress(len(trials), enabled=progress)
     results: list[TrialResult] = []
     try:
         for workload, name, seed in trials:
             algorithm = plan.spec(name, workload)
             label = f"{workload.name} / {algorithm.name} / seed {seed}"
-            trial_id = store.start_trial(race_id, workload.name, algorithm.name, seed, dict(algorithm.hparams))
+            trial_id = store.start_trial(
+                race_id, workload.name, algorithm.name, seed, dict(algorithm.hparams), owner=resume_.OWNER
+            )
+            if resume_.claimed_by_another(store, race_id, (workload.name, algorithm.name, seed), trial_id):
+                store.delete_trials([trial_id])  # another process runs (or ran) it
+                continue
             try:
-                result = _run(plan, workload, algorithm, seed, display, label)
+                with resume_.Heartbeat(store, trial_id):
+                    result = _run(plan, workload, algorithm, seed, display, label)
             except (KeyboardInterrupt, SystemExit):
                 store.fail_trial(trial_id, "interrupted")
                 raise

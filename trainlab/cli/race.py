@@ -110,6 +110,12 @@ def add_parsers(sub) -> None:
         "is kept as given (default: off, the lr is used unchanged)",
     )
     race.add_argument("--label", default=None, help="a free-text label stored with the race")
+    race.add_argument(
+        "--new-race",
+        action="store_true",
+        help="start a new race even when the store holds one with the same arguments (default: resume "
+        "it, keeping its finished trials and rerunning the ones that did not finish)",
+    )
     race.set_defaults(func=run_race_command)
 
     report = sub.add_parser(
@@ -224,9 +230,16 @@ def run_race_command(args: argparse.Namespace) -> int:
         f"on {device} ({torch.get_num_threads()} threads); store {store.url}",
         flush=True,
     )
-    race_id, results = run_race(plan, store, progress=False if args.no_progress else None)
+    race_id, _ = run_race(
+        plan,
+        store,
+        progress=False if args.no_progress else None,
+        resume=not args.new_race,
+        report=lambda line: print(line, flush=True),
+    )
     _summary_and_report(store, race_id, None if args.no_report else args.report_dir)
-    return 1 if len(results) < len(workloads) * len(names) * len(seeds) else 0
+    finished = store.trials(race_id, statuses=("completed", "diverged", "pruned"))
+    return 1 if len(finished) < len(workloads) * len(names) * len(seeds) else 0
 
 
 def _continual(args: argparse.Namespace) -> tuple[int, int] | None:
@@ -280,7 +293,7 @@ def refine_command(args: argparse.Namespace) -> int:
     )
     names = plan.algorithms
     print(f"pass 2: {len(workloads)} workload(s) x {', '.join(names)} x {len(seeds)} seed(s)", flush=True)
-    race_id, results = run_race(plan, store, progress=False if args.no_progress else None)
+    race_id, results = run_race(plan, store, progress=False if args.no_progress else None, resume=False)
     _summary_and_report(store, race_id, None if args.no_report else args.report_dir)
     return 0 if len(results) == len(workloads) * len(names) * len(seeds) else 1
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ from trainlab.errors import UsageError
 from trainlab.store import schema
 from trainlab.store.results import TrialResult
 
-SCHEMA_VERSION = 5  # 2: memory savers, 3: coverage, 4: stability after target, 5: predictions, continual eval
+SCHEMA_VERSION = 6  # 2: memory savers, 3: coverage, 4: stability after target, 5: predictions,
+# continual eval, 6: race fingerprints and trial heartbeats (resumable races)
 DEFAULT_STORE_URL = "sqlite:///trainlab-results/results.db"
 
 
@@ -129,12 +131,19 @@ class ResultsStore:
         return {c["name"] for c in sa.inspect(self.engine).get_columns(table_name)}
 
     # ---- writing ----------------------------------------------------------------------------
-    def start_race(self, config: dict[str, Any], environment: dict[str, Any], label: str | None = None) -> int:
+    def start_race(
+        self,
+        config: dict[str, Any],
+        environment: dict[str, Any],
+        label: str | None = None,
+        fingerprint: str | None = None,
+    ) -> int:
         with self.engine.begin() as conn:
             row = conn.execute(
                 schema.races.insert().values(
                     created_at=_now(),
                     label=label,
+                    fingerprint=fingerprint,
                     config=json.dumps(config, default=str),
                     environment=json.dumps(environment),
                     trainlab_version=environment.get("trainlab_version"),
@@ -146,7 +155,15 @@ class ResultsStore:
             )
             return _inserted_id(row)
 
-    def start_trial(self, race_id: int, workload: str, algorithm: str, seed: int, hparams: dict[str, Any]) -> int:
+    def start_trial(
+        self,
+        race_id: int,
+        workload: str,
+        algorithm: str,
+        seed: int,
+        hparams: dict[str, Any],
+        owner: str | None = None,
+    ) -> int:
         with self.engine.begin() as conn:
             row = conn.execute(
                 schema.trials.insert().values(
@@ -157,9 +174,32 @@ class ResultsStore:
                     hparams=json.dumps(hparams, default=str),
                     status="running",
                     started_at=_now(),
+                    owner=owner,
+                    heartbeat_at=time.time(),
                 )
             )
             return _inserted_id(row)
+
+    def beat(self, trial_id: int) -> None:
+        """A running trial's heartbeat (`trainlab.benchmark.resume`)."""
+        with self.engine.begin() as conn:
+            conn.execute(schema.trials.update().where(schema.trials.c.id == trial_id).values(heartbeat_at=time.time()))
+
+    def race_by_fingerprint(self, fingerprint: str) -> int | None:
+        """The latest race with this fingerprint (the same arguments), or None."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(sa.func.max(schema.races.c.id)).where(schema.races.c.fingerprint == fingerprint)
+            ).scalar()
+
+    def delete_trials(self, trial_ids: list[int]) -> None:
+        """Remove trials and everything recorded under them (a resumed race's dead trials)."""
+        if not trial_ids:
+            return
+        with self.engine.begin() as conn:
+            for table in (schema.evals, schema.predictions, schema.continual):
+                conn.execute(table.delete().where(table.c.trial_id.in_(trial_ids)))
+            conn.execute(schema.trials.delete().where(schema.trials.c.id.in_(trial_ids)))
 
     def finish_trial(self, trial_id: int, result: TrialResult) -> None:
         """Write a trial's summary and all its evaluations in one transaction."""

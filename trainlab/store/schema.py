@@ -36,6 +36,7 @@ races = Table(
     Column("device", String(200)),
     Column("num_threads", Integer),
     Column("git_commit", String(64)),
+    Column("fingerprint", String(64)),  # sha256 of the config: the same race, resumed
 )
 
 trials = Table(
@@ -89,6 +90,9 @@ trials = Table(
     # schema version 5: SSO's counts (NULL for every other algorithm)
     Column("outer_gradients", Integer),
     Column("inner_steps", Integer),
+    # version 6: who runs a trial and when it last said so (a resumed race reruns only dead ones)
+    Column("owner", String(200)),
+    Column("heartbeat_at", Float),
 )
 
 # Columns added after version 1, by table: opening an older store adds them (`ResultsStore`).
@@ -108,7 +112,10 @@ ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
         "continual_stability_gap",
         "outer_gradients",
         "inner_steps",
+        "owner",
+        "heartbeat_at",
     ),
+    "trainlab_races": ("fingerprint",),
 }
 
 evals = Table(
