@@ -137,6 +137,11 @@ def test_a_watched_trial_records_its_predictions_and_a_pruned_one_stops_as_prune
     assert math.isinf(result.time_to_target) and result.test_metric == result.test_metric  # test split still evaluated
     rising = ScriptedMetric([0.1, 0.3, 0.4, 0.45, 0.48, 0.6])
     assert run_trial(rising, spec, 0, CPU, monitor=CurveWatch(rising, spec, prune=True)).status == "completed"
+    # once the target is met, the line says where, not where a curve predicts it
+    lines = []
+    early = ScriptedMetric([0.1, 0.3, 0.4, 0.55, 0.6, 0.62])
+    run_trial(early, spec, 0, CPU, monitor=CurveWatch(early, spec, report=lines.append))
+    assert lines and "target reached at step 40" in lines[-1] and "target at step" not in lines[-1]
 
 
 def test_the_axis_follows_the_algorithms_schedule():

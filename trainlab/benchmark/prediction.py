@@ -43,16 +43,21 @@ def predictor_for(
     )
 
 
-def describe(p: Prediction, metric: str) -> str:
-    """One line: what the curve predicts after step `p.step`."""
+def describe(p: Prediction, metric: str, reached_at: int | None = None) -> str:
+    """One line: what the curve predicts after step `p.step`; once the trial has reached the
+    target (`reached_at`), that fact, not a prediction of it."""
 
     def when(step: float) -> str:
         return "never" if not math.isfinite(step) else f"{step:.0f}"
 
+    target = (
+        f"target reached at step {reached_at}"
+        if reached_at is not None
+        else f"target at step {when(p.target_step)} [{when(p.target_step_low)}, {when(p.target_step_high)}]"
+    )
     return (
         f"step {p.step}: {metric} by the budget {p.final:.4g} [{p.final_low:.4g}, {p.final_high:.4g}], "
-        f"target at step {when(p.target_step)} [{when(p.target_step_low)}, {when(p.target_step_high)}] "
-        f"({p.family}{', converged' if p.converged else ''})"
+        f"{target} ({p.family}{', converged' if p.converged else ''})"
     )
 
 
@@ -86,5 +91,9 @@ class CurveWatch:
         self._previous = prediction
         result.predictions.append(prediction.as_dict())
         if self.report is not None:
-            self.report(describe(prediction, self.metric) + (": stopping, the target is out of reach" if stop else ""))
+            reached_at = result.steps_to_target if result.reached else None
+            self.report(
+                describe(prediction, self.metric, reached_at)
+                + (": stopping, the target is out of reach" if stop else "")
+            )
         return stop and self.prune
