@@ -35,8 +35,11 @@ def test_two_processes_reach_the_target_at_the_one_process_step(tmp_path):
         assert trial["hparams"]["strategy"] == strategy
 
 
-def test_a_rank_that_dies_fails_its_trial_and_the_race_goes_on(tmp_path):
-    dying = create_workload(str(HERE / "support_dying.py"))
+@pytest.mark.parametrize(
+    "mode, said", [("exit", "rank 1 failed first (exit code 3)"), ("kill", "rank 1 was killed by SIGKILL")]
+)
+def test_a_rank_that_dies_fails_its_trial_and_the_race_goes_on(tmp_path, mode, said):
+    dying = create_workload(str(HERE / "support_dying.py"), mode=mode)
     tiny = create_workload(str(HERE / "support_workloads.py"))
     store = ResultsStore(f"sqlite:///{tmp_path / 'r.db'}")
     plan = RacePlan([dying, tiny], ["sgd"], [0], CPU, overrides=SGD, options=TrialOptions(nproc=2))
@@ -44,7 +47,7 @@ def test_a_rank_that_dies_fails_its_trial_and_the_race_goes_on(tmp_path):
     race_id, results = run_race(plan, store, progress=False)
     assert time.perf_counter() - started < 60
     died, fine = store.trials(race_id)
-    assert died["status"] == "failed" and "rank 1 failed first (exit code 3)" in died["error"]
+    assert died["status"] == "failed" and said in died["error"], died["error"]
     assert fine["status"] == "completed" and fine["steps_to_target"] == 30 and len(results) == 1
 
 

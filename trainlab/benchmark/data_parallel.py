@@ -200,6 +200,8 @@ def _failure(output: str, code: int, nproc: int) -> str:
         return f"{nproc}-process trial failed (launcher exit {code}): {tail[-1] if tail else 'no output'}"
     first = rank.group(1)
     how = f"exit code {exit_code.group(1)}" if exit_code else f"launcher exit {code}"
+    if exit_code and int(exit_code.group(1)) == -signal.SIGKILL:  # killed from outside: no error of its own
+        return f"{nproc}-process trial failed: rank {first} was killed by SIGKILL (exit code -9)"
     native = [  # a C++ abort (gloo, an uncaught c10::Error) prints no Python traceback
         line.strip()
         for line in output.rpartition("Root Cause")[0].splitlines()
