@@ -246,6 +246,10 @@ def write_leaderboard(
         "but steps to a reached target do not depend on the budget, and 3x would triple the cost "
         "of every run that misses.",
         "",
+        "Randomness, varied on purpose and stated: a held-out seed sets the initialisation and the "
+        "data order together, the same for every algorithm (paired runs); each study has its own "
+        "quasi-random draws (per algorithm and study under protocol v2) and its own tuning seeds.",
+        "",
         "Scores: area under the performance profile up to r_max = 4 (1 = fastest everywhere); "
         "intervals in these tables: 95 % bootstrap over studies and seeds (the verdicts below use "
         "intervals whose coverage is checked). Steps are what a busy machine cannot distort; seconds "
