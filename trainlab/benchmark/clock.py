@@ -30,6 +30,12 @@ class TrainingClock:
 
     resume = start
 
+    def resume_from(self, seconds: float) -> None:
+        """Continue a count saved in a checkpoint (before `start`)."""
+        if self._running_since is not None:
+            raise RuntimeError("clock already running")
+        self._accumulated = float(seconds)
+
     def pause(self) -> float:
         """Stop counting and return the training seconds accumulated so far."""
         if self._running_since is None:

@@ -55,6 +55,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -63,6 +64,7 @@ from trainlab.algorithms import AlgorithmSpec
 from trainlab.algorithms.algoperf_spec import TrainingCompleteError
 from trainlab.algorithms.sso import SSOAlgorithm
 from trainlab.algorithms.submission import SubmissionAlgorithm
+from trainlab.benchmark import checkpoint
 from trainlab.benchmark.clock import TrainingClock
 from trainlab.benchmark.data_parallel import run_parallel_trial
 from trainlab.benchmark.probes import continual_eval
@@ -106,14 +108,19 @@ def run_trial(
     if options.nproc > 1 and distributed is None:
         return run_parallel_trial(workload, spec, seed, device, options)
     trial = set_up(workload, spec, seed, device, options, distributed)
-    train(trial, progress, monitor)
-    return finish(trial)
+    saved = checkpoint.path_for(trial, seed)
+    train(trial, progress, monitor, saved)
+    result = finish(trial)
+    checkpoint.remove(saved)  # finished: the store has the result
+    return result
 
 
 # ---- the timed loop: the only code that touches the clock ----
 
 
-def train(trial: Trial, progress: TrialProgress | None = None, monitor: Monitor | None = None) -> None:
+def train(
+    trial: Trial, progress: TrialProgress | None = None, monitor: Monitor | None = None, saved: Path | None = None
+) -> None:
     """Step, evaluate at the workload's cadence, stop at the budget, a divergence, the target (with
     `stop_at_target`), a prune, or an AlgoPerf submission's end of training."""
     workload, algorithm, model, result = trial.workload, trial.algorithm, trial.model, trial.result
@@ -121,8 +128,15 @@ def train(trial: Trial, progress: TrialProgress | None = None, monitor: Monitor 
     reset_peak_device_memory(trial.device)
     clock = TrainingClock(trial.device)
     window = _LossWindow(torch.zeros((), device=trial.device))
-    clock.start()
     step = done_at = 0  # done_at: the step after which a submission declared training complete
+    since = 0  # the step of the last checkpoint
+    resumed = checkpoint.restore(trial, saved) if saved is not None else None
+    if resumed is not None:  # the record so far, on the clock's own count; the model in eval form
+        step, since = resumed[0], resumed[0]
+        clock.resume_from(resumed[1])
+        algorithm.prepare_for_train(model)
+        result = trial.result
+    clock.start()
     while step < budget:
         before, step = step, step + 1
         try:
@@ -153,8 +167,12 @@ def train(trial: Trial, progress: TrialProgress | None = None, monitor: Monitor 
                 continue  # no evaluation boundary crossed
         algorithm.prepare_for_eval(model)  # on the clock, as in AlgoPerf
         last = bool(done_at) or step >= budget
-        if _evaluate(trial, step, clock.pause(), window, progress, monitor, last):
+        seconds = clock.pause()
+        if _evaluate(trial, step, seconds, window, progress, monitor, last):
             break  # the final weights stay in evaluation form for the test evaluation
+        if saved is not None and step - since >= (trial.options.checkpoint_every or 0):
+            checkpoint.save(trial, saved, step, seconds)  # the clock is paused: writing is free
+            since = step
         clock.resume()
         algorithm.prepare_for_train(model)
     result.steps = step

@@ -42,6 +42,10 @@ class TrialOptions:
     nproc: int = 1  # processes per trial
     strategy: str = "ddp"  # ddp or fsdp2
     trial_timeout: float = 3600.0  # seconds after which a launched trial is killed and failed
+    # checkpoints inside the trial (`trainlab.benchmark.checkpoint`): at an evaluation once this many
+    # steps have passed since the last one, into this folder; None = off
+    checkpoint_every: int | None = None
+    checkpoint_dir: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "freeze", _rules(self.freeze))
@@ -100,6 +104,8 @@ class TrialOptions:
                 f"{name}: {'AlgoPerf submissions' if submission else 'SSO'} run without trainlab's memory "
                 "savers (no --compress-activations, --precision, --freeze, --freeze-change)"
             )
+        if (submission or sso) and self.checkpoint_every is not None:
+            raise UsageError(f"{name}: checkpoints cover trainlab's own algorithms, not SSO or AlgoPerf submissions")
         if (submission or sso) and self.grad_norm_kind is not None:
             kind = "an AlgoPerf submission" if submission else "SSO"
             raise UsageError(f"{name}: {kind} cannot record gradient norms")
@@ -144,6 +150,16 @@ def _check_run(o: TrialOptions) -> None:
         raise UsageError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {o.strategy!r}")
     if o.nproc > 1 and (o.predict is not None or o.continual is not None or o.grad_norm_kind):
         raise UsageError("--nproc trials run without --predict, --eval-subset and --record-grad-norms")
+    if o.checkpoint_every is not None:
+        if isinstance(o.checkpoint_every, bool) or not isinstance(o.checkpoint_every, int) or o.checkpoint_every < 1:
+            raise UsageError(f"--checkpoint-every must be a positive number of steps, got {o.checkpoint_every!r}")
+        if not o.checkpoint_dir:
+            raise UsageError("--checkpoint-every needs a folder for the checkpoints (--checkpoint-dir)")
+        if o.nproc > 1 or o.freeze_change is not None or o.compress_activations == "adaptive":
+            raise UsageError(
+                "--checkpoint-every does not cover --nproc, --freeze-change or adaptive compression yet "
+                "(their state is not in the checkpoint): drop one of them"
+            )
 
 
 def apply_freeze(model: torch.nn.Module, rules: Iterable[str], workload: str) -> int:

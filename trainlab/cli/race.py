@@ -111,6 +111,22 @@ def add_parsers(sub) -> None:
     )
     race.add_argument("--label", default=None, help="a free-text label stored with the race")
     race.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help="checkpoint each trial at an evaluation once N steps have passed since the last one "
+        "(untimed); a killed race rerun with the same command resumes its unfinished trial from there, "
+        "bit for bit (default: off)",
+    )
+    race.add_argument(
+        "--checkpoint-dir",
+        default="trainlab-results/checkpoints",
+        metavar="DIR",
+        help="where --checkpoint-every writes (default: trainlab-results/checkpoints); a finished "
+        "trial deletes its own",
+    )
+    race.add_argument(
         "--new-race",
         action="store_true",
         help="start a new race even when the store holds one with the same arguments (default: resume "
@@ -207,6 +223,8 @@ def run_race_command(args: argparse.Namespace) -> int:
         grad_norm_kind=args.record_grad_norms,
         predict=(args.predict_level, args.convergence_threshold) if args.predict else None,
         continual=_continual(args),
+        checkpoint_every=args.checkpoint_every,
+        checkpoint_dir=args.checkpoint_dir if args.checkpoint_every else None,
     )
     workloads = parents.build_workloads(args)
     names = split_list(args.algorithms, "algorithms") if args.algorithms else list(DEFAULT_ALGORITHMS)

@@ -66,6 +66,7 @@ class TrialResult:
     continual_stability_gap: float | None = None
     outer_gradients: int | None = None  # SSO: target-space gradients taken (one per step)
     inner_steps: int | None = None  # SSO: parameter steps on the surrogates
+    resumed_from: int | None = None  # the step of the checkpoint this trial resumed from, if any
 
     def summary(self) -> dict[str, Any]:
         data = asdict(self)
