@@ -27,17 +27,18 @@ from __future__ import annotations
 
 import collections
 import inspect
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
 from trainlab.algorithms import algoperf_compat as compat
-from trainlab.utils.user_files import import_file
 from trainlab.algorithms.submission_imports import diagnose, finder_for
 from trainlab.algorithms.submission_workload import SubmissionWorkload
 from trainlab.errors import UsageError
+from trainlab.utils.user_files import import_file
 
 PREFIX = "algoperf:"
 REQUIRED = ("get_batch_size", "init_optimizer_state", "update_params", "data_selection")

@@ -14,13 +14,13 @@ import statistics
 from pathlib import Path
 
 from trainlab.errors import UsageError
+from trainlab.reports import verdicts_text
 from trainlab.reports.claims import claim_rows
 from trainlab.reports.leaderboard_plot import pareto_plot
 from trainlab.reports.scoring_tables import MISS, scoring_table_latex
 from trainlab.reports.sensitivity_plot import sensitivity_plot
 from trainlab.reports.tuning_report import score_experiment, write_tuning_report
 from trainlab.reports.verdicts import fmt_interval, fmt_steps, judge
-from trainlab.reports import verdicts_text
 from trainlab.tuning.outcomes import collect
 
 BASELINE = "adamw"

@@ -4,8 +4,9 @@ one panel per workload; lower-left is better, the dashed line is the Pareto fron
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import matplotlib
 

@@ -6,7 +6,7 @@ Both formats are built from the same cells so they can never disagree."""
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 Costs = Mapping[str, Mapping[str, float]]
 Intervals = Mapping[str, Mapping[str, tuple[float, float]]]

@@ -4,8 +4,9 @@ intervals, and tuning curves (headless Agg backend, same look as `trainlab.repor
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import matplotlib
 

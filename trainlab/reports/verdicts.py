@@ -11,8 +11,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trainlab.scoring import ladder
-from trainlab.scoring.verdicts import Interval, Paired, detectable_ratio, holm, median_interval, paired_test
-from trainlab.scoring.verdicts import speedup_interval, spread
+from trainlab.scoring.verdicts import (
+    Interval,
+    Paired,
+    detectable_ratio,
+    holm,
+    median_interval,
+    paired_test,
+    speedup_interval,
+    spread,
+)
 
 BASELINE = "adamw"
 WITHIN = 1.1  # "within 10 % of AdamW's steps"

@@ -22,6 +22,8 @@ from trainlab.tuning.plan import TuningPlan
 from trainlab.workloads import workload_class
 from trainlab.workloads.variants import variants_of
 
+TUNING_DEFAULT = TrialOptions(stop_at_target=True)  # tuning trials end at the target
+
 
 def build_plan(
     name: str,
@@ -37,7 +39,7 @@ def build_plan(
     seed: int = 0,
     variants: bool = False,
     select_by: str = "time",
-    options: TrialOptions = TrialOptions(stop_at_target=True),
+    options: TrialOptions = TUNING_DEFAULT,
     device: torch.device | None = None,
     prune: dict[str, float] | None = None,
 ) -> TuningPlan:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -66,7 +66,7 @@ class CoordinatorLease:
                 pass  # alive, another user's
         return held
 
-    def __enter__(self) -> "CoordinatorLease":
+    def __enter__(self) -> CoordinatorLease:
         held = self._held_by_other()
         if held is not None:
             raise UsageError(

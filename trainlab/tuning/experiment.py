@@ -12,19 +12,20 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from trainlab.errors import UsageError
-from trainlab.tuning.plan import TuningPlan, tuning_seed
 from trainlab.algorithms import AlgorithmSpec, make_algorithm
 from trainlab.algorithms.registry import parse_name, valid_hparams
 from trainlab.algorithms.search_space import SearchSpace, parse_search_space, to_hparams
 from trainlab.algorithms.submission import is_submission
+from trainlab.errors import UsageError
 from trainlab.tuning import search
+from trainlab.tuning.plan import TuningPlan, tuning_seed
 
 UNFINISHED = (TrialState.WAITING, TrialState.RUNNING)
 

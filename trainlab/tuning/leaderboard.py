@@ -150,8 +150,7 @@ def stored_plan(storage, name: str) -> TuningPlan | None:
 
 def leaderboard_plans(storage, algorithms: list[str]) -> tuple[TuningPlan, TuningPlan]:
     """The two plans for `algorithms`, grown from what the store holds, each checked."""
-    from trainlab.algorithms.registry import parse_name, valid_hparams
-    from trainlab.algorithms.registry import check_search_space
+    from trainlab.algorithms.registry import check_search_space, parse_name, valid_hparams
     from trainlab.algorithms.search_space import load_search_space
 
     spaces = {a: check_search_space(load_search_space, a, parse_name(a)[0]).to_json() for a in algorithms}

@@ -192,7 +192,7 @@ class TuningPlan:
     def tuning_seeds(self) -> set[int]:
         return {tuning_seed(k, i) for k in range(self.studies) for i in range(self.trials)}
 
-    def extended_by(self, other: "TuningPlan") -> bool:
+    def extended_by(self, other: TuningPlan) -> bool:
         """Whether this plan is `other` (a stored one) with algorithms added, and nothing else
         changed: the leaderboard grows that way, keeping every stored trial."""
         mine, theirs = asdict(self), asdict(other)
@@ -206,10 +206,10 @@ class TuningPlan:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "TuningPlan":
+    def from_json(cls, text: str) -> TuningPlan:
         return cls(**json.loads(text))
 
-    def differences(self, other: "TuningPlan") -> list[str]:
+    def differences(self, other: TuningPlan) -> list[str]:
         mine, theirs = asdict(self), asdict(other)
         return [k for k in mine if mine[k] != theirs[k]]
 

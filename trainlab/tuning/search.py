@@ -39,7 +39,7 @@ class SearchRule:
     refine: bool = True
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SearchRule | None":
+    def from_dict(cls, data: dict[str, Any]) -> SearchRule | None:
         if not data:
             return None
         return cls(

@@ -27,8 +27,9 @@ import os
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 import torch
@@ -42,7 +43,6 @@ from trainlab.tuning.experiment import load, plan_space, spec_of
 from trainlab.tuning.plan import TuningPlan
 from trainlab.tuning.pruning import CurvePruner
 from trainlab.workloads import Workload, create_workload
-
 
 KIND_ORDER = {"tune": 0, "eval": 1, "variant": 2}
 
@@ -68,7 +68,7 @@ class Heartbeat:
             except Exception:  # a missed beat is harmless; the next one retries
                 pass
 
-    def __enter__(self) -> "Heartbeat":
+    def __enter__(self) -> Heartbeat:
         self._thread.start()
         return self
 
