@@ -176,7 +176,7 @@ def run_race(
                 store.delete_trials([trial_id])  # another process runs (or ran) it
                 continue
             try:
-                with resume_.Heartbeat(store, trial_id):
+                with resume_.heartbeat(store, trial_id):
                     result = _run(plan, workload, algorithm, seed, display, label)
             except (KeyboardInterrupt, SystemExit):
                 store.fail_trial(trial_id, "interrupted")

@@ -18,11 +18,11 @@ import hashlib
 import json
 import os
 import socket
-import threading
 import time
 from typing import Any
 
 from trainlab.store import ResultsStore
+from trainlab.utils.heartbeat import Heartbeat
 
 GRACE = 120.0  # seconds without a heartbeat after which another host's trial counts as dead
 BEAT = 10.0  # seconds between heartbeats
@@ -77,25 +77,6 @@ def claimed_by_another(store: ResultsStore, race_id: int, key: Key, mine: int, g
     return False
 
 
-class Heartbeat:
-    """Renews a race trial's heartbeat from a daemon thread while it trains."""
-
-    def __init__(self, store: ResultsStore, trial_id: int, interval: float = BEAT) -> None:
-        self._store, self._trial_id, self._interval = store, trial_id, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name=f"race-heartbeat-{trial_id}")
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self._store.beat(self._trial_id)
-            except Exception:  # a missed beat only shortens the grace; the next one retries
-                pass
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+def heartbeat(store: ResultsStore, trial_id: int, interval: float = BEAT) -> Heartbeat:
+    """Renews a race trial's heartbeat while it trains."""
+    return Heartbeat(lambda: store.beat(trial_id), interval, f"race-heartbeat-{trial_id}")

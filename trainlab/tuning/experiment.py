@@ -140,6 +140,21 @@ def _enqueue_missing(
     return added
 
 
+def tuning_attrs(algorithm: str, workload: str, study: int, draw: int, config: dict[str, Any]) -> dict[str, Any]:
+    """A queued tuning trial's identity and configuration (its user attributes)."""
+    return {
+        "kind": "tune",
+        "algorithm": algorithm,
+        "workload": workload,
+        "base_workload": workload,
+        "study": study,
+        "draw": draw,
+        "seed": tuning_seed(study, draw),
+        "split": "validation",
+        "config": config,
+    }
+
+
 def enqueue_tuning(storage, plan: TuningPlan) -> int:
     """Queue every tuning draw not yet in its study; returns how many were queued."""
     added = 0
@@ -152,17 +167,7 @@ def enqueue_tuning(storage, plan: TuningPlan) -> int:
                     continue
                 study = load(storage, plan.tune_study_name(algorithm, workload, k))
                 wanted = [
-                    {
-                        "kind": "tune",
-                        "algorithm": algorithm,
-                        "workload": workload,
-                        "base_workload": workload,
-                        "study": k,
-                        "draw": i,
-                        "seed": tuning_seed(k, i),
-                        "split": "validation",
-                        "config": config,
-                    }
+                    tuning_attrs(algorithm, workload, k, i, config)
                     for i, config in enumerate(configs[: plan.trials_for(workload)])
                 ]
                 added += _enqueue_missing(study, wanted, ("kind", "study", "draw"), space)
@@ -298,18 +303,7 @@ def enqueue_search(storage, plan: TuningPlan, settled: set[tuple[str, str, int]]
                     continue
                 first = 1 + max(t.user_attrs.get("draw", -1) for t in trials if "kind" in t.user_attrs)
                 wanted = [
-                    {
-                        "kind": "tune",
-                        "algorithm": algorithm,
-                        "workload": workload,
-                        "base_workload": workload,
-                        "study": k,
-                        "draw": first + i,
-                        "seed": tuning_seed(k, first + i),
-                        "split": "validation",
-                        "phase": phase,
-                        "config": config,
-                    }
+                    tuning_attrs(algorithm, workload, k, first + i, config) | {"phase": phase}
                     for i, (phase, config) in enumerate(proposals)
                 ]
                 added += _enqueue_missing(study, wanted, ("kind", "study", "draw"), space)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -42,6 +41,7 @@ from trainlab.store.results import TrialResult
 from trainlab.tuning.experiment import load, plan_space, spec_of
 from trainlab.tuning.plan import TuningPlan
 from trainlab.tuning.pruning import CurvePruner
+from trainlab.utils.heartbeat import Heartbeat
 from trainlab.workloads import Workload, create_workload
 
 KIND_ORDER = {"tune": 0, "eval": 1, "variant": 2}
@@ -53,28 +53,9 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
-class Heartbeat:
-    """Renews a running trial's heartbeat from a daemon thread until stopped."""
-
-    def __init__(self, storage, trial_id: int, interval: float) -> None:
-        self._storage, self._trial_id, self._interval = storage, trial_id, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name=f"heartbeat-{trial_id}")
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self._storage.record_heartbeat(self._trial_id)
-            except Exception:  # a missed beat is harmless; the next one retries
-                pass
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
+def heartbeat(storage, trial_id: int, interval: float) -> Heartbeat:
+    """Renews a running trial's heartbeat in the Optuna storage while it runs."""
+    return Heartbeat(lambda: storage.record_heartbeat(trial_id), interval, f"heartbeat-{trial_id}")
 
 
 @dataclass
@@ -132,7 +113,7 @@ class Worker:
         trial = self.claim()
         if trial is None:
             return False
-        with Heartbeat(self.storage, trial._trial_id, self.storage.heartbeat_interval):
+        with heartbeat(self.storage, trial._trial_id, self.storage.heartbeat_interval):
             try:
                 self._run(trial)
             except KeyboardInterrupt:
