@@ -58,114 +58,116 @@ def collect(storage, plan: TuningPlan, protocol: str | None = None) -> Outcomes:
     for t in trials:
         a = t.user_attrs
         by_key.setdefault((a["kind"], a["algorithm"], a["base_workload"], a["study"]), []).append(t)
-
     for algorithm in plan.algorithms:
         for workload in plan.workloads:
             for by in COSTS:
                 out.costs[by].setdefault(algorithm, {})[workload] = []
             for k in range(plan.studies_for(workload)):
-                tuning = sorted(
-                    within_budget(by_key.get(("tune", algorithm, workload, k), []), plan, workload),
-                    key=lambda t: t.user_attrs["draw"],
-                )
-                done = [t for t in tuning if t.state in (TrialState.COMPLETE, TrialState.FAIL)]
-                # one entry per draw: a retried draw has a failed copy and (later) a completed one
-                per_draw: dict[int, Any] = {}
-                for t in done:
-                    d = t.user_attrs["draw"]
-                    if d not in per_draw or t.state == TrialState.COMPLETE:
-                        per_draw[d] = t
-                out.curves.append(
-                    {
-                        "workload": plan.display(workload),
-                        "algorithm": algorithm,
-                        "study": k,
-                        "costs": [cost_of(per_draw[d], "time") for d in sorted(per_draw)],
-                    }
-                )
-                if len(per_draw) < plan.trials_for(workload):
-                    out.missing.append(
-                        f"{algorithm} on {plan.display(workload)}, study {k}: "
-                        f"{len(per_draw)}/{plan.trials_for(workload)} tuning trials"
-                    )
-                    out.incomplete.add((algorithm, plan.display(workload)))
-                best = best_trial(tuning, plan.select_by)
-                points = search_points(tuning)
-                for t in per_draw.values():
-                    config = t.user_attrs["config"]
-                    out.tuning.append(
-                        _run(t, algorithm, plan.display(workload), k, t.user_attrs["seed"])
-                        | {
-                            "lr": config.get(search.LR),
-                            "phase": t.user_attrs.get("phase"),
-                            "draw": t.user_attrs["draw"],
-                        }
-                    )
-                if points:
-                    out.brackets.append(
-                        {"algorithm": algorithm, "workload": plan.display(workload), "study": k}
-                        | search.where_best_lies(points)
-                    )
+                cell = (algorithm, workload, k)
+                best = _tuning(out, cell, by_key.get(("tune", *cell), []))
                 if best is None:
                     for by in COSTS:
                         out.costs[by][algorithm][workload].append([math.inf])
                     continue
-                out.best.append(
-                    {
-                        "algorithm": algorithm,
-                        "workload": plan.display(workload),
-                        "study": k,
-                        "draw": best.user_attrs["draw"],
-                        "config": best.user_attrs["config"],
-                        "tuning_time": cost_of(best, "time"),
-                        "tuning_steps": cost_of(best, "steps"),
-                        "tuning_rank": _rank(best),
-                    }
-                )
-                evals = by_key.get(("eval", algorithm, workload, k), [])
-                if protocol == "same-split":
-                    for by in COSTS:
-                        out.costs[by][algorithm][workload].append([cost_of(best, by)])
-                    out.runs.append(_run(best, algorithm, plan.display(workload), k, best.user_attrs["seed"]))
-                else:
-                    per_seed = {}
-                    for t in evals:
-                        if t.user_attrs["draw"] != best.user_attrs["draw"]:
-                            continue
-                        s = t.user_attrs["seed"]
-                        if s not in per_seed or t.state == TrialState.COMPLETE:
-                            per_seed[s] = t
-                    finished = {s: t for s, t in per_seed.items() if t.state in (TrialState.COMPLETE, TrialState.FAIL)}
-                    seeds = plan.eval_seeds_for(workload)
-                    if len(finished) < len(seeds):
-                        out.missing.append(
-                            f"{algorithm} on {plan.display(workload)}, study {k}: "
-                            f"{len(finished)}/{len(seeds)} evaluation runs"
-                        )
-                        out.incomplete.add((algorithm, plan.display(workload)))
-                    for by in COSTS:
-                        out.costs[by][algorithm][workload].append([cost_of(finished.get(s), by) for s in seeds])
-                    out.runs += [
-                        _run(finished[s], algorithm, plan.display(workload), k, s) for s in seeds if s in finished
-                    ]
-                for t in by_key.get(("variant", algorithm, workload, k), []):
-                    if t.state != TrialState.COMPLETE:
-                        continue
-                    r = result_of(t)
-                    out.variants.append(
-                        {
-                            "algorithm": algorithm,
-                            "workload": plan.display(workload),
-                            "study": k,
-                            "variant": t.user_attrs["workload"],
-                            "reached": bool(r.get("reached")),
-                            "best_metric": r.get("best_metric"),
-                            "target": r.get("target"),
-                            "time": cost_of(t, "time"),
-                        }
-                    )
+                _scored(out, cell, best, by_key.get(("eval", *cell), []))
+                _variants(out, cell, by_key.get(("variant", *cell), []))
     out.memory = _memory(trials, plan)
     return out
+
+
+def _tuning(out: Outcomes, cell: tuple[str, str, int], trials: list) -> Any:
+    """Record a study's tuning trials (curve, bracket, each trial, its best); returns the best."""
+    plan = out.plan
+    algorithm, workload, k = cell
+    name = plan.display(workload)
+    tuning = sorted(within_budget(trials, plan, workload), key=lambda t: t.user_attrs["draw"])
+    # one entry per draw: a retried draw has a failed copy and (later) a completed one
+    per_draw: dict[int, Any] = {}
+    for t in tuning:
+        if t.state in (TrialState.COMPLETE, TrialState.FAIL):
+            d = t.user_attrs["draw"]
+            if d not in per_draw or t.state == TrialState.COMPLETE:
+                per_draw[d] = t
+    out.curves.append(
+        {
+            "workload": name,
+            "algorithm": algorithm,
+            "study": k,
+            "costs": [cost_of(per_draw[d], "time") for d in sorted(per_draw)],
+        }
+    )
+    if len(per_draw) < plan.trials_for(workload):
+        out.missing.append(
+            f"{algorithm} on {name}, study {k}: {len(per_draw)}/{plan.trials_for(workload)} tuning trials"
+        )
+        out.incomplete.add((algorithm, name))
+    for t in per_draw.values():
+        extra = {"lr": t.user_attrs["config"].get(search.LR), "phase": t.user_attrs.get("phase")}
+        out.tuning.append(_run(t, algorithm, name, k, t.user_attrs["seed"]) | extra | {"draw": t.user_attrs["draw"]})
+    points = search_points(tuning)
+    if points:
+        out.brackets.append({"algorithm": algorithm, "workload": name, "study": k} | search.where_best_lies(points))
+    best = best_trial(tuning, plan.select_by)
+    if best is not None:
+        out.best.append(
+            {
+                "algorithm": algorithm,
+                "workload": name,
+                "study": k,
+                "draw": best.user_attrs["draw"],
+                "config": best.user_attrs["config"],
+                "tuning_time": cost_of(best, "time"),
+                "tuning_steps": cost_of(best, "steps"),
+                "tuning_rank": _rank(best),
+            }
+        )
+    return best
+
+
+def _scored(out: Outcomes, cell: tuple[str, str, int], best: Any, evals: list) -> None:
+    """A study's scored costs: its best tuning trial (same-split) or its held-out runs."""
+    plan = out.plan
+    algorithm, workload, k = cell
+    name = plan.display(workload)
+    if out.protocol == "same-split":
+        for by in COSTS:
+            out.costs[by][algorithm][workload].append([cost_of(best, by)])
+        out.runs.append(_run(best, algorithm, name, k, best.user_attrs["seed"]))
+        return
+    per_seed: dict[int, Any] = {}
+    for t in evals:
+        if t.user_attrs["draw"] == best.user_attrs["draw"]:
+            s = t.user_attrs["seed"]
+            if s not in per_seed or t.state == TrialState.COMPLETE:
+                per_seed[s] = t
+    finished = {s: t for s, t in per_seed.items() if t.state in (TrialState.COMPLETE, TrialState.FAIL)}
+    seeds = plan.eval_seeds_for(workload)
+    if len(finished) < len(seeds):
+        out.missing.append(f"{algorithm} on {name}, study {k}: {len(finished)}/{len(seeds)} evaluation runs")
+        out.incomplete.add((algorithm, name))
+    for by in COSTS:
+        out.costs[by][algorithm][workload].append([cost_of(finished.get(s), by) for s in seeds])
+    out.runs += [_run(finished[s], algorithm, name, k, s) for s in seeds if s in finished]
+
+
+def _variants(out: Outcomes, cell: tuple[str, str, int], trials: list) -> None:
+    algorithm, workload, k = cell
+    for t in trials:
+        if t.state != TrialState.COMPLETE:
+            continue
+        r = result_of(t)
+        out.variants.append(
+            {
+                "algorithm": algorithm,
+                "workload": out.plan.display(workload),
+                "study": k,
+                "variant": t.user_attrs["workload"],
+                "reached": bool(r.get("reached")),
+                "best_metric": r.get("best_metric"),
+                "target": r.get("target"),
+                "time": cost_of(t, "time"),
+            }
+        )
 
 
 def _run(trial, algorithm: str, workload: str, study: int, seed: int) -> dict[str, Any]:
