@@ -215,47 +215,7 @@ def write_leaderboard(
     s_out, s_scores, s_mem = views["self"] or (None, None, None)
     plot = pareto_plot(t_scores["steps"].costs, t_mem, workloads, out_dir / "pareto.png", baseline=BASELINE)
 
-    def count(n: int, one: str, many: str) -> str:
-        return f"{n} {one if n == 1 else many}"
-
-    seeds = "; ".join(f"{w}: {count(self_tuning.studies_for(w), 'seed', 'seeds')}" for w in self_tuning.workloads)
-    budget = "; ".join(
-        f"{w}: {count(tuned.studies_for(w), 'study', 'studies')} x "
-        f"{count(tuned.trials_for(w), 'trial', 'trials')}"
-        + (
-            f", held-out seed{'s' if len(tuned.eval_seeds_for(w)) > 1 else ''} "
-            f"{','.join(map(str, tuned.eval_seeds_for(w)))}"
-        )
-        + ("" if tuned.variants_for(w) else ", no variant runs")
-        for w in tuned.workloads
-    )
-    lines = [
-        "# The trainlab leaderboard",
-        "",
-        f"Every registered algorithm ({len(tuned.algorithms)}) on the default workloads, written by "
-        f"`{command}` from the trials in `{store or 'the store'}` (rescore with "
-        "`trainlab leaderboard --score-only`).",
-        "",
-        "**Tuned (external tuning, held-out).** Per algorithm and workload, quasi-random studies "
-        f"from its built-in search space ({budget}); each study's best configuration by steps to "
-        "target is re-run on the held-out seeds with the target checked on the test split. "
-        "**Self-tuning (no tuning).** Every algorithm at its "
-        "registered workload-agnostic race defaults, one run per seed "
-        f"({seeds}), "
-        "scored the same way, at 1x the step budget: AlgoPerf's self-tuning ruleset allows 3x, "
-        "but steps to a reached target do not depend on the budget, and 3x would triple the cost "
-        "of every run that misses.",
-        "",
-        "Randomness, varied on purpose and stated: a held-out seed sets the initialisation and the "
-        "data order together, the same for every algorithm (paired runs); each study has its own "
-        "quasi-random draws (per algorithm and study under protocol v2) and its own tuning seeds.",
-        "",
-        "Scores: area under the performance profile up to r_max = 4 (1 = fastest everywhere); "
-        "intervals in these tables: 95 % bootstrap over studies and seeds (the verdicts below use "
-        "intervals whose coverage is checked). Steps are what a busy machine cannot distort; seconds "
-        "are wall-clock seconds of training on the machine that ran it, loaded or not.",
-        "",
-    ]
+    lines = _intro(tuned, self_tuning, store, command)
     for outcomes, label in ((t_out, "tuned"), (s_out, "self-tuning")):
         if outcomes is not None and outcomes.missing:
             lines += [
@@ -301,6 +261,70 @@ def write_leaderboard(
         "`leaderboard.json`: every number here.",
         "",
     ]
+    _write_tables(
+        out_dir,
+        t_scores,
+        s_scores,
+        t_mem,
+        compact_table(t_scores, s_scores, t_mem, _variants(t_out), workloads, t_out.incomplete, verdicts),
+    )
+    plans = [tuned] + ([self_tuning] if views["self"] is not None else [])
+    hours = trial_hours(storage, plans)
+    with (out_dir / "notes.md").open("a") as notes:
+        notes.write(f"\nCost: {hours:.1f} trial-process hours in all (one CPU thread each), summed from the store.\n")
+    path = out_dir / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _intro(tuned, self_tuning, store: str | None, command: str) -> list[str]:
+    """The report's opening: what ran, how randomness varies, what the scores and intervals are."""
+
+    def count(n: int, one: str, many: str) -> str:
+        return f"{n} {one if n == 1 else many}"
+
+    seeds = "; ".join(f"{w}: {count(self_tuning.studies_for(w), 'seed', 'seeds')}" for w in self_tuning.workloads)
+    budget = "; ".join(
+        f"{w}: {count(tuned.studies_for(w), 'study', 'studies')} x "
+        f"{count(tuned.trials_for(w), 'trial', 'trials')}"
+        + (
+            f", held-out seed{'s' if len(tuned.eval_seeds_for(w)) > 1 else ''} "
+            f"{','.join(map(str, tuned.eval_seeds_for(w)))}"
+        )
+        + ("" if tuned.variants_for(w) else ", no variant runs")
+        for w in tuned.workloads
+    )
+    return [
+        "# The trainlab leaderboard",
+        "",
+        f"Every registered algorithm ({len(tuned.algorithms)}) on the default workloads, written by "
+        f"`{command}` from the trials in `{store or 'the store'}` (rescore with "
+        "`trainlab leaderboard --score-only`).",
+        "",
+        "**Tuned (external tuning, held-out).** Per algorithm and workload, quasi-random studies "
+        f"from its built-in search space ({budget}); each study's best configuration by steps to "
+        "target is re-run on the held-out seeds with the target checked on the test split. "
+        "**Self-tuning (no tuning).** Every algorithm at its "
+        "registered workload-agnostic race defaults, one run per seed "
+        f"({seeds}), "
+        "scored the same way, at 1x the step budget: AlgoPerf's self-tuning ruleset allows 3x, "
+        "but steps to a reached target do not depend on the budget, and 3x would triple the cost "
+        "of every run that misses.",
+        "",
+        "Randomness, varied on purpose and stated: a held-out seed sets the initialisation and the "
+        "data order together, the same for every algorithm (paired runs); each study has its own "
+        "quasi-random draws (per algorithm and study under protocol v2) and its own tuning seeds.",
+        "",
+        "Scores: area under the performance profile up to r_max = 4 (1 = fastest everywhere); "
+        "intervals in these tables: 95 % bootstrap over studies and seeds (the verdicts below use "
+        "intervals whose coverage is checked). Steps are what a busy machine cannot distort; seconds "
+        "are wall-clock seconds of training on the machine that ran it, loaded or not.",
+        "",
+    ]
+
+
+def _write_tables(out_dir: Path, t_scores, s_scores, t_mem, summary: list[str]) -> None:
+    """The machine-readable companions: LaTeX, JSON of every number, the README's summary table."""
     time = t_scores["time"]
     (out_dir / "leaderboard.tex").write_text(
         scoring_table_latex(time.costs, time.intervals, time.scores, time.speedups, unit="s", baseline=time.baseline)
@@ -315,17 +339,7 @@ def write_leaderboard(
             indent=2,
         )
     )
-    (out_dir / "summary.md").write_text(
-        "\n".join(compact_table(t_scores, s_scores, t_mem, _variants(t_out), workloads, t_out.incomplete, verdicts))
-        + "\n"
-    )
-    plans = [tuned] + ([self_tuning] if views["self"] is not None else [])
-    hours = trial_hours(storage, plans)
-    with (out_dir / "notes.md").open("a") as notes:
-        notes.write(f"\nCost: {hours:.1f} trial-process hours in all (one CPU thread each), summed from the store.\n")
-    path = out_dir / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+    (out_dir / "summary.md").write_text("\n".join(summary) + "\n")
 
 
 def verdict_section(v, t_out, t_scores, s_scores, mem, workloads: list[str], out_dir: Path) -> list[str]:
