@@ -356,3 +356,22 @@ def test_mars_switched_on_mid_run():
         group["mars"] = True
     run_steps(opt, params, grads[2:])
     assert torch.equal(opt.state[params[0]]["prev_grad"], grads[2][0])
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_race_names_the_modifiers(tmp_path):
+    """`trainlab race --algorithms "adamw[cautious=true],lion[cautious=true]"`, in small."""
+    from trainlab.benchmark.race import RacePlan, run_race
+    from trainlab.cli.options import split_list
+    from trainlab.store import ResultsStore
+    from trainlab.workloads import create_workload
+
+    names = split_list("adamw[cautious=true],lion[cautious=true,mars=true]", "algorithms")
+    plan = RacePlan([create_workload("mnist1d_mlp", step_budget=12, eval_every=6)], names, [0], torch.device("cpu"))
+    store = ResultsStore(f"sqlite:///{tmp_path / 'r.db'}")
+    race_id, results = run_race(plan, store, progress=False)
+    trials = store.trials(race_id)
+    assert len(results) == 2 and {t["algorithm"] for t in trials} == set(names)
+    assert {t["status"] for t in trials} == {"completed"}
+    by_name = {t["algorithm"]: t["state_bytes"] for t in trials}
+    assert by_name[names[0]] == by_name[names[1]] > 0  # AdamW's two moments; Lion's momentum + MARS's g_{t-1}
