@@ -38,7 +38,8 @@ describe this process's implementation choice, not the training state.
 
 A subclass supplies `_init_state`, `_scalars`, `_rule`, `_state_keys` (or `_rule_states`), or,
 instead of `_rule` and `_scalars`, a `_direction` and its `_direction_scalars`, which gives it the
-`cautious` and `mars` modifiers (`trainlab.optim.modifiers`, written once for every base), and
+`cautious`, `mars` and `cautious_wd` modifiers (`trainlab.optim.modifiers`, written once for every
+base; its constructor takes them and passes `modifiers.options(...)` into its defaults), and
 optionally `_begin_group` (once per group per step, before any bucket;
 Schedule-Free keeps its averaging weights there) and `_check_can_step` (called first, before the
 closure runs or anything is touched).
@@ -87,8 +88,8 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
 
     def _direction(self, group: dict[str, Any]) -> Callable[..., tuple] | None:
         """The optimizer's direction `(p, g, states, s) -> (u, *new_states)` (module-level, pure),
-        or None. With one, the rule is `modifiers.compose(direction, cautious, mars)`: the update
-        `p * decay + u * neg_step`, and the `cautious`/`mars` options work (`trainlab.optim.modifiers`)."""
+        or None. With one, the rule is `modifiers.compose(direction, cautious, mars, cautious_wd)`:
+        the update `p * decay + u * neg_step`, with the group's modifiers (`trainlab.optim.modifiers`)."""
         return None
 
     def _direction_scalars(self, group: dict[str, Any], step: int) -> tuple[float, ...]:
