@@ -11,7 +11,7 @@ setup: $(VENV)/.installed data
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q torch==2.13.0
-	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev,algoperf]'
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev,algoperf,reference]'
 	touch $@
 
 # The pinned text corpus and the MNIST-1D cache, fetched/generated once (never at run time).

@@ -412,7 +412,8 @@ def test_bad_hyperparameters(cls):
 
 def test_bad_input_through_registry():
     p = [torch.zeros(3, requires_grad=True)]
-    with pytest.raises(ValueError, match=r"no hyperparameter 'lrr'; valid: betas, lr, weight_decay"):
+    valid = "betas, cautious, cautious_wd, lr, mars, mars_gamma, weight_decay"
+    with pytest.raises(ValueError, match=rf"no hyperparameter 'lrr'; valid: {valid}"):
         create("lion", p, lrr=1)
     with pytest.raises(ValueError, match="warmup_steps"):
         create("sfadamw", p, warmup_steps=-1)
@@ -452,17 +453,28 @@ def _elementwise_names():
     )
 
 
-@pytest.mark.parametrize("name", _elementwise_names())
+def _with_modifiers():
+    """Every base that takes the modifiers (trainlab.optim.modifiers), with both on."""
+    from trainlab import optim
+
+    names = [n for n in optim.available() if "cautious" in optim.entry(n).hyperparameters()]
+    return [f"{n}[cautious,mars,cwd]" for n in sorted(names)]
+
+
+@pytest.mark.parametrize("name", _elementwise_names() + _with_modifiers())
 def test_foreach_path_is_the_rule_run_on_the_whole_bucket(name):
     """The foreach path is derived from the per-tensor rule (`trainlab.optim.tensorlist`): on a
     rank-deficient 48x80 matrix, its transpose's shape and a bias, in two groups with weight decay,
     it gives the per-tensor path's parameters and state bit for bit, step after step."""
     from trainlab import optim
 
+    name, _, modified = name.partition("[")
     entry = optim.entry(name)
     h = {k: v for k, v in entry.race_defaults.items() if k in entry.hyperparameters()}
     if "weight_decay" in entry.hyperparameters():
         h["weight_decay"] = 0.1
+    if modified:
+        h.update(cautious=True, mars=True, cautious_wd=True)
     gen = torch.Generator().manual_seed(0)
     low_rank = torch.randn(48, 6, generator=gen) @ torch.randn(6, 80, generator=gen)
     start = [low_rank, torch.randn(80, 48, generator=gen), torch.randn(80, generator=gen)]

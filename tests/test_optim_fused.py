@@ -60,6 +60,21 @@ ELEMENTWISE = sorted(
     if isinstance(optim.entry(n).factory, type) and issubclass(optim.entry(n).factory, ElementwiseOptimizer)
 )
 CASES = {name: OVERRIDES.get(name) or _defaults(name) for name in ELEMENTWISE}
+# the modifiers (trainlab.optim.modifiers) on every base that takes them, all at once: one kernel
+# with both per-tensor reductions (MARS's norm, the cautious mask's mean); adamw's is trainlab's rule
+ALL_MODIFIERS = dict(cautious=True, mars=True, cautious_wd=True)
+CASES.update(
+    {
+        f"{name}[cautious,mars,cwd]": {**CASES.get(name, _defaults(name)), **ALL_MODIFIERS}
+        for name in optim.available()
+        if name in CASES or name == "adamw"
+        if "cautious" in optim.entry(name).hyperparameters()
+    }
+)
+
+
+def base_name(case):
+    return case.partition("[")[0]
 
 
 def make_params(seed=0):
@@ -76,7 +91,7 @@ GRADS = [
 def build(name, params, **override):
     h = {**CASES[name], **override}
     groups = [{"params": params[:2]}, {"params": params[2:], "lr": 2.5 * h["lr"]}]
-    return create(name, groups, **h)
+    return create(base_name(name), groups, **h)
 
 
 def step(opt, params, grads):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -80,6 +81,27 @@ def valid_hparams(optimizer_name: str, schedule: str) -> dict[str, Any]:
     return values
 
 
+_OPTIONS = re.compile(r"^(?P<base>[^\[\]+]+)\[(?P<options>[^\]]*)\](?P<schedule>\+.*)?$")
+
+
+def split_options(name: str) -> tuple[str, dict[str, Any]]:
+    """`OPTIMIZER[KEY=VALUE,...][+SCHEDULE]` -> (`OPTIMIZER[+SCHEDULE]`, {KEY: VALUE}), VALUE a
+    Python literal (or true/false), e.g. `lion[cautious=true]`, `adamw[cautious=true,mars=true]`.
+    A name without brackets comes back unchanged with no options."""
+    match = _OPTIONS.match(name.strip())
+    if match is None:
+        if "[" in name or "]" in name:
+            raise UsageError(f"bad algorithm name {name!r}: write OPTIMIZER[KEY=VALUE,...] or OPTIMIZER[...]+SCHEDULE")
+        return name, {}
+    found: dict[str, Any] = {}
+    for option in filter(None, (o.strip() for o in match["options"].split(","))):
+        key, sep, raw = option.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"bad option {option!r} in {name!r}: write KEY=VALUE, e.g. lion[cautious=true]")
+        found[key.strip()] = parse_literal(raw, name)
+    return match["base"].strip() + (match["schedule"] or ""), found
+
+
 def parse_name(name: str) -> tuple[str, str]:
     if is_submission(name):
         raise UsageError(
@@ -131,7 +153,10 @@ def make_algorithm(
         )
     if sso.is_sso(name):
         return _make_sso(name, overrides, workload, untuned)
-    optimizer_name, schedule = parse_name(name)
+    plain, options = split_options(name)  # `lion[cautious=true]`: options are overrides
+    if options:
+        overrides = {**options, **(overrides or {})}
+    optimizer_name, schedule = parse_name(plain)
     defaults = valid_hparams(optimizer_name, schedule)
     source = "workload-agnostic defaults"
     tuned = None if untuned else tuned_learning_rate(optimizer_name, workload)

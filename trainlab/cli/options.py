@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from trainlab.benchmark.trial_options import TrialOptions
@@ -10,7 +11,8 @@ from trainlab.utils.named_items import named_items
 
 
 def split_list(text: str, what: str) -> list[str]:
-    items = [part.strip() for part in text.split(",") if part.strip()]
+    # commas inside brackets belong to the item: `adamw[cautious=true,mars=true],lion`
+    items = [part.strip() for part in re.split(r",(?![^\[]*\])", text) if part.strip()]
     if not items:
         raise UsageError(f"--{what} is empty: give a comma-separated list")
     duplicates = sorted({i for i in items if items.count(i) > 1})

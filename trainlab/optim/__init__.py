@@ -7,6 +7,7 @@ entry-point group.
 
 from trainlab.optim import (
     ademamix,
+    adopt,
     diffgrad,
     frugal,
     lion,
@@ -19,7 +20,9 @@ from trainlab.optim import (
     swan,
     torch_builtins,
 )
+from trainlab.optim.adamw import AdamW
 from trainlab.optim.ademamix import AdEMAMix
+from trainlab.optim.adopt import ADOPT
 from trainlab.optim.base import ElementwiseOptimizer
 from trainlab.optim.diffgrad import DiffGrad
 from trainlab.optim.frugal import FRUGAL
@@ -56,6 +59,7 @@ BUILTINS = (
     frugal.REGISTRATION,
     swan.REGISTRATION,
     ademamix.REGISTRATION,
+    adopt.REGISTRATION,
     muon.REGISTRATION,
     soap.REGISTRATION,
 )
@@ -63,7 +67,9 @@ for _registration in BUILTINS:
     register(_registration)
 
 __all__ = [
+    "ADOPT",
     "AdEMAMix",
+    "AdamW",
     "BUILTINS",
     "DiffGrad",
     "ElementwiseOptimizer",

@@ -36,7 +36,10 @@ state layout is identical, so a state_dict moves freely between `fused`, `foreac
 optimizers; `load_state_dict` keeps the loading optimizer's `foreach`/`fused` switches, which
 describe this process's implementation choice, not the training state.
 
-A subclass supplies `_init_state`, `_scalars`, `_rule`, `_state_keys` (or `_rule_states`), and
+A subclass supplies `_init_state`, `_scalars`, `_rule`, `_state_keys` (or `_rule_states`), or,
+instead of `_rule` and `_scalars`, a `_direction` and its `_direction_scalars`, which gives it the
+`cautious`, `mars` and `cautious_wd` modifiers (`trainlab.optim.modifiers`, written once for every
+base; its constructor takes them and passes `modifiers.options(...)` into its defaults), and
 optionally `_begin_group` (once per group per step, before any bucket;
 Schedule-Free keeps its averaging weights there) and `_check_can_step` (called first, before the
 closure runs or anything is touched).
@@ -53,8 +56,8 @@ from typing import Any, cast
 import torch
 
 from trainlab.optim import fused as fused_path
-from trainlab.optim import tensorlist
-from trainlab.optim.distributed import keep_new_state, local
+from trainlab.optim import modifiers, tensorlist
+from trainlab.optim.distributed import is_sharded, keep_new_state, local
 from trainlab.optim.validation import check_dense_real
 
 _SWITCHES = ("foreach", "fused")  # implementation choices: kept from the loader on load_state_dict
@@ -84,22 +87,39 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
     def _check_can_step(self) -> None:
         """Raise if `step()` may not run now (e.g. Schedule-Free in eval mode)."""
 
+    def _direction(self, group: dict[str, Any]) -> Callable[..., tuple] | None:
+        """The optimizer's direction `(p, g, states, s) -> (u, *new_states)` (module-level, pure),
+        or None. With one, the rule is `modifiers.compose(direction, cautious, mars, cautious_wd)`:
+        the update `p * decay + u * neg_step`, with the group's modifiers (`trainlab.optim.modifiers`)."""
+        return None
+
+    def _direction_scalars(self, group: dict[str, Any], step: int) -> tuple[float, ...]:
+        """`(decay, neg_step, *the direction's scalars)` for one bucket, as Python floats."""
+        raise NotImplementedError
+
     def _scalars(self, group: dict[str, Any], step: int) -> tuple[float, ...]:
         """Every number the rule reads, for one bucket, as Python floats (computed in double)."""
-        raise NotImplementedError
+        return modifiers.scalars(group, self._direction_scalars(group, step))
 
     def _rule(self, group: dict[str, Any]) -> Callable[..., tuple] | None:
         """The pure per-tensor rule `(p, g, states, s) -> (new_p, *new_states)`, or None.
 
         It must be a module-level function (its identity keys the compiled-kernel cache), use
-        only out-of-place tensor ops, and read numbers only from `s` (so compiled code never
-        bakes one in).
+        only out-of-place tensor ops (and the per-tensor reductions `x.mean()` and
+        `torch.linalg.vector_norm(x)`), and read numbers only from `s` (so compiled code never
+        bakes one in). Default: the direction composed with the group's modifiers.
         """
-        return None
+        direction = self._direction(group)
+        if direction is None:
+            return None
+        flags = (bool(group.get(key)) for key in ("cautious", "mars", "cautious_wd"))
+        return modifiers.compose(direction, *flags)
 
     def _rule_states(self, group: dict[str, Any], p: torch.Tensor, state: dict[str, Any]) -> tuple[torch.Tensor, ...]:
-        """The state tensors passed to (and rewritten from) the rule. Default: `_state_keys`."""
-        return tuple(state[key] for key in self._state_keys)
+        """The state tensors passed to (and rewritten from) the rule. Default: `_state_keys`, then
+        MARS's previous gradient when the group has `mars`."""
+        states = tuple(state[key] for key in self._state_keys)
+        return (*states, state["prev_grad"]) if group.get("mars") else states
 
     def _update(
         self,
@@ -162,6 +182,8 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
                 if "step" not in state:
                     state["step"] = 0
                     self._init_state(group, p, state)
+                if group.get("mars") and "prev_grad" not in state:  # MARS's g_{t-1}: zero at first
+                    state["prev_grad"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"] += 1
                 buckets.setdefault((state["step"], p.device, p.dtype), []).append(p)
             self._begin_group(group)
@@ -172,6 +194,11 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
                 fused = fused_path.default_on(device) if can_fuse else bool(group.get("fused"))
                 # FSDP2's DTensors: an elementwise rule runs on each rank's shards (optim/distributed.py)
                 states = [self.state[p] for p in bucket]
+                if (group.get("cautious") or group.get("mars")) and any(is_sharded(p) for p in bucket):
+                    raise NotImplementedError(
+                        f"{name}: cautious and mars reduce over each whole tensor (the mask's mean, the "
+                        "gradient's norm); on FSDP2 shards they would reduce per shard: use DDP"
+                    )
                 ps, gs, ss = local(bucket, [cast(torch.Tensor, p.grad) for p in bucket], states)
                 if fused:
                     try:

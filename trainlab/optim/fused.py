@@ -44,6 +44,8 @@ from typing import Any
 
 import torch
 
+from trainlab.optim import modifiers
+
 # rule(p, g, states, s) -> (new_p, *new_states); s is indexable: s[i] is a float or a 0-d tensor.
 Rule = Callable[..., tuple]
 
@@ -93,6 +95,8 @@ def _kernel_file(rule: Rule, states: int, scalars: int, dtype: torch.dtype, devi
     threads = torch.get_num_threads() if device.type == "cpu" else 0  # the CPU loop's OpenMP width is fixed
     module = inspect.getmodule(rule)
     source = inspect.getsource(module if module is not None else rule)  # the rule and its helpers
+    if hasattr(rule, "__wrapped__"):  # a `modifiers.compose` rule: its last line and modifiers live there
+        source += inspect.getsource(modifiers)
     build = inspect.getsource(_build) + inspect.getsource(_Kernel) + str(EXAMPLE_LENGTH)  # how it is built
     layout = f"{states}|{scalars}|{dtype}|{device.type}|{threads}|{isa}"
     key = f"{rule.__module__}.{rule.__qualname__}|{source}|{build}|{layout}"

@@ -17,16 +17,21 @@ from __future__ import annotations
 import torch
 
 from trainlab.optim.base import ElementwiseOptimizer
+from trainlab.optim.modifiers import MARS_GAMMA, compose, options
 from trainlab.optim.registration import Registration
 from trainlab.optim.validation import check_betas, check_non_negative
 
 
-def lion_rule(p, g, states, s):
-    """One tensor's Lion update, out of place; s = Lion._scalars(...)."""
-    decay, one_minus_beta1, one_minus_beta2, neg_lr = s
+def lion_direction(p, g, states, s):
+    """One tensor's Lion direction and new momentum, out of place; s = (1 - beta1, 1 - beta2)."""
+    one_minus_beta1, one_minus_beta2 = s
     (m,) = states
-    p = p * decay + torch.sign(torch.lerp(m, g, one_minus_beta1)) * neg_lr
-    return p, torch.lerp(m, g, one_minus_beta2)
+    return torch.sign(torch.lerp(m, g, one_minus_beta1)), torch.lerp(m, g, one_minus_beta2)
+
+
+# p * (1 - lr * wd) + sign(...) * (-lr): the rule every path runs (with `cautious`/`mars`, the
+# group's composition of `lion_direction` instead: trainlab.optim.modifiers)
+lion_rule = compose(lion_direction)
 
 
 class Lion(ElementwiseOptimizer):
@@ -43,6 +48,9 @@ class Lion(ElementwiseOptimizer):
     machine (lr and decay are kernel inputs); fused=False chains `torch._foreach_*` ops;
     foreach=False applies the rule per tensor. An entry whose interpolation rounds to 0 in one
     path and not the other moves by lr: paths agree to rounding except on such ties.
+    Modifiers (`trainlab.optim.modifiers`): `cautious=True` keeps the signs that agree with the
+    gradient; `mars=True` feeds MARS's corrected gradient (gamma `mars_gamma`) to the rule (4 B/param
+    more state: the previous gradient).
     """
 
     _state_keys = ("exp_avg",)
@@ -53,6 +61,10 @@ class Lion(ElementwiseOptimizer):
         lr: float = 1e-4,
         betas: tuple[float, float] = (0.9, 0.99),
         weight_decay: float = 0.0,
+        cautious: bool = False,
+        mars: bool = False,
+        mars_gamma: float = MARS_GAMMA,
+        cautious_wd: bool = False,
         foreach: bool = True,
         fused: bool | None = None,
     ) -> None:
@@ -60,17 +72,17 @@ class Lion(ElementwiseOptimizer):
         check_betas(betas)
         check_non_negative("weight_decay", weight_decay)
         defaults = dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay, foreach=foreach, fused=fused)
-        super().__init__(params, defaults)
+        super().__init__(params, {**defaults, **options(cautious, mars, mars_gamma, cautious_wd)})
 
     def _init_state(self, group, p, state) -> None:
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
-    def _scalars(self, group, step):
+    def _direction_scalars(self, group, step):
         lr, (beta1, beta2) = group["lr"], group["betas"]
-        return 1 - lr * group["weight_decay"], 1 - beta1, 1 - beta2, -lr
+        return 1 - lr * group["weight_decay"], -lr, 1 - beta1, 1 - beta2
 
-    def _rule(self, group):
-        return lion_rule
+    def _direction(self, group):
+        return lion_direction
 
 
 REGISTRATION = Registration(

@@ -21,20 +21,23 @@ import math
 import torch
 
 from trainlab.optim.base import ElementwiseOptimizer
+from trainlab.optim.modifiers import MARS_GAMMA, compose, options
 from trainlab.optim.registration import Registration
 from trainlab.optim.validation import check_adam_hparams
 
 
-def nadamw_rule(p, g, states, s):
-    """One tensor's NAdamW update, out of place; s = NAdamW._scalars(...)."""
-    decay, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps, neg_step = s
+def nadamw_direction(p, g, states, s):
+    """One tensor's NAdamW direction (before -lr / (1 - beta1^t)) and new moments, out of place."""
+    one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps = s
     m, v = states
-    p = p * decay
     m = torch.lerp(m, g, one_minus_beta1)
     v = v * beta2 + g * g * one_minus_beta2
     numerator = torch.lerp(m, g, one_minus_beta1)
     denominator = v.sqrt() / bias_correction2_sqrt + eps
-    return p + numerator / denominator * neg_step, m, v
+    return numerator / denominator, m, v
+
+
+nadamw_rule = compose(nadamw_direction)  # p * decay + direction * neg_step (trainlab.optim.modifiers)
 
 
 class NAdamW(ElementwiseOptimizer):
@@ -49,6 +52,7 @@ class NAdamW(ElementwiseOptimizer):
     Paths (`trainlab.optim.base`): by default `nadamw_rule` as one fused kernel, built once per
     machine (lr, step and decay are kernel inputs); fused=False chains `torch._foreach_*` ops;
     foreach=False applies the rule per tensor.
+    Modifiers `cautious` and `mars` (`mars_gamma`): `trainlab.optim.modifiers`.
     """
 
     _state_keys = ("exp_avg", "exp_avg_sq")
@@ -60,31 +64,35 @@ class NAdamW(ElementwiseOptimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.0,
+        cautious: bool = False,
+        mars: bool = False,
+        mars_gamma: float = MARS_GAMMA,
+        cautious_wd: bool = False,
         foreach: bool = True,
         fused: bool | None = None,
     ) -> None:
         check_adam_hparams(lr, betas, eps, weight_decay)
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, foreach=foreach, fused=fused)
-        super().__init__(params, defaults)
+        super().__init__(params, {**defaults, **options(cautious, mars, mars_gamma, cautious_wd)})
 
     def _init_state(self, group, p, state) -> None:
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
-    def _scalars(self, group, step):
+    def _direction_scalars(self, group, step):
         lr, (beta1, beta2) = group["lr"], group["betas"]
         return (
             1 - lr * group["weight_decay"],
+            -lr / (1 - beta1**step),
             1 - beta1,
             beta2,
             1 - beta2,
             math.sqrt(1 - beta2**step),
             group["eps"],
-            -lr / (1 - beta1**step),
         )
 
-    def _rule(self, group):
-        return nadamw_rule
+    def _direction(self, group):
+        return nadamw_direction
 
 
 REGISTRATION = Registration(

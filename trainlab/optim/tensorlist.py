@@ -3,8 +3,11 @@ from the same rule the per-tensor and fused paths run, so each update rule is wr
 
 `TensorList` holds one tensor per parameter of a bucket. Its arithmetic (`+ - * /`, unary minus,
 `.sqrt()`) and the torch functions a rule may call (`torch.lerp`, `torch.sign`, `torch.abs`,
-`torch.sigmoid`, `torch.sqrt`, `torch.maximum`, `torch.minimum`, ...) map to the out-of-place
-`torch._foreach_*` ops, one launch per op for the whole bucket. A rule that calls anything else
+`torch.sigmoid`, `torch.sqrt`, `torch.maximum`, `torch.minimum`, `torch.clamp_min`, ...) map to
+the out-of-place `torch._foreach_*` ops, one launch per op for the whole bucket. Two per-tensor
+reductions are allowed (`trainlab.optim.modifiers` needs them): `torch.linalg.vector_norm(x)`
+(`torch._foreach_norm`) and `x.mean()`, each one 0-d tensor per parameter, which then broadcast
+against that parameter's tensors. A rule that calls anything else
 raises `TypeError` naming the function, so a new rule cannot silently fall back to a slow path.
 Python numbers stay numbers: `s`, the rule's scalars, broadcast as foreach scalars do.
 """
@@ -38,6 +41,11 @@ BINARY: dict[Callable, Callable] = {
 }
 
 COMMUTATIVE = (torch.maximum, torch.minimum, torch.mul, torch.add)
+# (tensors, number or tensors): the second argument may be a number
+WITH_NUMBER: dict[Callable, Callable] = {
+    torch.clamp_min: torch._foreach_clamp_min,
+    torch.clamp_max: torch._foreach_clamp_max,
+}
 
 
 class TensorList:
@@ -86,6 +94,10 @@ class TensorList:
     def sign(self) -> TensorList:
         return TensorList(torch._foreach_sign(self.items))
 
+    def mean(self) -> TensorList:
+        """Per-tensor reduction: each tensor's mean, a 0-d tensor (one reduction per tensor)."""
+        return TensorList([t.mean() for t in self.items])
+
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -103,11 +115,18 @@ class TensorList:
                     )
                 first, second = second, first
             return TensorList(BINARY[func](first, second))
+        if func in WITH_NUMBER and len(values) == 2 and isinstance(args[0], TensorList):
+            return TensorList(WITH_NUMBER[func](values[0], values[1]))
+        if func is torch.linalg.vector_norm and len(values) == 1:  # per tensor: one 0-d norm each
+            return TensorList(list(torch._foreach_norm(values[0])))
+        if func in (torch.mean, torch.Tensor.mean) and len(values) == 1:
+            return args[0].mean()
         if func is torch.lerp and len(values) == 3:
             return TensorList(torch._foreach_lerp(*values))
         raise TypeError(
             f"{getattr(func, '__name__', func)} has no multi-tensor form: an elementwise rule may use "
-            "+ - * /, sqrt, lerp, sign, abs, sigmoid, exp, reciprocal, maximum, minimum"
+            "+ - * /, sqrt, lerp, sign, abs, sigmoid, exp, reciprocal, maximum, minimum, clamp_min, "
+            "clamp_max, and the per-tensor reductions mean and linalg.vector_norm"
         )
 
 

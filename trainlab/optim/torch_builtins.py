@@ -1,7 +1,8 @@
 """AdamW and SGD+Nesterov from torch.optim, with trainlab's checks and their registrations.
 
 trainlab uses torch's own implementations for these two baselines (foreach and fused kernels,
-exactly what users compare against); the thin factories check values first, so a bad one is a
+exactly what users compare against); `adamw(cautious=True)` or `mars=True` builds trainlab's AdamW
+rule with those modifiers instead (`trainlab.optim.adamw`); the thin factories check values first, so a bad one is a
 one-line error before any training, and register the facts trainlab keeps about them. AdamW's
 default is torch's fused kernel where it runs (`TRAINLAB_FUSED=0`: torch's default, foreach).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from trainlab.optim.fused import switched_on
+from trainlab.optim.modifiers import MARS_GAMMA, options
 from trainlab.optim.registration import Registration
 from trainlab.optim.validation import check_betas, check_non_negative, check_range
 
@@ -21,6 +23,10 @@ def adamw(
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
     weight_decay: float = 0.01,
+    cautious: bool = False,
+    mars: bool = False,
+    mars_gamma: float = MARS_GAMMA,
+    cautious_wd: bool = False,
     foreach: bool | None = None,
     fused: bool | None = None,
 ):
@@ -28,6 +34,23 @@ def adamw(
     check_betas(betas)
     check_non_negative("eps", eps)
     check_non_negative("weight_decay", weight_decay)
+    options(cautious, mars, mars_gamma, cautious_wd)
+    if cautious or mars or cautious_wd:  # a modifier: trainlab's AdamW rule (the plain one is torch's arithmetic)
+        from trainlab.optim.adamw import AdamW
+
+        return AdamW(
+            params,
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            cautious=cautious,
+            mars=mars,
+            mars_gamma=mars_gamma,
+            cautious_wd=cautious_wd,
+            foreach=foreach is not False,
+            fused=fused,
+        )
     params = [dict(item, params=list(item["params"])) if isinstance(item, dict) else item for item in params]
     if fused is None and foreach is None:
         fused = _fused_by_default(params) or None

@@ -17,8 +17,10 @@ def named_items(
     known = list(names)
     out: dict[str, dict[str, str]] = {n: {} for n in known}
     for item in items:
-        head, sep, raw = item.partition("=")
-        name, dot, key = head.rpartition(".")
+        # a name may carry its own bracketed options (`lion[cautious=true].lr=1e-3`): they stay in it
+        bracket = item.rfind("]") + 1
+        head, sep, raw = item[bracket:].partition("=")
+        name, dot, key = (item[:bracket] + head).rpartition(".")
         if not sep or not dot or not key:
             raise UsageError(f"bad {flag} item {item!r}: write {what.upper()}.KEY=VALUE, e.g. {example}")
         if name not in out:
