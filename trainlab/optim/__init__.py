@@ -25,6 +25,7 @@ from trainlab.optim.diffgrad import DiffGrad
 from trainlab.optim.lion import Lion
 from trainlab.optim.muon import Muon
 from trainlab.optim.nadamw import NAdamW
+from trainlab.optim.owners import OwnerUpdates
 from trainlab.optim.frugal import FRUGAL
 from trainlab.optim.lowrank import FiraAdamW, GaLoreAdamW
 from trainlab.optim.projection import SubspaceAdam
@@ -73,6 +74,7 @@ __all__ = [
     "Lion",
     "Muon",
     "NAdamW",
+    "OwnerUpdates",
     "Projector",
     "Registration",
     "SOAP",

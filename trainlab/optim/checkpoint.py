@@ -7,11 +7,10 @@ form that does both is one whole state dict, the layout of one process's `optimi
 (state by parameter index, plain tensors, param groups): `gathered_state_dict` builds it on every
 rank (a collective: each owner broadcasts its matrices' state, sharded state is all-gathered), so
 rank 0 can `torch.save` it; `load_gathered_state_dict` keeps on each rank what it now owns, and its
-own rows of the sharded state. It costs one process's state in memory while saving and loading;
-`torch.distributed.checkpoint` with `get_optimizer_state_dict` still works for a restart on the
-same world size (each owner saves its matrices' state as plain tensors; load with
-`set_optimizer_state_dict(..., options=StateDictOptions(strict=False))`, since no rank holds every
-parameter's state), bit-exact in tests/test_distributed.py.
+own rows of the sharded state. It costs one process's state in memory while saving and loading.
+`torch.distributed.checkpoint` (`get_/set_optimizer_state_dict`) is tested with the replicated
+design only; with owners no rank holds every parameter's state, so its setter needs
+`StateDictOptions(strict=False)`, and that path is not covered by the tests.
 """
 
 from __future__ import annotations

@@ -25,7 +25,11 @@ The mode is chosen in one place, `OwnerUpdates.uses_owners`: "auto" (the default
 whenever torch.distributed is initialised with more than one rank in the group; "owner" demands it;
 "replicated" keeps the design above for comparison. Other DTensor layouts (HSDP's 2-D mesh, other
 placements) fall back to `whole()` for that parameter. Elementwise parts (biases, norms, AdamW-
-routed embeddings) never come here: they stay shard-local.
+routed embeddings) never come here: they stay shard-local. "auto" assumes what DDP and FSDP2 give:
+every rank of the group steps the same parameters with the same gradient; ranks that train models
+of their own in one process group need "replicated". A rank's `state_dict()` holds only the state
+of the matrices it owns (a state loaded whole on every rank is dropped on non-owners at the first
+step): save `checkpoint.gathered_state_dict`, not rank 0's `state_dict()` alone.
 
 A matrix method opts in by subclassing `OwnerUpdates` (the `MatrixOptimizer` and `SubspaceAdam`
 bases already do), naming its matrices in `is_matrix`, and passing its whole-matrix updates to
@@ -34,6 +38,7 @@ bases already do), naming its matrices in `is_matrix`, and passing its whole-mat
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 import torch
@@ -84,7 +89,10 @@ class OwnerUpdates(torch.optim.Optimizer):
         self.distributed = distributed
         self.process_group = process_group  # DDP's group (None: the default group); FSDP2 uses the mesh's
         self.comm_bytes = 0  # bytes this rank sent and received in the optimizer's own collectives
-        self._owner_cache: tuple[Any, dict[int, int]] | None = None
+        # CPU seconds of this thread in the method's own whole-matrix updates: unlike wall time, not
+        # inflated by ranks sharing cores (on a GPU it counts only the kernel launches)
+        self.compute_seconds = 0.0
+        self._owner_cache: dict[int, dict[int, int]] = {}  # world size -> owners
         super().__init__(params, defaults)
 
     # ---- what a method states ------------------------------------------------------------------
@@ -124,13 +132,17 @@ class OwnerUpdates(torch.optim.Optimizer):
         return self.owners(dist.get_world_size(group)).get(id(p))
 
     def owners(self, world: int) -> dict[int, int]:
-        """id(parameter) -> owner rank for every matrix parameter, for a group of `world` ranks."""
-        matrices = [(p, g) for g in self.param_groups for p in g["params"] if self.is_matrix(p, g)]
-        key = (world, tuple(id(p) for p, _ in matrices))
-        if self._owner_cache is None or self._owner_cache[0] != key:
+        """id(parameter) -> owner rank for every matrix parameter, for a group of `world` ranks.
+        Derived once (until a param group is added): a matrix never changes owner mid-training."""
+        if world not in self._owner_cache:
+            matrices = [(p, g) for g in self.param_groups for p in g["params"] if self.is_matrix(p, g)]
             ranks = assign([self.matrix_cost(p, g) for p, g in matrices], world)
-            self._owner_cache = (key, {id(p): r for (p, _), r in zip(matrices, ranks)})
-        return self._owner_cache[1]
+            self._owner_cache[world] = {id(p): r for (p, _), r in zip(matrices, ranks)}
+        return self._owner_cache[world]
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        self._owner_cache.clear()
 
     # ---- the step ------------------------------------------------------------------------------
 
@@ -144,7 +156,7 @@ class OwnerUpdates(torch.optim.Optimizer):
             if self.owner_of(p) is None or (is_sharded(p) and grad.placements != p.placements):
                 self.comm_bytes += _gather_bytes(p) if is_sharded(p) else 0
                 with whole(self, p) as matrix:
-                    update(matrix)
+                    self._timed(update, matrix)
             else:
                 owned.append((p, update, group))
         if owned:
@@ -163,14 +175,14 @@ class OwnerUpdates(torch.optim.Optimizer):
                 self.state.pop(p, None)  # nothing of a matrix another rank owns stays here
                 continue
             if pending is None:
-                update(p)
+                self._timed(update, p)
                 continue
             full = _assemble(pending[0], p)
             full.grad = _assemble(pending[1], p)
             state = self.state
             state[full] = state.pop(p, {})
             try:
-                update(full)
+                self._timed(update, full)
             finally:
                 state[p] = state.pop(full)
             flat = torch.zeros(len(pending[0]) * pending[0][0].numel(), dtype=full.dtype, device=full.device)
@@ -190,6 +202,11 @@ class OwnerUpdates(torch.optim.Optimizer):
             work.wait()
             if finish is not None:
                 finish()
+
+    def _timed(self, update: Update, matrix: torch.Tensor) -> None:
+        start = time.thread_time()
+        update(matrix)
+        self.compute_seconds += time.thread_time() - start
 
     def _owner(self, p: torch.Tensor, group) -> int:
         return self.owners(dist.get_world_size(group))[id(p)]
