@@ -13,6 +13,7 @@ uneven and FSDP2's shards are too (80 rows: 27, 27, 26; 10 rows: 4, 4, 2). Check
   average of 3 equal gradients is not bit-equal to one);
 - a matrix's state is held by its owner only, the owners are `assign`'s, and the owners' state
   bytes sum to one process's for each matrix (nothing is copied);
+- with a process group passed to DDP and the optimizer (ranks 0 and 1 of 3), owners are among them;
 - a `gathered_state_dict` saved on 2 FSDP2 ranks after 5 steps resumes on 3 ranks (owners
   re-assigned, state moved) and ends 5 steps later where the uninterrupted 2-rank run ends.
 """
@@ -97,8 +98,16 @@ def _rank(rank: int, world: int, tmp: str) -> None:
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", init_method=f"file://{tmp}/init{world}", rank=rank, world_size=world)
     out: dict = {}
+    pair = torch.distributed.new_group([0, 1]) if world == 3 else None  # a user's process group
     for name in MATRIX_METHODS:
         split = name not in BASIS_SENSITIVE
+        if pair is not None and rank < 2:  # DDP on ranks 0 and 1 of 3: owners among those two
+            model = nn.parallel.DistributedDataParallel(_model(), process_group=pair)
+            optimizer = _create(name, model.parameters(), process_group=pair)
+            _train(model, optimizer, _batches(), rank, 2, split)
+            params = list(model.parameters())
+            held = [_bytes(optimizer.state[p]) if p in optimizer.state else None for p in params]
+            out[(name, "pair")] = ([_whole(p) for p in params], held, [optimizer.owner_of(p) for p in params])
         for strategy in ("ddp", "fsdp2"):
             for mode in ("auto", "replicated"):
                 model = _wrap(_model(), strategy, world)
@@ -188,6 +197,26 @@ def test_owners_match_one_process_and_hold_the_only_copy_of_each_matrix_state(ru
             assert [owners[i] for i in matrices] == assign(costs, world)
             if world == 3:
                 assert len({owners[i] for i in matrices}) == 3  # three matrices, three owners
+
+
+@pytest.mark.parametrize("name", MATRIX_METHODS)
+def test_owners_within_a_process_group_the_user_passes(runs, name):
+    """DDP over ranks 0 and 1 of 3, the group passed to DDP and the optimizer: owners among the two."""
+    reference, _ = _reference(name)
+    pair = [out[(name, "pair")] for out in runs[3][:2]]
+    owners = pair[0][2]
+    assert {o for o in owners if o is not None} == {0, 1} and pair[1][2] == owners
+    for rank, (params, held, _) in enumerate(pair):
+        assert all(torch.equal(a, b) for a, b in zip(params, pair[0][0]))
+        assert _diff(params, reference) <= 1e-6, (name, rank, _diff(params, reference))
+        assert all(h is None for h, o in zip(held, owners) if o is not None and o != rank), (name, rank, held)
+
+
+def test_assign_is_greedy_largest_first_ties_by_parameter_order():
+    assert assign([1.0, 5.0, 3.0, 3.0], 2) == [0, 0, 1, 1]  # 5 -> 0, 3 -> 1, 3 -> 1, 1 -> 0
+    assert assign([1.0, 1.0, 1.0], 2) == [0, 1, 0]
+    assert sorted(assign([2.0] * 7, 3)).count(0) == 3 and assign([], 3) == []
+    assert assign([4.0, 1.0], 4) == [0, 1]  # more ranks than matrices: some own none
 
 
 @pytest.mark.parametrize("name", MATRIX_METHODS)
