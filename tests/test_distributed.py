@@ -64,6 +64,13 @@ def _train(model: nn.Module, optimizer, batches, rank: int | None, split: bool) 
         optimizer.step()
 
 
+def _create(name: str, params) -> torch.optim.Optimizer:
+    """The optimizer with matrix methods in the replicated design (owner-rank updates, the default
+    with several ranks, are tested in test_distributed_owner.py)."""
+    mode = {"distributed": "replicated"} if "distributed" in optim.entry(name).switches() else {}
+    return optim.create(name, params, lr=LR, **mode)
+
+
 def _whole(p: torch.Tensor) -> torch.Tensor:
     return (p.full_tensor() if hasattr(p, "full_tensor") else p).detach().clone()
 
@@ -80,7 +87,7 @@ def _equivalence_rank(rank: int, tmp: str) -> None:
         for strategy in ("ddp", "fsdp2"):
             for split in (True, False):
                 model = _wrap(_model(), strategy)
-                optimizer = optim.create(name, model.parameters(), lr=LR)
+                optimizer = _create(name, model.parameters())
                 _train(model, optimizer, _batches(), rank, split)
                 params = [_whole(p) for p in model.parameters()]
                 out[(name, strategy, split)] = (
@@ -153,16 +160,16 @@ def _checkpoint_rank(rank: int, tmp: str) -> None:
     batches = _batches() + _batches()[::-1]
     for name in ("adamw", "galore"):
         model = _wrap(_model(), "fsdp2")
-        optimizer = optim.create(name, model.parameters(), lr=LR)
+        optimizer = _create(name, model.parameters())
         _train(model, optimizer, batches, rank, True)
         straight = [_whole(p) for p in model.parameters()]
         model = _wrap(_model(), "fsdp2")
-        optimizer = optim.create(name, model.parameters(), lr=LR)
+        optimizer = _create(name, model.parameters())
         _train(model, optimizer, batches[:STEPS], rank, True)
         state = {"model": get_model_state_dict(model), "optim": get_optimizer_state_dict(model, optimizer)}
         dcp.save(state, checkpoint_id=os.path.join(tmp, name))
         model = _wrap(_model(), "fsdp2")  # a fresh start: initial weights, empty optimizer state
-        optimizer = optim.create(name, model.parameters(), lr=LR)
+        optimizer = _create(name, model.parameters())
         state = {"model": get_model_state_dict(model), "optim": get_optimizer_state_dict(model, optimizer)}
         dcp.load(state, checkpoint_id=os.path.join(tmp, name))
         set_model_state_dict(model, state["model"])

@@ -30,6 +30,7 @@ from trainlab.optim.lion import Lion
 from trainlab.optim.lowrank import FiraAdamW, GaLoreAdamW
 from trainlab.optim.muon import Muon
 from trainlab.optim.nadamw import NAdamW
+from trainlab.optim.owners import OwnerUpdates
 from trainlab.optim.projection import SubspaceAdam
 from trainlab.optim.projector import Projector
 from trainlab.optim.registration import Registration
@@ -79,6 +80,7 @@ __all__ = [
     "Lion",
     "Muon",
     "NAdamW",
+    "OwnerUpdates",
     "Projector",
     "Registration",
     "SOAP",

@@ -11,7 +11,9 @@ parameters and the same averaged gradient.
   the parameter and its gradient, lets the rule update the gathered copy with its state kept whole,
   and writes this rank's rows back into the shard. Every rank computes the same update from the same
   gathered inputs, so the state is replicated, not sharded: per matrix and step it costs two
-  all-gathers (parameter and gradient) and one process's optimizer state on every rank.
+  all-gathers (parameter and gradient) and one process's optimizer state on every rank. That is now
+  the `distributed="replicated"` design; with several ranks the default gives each matrix one owner
+  rank (`owners.py`: gathers to the owner, state there only, rows scattered back).
 """
 
 from __future__ import annotations

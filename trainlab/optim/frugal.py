@@ -93,6 +93,8 @@ class FRUGAL(SubspaceAdam):
         inactive_lr_scale: float = 1.0,
         reset_statistics: bool = True,
         seed: int = 0,
+        distributed: str = "auto",
+        process_group=None,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -108,7 +110,7 @@ class FRUGAL(SubspaceAdam):
             reset_statistics=reset_statistics,
             seed=seed,
         )
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, distributed, process_group)
 
     def add_param_group(self, param_group):
         param_group.setdefault("block_step", 0)  # per-group step counter (block refreshes)

@@ -46,6 +46,12 @@ class _LowRankAdam(SubspaceAdam):
             return Projector.svd(g, rank)
         return Projector.from_state(state).refit(g, rank, group.get("proj_refresh", "warm"))
 
+    def matrix_cost(self, p, group):
+        """The projection and its inverse (2 m n r a step) and the refresh's SVD (m n min(m, n) every
+        update_proj_gap steps): what an owner computes per step, on average."""
+        m, n = matrix_shape(p)
+        return float(2 * m * n * resolve_rank(group, m, n) + m * n * min(m, n) / group["update_proj_gap"])
+
     def _validate_method(self, group, params):
         check_int("update_proj_gap", group["update_proj_gap"], 1)
         check_choice("proj_refresh", group.get("proj_refresh", "warm"), REFRESHES)
@@ -105,6 +111,8 @@ class GaLoreAdamW(_LowRankAdam):
         update_proj_gap: int = 200,
         proj_refresh: str = "warm",
         scale: float = 0.25,
+        distributed: str = "auto",
+        process_group=None,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -117,7 +125,7 @@ class GaLoreAdamW(_LowRankAdam):
             proj_refresh=proj_refresh,
             scale=scale,
         )
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, distributed, process_group)
 
     def _validate_method(self, group, params):
         check_non_negative("scale", group["scale"])
@@ -165,6 +173,8 @@ class FiraAdamW(_LowRankAdam):
         proj_refresh: str = "warm",
         alpha: float = 0.25,
         gamma: float = 1.01,
+        distributed: str = "auto",
+        process_group=None,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -178,7 +188,7 @@ class FiraAdamW(_LowRankAdam):
             alpha=alpha,
             gamma=gamma,
         )
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, distributed, process_group)
 
     def _validate_method(self, group, params):
         check_non_negative("alpha", group["alpha"])

@@ -12,13 +12,13 @@ from typing import Any, ClassVar
 
 import torch
 
-from trainlab.optim.distributed import whole
+from trainlab.optim.owners import OwnerUpdates
 from trainlab.optim.projection import adam_direction, adam_moments_
 from trainlab.optim.state import KeepsSavedStateDtypes
 from trainlab.optim.validation import check_dense_real
 
 
-class MatrixOptimizer(KeepsSavedStateDtypes):
+class MatrixOptimizer(OwnerUpdates, KeepsSavedStateDtypes):
     matrix_key: ClassVar[str]  # the group key that switches the matrix rule on
     # the recipes' layout (`trainlab.optim.selection.recipe_groups`): hidden matrices by the matrix
     # rule (the class default), embeddings, head and 1-D parameters by AdamW
@@ -38,6 +38,9 @@ class MatrixOptimizer(KeepsSavedStateDtypes):
     def _by_matrix_rule(self, p: torch.Tensor, group: dict[str, Any]) -> bool:
         return bool(group[self.matrix_key]) and p.ndim >= 2
 
+    def is_matrix(self, p: torch.Tensor, group: dict[str, Any]) -> bool:
+        return self._by_matrix_rule(p, group)
+
     def _matrix_update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
         raise NotImplementedError
 
@@ -50,16 +53,17 @@ class MatrixOptimizer(KeepsSavedStateDtypes):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        matrices = []
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 check_dense_real(type(self).__name__, p)
-                if self._by_matrix_rule(p, group):
-                    with whole(self, p) as matrix:  # FSDP2 shards: the rule sees the gathered matrix
-                        self._matrix_update(matrix, group)
+                if self._by_matrix_rule(p, group):  # whole matrices, by their owners (owners.py)
+                    matrices.append((p, lambda matrix, group=group: self._matrix_update(matrix, group)))
                 else:
                     self._other_update(p, group)
+        self.update_matrices(matrices)
         return loss
 
     def _adamw_update(

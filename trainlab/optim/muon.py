@@ -73,6 +73,8 @@ class Muon(MatrixOptimizer):
         adamw_eps: float = 1e-10,
         ns_dtype: str = "auto",
         muon: bool = True,
+        distributed: str = "auto",
+        process_group=None,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -87,7 +89,7 @@ class Muon(MatrixOptimizer):
             ns_dtype=ns_dtype,
             muon=muon,
         )
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, distributed, process_group)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         _validate({**self.defaults, **param_group})

@@ -58,7 +58,8 @@ from typing import Any, ClassVar, NamedTuple
 
 import torch
 
-from trainlab.optim.distributed import local, whole
+from trainlab.optim.distributed import local
+from trainlab.optim.owners import OwnerUpdates
 from trainlab.optim.projector import FULL, RIGHT, Projector, matrix_shape
 from trainlab.optim.state import KeepsSavedStateDtypes
 from trainlab.optim.validation import check_betas, check_dense_real, check_non_negative
@@ -169,7 +170,7 @@ class StateFreeResidual:
 # ---- the shared optimizer engine ---------------------------------------------------------------
 
 
-class SubspaceAdam(KeepsSavedStateDtypes):
+class SubspaceAdam(OwnerUpdates, KeepsSavedStateDtypes):
     """Engine shared by GaLoreAdamW, FiraAdamW and FRUGAL (not meant to be built directly).
 
     A subclass sets `_group_keys` (dict-group keys that switch projection on), `_adam_form`,
@@ -182,7 +183,7 @@ class SubspaceAdam(KeepsSavedStateDtypes):
     _decay_first = False
     _complement: Any = NoComplement()
 
-    def __init__(self, params, defaults: dict[str, Any]) -> None:
+    def __init__(self, params, defaults: dict[str, Any], distributed: str = "auto", process_group=None) -> None:
         if isinstance(params, torch.Tensor):
             params = [params]
         params = list(params)
@@ -191,7 +192,7 @@ class SubspaceAdam(KeepsSavedStateDtypes):
         # AdamW. If no group names it, every group is "auto" (as a plain list would be).
         self._official_layout = not self._plain_params and any(k in group for group in params for k in self._group_keys)
         try:
-            super().__init__(params, defaults)
+            super().__init__(params, defaults, distributed, process_group)
         finally:
             self._plain_params = False
 
@@ -267,6 +268,7 @@ class SubspaceAdam(KeepsSavedStateDtypes):
                 loss = closure()
         name = type(self).__name__
         index = -1
+        matrices = []
         for gi, group in enumerate(self.param_groups):
             self._begin_group(group, gi)
             dense = []
@@ -275,13 +277,16 @@ class SubspaceAdam(KeepsSavedStateDtypes):
                 if p.grad is None:
                     continue
                 check_dense_real(name, p)
-                if self.is_projected(p, group):
-                    with whole(self, p) as matrix:  # FSDP2 shards: the projection sees the gathered matrix
-                        self._projected_update(matrix, group, index)
+                if self.is_projected(p, group):  # whole matrices, by their owners (owners.py)
+                    matrices.append((p, lambda matrix, g=group, i=index: self._projected_update(matrix, g, i)))
                 else:
                     dense.append(p)
             self._dense_updates(dense, group)
+        self.update_matrices(matrices)
         return loss
+
+    def is_matrix(self, p: torch.Tensor, group: dict[str, Any]) -> bool:
+        return self.is_projected(p, group)
 
     def _decay(self, p, group, before: bool) -> None:
         wd = group["weight_decay"]

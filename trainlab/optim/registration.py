@@ -17,7 +17,9 @@ from typing import Any
 import torch
 
 # Switches that choose an implementation, not the mathematics; accepted but not listed as tunable.
-IMPLEMENTATION_SWITCHES = frozenset({"foreach", "fused", "capturable", "differentiable", "maximize"})
+IMPLEMENTATION_SWITCHES = frozenset(
+    {"foreach", "fused", "capturable", "differentiable", "maximize", "distributed", "process_group"}
+)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from trainlab.optim.distributed import whole
+from trainlab.optim.owners import OwnerUpdates
 from trainlab.optim.registration import Registration
 from trainlab.optim.validation import check_betas, check_dense_real, check_non_negative
 
@@ -39,7 +39,7 @@ def _eigenbasis(stat: torch.Tensor) -> torch.Tensor:
     return torch.linalg.eigh(stat + 1e-30 * eye).eigenvectors.flip(1)
 
 
-class SOAP(torch.optim.Optimizer):
+class SOAP(OwnerUpdates):
     """SOAP (arXiv 2409.11321): Adam in Shampoo's eigenbasis (module docstring: rule and sources).
 
     Defaults (official): lr 3e-3, betas (0.95, 0.95), shampoo_beta -1 (= beta2), eps 1e-8,
@@ -59,6 +59,8 @@ class SOAP(torch.optim.Optimizer):
         weight_decay: float = 0.01,
         precondition_frequency: int = 10,
         max_precond_dim: int = 10000,
+        distributed: str = "auto",
+        process_group=None,
     ) -> None:
         check_non_negative("lr", lr)
         check_betas(betas)
@@ -78,7 +80,7 @@ class SOAP(torch.optim.Optimizer):
             precondition_frequency=precondition_frequency,
             max_precond_dim=max_precond_dim,
         )
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, distributed, process_group)
 
     def coverage(self) -> tuple[int, int]:
         """(entries rotated on at least one side, all entries): what SOAP treats unlike Adam."""
@@ -96,17 +98,26 @@ class SOAP(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        matrices = []
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 check_dense_real("SOAP", p)
-                if p.ndim >= 2:
-                    with whole(self, p) as matrix:  # FSDP2 shards: the eigenbases need the whole matrix
-                        self._matrix_step(matrix, group)
+                if self.is_matrix(p, group):  # the eigenbases need the whole matrix (owners.py)
+                    matrices.append((p, lambda matrix, group=group: self._matrix_step(matrix, group)))
                 else:
                     self._adam_step(p, group)
+        self.update_matrices(matrices)
         return loss
+
+    def is_matrix(self, p: torch.Tensor, group: dict[str, Any]) -> bool:
+        return p.ndim >= 2
+
+    def matrix_cost(self, p: torch.Tensor, group: dict[str, Any]) -> float:
+        """The rotations (2 m n (m + n) a step) and the eigenbases' refresh (m^3 + n^3)."""
+        m, n = p.shape[0], p.numel() // p.shape[0]
+        return float(2 * m * n * (m + n) + m**3 + n**3)
 
     def _adam_step(self, p: torch.Tensor, group: dict[str, Any]) -> None:
         state = self.state[p]

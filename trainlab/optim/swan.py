@@ -128,6 +128,8 @@ class SWAN(MatrixOptimizer):
         matrix_lr_scale: float = 1.0,
         nonmatrix_rule: str = "adamw",
         whiten: bool = True,
+        distributed: str = "auto",
+        process_group=None,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -143,7 +145,7 @@ class SWAN(MatrixOptimizer):
             nonmatrix_rule=nonmatrix_rule,
             whiten=whiten,
         )
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, distributed, process_group)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         _validate({**self.defaults, **param_group})
