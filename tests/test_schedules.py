@@ -213,17 +213,63 @@ def test_schedule_hparams_do_not_collide_with_optimizer_hparams():
         assert not set(defaults) & optimizer_keys, name
 
 
-@pytest.mark.parametrize(
-    "name", ["adamw+wsd", "adamw+linear", "adamw+cosine", "adamw+constant", "adamw+uba", "sgd+refined"]
-)
-def test_algorithms_name_the_schedules(name):
+# The named schedules' formulas, written out here (budget 40, warm-up 10 % = 4 steps): the k-th
+# update (0-based) must train at lr * f(k). Each differs from `constant` and from the others.
+NAMED_T, NAMED_W = 40, 4
+
+
+def _warm(step: int) -> float:
+    return (step + 1) / NAMED_W
+
+
+def _decayed(step: int) -> float:
+    return (step - NAMED_W) / (NAMED_T - NAMED_W)  # progress over the post-warm-up budget
+
+
+def _uba_formula(step: int, phi: float) -> float:
+    c = 1 + math.cos(math.pi * _decayed(step))
+    return 2 * c / (2 * phi + (2 - phi) * c)
+
+
+NAMED = {
+    "adamw+constant": ({}, lambda s: 1.0),
+    "adamw+cosine": ({}, lambda s: _warm(s) if s < NAMED_W else 0.5 * (1 + math.cos(math.pi * _decayed(s)))),
+    "adamw": ({}, lambda s: _warm(s) if s < NAMED_W else 0.5 * (1 + math.cos(math.pi * _decayed(s)))),  # default
+    "adamw+linear": ({}, lambda s: _warm(s) if s < NAMED_W else 1 - _decayed(s)),
+    # cool-down over the last int(0.25 * 40) = 10 steps, 1 - sqrt(progress)
+    "adamw+wsd": (
+        {"decay_fraction": 0.25},
+        lambda s: _warm(s) if s < NAMED_W else 1.0 if s < 30 else 1 - math.sqrt((s - 30) / 10),
+    ),
+    "adamw+uba": ({"phi": 0.5}, lambda s: _warm(s) if s < NAMED_W else _uba_formula(s, 0.5)),
+    # constant gradient norms refine to linear decay from the first step, 0 at the last
+    "sgd+refined": (
+        {"grad_norms": tuple([1.0] * NAMED_T), "refine_kind": "sgd"},
+        lambda s: (NAMED_T - 1 - s) / (NAMED_T - 1),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NAMED))
+def test_algorithms_train_at_the_named_schedules_formula(name):
     from trainlab.algorithms.base import TrainingAlgorithm
     from trainlab.algorithms.registry import make_algorithm
 
-    overrides = {"grad_norms": tuple([1.0] * 20), "refine_kind": "sgd"} if name.endswith("refined") else {}
-    spec = make_algorithm(name, overrides)
-    algo = TrainingAlgorithm(spec, torch.nn.Linear(2, 1), total_steps=20)
-    assert algo.optimizer.param_groups[0]["lr"] == pytest.approx(spec.hparams["lr"] * algo.schedule(0))
+    overrides, formula = NAMED[name]
+    if not name.endswith("refined"):
+        overrides = {**overrides, "warmup_fraction": 0.1}
+    spec = make_algorithm(name, overrides, untuned=True)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 1)
+    algo = TrainingAlgorithm(spec, model, total_steps=NAMED_T)
+    batch = (torch.randn(8, 2), torch.randn(8, 1))
+    lrs = []
+    for _ in range(NAMED_T):
+        lrs.append(algo.optimizer.param_groups[0]["lr"])
+        algo.update(model, batch, lambda m, b: torch.nn.functional.mse_loss(m(b[0]), b[1]))
+    lr = spec.hparams["lr"]
+    for step in (0, 1, 3, 4, 10, 20, 29, 30, 33, 38, 39):
+        assert lrs[step] == pytest.approx(lr * formula(step), rel=1e-12, abs=1e-15), (name, step)
 
 
 def test_refined_without_norms_says_how_to_get_them():
