@@ -33,16 +33,15 @@ def test_clock_accumulates_only_running_stretches():
         clock.pause()
 
 
-def test_slow_evaluation_does_not_change_training_time():
-    spec = make_algorithm("adamw")
-    fast = run_trial(TinyRegression(train_sleep=0.004), spec, 0, CPU)
-    slow = run_trial(TinyRegression(train_sleep=0.004, eval_sleep=0.1), spec, 0, CPU)
-    assert len(slow.evals) == 6 and slow.eval_seconds >= 0.6
-    assert fast.train_seconds >= 60 * 0.004  # training time is counted ...
-    assert abs(slow.train_seconds - fast.train_seconds) < 0.1  # ... evaluation time is not
-    # every evaluation's clock reading excludes all earlier evaluations
-    for a, b in zip(fast.evals, slow.evals):
-        assert abs(a.train_seconds - b.train_seconds) < 0.1
+def test_slow_evaluation_is_recorded_apart_from_training():
+    # How many seconds each side gets is measured in benchmarks/clock_excludes_evaluation.py: its
+    # bounds depend on the machine's load, so no unit test asserts on wall-clock time. The clock's
+    # pause/resume arithmetic is tested above with an injected timer.
+    slow = run_trial(TinyRegression(eval_sleep=0.001), make_algorithm("adamw"), 0, CPU)
+    assert [e.step for e in slow.evals] == [10, 20, 30, 40, 50, 60]
+    readings = [e.train_seconds for e in slow.evals]
+    assert readings == sorted(readings) and readings[-1] <= slow.train_seconds
+    assert all(e.eval_seconds > 0 for e in slow.evals)
 
 
 def test_time_to_target_is_taken_at_the_first_evaluation_meeting_it():
