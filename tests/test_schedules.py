@@ -369,3 +369,48 @@ def test_race_batch_scaling_carries_each_lr_from_the_default_batch(tmp_path):
     race_id, _ = run_race(RacePlan([big], ["sgd"], [0], cpu, batch_scaling="auto"), store, progress=False)
     assert store.trials(race_id)[0]["hparams"]["lr"] == pytest.approx(4 * base["sgd"])
     assert store.race(race_id)["config"]["batch_scaling"] == "auto"
+
+
+# ---- pinned by the mutation check (scripts/mutation-check) -------------------------------------
+
+
+def test_refinement_weights_adam_by_l1_and_sgd_by_l2_inverse_norms():
+    # tau = 0: no smoothing. Norms 1, 2, 4: adam w = 1, 1/2, 1/4 -> eta = (1 x 3/4, 1/2 x 1/4, 0)
+    # = (1, 1/6, 0) after scaling; sgd w = 1, 1/4, 1/16 -> (1 x 5/16, 1/4 x 1/16, 0) = (1, 1/20, 0)
+    assert refine([1.0, 2.0, 4.0], "adam", tau=0.0) == pytest.approx([1.0, 1 / 6, 0.0])
+    assert refine([1.0, 2.0, 4.0], "sgd", tau=0.0) == pytest.approx([1.0, 1 / 20, 0.0])
+    assert refine([1.0, 2.0, 4.0], tau=0.0) == pytest.approx([1.0, 1 / 6, 0.0])  # adam by default
+    assert refined_schedule([1.0, 2.0, 4.0], tau=0.0)(1) == pytest.approx(1 / 6)
+    assert refine([1.0, 2.0, 4.0], "adam", tau=1.0)[-1] == 0.0  # tau = 1 is allowed
+
+
+def test_registered_schedules_default_to_their_listed_hyperparameters():
+    # wsd: warm-up int(0.05 x 100) = 5, cool-down the last 20 steps, 1 - sqrt
+    f = build_schedule("wsd", 100, {})
+    assert [f(s) for s in (0, 4, 50, 80)] == pytest.approx([1 / 5, 1.0, 1.0, 1.0])
+    assert f(90) == pytest.approx(1 - math.sqrt(0.5))
+    # uba: phi 0.8 after the same warm-up
+    c = 1 + math.cos(math.pi * 45 / 95)
+    assert build_schedule("uba", 100, {})(50) == pytest.approx(2 * c / (1.6 + 1.2 * c))
+    # refined: refine_tau 0.1 smooths one spike in 20 norms away (median of 3), tau 0 keeps it
+    spike = [1.0] * 20
+    spike[5] = 9.0
+    smoothed = build_schedule("refined", 20, {"grad_norms": spike, "refine_kind": "sgd"})
+    assert [smoothed(s) for s in range(20)] == pytest.approx([(19 - s) / 19 for s in range(20)])
+    raw = build_schedule("refined", 20, {"grad_norms": spike, "refine_kind": "sgd", "refine_tau": 0.0})
+    assert raw(5) < 0.05 < smoothed(5)
+
+
+def test_decays_stay_at_zero_past_the_budget_and_validation_boundaries():
+    assert wsd(100, 10, 0.2)(100) == 0.0 and wsd(100, 10, 0.2)(130) == 0.0
+    assert uba(100, 10)(100) == pytest.approx(0.0) and uba(100, 10)(150) == pytest.approx(0.0)
+    assert wsd(100, 0, 1.0, "linear")(50) == pytest.approx(0.5)  # decay_fraction 1: all cool-down
+    assert wsd(100, 20, 0.8, "linear")(20) == 1.0  # the cool-down may start where warm-up ends
+    for call, message in (
+        (lambda: wsd(100, 0, 1.5), "decay_fraction must be a number in"),
+        (lambda: uba(100, 0, "0.8"), "phi must be a finite positive number"),
+        (lambda: refine([1.0, 2.0], tau="0.1"), "tau .* must be in"),
+        (lambda: refined_schedule([1.0, 2.0])(-1), "step must be non-negative, got -1"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            call()
