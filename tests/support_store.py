@@ -157,6 +157,30 @@ class StoreBuilder:
         trial = self._queued(name, kind="tune", draw=draw)
         self._record(name, trial, failed_first, failed, steps=steps, seconds=seconds, **outcome)
 
+    def queue_stale_draw(self, algorithm: str, workload: str, study: int, draw: int) -> None:
+        """Queue a tuning draw past the workload's budget, as a run made before the plan's budget was
+        lowered left it (`within_budget` must never count it)."""
+        from trainlab.tuning.experiment import draw_configs
+        from trainlab.tuning.plan import tuning_seed
+
+        space = plan_space(self.plan, algorithm)
+        config = draw_configs(space, self.plan.seed + study, draw + 1)[draw]
+        attrs = {
+            "kind": "tune",
+            "algorithm": algorithm,
+            "workload": workload,
+            "base_workload": workload,
+            "study": study,
+            "draw": draw,
+            "seed": tuning_seed(study, draw),
+            "split": "validation",
+            "config": config,
+        }
+        params = {k: v for k, v in config.items() if k in space.distributions()}
+        load(self.storage, self.plan.tune_study_name(algorithm, workload, study)).enqueue_trial(
+            params, user_attrs=attrs
+        )
+
     def queue_evaluation(self, variants_of: Callable[[str], list[str]] | None = None) -> int:
         """Queue each finished study's best configuration (trainlab's own choice) for its runs."""
         return enqueue_evaluation(self.storage, self.plan, variants_of)

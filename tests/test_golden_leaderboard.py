@@ -25,6 +25,7 @@ from trainlab.reports.tuning_report import score_experiment
 from trainlab.store import ResultsStore
 from trainlab.store.results import TrialResult
 from trainlab.tuning.leaderboard import race_configs
+from trainlab.tuning.experiment import create_or_resume
 from trainlab.tuning.outcomes import collect
 from trainlab.tuning.plan import TuningPlan
 
@@ -116,6 +117,8 @@ def board(tmp_path_factory):
     tune("lion", "w2", 0, 1)
     tune("sgd", "w2", 0, 0, best_metric=0.5)
     tune("sgd", "w2", 0, 1, diverged=True)  # no metric at all: draw 0 is chosen
+    b.queue_stale_draw("lion", "w2", 0, 2)  # w2 has 2 draws: a third, from an older budget, never counts
+    tune("lion", "w2", 0, 2, 50, 1.5)
     # 3 x 2 x 3 + 3 x 1 x 2 = 24 draws; variant runs for w1 only, one per study
     assert b.queue_evaluation(variants_of=lambda w: [f"{w}_noisy"]) == 3 * (2 * 2 + 2) + 3 * 1
     # ---- held-out runs of each study's best ----
@@ -187,9 +190,9 @@ def test_collect_keeps_the_best_per_study_its_held_out_runs_and_misses_as_infini
     curves = {(c["algorithm"], c["workload"], c["study"]): c["costs"] for c in out.curves}
     assert curves[("lion", "w1", 0)] == [9.0, 21.0, INF]  # one entry per draw, the retry's
     assert curves[("adamw", "w1", 1)] == [5.0, 5.0, INF]  # diverged: a miss
-    # 24 draws + 1 retry copy, 15 held-out runs + 1 retry copy, 6 variant runs
-    assert out.counts == {"waiting": 0, "running": 0, "complete": 45, "fail": 2}
-    assert out.missing == [] and out.incomplete == set()
+    # 24 draws + 1 retry copy + the stale draw, 15 held-out runs + 1 retry copy, 6 variant runs
+    assert out.counts == {"waiting": 0, "running": 0, "complete": 46, "fail": 2}
+    assert out.missing == [] and out.incomplete == set() and out.protocol == "held-out"
     variants = sorted((v["algorithm"], v["study"], v["variant"], v["reached"]) for v in out.variants)
     assert variants == [
         ("adamw", 0, "w1_noisy", True),
@@ -204,6 +207,7 @@ def test_collect_keeps_the_best_per_study_its_held_out_runs_and_misses_as_infini
     assert ("adamw", "w1_noisy") not in out.memory  # variants are not the workload's memory
     # same-split reads the best tuning trial itself: adamw w1's studies chose 400 and 500
     same = collect(storage, plan, "same-split")
+    assert same.protocol == "same-split"
     assert same.costs["steps"]["adamw"] == {"w1": [[400], [500]], "w2": [[200]]}
     assert same.costs["steps"]["lion"]["w1"] == [[300], [INF]]
 
@@ -379,4 +383,18 @@ def test_race_summary_median_over_three_seeds_and_missed_when_most_miss(tmp_path
         "| w | b | 1/3 | missed | — | accuracy 0.6800 ± 0.2546, 1 diverged (target ≥ 0.85) | 10.0 | 1.0 KiB "
         "| — | 4.0 KiB |",
         "| w | c | 3/3 | 2.5 | 250 | accuracy 0.9000 ± 0.0000 (target ≥ 0.85) | 10.0 | 1.0 KiB | — | 4.0 KiB |",
+    ]
+
+
+def test_an_experiment_with_nothing_run_yet_scores_misses_and_says_what_is_missing(tmp_path):
+    storage = open_test_storage(tmp_path / "empty.db")
+    plan = _tuned_plan()
+    create_or_resume(storage, plan)  # its studies exist, no trial is queued yet
+    out = collect(storage, plan)
+    assert out.costs["steps"]["sgd"] == {"w1": [[INF], [INF]], "w2": [[INF]]}
+    assert out.best == [] and out.incomplete == {(a, w) for a in ALGORITHMS for w in ("w1", "w2")}
+    assert out.missing[:3] == [
+        "adamw on w1, study 0: 0/3 tuning trials",
+        "adamw on w1, study 1: 0/3 tuning trials",
+        "adamw on w2, study 0: 0/2 tuning trials",
     ]
