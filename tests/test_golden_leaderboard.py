@@ -100,13 +100,13 @@ def board(tmp_path_factory):
     tune("adamw", "w1", 1, 1, 500, 5.0)
     tune("adamw", "w1", 1, 2, diverged=True)
     tune("lion", "w1", 0, 0, 300, 9.0, failed_first=True)  # retried: a failed copy, then this one
-    tune("lion", "w1", 0, 1, 700, 21.0)
+    tune("lion", "w1", 0, 1, 700, 8.0)  # fewer seconds (a quiet machine) but more steps: steps choose
     tune("lion", "w1", 0, 2)
     tune("lion", "w1", 1, 0, best_metric=0.80)  # nothing reached: the best metric (draw 1) is chosen
     tune("lion", "w1", 1, 1, best_metric=0.85)
     tune("lion", "w1", 1, 2, best_metric=0.70)
     tune("sgd", "w1", 0, 0, 800, 4.0)
-    tune("sgd", "w1", 0, 1)
+    tune("sgd", "w1", 0, 1, failed=True)  # an exception (a bad configuration): done, not retried
     tune("sgd", "w1", 0, 2, 900, 4.5)
     tune("sgd", "w1", 1, 0, 800, 4.0)
     tune("sgd", "w1", 1, 1, 800, 4.0)
@@ -188,10 +188,12 @@ def test_collect_keeps_the_best_per_study_its_held_out_runs_and_misses_as_infini
     }
     assert all(b.best_draw(a, w, k) == d for (a, w, k), (d, _) in chosen.items())  # evaluation queued it
     curves = {(c["algorithm"], c["workload"], c["study"]): c["costs"] for c in out.curves}
-    assert curves[("lion", "w1", 0)] == [9.0, 21.0, INF]  # one entry per draw, the retry's
+    assert curves[("lion", "w1", 0)] == [9.0, 8.0, INF]  # one entry per draw, the retry's
+    assert curves[("sgd", "w1", 0)] == [4.0, INF, 4.5]  # the failed draw counts, as a miss
     assert curves[("adamw", "w1", 1)] == [5.0, 5.0, INF]  # diverged: a miss
-    # 24 draws + 1 retry copy + the stale draw, 15 held-out runs + 1 retry copy, 6 variant runs
-    assert out.counts == {"waiting": 0, "running": 0, "complete": 46, "fail": 2}
+    # 24 draws (one failed) + 1 failed copy of a retried draw + the stale draw, 15 held-out runs +
+    # 1 failed copy, 6 variant runs
+    assert out.counts == {"waiting": 0, "running": 0, "complete": 45, "fail": 3}
     assert out.missing == [] and out.incomplete == set() and out.protocol == "held-out"
     variants = sorted((v["algorithm"], v["study"], v["variant"], v["reached"]) for v in out.variants)
     assert variants == [
