@@ -129,7 +129,7 @@ def board(tmp_path_factory):
     run("lion", "w1", 0, 0, 300, 9.0)
     run("lion", "w1", 0, 1, 300, 9.0)
     run("lion", "w1", 1, 0)
-    run("lion", "w1", 1, 1)
+    run("lion", "w1", 1, 1, failed=True)  # an exception: a finished run, a miss
     run("sgd", "w1", 0, 0, 800, 4.0)
     run("sgd", "w1", 0, 1, 1000, 5.0)
     run("sgd", "w1", 1, 0, 800, 4.0)
@@ -187,13 +187,15 @@ def test_collect_keeps_the_best_per_study_its_held_out_runs_and_misses_as_infini
         ("sgd", "w2", 0): (0, INF),  # the diverged draw has no metric
     }
     assert all(b.best_draw(a, w, k) == d for (a, w, k), (d, _) in chosen.items())  # evaluation queued it
+    first = next(x for x in out.best if (x["algorithm"], x["workload"], x["study"]) == ("adamw", "w1", 0))
+    assert (first["tuning_time"], first["tuning_steps"]) == (4.0, 400)
     curves = {(c["algorithm"], c["workload"], c["study"]): c["costs"] for c in out.curves}
     assert curves[("lion", "w1", 0)] == [9.0, 8.0, INF]  # one entry per draw, the retry's
     assert curves[("sgd", "w1", 0)] == [4.0, INF, 4.5]  # the failed draw counts, as a miss
     assert curves[("adamw", "w1", 1)] == [5.0, 5.0, INF]  # diverged: a miss
-    # 24 draws (one failed) + 1 failed copy of a retried draw + the stale draw, 15 held-out runs +
-    # 1 failed copy, 6 variant runs
-    assert out.counts == {"waiting": 0, "running": 0, "complete": 45, "fail": 3}
+    # 24 draws (one failed) + 1 failed copy of a retried draw + the stale draw, 15 held-out runs
+    # (one failed) + 1 failed copy, 6 variant runs
+    assert out.counts == {"waiting": 0, "running": 0, "complete": 44, "fail": 4}
     assert out.missing == [] and out.incomplete == set() and out.protocol == "held-out"
     variants = sorted((v["algorithm"], v["study"], v["variant"], v["reached"]) for v in out.variants)
     assert variants == [
@@ -204,6 +206,18 @@ def test_collect_keeps_the_best_per_study_its_held_out_runs_and_misses_as_infini
         ("sgd", 0, "w1_noisy", True),
         ("sgd", 1, "w1_noisy", True),
     ]
+    noisy = next(v for v in out.variants if (v["algorithm"], v["study"]) == ("adamw", 0))
+    # a reached run's best metric is the target (0.9) in the builder; its 100 steps took 1.0 s
+    assert noisy == {
+        "algorithm": "adamw",
+        "workload": "w1",
+        "study": 0,
+        "variant": "w1_noisy",
+        "reached": True,
+        "best_metric": 0.9,
+        "target": 0.9,
+        "time": 1.0,
+    }
     assert out.memory[("lion", "w2")] == {"state": 7168, "saved_activations": None, "peak": 28672, "coverage": 0.5}
     assert out.memory[("adamw", "w1")] == {"state": 8192, "saved_activations": None, "peak": 32768, "coverage": None}
     assert ("adamw", "w1_noisy") not in out.memory  # variants are not the workload's memory
@@ -400,3 +414,11 @@ def test_an_experiment_with_nothing_run_yet_scores_misses_and_says_what_is_missi
         "adamw on w1, study 1: 0/3 tuning trials",
         "adamw on w2, study 0: 0/2 tuning trials",
     ]
+    # tuned but not yet evaluated: the held-out run is missing, and scored as a miss meanwhile
+    b = StoreBuilder(storage, plan)
+    b.tune("adamw", "w2", 0, 0, 200, 2.0)
+    b.tune("adamw", "w2", 0, 1, 300, 3.0)
+    assert b.queue_evaluation() == 1
+    out = collect(storage, plan)
+    assert "adamw on w2, study 0: 0/1 evaluation runs" in out.missing and ("adamw", "w2") in out.incomplete
+    assert out.costs["steps"]["adamw"]["w2"] == [[INF]] and out.best[0]["draw"] == 0
