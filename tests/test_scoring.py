@@ -292,6 +292,8 @@ def test_scoring_errors_name_what_is_wrong():
         performance_ratios({"a": {"w": 1.0}, "b": {"w": math.nan}})
     with pytest.raises(ValueError, match="^algorithm 'a' has no workloads$"):
         performance_profile({"a": {}}, [1.0])
+    with pytest.raises(ValueError, match="^algorithm 'a' has no workloads$"):
+        benchmark_score({"a": {}})
     with pytest.raises(ValueError, match="^cost of 'adamw' on 'w' must be positive"):
         geometric_mean_speedup({"adamw": {"w": 0.0}, "b": {"w": 1.0}}, "adamw")
     with pytest.raises(ValueError, match="^cost of 'b' on 'w' must be positive"):
