@@ -414,3 +414,29 @@ def test_decays_stay_at_zero_past_the_budget_and_validation_boundaries():
     ):
         with pytest.raises(ValueError, match=message):
             call()
+
+
+def test_schedule_bounds_and_messages_read_exactly():
+    assert cosine_decay(1)(0) == 1.0  # a one-step budget is allowed
+    assert cosine_decay(100, 10)(150) == 0.0 and linear_decay(100)(150) == 0.0  # past the budget
+    for call, message in (
+        (lambda: cosine_decay(0), r"^total_steps must be a positive integer, got 0$"),
+        (lambda: linear_decay(2.5), r"^total_steps must be a positive integer, got 2.5$"),
+        (
+            lambda: build_schedule("cosine", 100, {"warmup_fraction": 1.0}),
+            r"^warmup_fraction must be in \[0, 1\), got 1.0$",
+        ),
+        (
+            lambda: build_schedule("refined", 10, {}),
+            r"^refined needs gradient norms from a first run: use `trainlab refine` \(or pass the hyperparameter "
+            r"grad_norms=\[\.\.\.\], one norm per step\)$",
+        ),
+        (
+            lambda: build_schedule("refined", 2, {"grad_norms": [1.0, 1.0]}),
+            r"^refined needs refine_kind, one of adam, sgd ",
+        ),
+        (lambda: build_schedule("nosuch", 10, {}), r"available: constant, cosine, linear, refined, uba, wsd$"),
+        (lambda: refine([[1.0, 2.0], [3.0]]), r"^grad_norms must be a flat sequence of numbers$"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            call()
