@@ -226,6 +226,7 @@ def test_collect_keeps_the_best_per_study_its_held_out_runs_and_misses_as_infini
     assert same.protocol == "same-split"
     assert same.costs["steps"]["adamw"] == {"w1": [[400], [500]], "w2": [[200]]}
     assert same.costs["steps"]["lion"]["w1"] == [[300], [INF]]
+    assert same.costs["time"]["adamw"] == {"w1": [[4.0], [5.0]], "w2": [[2.0]]}
 
 
 def test_scores_medians_intervals_ratios_and_speedups_by_hand(board):
@@ -418,6 +419,7 @@ def test_an_experiment_with_nothing_run_yet_scores_misses_and_says_what_is_missi
     b = StoreBuilder(storage, plan)
     b.tune("adamw", "w2", 0, 0, 200, 2.0)
     b.tune("adamw", "w2", 0, 1, 300, 3.0)
+    assert "adamw on w2, study 0: 0/1 evaluation runs" in collect(storage, plan).missing  # not queued yet
     assert b.queue_evaluation() == 1
     out = collect(storage, plan)
     assert "adamw on w2, study 0: 0/1 evaluation runs" in out.missing and ("adamw", "w2") in out.incomplete
