@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -24,6 +26,7 @@ class TinyRegression(Workload):
     options = {
         "eval_sleep": Option(float, 0.0, "seconds to sleep in every evaluation"),
         "train_sleep": Option(float, 0.0, "seconds to sleep in every training loss call"),
+        "rendezvous": Option(str, "", "a folder: each process's first trial waits there for a second process's"),
     }
 
     def load_splits(self) -> Splits:
@@ -37,6 +40,8 @@ class TinyRegression(Workload):
         return nn.Linear(16, 1)
 
     def loss(self, model, batch):
+        if self.option_values["rendezvous"]:
+            _meet(Path(self.option_values["rendezvous"]))
         if self.option_values["train_sleep"]:
             time.sleep(self.option_values["train_sleep"])
         x, y = batch
@@ -52,6 +57,23 @@ class TinyRegression(Workload):
         x, y = split
         mse = nn.functional.mse_loss(model(x), y).item()
         return {"mse": mse, "loss": mse}
+
+
+_MET: list[bool] = []  # this process has met another one
+
+
+def _meet(folder: Path, timeout: float = 120.0) -> None:
+    """Block this process's first trial until a second process has started one (each leaves its pid
+    in `folder`), so a test of two workers knows both ran a trial, however slowly the second started.
+    Gives up after `timeout` s (the test then fails on its pid count instead of hanging)."""
+    if _MET:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / str(os.getpid())).touch()
+    deadline = time.monotonic() + timeout
+    while len(list(folder.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _MET.append(True)
 
 
 WORKLOAD = TinyRegression

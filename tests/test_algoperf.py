@@ -39,15 +39,21 @@ def test_adamw_submission_matches_builtin_adamw_step_for_step():
     b = run_trial(workload, builtin, 3, CPU)
     assert a.reached and b.reached and a.steps_to_target == b.steps_to_target
     assert a.hparams["batch_size_source"].startswith("128: workload default")  # ValueError -> default
-    for x, y in zip(a.evals, b.evals):  # the same training, to float rounding
-        assert abs(x.metric - y.metric) <= 0.004 and abs(x.train_loss - y.train_loss) <= 1e-4
+    # The same training step for step: the same evaluations and the same validation accuracy at
+    # each. The training losses differ by float rounding only: the submission's loss is a sum over
+    # the batch divided by its size, the built-in's a mean, so the gradients differ in the last bits.
+    # Measured (seeds 0, 1, 3, one thread): accuracy identical at all 6 evaluations, train loss at
+    # most 3.6e-7 apart; 1e-6 allows that rounding and nothing a different update would give.
+    assert [e.step for e in a.evals] == [e.step for e in b.evals] == [50, 100, 150, 200, 250, 300]
+    for x, y in zip(a.evals, b.evals):
+        assert x.metric == y.metric and abs(x.train_loss - y.train_loss) <= 1e-6, (x, y)
 
 
 def test_prepare_for_eval_is_called_before_every_evaluation_and_timed():
     workload = create_workload("mnist1d_mlp", step_budget=200, eval_every=50)
     spec = make_algorithm(f"algoperf:{HERE / 'swap_submission.py'}", {"learning_rate": 0.1})
     result = run_trial(workload, spec, 0, CPU)
-    assert [round(e.metric, 2) for e in result.evals] != []
+    assert [e.step for e in result.evals] == [50, 100, 150, 200]  # every evaluation ran
     assert all(e.metric < 0.2 for e in result.evals)  # every evaluation saw the zeroed model
     assert result.evals[-1].train_loss < result.evals[0].train_loss < 2.31  # training went on
     assert result.hparams["batch_size_source"] == "64: submission (get_batch_size)"

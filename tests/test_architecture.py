@@ -32,24 +32,50 @@ LAYERS = {
 MAX_LINES = 400  # a module over this holds more than one concept: split it
 
 
-def imported_packages(source: str) -> list[tuple[int, str]]:
-    """(line, trainlab subpackage) for every import of trainlab in `source`."""
+def _dynamic_target(node: ast.Call) -> str | None:
+    """The module a literal `importlib.import_module("...")`, `import_module("...")` or
+    `__import__("...")` names (a computed name, such as a user's workload file, cannot be read)."""
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+    if name not in ("import_module", "__import__") or not node.args:
+        return None
+    first = node.args[0]
+    return first.value if isinstance(first, ast.Constant) and isinstance(first.value, str) else None
+
+
+def imported_packages(source: str, module: tuple[str, ...] = ()) -> list[tuple[int, str]]:
+    """(line, trainlab subpackage) for every import of trainlab in `source`: module-level and
+    function-level statements, relative ones (resolved from `module`, the importing module's path
+    inside trainlab, e.g. ("tuning", "outcomes")), and dynamic imports of a literal name."""
     found = []
+    package = ["trainlab", *module[:-1]]  # the package a relative import starts from
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "trainlab":
-            parts = node.module.split(".")
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                if not module:
+                    raise ValueError("a relative import needs the importing module's path")
+                base = package[: len(package) - (node.level - 1)]
+                parts = base + (node.module.split(".") if node.module else [])
+            elif node.module:
+                parts = node.module.split(".")
+            else:
+                continue
+            if parts[0] != "trainlab":
+                continue
             names = [a.name for a in node.names] if len(parts) == 1 else [parts[1]]
             found += [(node.lineno, n) for n in names]
         elif isinstance(node, ast.Import):
             found += [(node.lineno, a.name.split(".")[1]) for a in node.names if a.name.startswith("trainlab.")]
+        elif isinstance(node, ast.Call) and (target := _dynamic_target(node)) and target.startswith("trainlab."):
+            found.append((node.lineno, target.split(".")[1]))
     return found
 
 
-def back_arrows(package: str, source: str, where: str) -> list[str]:
+def back_arrows(package: str, source: str, where: str, module: tuple[str, ...] = ()) -> list[str]:
     own = LAYERS[package]
     return [
         f"{where}:{line} {package} imports {target}"
-        for line, target in imported_packages(source)
+        for line, target in imported_packages(source, module)
         if target in LAYERS and target != package and LAYERS[target] >= own
     ]
 
@@ -60,7 +86,8 @@ def test_every_import_points_down():
         parts = path.relative_to(ROOT).parts
         if len(parts) > 1:
             assert parts[0] in LAYERS, f"package {parts[0]!r} has no layer: add it to LAYERS"
-            problems += back_arrows(parts[0], path.read_text(), str(path.relative_to(ROOT.parent)))
+            module = (*parts[:-1], path.stem)
+            problems += back_arrows(parts[0], path.read_text(), str(path.relative_to(ROOT.parent)), module)
     assert not problems, "imports that point up:\n" + "\n".join(problems)
 
 
@@ -69,6 +96,18 @@ def test_a_planted_back_arrow_is_caught():
     assert back_arrows("optim", planted, "trainlab/optim/x.py") == ["trainlab/optim/x.py:4 optim imports cli"]
     assert back_arrows("tuning", "from trainlab import reports\n", "t.py") == ["t.py:1 tuning imports reports"]
     assert back_arrows("reports", "from trainlab.tuning import outcomes\n", "r.py") == []
+    # relative imports, resolved from the importing module
+    assert back_arrows("optim", "from ..cli import main\n", "o.py", ("optim", "x")) == ["o.py:1 optim imports cli"]
+    assert back_arrows("tuning", "from .. import reports\n", "t.py", ("tuning", "x")) == [
+        "t.py:1 tuning imports reports"
+    ]
+    assert back_arrows("optim", "from . import lion\nfrom .base import X\n", "o.py", ("optim", "x")) == []
+    assert back_arrows("reports", "from ..tuning.plan import P\n", "r.py", ("reports", "x")) == []
+    # dynamic imports of a literal name, at any depth
+    dynamic = "import importlib\n\ndef f():\n    return importlib.import_module('trainlab.cli.main')\n"
+    assert back_arrows("optim", dynamic, "o.py") == ["o.py:4 optim imports cli"]
+    assert back_arrows("tuning", "m = __import__('trainlab.reports')\n", "t.py") == ["t.py:1 tuning imports reports"]
+    assert back_arrows("optim", "import_module(name)\n", "o.py") == []  # a computed name cannot be read
 
 
 def test_schedules_do_not_import_optimizers():

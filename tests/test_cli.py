@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import torch
 
 from conftest import run_cli, run_main
 from trainlab.cli.main import build_parser
@@ -83,7 +84,7 @@ BAD_INPUTS = [
     (["race", "--workloads", "text_lm", "--workload-option", "text_lm.txt=1"], "valid options"),
     (["race", "--workloads", "mnist_cnn"], "data_dir"),
     (["race", "--seeds", "one"], "not an integer"),
-    (["race", "--device", "cuda:0"], "CUDA is not available"),
+    (["race", "--device", "gpu0"], "unknown device 'gpu0': use auto, cpu, cuda or cuda:N"),
     (["report", "--race", "999"], "no race 999"),
     (["race", "--eval-every", "1"], "--eval-every sets the cadence of continual evaluation and needs --eval-subset N"),
     (["race", "--workloads", "mnist1d_mlp", "--eval-subset", "100000"], "--eval-subset 100000: workload"),
@@ -91,6 +92,8 @@ BAD_INPUTS = [
     (["score", "--name", "none", "--replay-pruner"], "no tuning experiment"),
     (["race", "--workloads", "mnist1d_mlp", "--nproc", "3"], "does not split evenly over 3 processes"),
 ]
+if not torch.cuda.is_available():  # where there is a GPU, cuda:0 is a good device, not a bad input
+    BAD_INPUTS.append((["race", "--device", "cuda:0"], "CUDA is not available"))
 
 
 @pytest.mark.parametrize("argv,message", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])

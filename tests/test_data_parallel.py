@@ -42,12 +42,12 @@ def test_a_rank_that_dies_fails_its_trial_and_the_race_goes_on(tmp_path, mode, s
     dying = create_workload(str(HERE / "support_dying.py"), mode=mode)
     tiny = create_workload(str(HERE / "support_workloads.py"))
     store = ResultsStore(f"sqlite:///{tmp_path / 'r.db'}")
-    plan = RacePlan([dying, tiny], ["sgd"], [0], CPU, overrides=SGD, options=TrialOptions(nproc=2))
-    started = time.perf_counter()
+    # with a timeout, a death the launcher missed would end as "still running after 120 s: killed"
+    plan = RacePlan([dying, tiny], ["sgd"], [0], CPU, overrides=SGD, options=TrialOptions(nproc=2, trial_timeout=120))
     race_id, results = run_race(plan, store, progress=False)
-    assert time.perf_counter() - started < 60
     died, fine = store.trials(race_id)
     assert died["status"] == "failed" and said in died["error"], died["error"]
+    assert "still running" not in died["error"]  # seen as it died, not at the timeout
     assert fine["status"] == "completed" and fine["steps_to_target"] == 30 and len(results) == 1
 
 
@@ -59,10 +59,8 @@ def test_a_rank_that_hangs_is_killed_at_the_timeout(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the job file: ours alone (tests run in parallel)
     hanging = create_workload(str(HERE / "support_dying.py"), mode="hang")
-    started = time.perf_counter()
-    with pytest.raises(TrialFailed, match="still running after 8 s: killed"):
+    with pytest.raises(TrialFailed, match="still running after 8 s: killed"):  # the timeout's path
         run_parallel_trial(hanging, make_algorithm("sgd", SGD["sgd"]), 0, CPU, TrialOptions(nproc=2, trial_timeout=8))
-    assert time.perf_counter() - started < 30
     assert not _pids_running(tmp_path)  # no rank left behind
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -28,7 +30,11 @@ def test_every_optimizer_races_on_every_default_workload(tmp_path):
     race_id, results = run_race(plan, store, progress=False)
     assert len(results) == len(names) * len(workloads)  # no trial failed
     trials = store.trials(race_id)
-    assert {t["status"] for t in trials} <= {"completed", "diverged"}
+    # at the registered defaults no optimizer diverges on these short runs: every trial trains to a
+    # finite validation metric (a NaN update anywhere makes the trial "diverged" and fails here)
+    diverged = sorted((t["algorithm"], t["workload"]) for t in trials if t["status"] != "completed")
+    assert diverged == [], diverged
+    assert all(t["final_metric"] is not None and math.isfinite(t["final_metric"]) for t in trials)
     for t in trials:
         if t["algorithm"] != "signsgd":  # the only stateless rule
             assert t["state_bytes"] > 0, t["algorithm"]

@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import compiler_unavailable
 from trainlab.optim import create, state_bytes
 from trainlab.optim import AdEMAMix, DiffGrad, Lion, ScheduleFreeAdamW, SignSGD, Signum
 from trainlab.optim.nadamw import NAdamW
@@ -338,14 +339,14 @@ def test_closure_and_sparse(name):
 @pytest.fixture(scope="module")
 def compiled_model():
     if not hasattr(torch, "compile"):
-        pytest.skip("torch.compile unavailable")
+        compiler_unavailable("torch.compile", AttributeError("this torch has no torch.compile"))
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 4))
     try:
         compiled = torch.compile(model)  # inductor: generated kernels for forward and backward
         compiled(torch.randn(2, 8)).sum().backward()
     except Exception as exc:  # pragma: no cover - depends on the platform
-        pytest.skip(f"torch.compile unavailable: {exc}")
+        compiler_unavailable("torch.compile (inductor)", exc)
     return model, compiled, {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 

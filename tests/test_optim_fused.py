@@ -13,6 +13,7 @@ import io
 import pytest
 import torch
 
+from conftest import compiler_unavailable
 from trainlab import optim
 from trainlab.optim import create, fused
 from trainlab.optim.base import ElementwiseOptimizer
@@ -110,8 +111,20 @@ def state_tensors(opt, params):
     return [v for p in params for _, v in sorted(opt.state[p].items()) if torch.is_tensor(v)]
 
 
+@pytest.fixture(scope="module")
+def kernels(one_thread_module):
+    """A fused kernel builds on this machine (the C++ compiler works), else the policy of
+    `conftest.compiler_unavailable`: fail in CI, skip with the reason elsewhere."""
+    p = torch.ones(3, requires_grad=True)
+    p.grad = torch.ones(3)
+    try:
+        create("nadamw", [p], lr=1e-3, fused=True).step()  # the kernel the runs below use first
+    except fused.KernelUnavailable as exc:
+        compiler_unavailable("the fused kernels' C++ build", exc)
+
+
 @pytest.fixture(scope="module", params=list(CASES))
-def run(request):
+def run(request, kernels):
     """STEPS steps of a fused and a foreach optimizer on the same gradients, lr cut after each."""
     name = request.param
     a, b = make_params(), make_params()
@@ -151,7 +164,7 @@ def test_one_kernel_serves_every_shape_group_and_lr(run):
     assert run["calls"] == STEPS * len(SHAPES)
 
 
-def test_a_later_process_loads_the_kernel_without_building():
+def test_a_later_process_loads_the_kernel_without_building(kernels):
     """A built kernel is a file: a new process (same cache, threads and dtype) loads it, builds
     nothing, and its default (fused=None) path is the kernel when TRAINLAB_FUSED allows."""
     import json

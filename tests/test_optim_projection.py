@@ -17,6 +17,7 @@ import math
 import pytest
 import torch
 
+from conftest import compiler_unavailable
 from trainlab.optim import create, state_bytes
 from trainlab.optim import FRUGAL, SWAN, FiraAdamW, GaLoreAdamW
 from trainlab.optim.orthogonalize import MARGIN, minimax_coefficients
@@ -781,7 +782,7 @@ def compiled_mlp():
         compiled = torch.compile(model)
         compiled(torch.randn(2, 24)).sum().backward()
     except Exception as exc:  # pragma: no cover - depends on the platform
-        pytest.skip(f"torch.compile unavailable: {exc}")
+        compiler_unavailable("torch.compile (inductor)", exc)
     return model, compiled, {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 

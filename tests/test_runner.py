@@ -34,16 +34,15 @@ def test_clock_accumulates_only_running_stretches():
         clock.pause()
 
 
-def test_slow_evaluation_does_not_change_training_time():
-    spec = make_algorithm("adamw")
-    fast = run_trial(TinyRegression(train_sleep=0.004), spec, 0, CPU)
-    slow = run_trial(TinyRegression(train_sleep=0.004, eval_sleep=0.1), spec, 0, CPU)
-    assert len(slow.evals) == 6 and slow.eval_seconds >= 0.6
-    assert fast.train_seconds >= 60 * 0.004  # training time is counted ...
-    assert abs(slow.train_seconds - fast.train_seconds) < 0.1  # ... evaluation time is not
-    # every evaluation's clock reading excludes all earlier evaluations
-    for a, b in zip(fast.evals, slow.evals):
-        assert abs(a.train_seconds - b.train_seconds) < 0.1
+def test_slow_evaluation_is_recorded_apart_from_training():
+    # How many seconds each side gets is measured in benchmarks/clock_excludes_evaluation.py: its
+    # bounds depend on the machine's load, so no unit test asserts on wall-clock time. The clock's
+    # pause/resume arithmetic is tested above with an injected timer.
+    slow = run_trial(TinyRegression(eval_sleep=0.001), make_algorithm("adamw"), 0, CPU)
+    assert [e.step for e in slow.evals] == [10, 20, 30, 40, 50, 60]
+    readings = [e.train_seconds for e in slow.evals]
+    assert readings == sorted(readings) and readings[-1] <= slow.train_seconds
+    assert all(e.eval_seconds > 0 for e in slow.evals)
 
 
 def test_time_to_target_is_taken_at_the_first_evaluation_meeting_it():
@@ -122,10 +121,19 @@ def test_trial_records_memory_accounting():
     # saved for backward: the input batch (32 x 16, for the weight gradient), and the prediction and
     # target mse_loss keeps (32 x 1 each), all fp32
     assert result.saved_activation_bytes == 4 * (32 * 16 + 32 + 32)
-    assert result.peak_memory_bytes == (
-        result.param_bytes + result.grad_bytes + result.state_bytes + result.saved_activation_bytes
-    )
+    # without CUDA the peak is estimated: 68 B parameters + 68 B gradients + 144 B AdamW state
+    # (2 x 68 + two 4-byte steps) + 2304 B saved activations, counted here by hand
+    assert result.peak_memory_bytes == 68 + 68 + 144 + 2304
     assert result.peak_memory_source == "params+grads+state+activations"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA's peak allocation: no CUDA device here")
+def test_trial_on_cuda_reports_the_measured_peak_allocation():
+    # The CUDA path is untested where the suite usually runs (CPU only); on a GPU machine the peak
+    # is torch.cuda.max_memory_allocated, which holds at least the parameters, gradients and state.
+    result = run_trial(TinyRegression(), make_algorithm("adamw"), 0, torch.device("cuda"))
+    assert result.peak_memory_source == "cuda_max_allocated"
+    assert result.peak_memory_bytes >= 68 + 68 + 136
 
 
 def test_recorded_grad_norms_have_one_value_per_step():

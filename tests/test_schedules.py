@@ -213,17 +213,63 @@ def test_schedule_hparams_do_not_collide_with_optimizer_hparams():
         assert not set(defaults) & optimizer_keys, name
 
 
-@pytest.mark.parametrize(
-    "name", ["adamw+wsd", "adamw+linear", "adamw+cosine", "adamw+constant", "adamw+uba", "sgd+refined"]
-)
-def test_algorithms_name_the_schedules(name):
+# The named schedules' formulas, written out here (budget 40, warm-up 10 % = 4 steps): the k-th
+# update (0-based) must train at lr * f(k). Each differs from `constant` and from the others.
+NAMED_T, NAMED_W = 40, 4
+
+
+def _warm(step: int) -> float:
+    return (step + 1) / NAMED_W
+
+
+def _decayed(step: int) -> float:
+    return (step - NAMED_W) / (NAMED_T - NAMED_W)  # progress over the post-warm-up budget
+
+
+def _uba_formula(step: int, phi: float) -> float:
+    c = 1 + math.cos(math.pi * _decayed(step))
+    return 2 * c / (2 * phi + (2 - phi) * c)
+
+
+NAMED = {
+    "adamw+constant": ({}, lambda s: 1.0),
+    "adamw+cosine": ({}, lambda s: _warm(s) if s < NAMED_W else 0.5 * (1 + math.cos(math.pi * _decayed(s)))),
+    "adamw": ({}, lambda s: _warm(s) if s < NAMED_W else 0.5 * (1 + math.cos(math.pi * _decayed(s)))),  # default
+    "adamw+linear": ({}, lambda s: _warm(s) if s < NAMED_W else 1 - _decayed(s)),
+    # cool-down over the last int(0.25 * 40) = 10 steps, 1 - sqrt(progress)
+    "adamw+wsd": (
+        {"decay_fraction": 0.25},
+        lambda s: _warm(s) if s < NAMED_W else 1.0 if s < 30 else 1 - math.sqrt((s - 30) / 10),
+    ),
+    "adamw+uba": ({"phi": 0.5}, lambda s: _warm(s) if s < NAMED_W else _uba_formula(s, 0.5)),
+    # constant gradient norms refine to linear decay from the first step, 0 at the last
+    "sgd+refined": (
+        {"grad_norms": tuple([1.0] * NAMED_T), "refine_kind": "sgd"},
+        lambda s: (NAMED_T - 1 - s) / (NAMED_T - 1),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NAMED))
+def test_algorithms_train_at_the_named_schedules_formula(name):
     from trainlab.algorithms.base import TrainingAlgorithm
     from trainlab.algorithms.registry import make_algorithm
 
-    overrides = {"grad_norms": tuple([1.0] * 20), "refine_kind": "sgd"} if name.endswith("refined") else {}
-    spec = make_algorithm(name, overrides)
-    algo = TrainingAlgorithm(spec, torch.nn.Linear(2, 1), total_steps=20)
-    assert algo.optimizer.param_groups[0]["lr"] == pytest.approx(spec.hparams["lr"] * algo.schedule(0))
+    overrides, formula = NAMED[name]
+    if not name.endswith("refined"):
+        overrides = {**overrides, "warmup_fraction": 0.1}
+    spec = make_algorithm(name, overrides, untuned=True)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 1)
+    algo = TrainingAlgorithm(spec, model, total_steps=NAMED_T)
+    batch = (torch.randn(8, 2), torch.randn(8, 1))
+    lrs = []
+    for _ in range(NAMED_T):
+        lrs.append(algo.optimizer.param_groups[0]["lr"])
+        algo.update(model, batch, lambda m, b: torch.nn.functional.mse_loss(m(b[0]), b[1]))
+    lr = spec.hparams["lr"]
+    for step in (0, 1, 3, 4, 10, 20, 29, 30, 33, 38, 39):
+        assert lrs[step] == pytest.approx(lr * formula(step), rel=1e-12, abs=1e-15), (name, step)
 
 
 def test_refined_without_norms_says_how_to_get_them():
@@ -323,3 +369,74 @@ def test_race_batch_scaling_carries_each_lr_from_the_default_batch(tmp_path):
     race_id, _ = run_race(RacePlan([big], ["sgd"], [0], cpu, batch_scaling="auto"), store, progress=False)
     assert store.trials(race_id)[0]["hparams"]["lr"] == pytest.approx(4 * base["sgd"])
     assert store.race(race_id)["config"]["batch_scaling"] == "auto"
+
+
+# ---- pinned by the mutation check (scripts/mutation-check) -------------------------------------
+
+
+def test_refinement_weights_adam_by_l1_and_sgd_by_l2_inverse_norms():
+    # tau = 0: no smoothing. Norms 1, 2, 4: adam w = 1, 1/2, 1/4 -> eta = (1 x 3/4, 1/2 x 1/4, 0)
+    # = (1, 1/6, 0) after scaling; sgd w = 1, 1/4, 1/16 -> (1 x 5/16, 1/4 x 1/16, 0) = (1, 1/20, 0)
+    assert refine([1.0, 2.0, 4.0], "adam", tau=0.0) == pytest.approx([1.0, 1 / 6, 0.0])
+    assert refine([1.0, 2.0, 4.0], "sgd", tau=0.0) == pytest.approx([1.0, 1 / 20, 0.0])
+    assert refine([1.0, 2.0, 4.0], tau=0.0) == pytest.approx([1.0, 1 / 6, 0.0])  # adam by default
+    assert refined_schedule([1.0, 2.0, 4.0], tau=0.0)(1) == pytest.approx(1 / 6)
+    assert refine([1.0, 2.0, 4.0], "adam", tau=1.0)[-1] == 0.0  # tau = 1 is allowed
+
+
+def test_registered_schedules_default_to_their_listed_hyperparameters():
+    # wsd: warm-up int(0.05 x 100) = 5, cool-down the last 20 steps, 1 - sqrt
+    f = build_schedule("wsd", 100, {})
+    assert [f(s) for s in (0, 4, 50, 80)] == pytest.approx([1 / 5, 1.0, 1.0, 1.0])
+    assert f(90) == pytest.approx(1 - math.sqrt(0.5))
+    # uba: phi 0.8 after the same warm-up
+    c = 1 + math.cos(math.pi * 45 / 95)
+    assert build_schedule("uba", 100, {})(50) == pytest.approx(2 * c / (1.6 + 1.2 * c))
+    # refined: refine_tau 0.1 smooths one spike in 20 norms away (median of 3), tau 0 keeps it
+    spike = [1.0] * 20
+    spike[5] = 9.0
+    smoothed = build_schedule("refined", 20, {"grad_norms": spike, "refine_kind": "sgd"})
+    assert [smoothed(s) for s in range(20)] == pytest.approx([(19 - s) / 19 for s in range(20)])
+    raw = build_schedule("refined", 20, {"grad_norms": spike, "refine_kind": "sgd", "refine_tau": 0.0})
+    assert raw(5) < 0.05 < smoothed(5)
+
+
+def test_decays_stay_at_zero_past_the_budget_and_validation_boundaries():
+    assert wsd(100, 10, 0.2)(100) == 0.0 and wsd(100, 10, 0.2)(130) == 0.0
+    assert uba(100, 10)(100) == pytest.approx(0.0) and uba(100, 10)(150) == pytest.approx(0.0)
+    assert wsd(100, 0, 1.0, "linear")(50) == pytest.approx(0.5)  # decay_fraction 1: all cool-down
+    assert wsd(100, 20, 0.8, "linear")(20) == 1.0  # the cool-down may start where warm-up ends
+    for call, message in (
+        (lambda: wsd(100, 0, 1.5), "decay_fraction must be a number in"),
+        (lambda: uba(100, 0, "0.8"), "phi must be a finite positive number"),
+        (lambda: refine([1.0, 2.0], tau="0.1"), "tau .* must be in"),
+        (lambda: refined_schedule([1.0, 2.0])(-1), "step must be non-negative, got -1"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_schedule_bounds_and_messages_read_exactly():
+    assert cosine_decay(1)(0) == 1.0  # a one-step budget is allowed
+    assert cosine_decay(100, 10)(150) == 0.0 and linear_decay(100)(150) == 0.0  # past the budget
+    for call, message in (
+        (lambda: cosine_decay(0), r"^total_steps must be a positive integer, got 0$"),
+        (lambda: linear_decay(2.5), r"^total_steps must be a positive integer, got 2.5$"),
+        (
+            lambda: build_schedule("cosine", 100, {"warmup_fraction": 1.0}),
+            r"^warmup_fraction must be in \[0, 1\), got 1.0$",
+        ),
+        (
+            lambda: build_schedule("refined", 10, {}),
+            r"^refined needs gradient norms from a first run: use `trainlab refine` \(or pass the hyperparameter "
+            r"grad_norms=\[\.\.\.\], one norm per step\)$",
+        ),
+        (
+            lambda: build_schedule("refined", 2, {"grad_norms": [1.0, 1.0]}),
+            r"^refined needs refine_kind, one of adam, sgd ",
+        ),
+        (lambda: build_schedule("nosuch", 10, {}), r"available: constant, cosine, linear, refined, uba, wsd$"),
+        (lambda: refine([[1.0, 2.0], [3.0]]), r"^grad_norms must be a flat sequence of numbers$"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            call()

@@ -260,3 +260,41 @@ def test_stability_after_target_on_hand_made_curves():
     assert after_target([0.2, 0.9], 0.8, True) == (None, None, 0)  # reached at the last evaluation
     assert after_target([3.0, 2.5, 2.9, 2.6], 2.7, False) == (2.9, pytest.approx(0.2), 2)  # lower is better
     assert after_target([3.0, 2.5, math.nan], 2.7, False) == (math.inf, math.inf, 1)  # diverged after it
+
+
+# ---- pinned by the mutation check (scripts/mutation-check) -------------------------------------
+
+
+def test_the_interval_reads_order_statistics_floor_and_ceil_of_alpha_times_n_minus_1():
+    from trainlab.scoring.aggregate import _order_statistic_interval
+
+    # 2000 estimates 1..2000, 95 %: alpha (n - 1) = 0.025 x 1999 = 49.975 -> index 49 (value 50);
+    # (1 - alpha)(n - 1) = 1949.025 -> index 1950 (value 1951), rounding outwards on both sides
+    estimates = np.arange(1.0, 2001.0)
+    assert _order_statistic_interval(estimates[::-1].copy(), 0.95) == (50.0, 1951.0)
+    assert _order_statistic_interval(estimates, 0.5) == (500.0, 1501.0)  # 499.75 -> 499, 1499.25 -> 1500
+
+
+def test_the_default_bootstrap_is_2000_resamples_from_seed_0():
+    costs = [[2.0**i for i in range(8)], [3.0**i for i in range(8)]]  # spread out: every resample counts
+    assert bootstrap_interval(costs) == bootstrap_interval(costs, resamples=2000, confidence=0.95, seed=0)
+    assert bootstrap_interval(costs) != bootstrap_interval(costs, resamples=2001, seed=0)
+
+
+def test_scoring_errors_name_what_is_wrong():
+    with pytest.raises(ValueError, match="^median of no costs$"):
+        median_cost([])
+    with pytest.raises(ValueError, match="^no algorithms$"):
+        performance_ratios({})
+    with pytest.raises(ValueError, match="^no workloads$"):
+        performance_ratios({"a": {}})
+    with pytest.raises(ValueError, match="^cost of 'b' on 'w' must be positive"):
+        performance_ratios({"a": {"w": 1.0}, "b": {"w": math.nan}})
+    with pytest.raises(ValueError, match="^algorithm 'a' has no workloads$"):
+        performance_profile({"a": {}}, [1.0])
+    with pytest.raises(ValueError, match="^algorithm 'a' has no workloads$"):
+        benchmark_score({"a": {}})
+    with pytest.raises(ValueError, match="^cost of 'adamw' on 'w' must be positive"):
+        geometric_mean_speedup({"adamw": {"w": 0.0}, "b": {"w": 1.0}}, "adamw")
+    with pytest.raises(ValueError, match="^cost of 'b' on 'w' must be positive"):
+        geometric_mean_speedup({"adamw": {"w": 1.0}, "b": {"w": -1.0}}, "adamw")

@@ -189,7 +189,9 @@ def identity(t) -> tuple:
 @pytest.mark.slow
 def test_tune_with_two_workers_records_every_trial_once_and_splits_seeds(tmp_path):
     store = f"sqlite:///{tmp_path / 'studies.db'}"
-    done = _tune(tmp_path, "two", "--workers", "2", store=store)
+    meet = tmp_path / "pids"  # the coordinator's first trial waits there for the helper's
+    rendezvous = ("--workload-option", f"tiny_regression.rendezvous={meet}")
+    done = _tune(tmp_path, "two", "--workers", "2", *rendezvous, store=store)
     assert done.returncode == 0, done.stderr
     assert "| sgd |" in done.stdout
     plan, completed, trials = _completed(store, "two")
@@ -215,7 +217,8 @@ def test_tune_with_two_workers_records_every_trial_once_and_splits_seeds(tmp_pat
     for t in tuning:
         assert t.user_attrs["config"] == draw_configs(space, t.user_attrs["study"], 3)[t.user_attrs["draw"]]
         assert t.params["lr"] == pytest.approx(t.user_attrs["config"]["lr"])
-    assert len({t.user_attrs["result"]["pid"] for t in completed}) >= 1
+    pids = {t.user_attrs["result"]["pid"] for t in completed}
+    assert len(pids) == 2 and pids == {int(p.name) for p in meet.iterdir()}  # each worker ran trials
     report = (tmp_path / "report-two" / "report.md").read_text()
     assert "Performance profiles" in report and (tmp_path / "report-two" / "scores.json").exists()
 
@@ -226,7 +229,7 @@ def test_tune_with_two_workers_records_every_trial_once_and_splits_seeds(tmp_pat
     assert {t.user_attrs["kind"] for t in completed_same} == {"tune"}
 
     # rerunning a finished experiment resumes it: nothing runs twice
-    again = _tune(tmp_path, "two", store=store)
+    again = _tune(tmp_path, "two", *rendezvous, store=store)
     assert again.returncode == 0 and "resumed; 10 trials complete, 0 to run" in again.stdout
     assert len(_completed(store, "two")[1]) == 10
     score = run_cli("score", "--store", store, "--name", "two", "--out", str(tmp_path / "score"))

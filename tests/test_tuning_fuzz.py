@@ -14,8 +14,10 @@ from hypothesis import strategies as st
 from conftest import ROOT
 from trainlab.cli.main import main
 from trainlab.errors import UsageError
-from trainlab.algorithms.registry import check_search_space
-from trainlab.algorithms.search_space import SearchSpace
+from trainlab.algorithms import make_algorithm
+from trainlab.algorithms.registry import check_search_space, parse_name, valid_hparams
+from trainlab.algorithms.search_space import SearchSpace, to_hparams
+from trainlab.tuning.experiment import draw_configs
 
 TINY = str(ROOT / "tests" / "support_workloads.py")
 ALGORITHMS = ["adamw", "sgd", "lion", "signum", "sfadamw", "frugal", "adamw+wsd"]
@@ -95,6 +97,22 @@ def test_fuzzed_search_spaces_are_accepted_or_rejected_in_one_line(algorithm, da
         return
     event("accepted")
     assert isinstance(space, SearchSpace) and space.dimensions
+    # accepted means usable: every draw a study would train is a point of the space as written
+    # (the listed names, each inside its range or among its feasible points), and builds
+    plain = lambda x: json.loads(json.dumps(x))  # noqa: E731 (tuples and lists compare alike)
+    valid = valid_hparams(*parse_name(algorithm))
+    for config in draw_configs(space, 0, 3):
+        if isinstance(data, list):
+            assert plain(config) in plain(data), (config, data)
+        else:
+            assert set(config) == set(data), (config, data)
+            for name, value in config.items():
+                spec = data[name]
+                if "feasible_points" in spec:
+                    assert plain(value) in plain(spec["feasible_points"]), (name, value, spec)
+                else:
+                    assert spec["min"] <= value <= spec["max"], (name, value, spec)
+        make_algorithm(algorithm, to_hparams(config, valid))  # a UsageError here fails the test
 
 
 def _value(draw_from):
