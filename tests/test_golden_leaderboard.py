@@ -305,20 +305,21 @@ def test_leaderboard_tables_values_and_order_by_hand(board):
     }
     assert u["steps"].scores == pytest.approx({"adamw": 5 / 6, "lion": 0.0, "sgd": 5.75 / 6})
     variants = {"adamw": (1, 2), "lion": (0, 2), "sgd": (2, 2)}
-    # state vs adamw: mean over workloads of state / adamw's state: lion (0.5 + 0.7) / 2, sgd 0.5
+    # state vs adamw: geometric mean over workloads of state / adamw's state: lion sqrt(0.5 * 0.7) =
+    # 0.592, sgd 0.5
     assert compact_table(t, u, out.memory, variants, ["w1", "w2"]) == [
-        "| algorithm | w1 steps | w2 steps | score (steps) | score (time) | speedup vs adamw (steps) "
-        "| state vs adamw | variants reached | untuned score (steps) |",
+        "| algorithm | w1 steps | w2 steps | score (steps) | score (wall clock) | speedup vs adamw (steps) "
+        "| state vs adamw (geometric mean, peak) | variants reached | untuned score (steps) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         "| adamw | 500 [400, 600] | 200 [200, 200] | 0.833 | 0.981 | 1.00x (2/2) | 1.00x | 1/2 | 0.833 |",
-        "| lion | miss | 100 [100, 100] | 0.500 | 0.417 | 2.00x (1/2) | 0.60x | 0/2 | 0.000 |",
+        "| lion | miss | 100 [100, 100] | 0.500 | 0.417 | 2.00x (1/2) | 0.59x | 0/2 | 0.000 |",
         "| sgd | 900 [800, 1000] | miss | 0.367 | 0.500 | 0.56x (1/2) | 0.50x | 2/2 | 0.958 |",
     ]
     # the report's summary is ordered by the time score instead
     assert summary_table(t, out.memory, variants, ["w1", "w2"])[2:] == [
         "| adamw | 0.981 | 0.833 | 1.00x (2/2) | 1.00x | all (elementwise) | 1/2 |",
         "| sgd | 0.500 | 0.367 | 1.11x (1/2) | 0.50x | all (elementwise) | 2/2 |",
-        "| lion | 0.417 | 0.500 | 0.67x (1/2) | 0.60x | 50-75 % | 0/2 |",
+        "| lion | 0.417 | 0.500 | 0.67x (1/2) | 0.59x | 50-75 % | 0/2 |",
     ]
     # per workload: fewest steps first, misses last
     assert workload_table(t, out.memory, ["w1", "w2"])[2:] == [
