@@ -184,7 +184,7 @@ def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
 
     store = ResultsStore(str(db))
     with store.engine.connect() as conn:
-        assert conn.execute(sa.text("select value from trainlab_meta")).scalar() == str(SCHEMA_VERSION) == "5"
+        assert conn.execute(sa.text("select value from trainlab_meta")).scalar() == str(SCHEMA_VERSION) == "6"
         after = conn.execute(sa.text("select * from trainlab_trials")).mappings().one()
     assert {k: after[k] for k in before} == dict(before)  # every stored value kept
     assert {k: after[k] for k in set(after) - set(before)} == {
@@ -202,7 +202,11 @@ def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
         "continual_stability_gap": None,
         "outer_gradients": None,
         "inner_steps": None,
+        "owner": None,
+        "heartbeat_at": None,
     }
+    with store.engine.connect() as conn:  # the race table's fingerprint column too (schema 6)
+        assert conn.execute(sa.text("select fingerprint from trainlab_races")).scalar() is None
     trial = store.trials(1)[0]
     assert trial["time_to_target"] == 2.0 and [e["step"] for e in store.evals(1)] == [10, 20]
     row = summarize([trial])[0]
