@@ -108,6 +108,7 @@ def run_rank(rank: int, world: int, args, names: list[str], tmp: str) -> None:
                 )
     torch.save(results, f"{tmp}/r{world}_{rank}.pt")
     dist.destroy_process_group()
+    os._exit(0)  # skip teardown: gloo's threads can abort it under load (see data_parallel_rank.py)
 
 
 def largest_matrix_state(name: str, args) -> tuple[int, float]:

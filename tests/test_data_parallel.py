@@ -153,3 +153,20 @@ def test_a_killed_tune_worker_takes_its_launch_with_it(tmp_path):
     for pid in left:  # never leave them running, even when the test fails
         os.kill(pid, signal.SIGKILL)
     assert not left, f"{len(left)} launch processes outlived the killed worker"
+
+
+def test_a_native_abort_is_named_not_the_launchers_own_traceback():
+    """A C++ abort prints no Python error: the message names its line, not `raise ChildFailedError(`."""
+    from trainlab.benchmark.data_parallel import _failure
+
+    output = (
+        "terminate called without an active exception\n"
+        "Traceback (most recent call last):\n    raise ChildFailedError(\n"
+        "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: \n"
+        "Root Cause (first observed failure):\n[0]:\n  rank      : 0 (local_rank: 0)\n  exitcode  : -6 (pid: 1)\n"
+    )
+    said = _failure(output, 1, 2)
+    assert said.endswith(
+        "rank 0 failed first (exit code -6): no Python error; last native error line: "
+        "terminate called without an active exception"
+    ), said

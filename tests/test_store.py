@@ -148,3 +148,17 @@ def test_every_table_is_prefixed_so_optuna_can_share_the_database(store_url):
     names = sa.inspect(store.engine).get_table_names()
     assert names and all(name.startswith("trainlab_") for name in names)
     assert "trials" not in names  # Optuna's RDB storage owns that name
+
+
+def test_a_long_error_keeps_its_summary_and_the_innermost_frames():
+    """A traceback is read from its end: clipping must drop its middle, never the frame that raised."""
+    from trainlab.store.database import clip_error
+
+    frames = "".join(f'  File "/a/very/long/path/to/module_{i}.py", line {i}, in f{i}\n' for i in range(200))
+    error = "RuntimeError: the summary\nTraceback (most recent call last):\n" + frames + "RuntimeError: the summary"
+    clipped = clip_error(error, limit=1000)
+    assert len(clipped) <= 1000
+    assert clipped.startswith("RuntimeError: the summary\n")
+    assert clipped.endswith('module_199.py", line 199, in f199\nRuntimeError: the summary')
+    assert "characters of the traceback left out" in clipped
+    assert clip_error("short") == "short"

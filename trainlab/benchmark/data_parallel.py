@@ -205,7 +205,9 @@ def _failure(output: str, code: int, nproc: int) -> str:
     native = [  # a C++ abort (gloo, an uncaught c10::Error) prints no Python traceback
         line.strip()
         for line in output.rpartition("Root Cause")[0].splitlines()
-        if re.search(r"what\(\):|terminate called|\] \[?E|Error|error:", line) and "torch.distributed" not in line
+        if re.search(r"what\(\):|terminate called|\] \[?E|Error|error:", line)
+        and "torch.distributed" not in line
+        and "ChildFailedError" not in line  # the launcher's own report, not the rank's
     ]
     detail = errors.get(first) or (
         f"no Python error; last native error line: {native[-1][:300]}"

@@ -50,6 +50,21 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+ERROR_CHARS = 4000
+
+
+def clip_error(error: str, limit: int = ERROR_CHARS) -> str:
+    """A stored error keeps its first line (the summary) and the *end* of its traceback: the
+    innermost frames say where it was raised, and those are what a reader needs."""
+    if len(error) <= limit:
+        return error
+    head, _, rest = error.partition("\n")
+    head = head[: limit // 4]
+    marker = "\n... ({} characters of the traceback left out) ...\n"
+    keep = limit - len(head) - len(marker.format(len(rest)))
+    return head + marker.format(len(rest) - keep) + rest[-keep:]
+
+
 class ResultsStore:
     def __init__(self, url: str | None = None, create: bool = True) -> None:
         self.url = normalise_url(url)
@@ -278,7 +293,7 @@ class ResultsStore:
             conn.execute(
                 schema.trials.update()
                 .where(schema.trials.c.id == trial_id)
-                .values(status="failed", error=error[:2000], finished_at=_now())
+                .values(status="failed", error=clip_error(error), finished_at=_now())
             )
 
     # ---- reading ----------------------------------------------------------------------------
