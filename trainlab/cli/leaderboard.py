@@ -73,32 +73,13 @@ def add_parsers(sub) -> None:
 def leaderboard(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from trainlab.tuning.coordinator import run_experiment
-    from trainlab.tuning.leaderboard import (
-        SELF_TUNING_NAME,
-        TUNED_NAME,
-        check_workloads,
-        forget,
-        leaderboard_plans,
-        stored_plan,
-    )
+    from trainlab.tuning.leaderboard import SELF_TUNING_NAME, TUNED_NAME, leaderboard_plans, stored_plan
     from trainlab.tuning.storage import open_storage
-    from trainlab.workloads.variants import variants_of
 
     device = parents.setup_runtime(args)
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
-    if args.algorithms:
-        from trainlab.algorithms.registry import parse_name
-        from trainlab.cli.options import split_list
-
-        algorithms = split_list(args.algorithms, "algorithms")
-        for a in algorithms:
-            parse_name(a)
-    else:
-        from trainlab import optim
-
-        algorithms = optim.available()
+    algorithms = _algorithms(args)
     if "://" not in args.store:
         Path(args.store).parent.mkdir(parents=True, exist_ok=True)
     storage = open_storage(args.store, args.heartbeat_interval, args.grace_period, create=True)
@@ -110,16 +91,7 @@ def leaderboard(args: argparse.Namespace) -> int:
     else:
         tuned, self_ = leaderboard_plans(storage, algorithms)
     if args.rerun:
-        from trainlab.cli.options import split_list
-
-        rerun = split_list(args.rerun, "rerun")
-        if args.score_only or args.dry_run:
-            raise UsageError("--rerun deletes and runs trials: drop --score-only / --dry-run")
-        for plan in (tuned, self_):
-            if stored_plan(storage, plan.name) is not None:
-                deleted = forget(storage, plan, rerun)
-                print(f"leaderboard: {plan.name}: deleted {deleted} stored trials of {', '.join(rerun)}", flush=True)
-        algorithms = sorted(set(algorithms) | set(rerun))
+        algorithms = _forget_rerun(args, storage, (tuned, self_), algorithms)
     if args.dry_run:
         for plan in (tuned, self_):
             print(
@@ -129,44 +101,92 @@ def leaderboard(args: argparse.Namespace) -> int:
         print(f"store {args.store} is reachable (dry run: nothing ran)")
         return 0
     if not args.score_only:
-        check_workloads(algorithms)
-        bars = parents.progress_bars(args)
-        chosen = [p for p in (tuned, self_) if args.only in ("both", "tuned" if p is tuned else "self")]
-        for plan in chosen:
-            print(
-                f"leaderboard: {plan.name}: {len(plan.algorithms)} algorithms, "
-                f"{plan.tuning_trials()} trials before evaluation runs; {args.workers} worker(s), "
-                f"{args.threads} thread(s) each; store {args.store}",
-                flush=True,
-            )
-            run_experiment(
-                storage,
-                args.store,
-                plan,
-                device,
-                workers=args.workers,
-                threads=args.threads,
-                heartbeat_interval=args.heartbeat_interval,
-                grace_period=args.grace_period,
-                report=lambda line: print(line, flush=True),
-                progress_factory=bars,
-                variants_of=variants_of if plan.variants else None,
-            )
+        _run(args, storage, device, [p for p in (tuned, self_) if args.only in ("both", _kind(p, tuned))], algorithms)
     from trainlab.reports.leaderboard import write_leaderboard
 
     path = write_leaderboard(storage, tuned, self_, args.out, store=args.store)
     print(f"\nleaderboard report: {path}")
     if args.write_configs:
-        import json
-
-        from trainlab.tuning.leaderboard import race_configs
-
-        configs = race_configs(storage, tuned)
-        count = sum(len(v) for v in configs["configs"].values())
-        wanted = len(tuned.algorithms) * len(tuned.workloads)
-        if count < wanted:  # races keep the configurations of the last finished board
-            print(f"race configurations not written: {count} of {wanted} algorithm-workload pairs are finished")
-        else:
-            Path(args.write_configs).write_text(json.dumps(configs, indent=2, sort_keys=True) + "\n")
-            print(f"race configurations: {args.write_configs} ({count} algorithm-workload pairs)")
+        _write_configs(storage, tuned, args.write_configs)
     return 0
+
+
+def _kind(plan, tuned) -> str:
+    return "tuned" if plan is tuned else "self"
+
+
+def _algorithms(args: argparse.Namespace) -> list[str]:
+    """--algorithms, each name checked, else every registered optimizer."""
+    if not args.algorithms:
+        from trainlab import optim
+
+        return optim.available()
+    from trainlab.algorithms.registry import parse_name
+    from trainlab.cli.options import split_list
+
+    algorithms = split_list(args.algorithms, "algorithms")
+    for a in algorithms:
+        parse_name(a)
+    return algorithms
+
+
+def _forget_rerun(args: argparse.Namespace, storage, plans, algorithms: list[str]) -> list[str]:
+    """--rerun: delete the named algorithms' stored trials, so the run below queues them afresh."""
+    from trainlab.cli.options import split_list
+    from trainlab.tuning.leaderboard import forget, stored_plan
+
+    rerun = split_list(args.rerun, "rerun")
+    if args.score_only or args.dry_run:
+        raise UsageError("--rerun deletes and runs trials: drop --score-only / --dry-run")
+    for plan in plans:
+        if stored_plan(storage, plan.name) is not None:
+            deleted = forget(storage, plan, rerun)
+            print(f"leaderboard: {plan.name}: deleted {deleted} stored trials of {', '.join(rerun)}", flush=True)
+    return sorted(set(algorithms) | set(rerun))
+
+
+def _run(args: argparse.Namespace, storage, device, plans, algorithms: list[str]) -> None:
+    """Run (or resume) each chosen experiment to its end."""
+    from trainlab.tuning.coordinator import run_experiment
+    from trainlab.tuning.leaderboard import check_workloads
+    from trainlab.workloads.variants import variants_of
+
+    check_workloads(algorithms)
+    bars = parents.progress_bars(args)
+    for plan in plans:
+        print(
+            f"leaderboard: {plan.name}: {len(plan.algorithms)} algorithms, "
+            f"{plan.tuning_trials()} trials before evaluation runs; {args.workers} worker(s), "
+            f"{args.threads} thread(s) each; store {args.store}",
+            flush=True,
+        )
+        run_experiment(
+            storage,
+            args.store,
+            plan,
+            device,
+            workers=args.workers,
+            threads=args.threads,
+            heartbeat_interval=args.heartbeat_interval,
+            grace_period=args.grace_period,
+            report=lambda line: print(line, flush=True),
+            progress_factory=bars,
+            variants_of=variants_of if plan.variants else None,
+        )
+
+
+def _write_configs(storage, tuned, target: str) -> None:
+    """The race configurations, written only from a finished board: races keep the last finished one."""
+    import json
+    from pathlib import Path
+
+    from trainlab.tuning.leaderboard import race_configs
+
+    configs = race_configs(storage, tuned)
+    count = sum(len(v) for v in configs["configs"].values())
+    wanted = len(tuned.algorithms) * len(tuned.workloads)
+    if count < wanted:
+        print(f"race configurations not written: {count} of {wanted} algorithm-workload pairs are finished")
+    else:
+        Path(target).write_text(json.dumps(configs, indent=2, sort_keys=True) + "\n")
+        print(f"race configurations: {target} ({count} algorithm-workload pairs)")

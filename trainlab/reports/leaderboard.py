@@ -190,24 +190,9 @@ def workload_table(
 def write_leaderboard(
     storage, tuned, self_tuning, out: str, store: str | None = None, command: str = "make leaderboard"
 ) -> Path:
-    from trainlab.tuning.experiment import list_experiments
-
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    started = set(list_experiments(storage))
-    views = {}
-    for key, plan in (("tuned", tuned), ("self", self_tuning)):
-        if plan.name not in started:  # not begun: every cell reads as not yet run
-            views[key] = None
-            continue
-        outcomes = collect(storage, plan)
-        baseline = BASELINE if BASELINE in plan.algorithms else None
-        write_tuning_report(outcomes, out_dir / key, baseline, None)
-        views[key] = (
-            outcomes,
-            {by: score_experiment(outcomes, by, baseline) for by in ("time", "steps")},
-            outcomes.memory,
-        )
+    views = _views(storage, tuned, self_tuning, out_dir)
     workloads = [tuned.display(w) for w in tuned.workloads]
     if views["tuned"] is None:
         raise UsageError("the store has no leaderboard experiment yet: run `trainlab leaderboard` first")
@@ -215,16 +200,7 @@ def write_leaderboard(
     s_out, s_scores, s_mem = views["self"] or (None, None, None)
     plot = pareto_plot(t_scores["steps"].costs, t_mem, workloads, out_dir / "pareto.png", baseline=BASELINE)
 
-    lines = _intro(tuned, self_tuning, store, command)
-    for outcomes, label in ((t_out, "tuned"), (s_out, "self-tuning")):
-        if outcomes is not None and outcomes.missing:
-            lines += [
-                f"**{label}: incomplete** ({len(outcomes.missing)} parts unfinished, scored as "
-                "misses until they finish): "
-                + "; ".join(outcomes.missing[:6])
-                + (" ..." if len(outcomes.missing) > 6 else ""),
-                "",
-            ]
+    lines = _intro(tuned, self_tuning, store, command) + _incomplete(t_out, s_out)
     lines += ["## Tuned", ""] + summary_table(t_scores, t_mem, _variants(t_out), workloads) + [""]
     lines += [
         f"![memory against steps to target]({plot.name})",
@@ -275,6 +251,39 @@ def write_leaderboard(
     path = out_dir / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _views(storage, tuned, self_tuning, out_dir: Path) -> dict:
+    """Each begun experiment's outcomes, its scores by time and by steps, and its memory; None for
+    one not begun (every cell reads as not yet run). Writes each one's full report beside."""
+    from trainlab.tuning.experiment import list_experiments
+
+    started = set(list_experiments(storage))
+    views: dict = {}
+    for key, plan in (("tuned", tuned), ("self", self_tuning)):
+        if plan.name not in started:
+            views[key] = None
+            continue
+        outcomes = collect(storage, plan)
+        baseline = BASELINE if BASELINE in plan.algorithms else None
+        write_tuning_report(outcomes, out_dir / key, baseline, None)
+        scores = {by: score_experiment(outcomes, by, baseline) for by in ("time", "steps")}
+        views[key] = (outcomes, scores, outcomes.memory)
+    return views
+
+
+def _incomplete(*experiments) -> list[str]:
+    lines = []
+    for outcomes, label in zip(experiments, ("tuned", "self-tuning"), strict=True):
+        if outcomes is not None and outcomes.missing:
+            lines += [
+                f"**{label}: incomplete** ({len(outcomes.missing)} parts unfinished, scored as "
+                "misses until they finish): "
+                + "; ".join(outcomes.missing[:6])
+                + (" ..." if len(outcomes.missing) > 6 else ""),
+                "",
+            ]
+    return lines
 
 
 def _intro(tuned, self_tuning, store: str | None, command: str) -> list[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from trainlab.memory.names import saver_labels
 from trainlab.reports import plots
-from trainlab.reports.summary import format_table, summarize
+from trainlab.reports.summary import SummaryRow, format_table, summarize
 from trainlab.store import ResultsStore
 from trainlab.store.results import FINISHED
 
@@ -56,6 +56,17 @@ def write_report(store: ResultsStore, out_dir: str | Path, race_id: int | None =
     lines += _stability_section(finished, race["config"].get("continual"))
     if race["config"].get("predict"):
         lines += _prediction_section(store, finished)
+    lines += _plots_section(store, rows, finished, out)
+    lines += _schedule_section(race, out)
+    lines += _hyperparameters_section(race)
+    report = out / "report.md"
+    report.write_text("\n".join(lines))
+    return report
+
+
+def _plots_section(store: ResultsStore, rows: list[SummaryRow], finished: list[dict], out: Path) -> list[str]:
+    """Time to target, memory against time, and each workload's validation curves."""
+    lines: list[str] = []
     if rows:
         bars = plots.time_to_target_bars(rows, out / "time_to_target.png")
         lines += ["## Time to target", "", f"![time to target]({bars.name})", ""]
@@ -93,18 +104,17 @@ def write_report(store: ResultsStore, out_dir: str | Path, race_id: int | None =
             out / f"curve_{_slug(workload)}.png",
         )
         lines += [f"### {workload}", "", f"![{workload}]({path.name})", ""]
+    return lines
 
-    lines += _schedule_section(race, out)
-    lines += ["## Hyperparameters", "", "| algorithm | workload | hyperparameters | from |", "|---|---|---|---|"]
+
+def _hyperparameters_section(race: dict) -> list[str]:
+    lines = ["## Hyperparameters", "", "| algorithm | workload | hyperparameters | from |", "|---|---|---|---|"]
     for algorithm in race["config"].get("algorithms", []):
         hp = ", ".join(f"{k}={_short(v)}" for k, v in sorted(algorithm["hparams"].items()))
         lines.append(
             f"| {algorithm['name']} | {algorithm.get('workload', 'all')} | {hp} | {algorithm.get('source') or '--'} |"
         )
-    lines.append("")
-    report = out / "report.md"
-    report.write_text("\n".join(lines))
-    return report
+    return lines + [""]
 
 
 def _stability_section(trials: list[dict], continual: dict | None = None) -> list[str]:

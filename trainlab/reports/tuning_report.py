@@ -93,11 +93,47 @@ def _config_text(config: dict[str, Any]) -> str:
 def write_tuning_report(
     outcomes: Outcomes, out_dir: str | Path, baseline: str | None = None, command: str | None = None
 ) -> tuple[Path, dict[str, Score]]:
-    plan = outcomes.plan
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     scores = {by: score_experiment(outcomes, by, baseline) for by in ("time", "steps")}
     by_time = scores["time"]
+    lines = _header_section(outcomes, command)
+    lines += [
+        "## Scores (time to target)",
+        "",
+        "Per workload: median over studies of the median over evaluation seeds of training "
+        "seconds to the target (95 % bootstrap interval over studies and seeds); `miss` = "
+        f"infinity. Score: normalised area under the performance profile up to r_max = {R_MAX:g} "
+        f"(1 = fastest on every workload). Speedup: geometric mean over workloads both reached, "
+        f"against {by_time.baseline}.",
+        "",
+        by_time.table(),
+        "",
+        "## Scores (steps to target)",
+        "",
+        scores["steps"].table(),
+        "",
+    ]
+    lines += _plots_section(outcomes, by_time, out)
+    lines += _chosen_section(outcomes)
+    if outcomes.memory:
+        lines += _memory_section(outcomes)
+    lines += _variants_section(outcomes)
+    (out / "scores.tex").write_text(
+        scoring_table_latex(
+            by_time.costs, by_time.intervals, by_time.scores, by_time.speedups, unit="s", baseline=by_time.baseline
+        )
+    )
+    (out / "scores.json").write_text(json.dumps({by: s.to_json() for by, s in scores.items()}, indent=2))
+    lines += ["Files: `scores.json` (every number above), `scores.tex` (the time table as LaTeX).", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path, scores
+
+
+def _header_section(outcomes: Outcomes, command: str | None) -> list[str]:
+    """What was run, under which protocol and options, and how to run it again."""
+    plan = outcomes.plan
     protocol = (
         "held-out: each study's best configuration re-run on evaluation seeds "
         f"{', '.join(map(str, plan.eval_seeds))} (never used in tuning), its time to target "
@@ -123,24 +159,13 @@ def write_tuning_report(
         lines += ["Command:", "", f"    {command}", ""]
     if outcomes.missing:
         lines += ["**Incomplete** (scored as misses until they finish): " + "; ".join(outcomes.missing), ""]
-    lines += [
-        "## Scores (time to target)",
-        "",
-        "Per workload: median over studies of the median over evaluation seeds of training "
-        "seconds to the target (95 % bootstrap interval over studies and seeds); `miss` = "
-        f"infinity. Score: normalised area under the performance profile up to r_max = {R_MAX:g} "
-        f"(1 = fastest on every workload). Speedup: geometric mean over workloads both reached, "
-        f"against {by_time.baseline}.",
-        "",
-        by_time.table(),
-        "",
-        "## Scores (steps to target)",
-        "",
-        scores["steps"].table(),
-        "",
-    ]
+    return lines
+
+
+def _plots_section(outcomes: Outcomes, by_time: Score, out: Path) -> list[str]:
+    """The performance profiles, the per-workload times with intervals, and the tuning curves."""
     profile = tuning_plots.performance_profiles_plot(by_time.ratios, out / "performance_profiles.png", R_MAX)
-    lines += ["## Performance profiles", "", f"![performance profiles]({profile.name})", ""]
+    lines = ["## Performance profiles", "", f"![performance profiles]({profile.name})", ""]
     rows = [
         {
             "workload": w,
@@ -155,7 +180,7 @@ def write_tuning_report(
     bars = tuning_plots.workload_costs_plot(rows, out / "time_to_target.png", unit="s")
     lines += ["## Time to target per workload", "", f"![time to target]({bars.name})", ""]
     curves = tuning_plots.tuning_curves_plot(outcomes.curves, out / "tuning_curves.png")
-    lines += [
+    return lines + [
         "## Tuning curves",
         "",
         "Best time to target so far against the number of tuning trials, one line per study.",
@@ -163,51 +188,45 @@ def write_tuning_report(
         f"![tuning curves]({curves.name})",
         "",
     ]
-    if outcomes.best:
-        lines += [
-            "## Chosen configurations",
-            "",
-            "| algorithm | workload | study | draw | tuning time (s) | configuration |",
-            "|---|---|---|---|---|---|",
-        ]
-        for b in outcomes.best:
-            t = b["tuning_time"]
-            lines.append(
-                f"| {b['algorithm']} | {b['workload']} | {b['study']} | {b['draw']} | "
-                f"{t:.2f} | {_config_text(b['config'])} |"
-                if math.isfinite(t)
-                else f"| {b['algorithm']} | {b['workload']} | {b['study']} | {b['draw']} | miss | "
-                f"{_config_text(b['config'])} |"
-            )
-        lines.append("")
-    if outcomes.memory:
-        lines += _memory_section(outcomes)
-    if outcomes.variants:
-        lines += [
-            "## Robustness on workload variants",
-            "",
-            "Each study's best configuration, unchanged, on the workload's variants (one "
-            "evaluation seed): does it still reach the variant's own target?",
-            "",
-            "| algorithm | workload | variant | reached (studies) |",
-            "|---|---|---|---|",
-        ]
-        groups: dict[tuple, list[bool]] = {}
-        for v in outcomes.variants:
-            groups.setdefault((v["algorithm"], v["workload"], v["variant"]), []).append(v["reached"])
-        for (a, w, v), hits in sorted(groups.items()):
-            lines.append(f"| {a} | {w} | {v} | {sum(hits)}/{len(hits)} |")
-        lines.append("")
-    (out / "scores.tex").write_text(
-        scoring_table_latex(
-            by_time.costs, by_time.intervals, by_time.scores, by_time.speedups, unit="s", baseline=by_time.baseline
-        )
-    )
-    (out / "scores.json").write_text(json.dumps({by: s.to_json() for by, s in scores.items()}, indent=2))
-    lines += ["Files: `scores.json` (every number above), `scores.tex` (the time table as LaTeX).", ""]
-    path = out / "report.md"
-    path.write_text("\n".join(lines))
-    return path, scores
+
+
+def _chosen_section(outcomes: Outcomes) -> list[str]:
+    """Each study's chosen configuration and the tuning time it took to find it."""
+    if not outcomes.best:
+        return []
+    lines = [
+        "## Chosen configurations",
+        "",
+        "| algorithm | workload | study | draw | tuning time (s) | configuration |",
+        "|---|---|---|---|---|---|",
+    ]
+    for b in outcomes.best:
+        t = b["tuning_time"]
+        shown = f"{t:.2f}" if math.isfinite(t) else "miss"
+        cells = (b["algorithm"], b["workload"], b["study"], b["draw"], shown, _config_text(b["config"]))
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    return lines + [""]
+
+
+def _variants_section(outcomes: Outcomes) -> list[str]:
+    """Does each study's best configuration, unchanged, still reach a variant's own target?"""
+    if not outcomes.variants:
+        return []
+    lines = [
+        "## Robustness on workload variants",
+        "",
+        "Each study's best configuration, unchanged, on the workload's variants (one "
+        "evaluation seed): does it still reach the variant's own target?",
+        "",
+        "| algorithm | workload | variant | reached (studies) |",
+        "|---|---|---|---|",
+    ]
+    groups: dict[tuple, list[bool]] = {}
+    for v in outcomes.variants:
+        groups.setdefault((v["algorithm"], v["workload"], v["variant"]), []).append(v["reached"])
+    for (a, w, v), hits in sorted(groups.items()):
+        lines.append(f"| {a} | {w} | {v} | {sum(hits)}/{len(hits)} |")
+    return lines + [""]
 
 
 def _bytes(value: float | None) -> str:
