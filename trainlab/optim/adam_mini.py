@@ -108,6 +108,7 @@ class AdamMini(torch.optim.Optimizer):
                 state = self.state[p]
                 if "step" not in state:
                     self._init_state(p, state, group)
+                state["step"] += 1  # here: `local()` hands sharded states over as copies of the dicts
             grads = [p.grad for p in params]
             ps, gs, ss = local(params, grads, [self.state[p] for p in params])
             for whole, p, g, state in zip(params, ps, gs, ss):
@@ -142,7 +143,6 @@ class AdamMini(torch.optim.Optimizer):
         mesh a whole-tensor block sums its squares)."""
         beta1, beta2 = group["betas"]
         lr, wd = group["lr"], group["weight_decay"]
-        state["step"] += 1
         step = state["step"]
         found = blocks_of(p, group)
         v = state["exp_avg_sq"]

@@ -138,6 +138,9 @@ class Prodigy(torch.optim.Optimizer):
         d_new = min(d_max, d_new * first["growth_rate"])
         for group in self.param_groups:
             group.update(d=d_new, d_max=d_max, d_numerator=numerator, k=k + 1)
+            for p in group["params"]:
+                if p.grad is not None:  # counted here: `work` holds copies of sharded states' dicts
+                    self.state[p]["step"] += 1
         for group, params, grads, states in work:
             self._apply(group, params, grads, states, d * group["lr"] * bc, d_new, beta1)
         return loss
@@ -181,10 +184,9 @@ class Prodigy(torch.optim.Optimizer):
     def _apply(self, group, params, grads, states, dlr: float, d: float, beta1: float) -> None:
         """x <- x (1 - wd dlr) - dlr m / (sqrt(v) + d eps), with this group's dlr and the new d."""
         wd = group["weight_decay"]
+        if dlr == 0:
+            return
         for p, g, state in zip(params, grads, states):
-            state["step"] += 1
-            if dlr == 0:
-                continue
             denom = state["exp_avg_sq"].sqrt().add_(d * group["eps"])
             if wd and group["decouple"]:
                 p.add_(p, alpha=-wd * dlr)  # prodigyopt's form (p.mul_ rounds differently)
