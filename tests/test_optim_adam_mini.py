@@ -176,3 +176,78 @@ def test_rejects_a_head_size_that_does_not_divide_the_matrix():
         opt.step()
     with pytest.raises(ValueError, match="vector_block"):
         create("adam_mini", [params["b"]], vector_block="row")
+
+
+def _fsdp2_rank(rank: int, tmp: str) -> None:
+    """Two FSDP2 ranks, each on half the batch: per-head blocks on shards, whole-vector blocks."""
+    import os
+
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp}/init", rank=rank, world_size=2)
+    model = _mlp()
+    mesh = init_device_mesh("cpu", (2,))
+    for layer in model:
+        if isinstance(layer, torch.nn.Linear):
+            fully_shard(layer, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    _train_mlp(model, rank)
+    whole = [p.full_tensor().detach() for p in model.parameters()]
+    if rank == 0:
+        torch.save(whole, f"{tmp}/out.pt")
+    torch.distributed.destroy_process_group()
+    os._exit(0)  # gloo's teardown can abort under load (as tests/test_distributed.py)
+
+
+def _mlp():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(48, 80), torch.nn.ReLU(), torch.nn.Linear(80, 10))
+
+
+def _train_mlp(model, rank=None):
+    w1, b1, w2, b2 = model.parameters()
+    groups = [{"params": [w1], "head_numel": 8 * 48}, {"params": [w2, b2]}, {"params": [b1], "vector_block": "tensor"}]
+    opt = AdamMini(groups, lr=1e-2, weight_decay=0.1)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(4):
+        x, y = torch.randn(32, 48, generator=gen), torch.randint(0, 10, (32,), generator=gen)
+        if rank is not None:
+            x, y = x.chunk(2)[rank], y.chunk(2)[rank]
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    assert all(s["step"] == 4 for s in opt.state.values())
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed")
+def test_fsdp2_shards_end_where_one_process_ends(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.start_processes(_fsdp2_rank, args=(str(tmp_path),), nprocs=2, start_method="spawn")
+    model = _mlp()
+    start = [p.detach().clone() for p in model.parameters()]
+    _train_mlp(model)
+    for a, b, s in zip(torch.load(tmp_path / "out.pt"), model.parameters(), start):
+        assert (b - s).abs().max() > 1e-2
+        torch.testing.assert_close(a, b.detach(), rtol=0, atol=1e-6)
+
+
+def test_a_channels_last_conv_kernel_gets_one_number_per_output_channel():
+    gen = torch.Generator().manual_seed(0)
+    kernel = torch.randn(6, 3, 3, 3, generator=gen)
+    grads = [torch.randn(6, 3, 3, 3, generator=gen) for _ in range(3)]
+    plain = kernel.clone().requires_grad_()
+    strided = kernel.clone().to(memory_format=torch.channels_last).requires_grad_()
+    flat = kernel.reshape(6, 27).clone().requires_grad_()  # the same rows as a matrix
+    for p in (plain, strided, flat):
+        opt = create("adam_mini", [p], lr=0.1)
+        for g in grads:
+            p.grad = g.reshape(p.shape).contiguous(
+                memory_format=torch.channels_last if p is strided else torch.contiguous_format
+            )
+            opt.step()
+        assert opt.state[p]["exp_avg_sq"].shape == (6, 1)
+    torch.testing.assert_close(plain.detach(), strided.detach(), rtol=0, atol=1e-7)
+    torch.testing.assert_close(plain.detach().reshape(6, 27), flat.detach(), rtol=0, atol=1e-7)

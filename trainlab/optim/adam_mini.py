@@ -18,6 +18,8 @@ with group keys for the cases names decided there:
   by name is one block per tensor, which the paper warns can be unstable: rows are the safe choice.
 - `head_numel` (a group key, None by default): blocks of that many consecutive entries instead,
   the package's rule for queries and keys (one block per head, head_numel = dim * dim / n_heads).
+  A fused query-key-value matrix (trainlab's text_lm) has no per-head rule in the package; here it
+  gets rows unless its group says otherwise.
 - a 1-D parameter: `vector_block="element"` (default), one block per entry (plain AdamW, the
   package's rule for biases), or `"tensor"`, one block for the whole tensor (its rule for
   LayerNorm gains and anything else unnamed).
@@ -160,10 +162,12 @@ class AdamMini(torch.optim.Optimizer):
         state["exp_avg"].lerp_(g, 1 - beta1)
         denom = (v.sqrt() / math.sqrt(1 - beta2**step)).add_(group["eps"])
         step_size = lr / (1 - beta1**step)
-        if found is None or v.ndim == 0:
-            p.addcdiv_(state["exp_avg"], denom, value=-step_size)
-        else:
-            p.view(found).addcdiv_(state["exp_avg"].view(found), denom, value=-step_size)
+        if found is not None and v.ndim == 2:  # (blocks, 1), broadcast over p as it is laid out
+            if group.get("head_numel") is None:
+                denom = denom.view(-1, *[1] * (p.ndim - 1))  # a row's entries share its number
+            else:
+                denom = denom.expand(found).reshape(p.shape)
+        p.addcdiv_(state["exp_avg"], denom, value=-step_size)
 
 
 REGISTRATION = Registration(
