@@ -69,6 +69,12 @@ class AdamMini(torch.optim.Optimizer):
     under vector_block "element".
     """
 
+    distributed_note = (
+        "Blockwise on dim 0: under DDP and FSDP2 each rank updates its own shards (FSDP2 shards rows, so a "
+        "row's block is whole on one rank), state sharded with the parameters; a whole-vector block "
+        "(vector_block tensor) all-reduces its sum of squares, and head blocks must not straddle shards."
+    )
+
     def __init__(
         self,
         params,

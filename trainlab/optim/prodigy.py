@@ -50,6 +50,12 @@ class Prodigy(torch.optim.Optimizer):
     State bytes: 16 B/param in fp32 (s, p0, exp_avg, exp_avg_sq); 12 with beta1 = 0 (no exp_avg).
     """
 
+    distributed_note = (
+        "Elementwise but for one global estimate: under DDP and FSDP2 each rank updates its own shards, "
+        "state sharded with the parameters; under FSDP2 the estimate's two sums are all-reduced (one "
+        "2-number all-reduce per step), so every rank computes one process's d."
+    )
+
     def __init__(
         self,
         params,
