@@ -206,3 +206,17 @@ def test_state_bytes_follow_the_documented_formula():
     expected = 4 * 3 * (7 + 2 * 12) + 4 + 4 * 2 * (5 + 2 * 9) + 4 + 8 * 12
     assert state_bytes(opt) == expected
     assert sum(isinstance(v, int) for v in opt.state[params["A"]].values()) >= 2  # step, seed: no bytes
+
+
+def test_the_seed_decides_the_random_basis_and_svd_gives_an_orthonormal_one():
+    def basis(**method):
+        params, grads = _problem()
+        opt = create("apollo", _groups(params, **method))
+        _run(opt, params, grads, 1)
+        return opt.state[params["A"]]["proj"]
+
+    assert torch.equal(basis(seed=0), basis(seed=0))
+    assert not torch.allclose(basis(seed=0), basis(seed=1))
+    assert basis(seed=0).std().item() == pytest.approx(1 / math.sqrt(3), rel=0.3)  # N(0, 1/r), r = 3
+    svd = basis(proj="svd")
+    torch.testing.assert_close(svd @ svd.T, torch.eye(3), rtol=0, atol=1e-5)
