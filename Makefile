@@ -12,6 +12,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q torch==2.13.0
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev,algoperf,reference]'
+# APOLLO's reference (tests/test_optim_apollo.py), without the transformers and bitsandbytes it
+# imports for variants the test does not use (pyproject.toml's reference extra says why)
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps apollo-torch==1.0.3
 	touch $@
 
 # The pinned text corpus and the MNIST-1D cache, fetched/generated once (never at run time).

@@ -37,16 +37,20 @@ def _factory_path(reg: Any) -> str:
 
 
 def is_matrix_method(reg: Any) -> bool:
-    """Matrix methods declare which parameters they treat (`recipe_groups`, trainlab/optim/selection.py)."""
-    return getattr(reg.factory, "recipe_groups", None) is not None
+    """Matrix methods declare the groups of the parameters they leave to AdamW (`fallback_group`,
+    read by trainlab/optim/selection.py's `recipe_groups`)."""
+    return getattr(reg.factory, "fallback_group", None) is not None
 
 
 def distributed_behaviour(reg: Any) -> str:
+    note = getattr(reg.factory, "distributed_note", None)  # a class that is neither kind says how it runs
+    if note:
+        return f"{note} See [Distributed training](../distributed.md)."
     if is_matrix_method(reg):
         return (
-            "A matrix method: under FSDP2 each step all-gathers every matrix it treats and its gradient, "
-            "updates the whole matrix on every rank and keeps this rank's rows, so its state for those "
-            "matrices is whole on every rank; its AdamW part is sharded. Under DDP it runs as on one process. "
+            "A matrix method: under DDP and FSDP2 each matrix it treats is updated whole by one owner rank, "
+            'which keeps its state and sends the result back (`distributed="replicated"`: every rank updates '
+            "every matrix and keeps its state); its AdamW part is sharded with the parameters. "
             "See [Distributed training](../distributed.md)."
         )
     return (

@@ -6,23 +6,28 @@ entry-point group.
 """
 
 from trainlab.optim import (
+    adam_mini,
     ademamix,
     adopt,
+    apollo,
     diffgrad,
     frugal,
     lion,
     lowrank,
     muon,
     nadamw,
+    prodigy,
     schedule_free,
     sign,
     soap,
     swan,
     torch_builtins,
 )
+from trainlab.optim.adam_mini import AdamMini
 from trainlab.optim.adamw import AdamW
 from trainlab.optim.ademamix import AdEMAMix
 from trainlab.optim.adopt import ADOPT
+from trainlab.optim.apollo import APOLLO
 from trainlab.optim.base import ElementwiseOptimizer
 from trainlab.optim.diffgrad import DiffGrad
 from trainlab.optim.frugal import FRUGAL
@@ -31,6 +36,7 @@ from trainlab.optim.lowrank import FiraAdamW, GaLoreAdamW
 from trainlab.optim.muon import Muon
 from trainlab.optim.nadamw import NAdamW
 from trainlab.optim.owners import OwnerUpdates
+from trainlab.optim.prodigy import Prodigy
 from trainlab.optim.projection import SubspaceAdam
 from trainlab.optim.projector import Projector
 from trainlab.optim.registration import Registration
@@ -63,13 +69,18 @@ BUILTINS = (
     adopt.REGISTRATION,
     muon.REGISTRATION,
     soap.REGISTRATION,
+    prodigy.REGISTRATION,
+    adam_mini.REGISTRATION,
+    apollo.REGISTRATION,
 )
 for _registration in BUILTINS:
     register(_registration)
 
 __all__ = [
     "ADOPT",
+    "APOLLO",
     "AdEMAMix",
+    "AdamMini",
     "AdamW",
     "BUILTINS",
     "DiffGrad",
@@ -81,6 +92,7 @@ __all__ = [
     "Muon",
     "NAdamW",
     "OwnerUpdates",
+    "Prodigy",
     "Projector",
     "Registration",
     "SOAP",

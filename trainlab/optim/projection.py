@@ -367,6 +367,8 @@ class SubspaceAdam(OwnerUpdates, KeepsSavedStateDtypes):
         if psi is not None and extra.coef is not None:
             psi = psi.add_(extra.coef)
         lr, step_size = group["lr"], self._scale(group) * c
+        if step_size == 0:  # no subspace part (APOLLO's update is the rescaled gradient): no matmul
+            psi = None
         if p.dtype == torch.float32 and p.is_contiguous():
             # in place: p += -lr * step_size * P^-1(psi) as one matmul-accumulate, no m x n temporary
             target = p.view(m, n)
