@@ -223,7 +223,7 @@ def load_search_space(path_or_name: str | Path, valid: Mapping[str, Any] | None 
     """Load a search space from a JSON file, or a built-in one by optimizer name."""
     text_source = str(path_or_name)
     path = Path(path_or_name)
-    if not path.suffix and not path.exists():
+    if not path.suffix and not path.is_file():  # a folder of the same name (a package) is not a space
         name = text_source
         if name not in builtin_space_names():
             raise UsageError(
