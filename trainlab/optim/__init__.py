@@ -14,6 +14,7 @@ from trainlab.optim import (
     lowrank,
     muon,
     nadamw,
+    normuon,
     schedule_free,
     sign,
     soap,
@@ -30,6 +31,7 @@ from trainlab.optim.lion import Lion
 from trainlab.optim.lowrank import FiraAdamW, GaLoreAdamW
 from trainlab.optim.muon import Muon
 from trainlab.optim.nadamw import NAdamW
+from trainlab.optim.normuon import NorMuon
 from trainlab.optim.owners import OwnerUpdates
 from trainlab.optim.projection import SubspaceAdam
 from trainlab.optim.projector import Projector
@@ -63,6 +65,7 @@ BUILTINS = (
     adopt.REGISTRATION,
     muon.REGISTRATION,
     soap.REGISTRATION,
+    normuon.REGISTRATION,
 )
 for _registration in BUILTINS:
     register(_registration)
@@ -80,6 +83,7 @@ __all__ = [
     "Lion",
     "Muon",
     "NAdamW",
+    "NorMuon",
     "OwnerUpdates",
     "Projector",
     "Registration",
