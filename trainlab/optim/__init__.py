@@ -10,6 +10,7 @@ from trainlab.optim import (
     adopt,
     diffgrad,
     frugal,
+    kron,
     lion,
     lowrank,
     muon,
@@ -27,6 +28,7 @@ from trainlab.optim.adopt import ADOPT
 from trainlab.optim.base import ElementwiseOptimizer
 from trainlab.optim.diffgrad import DiffGrad
 from trainlab.optim.frugal import FRUGAL
+from trainlab.optim.kron import Kron
 from trainlab.optim.lion import Lion
 from trainlab.optim.lowrank import FiraAdamW, GaLoreAdamW
 from trainlab.optim.muon import Muon
@@ -66,6 +68,7 @@ BUILTINS = (
     muon.REGISTRATION,
     soap.REGISTRATION,
     normuon.REGISTRATION,
+    kron.REGISTRATION,
 )
 for _registration in BUILTINS:
     register(_registration)
@@ -80,6 +83,7 @@ __all__ = [
     "FRUGAL",
     "FiraAdamW",
     "GaLoreAdamW",
+    "Kron",
     "Lion",
     "Muon",
     "NAdamW",
