@@ -37,17 +37,19 @@ def _factory_path(reg: Any) -> str:
 
 
 def is_matrix_method(reg: Any) -> bool:
-    """Matrix methods declare which parameters they treat (`recipe_groups`, trainlab/optim/selection.py)."""
-    return getattr(reg.factory, "recipe_groups", None) is not None
+    """Methods with whole-matrix rules subclass `OwnerUpdates` (trainlab/optim/owners.py)."""
+    from trainlab.optim.owners import OwnerUpdates
+
+    return isinstance(reg.factory, type) and issubclass(reg.factory, OwnerUpdates)
 
 
 def distributed_behaviour(reg: Any) -> str:
     if is_matrix_method(reg):
         return (
-            "A matrix method: under FSDP2 each step all-gathers every matrix it treats and its gradient, "
-            "updates the whole matrix on every rank and keeps this rank's rows, so its state for those "
-            "matrices is whole on every rank; its AdamW part is sharded. Under DDP it runs as on one process. "
-            "See [Distributed training](../distributed.md)."
+            "A whole-matrix method: with several ranks (DDP or FSDP2) each matrix it treats is updated by "
+            "one owner rank, which alone holds its state, and the new matrix is broadcast (DDP) or its rows "
+            'scattered back (FSDP2); its elementwise part stays shard-local. `distributed="replicated"` '
+            "gathers every matrix on every rank instead. See [Distributed training](../distributed.md)."
         )
     return (
         "Elementwise: under DDP and FSDP2 each rank updates its own shards with the same kernels as on one "
