@@ -13,7 +13,7 @@ from trainlab.optim import NorMuon, create, state_bytes
 
 # hidden matrices (wide, tall, a conv kernel viewed as 16 x 27), then a bias and a gain for AdamW
 SHAPES = [(48, 80), (80, 48), (16, 3, 3, 3), (80,), (48,)]
-H = dict(lr=0.02, momentum=0.95, beta2=0.9, weight_decay=0.1, adamw_lr_ratio=0.25, adamw_betas=(0.9, 0.95))
+H = dict(lr=0.02, momentum=0.95, neuron_beta2=0.9, weight_decay=0.1, adamw_lr_ratio=0.25, adamw_betas=(0.9, 0.95))
 QUINTIC = (3.4445, -4.7750, 2.0315)
 
 
@@ -93,12 +93,12 @@ def test_matches_float64_rederivation(adjust_lr):
 
 
 def test_rows_move_equally_once_the_second_moment_is_current():
-    """beta2 = 0: v is this step's row mean, so every row of the step has the same norm (the
+    """neuron_beta2 = 0: v is this step's row mean, so every row of the step has the same norm (the
     neuron-wise balance the method exists for); Muon's own step has very uneven rows here."""
     g = torch.randn(32, 6, dtype=torch.float64) @ torch.randn(6, 64, dtype=torch.float64)
     g[:4] *= 30.0  # a few dominant neurons
     steps = {}
-    for name, extra in (("normuon", {"beta2": 0.0}), ("muon", {})):
+    for name, extra in (("normuon", {"neuron_beta2": 0.0}), ("muon", {})):
         p = torch.zeros(32, 64, dtype=torch.float64, requires_grad=True)
         p.grad = g.clone()
         create(name, [p], lr=1.0, nesterov=False, ns_dtype="float64", **extra).step()
@@ -140,7 +140,7 @@ def test_state_dict_round_trip_is_bit_exact_and_state_bytes_exact():
     assert state_bytes(opt) == sum(4 * m * n + 4 * m for m, n in matrices) + 8 * (80 + 48)
     saved = _roundtrip(opt.state_dict())
     resumed = [p.detach().clone().requires_grad_() for p in first]
-    again = NorMuon(groups(resumed), **{**H, "lr": 9.0, "beta2": 0.5})
+    again = NorMuon(groups(resumed), **{**H, "lr": 9.0, "neuron_beta2": 0.5})
     again.load_state_dict(saved)
     run(again, resumed, grads[4:])
     for x, y in zip(straight, resumed):
@@ -150,7 +150,7 @@ def test_state_dict_round_trip_is_bit_exact_and_state_bytes_exact():
 @pytest.mark.parametrize(
     "bad, message",
     [
-        (dict(beta2=1.0), r"beta2 must be in \[0.0, 1.0\)"),
+        (dict(neuron_beta2=1.0), r"neuron_beta2 must be in \[0.0, 1.0\)"),
         (dict(eps=-1.0), "eps"),
         (dict(ns_coefficients="cubic"), "ns_coefficients must be one of"),
         (dict(adjust_lr="rms"), "adjust_lr must be one of"),

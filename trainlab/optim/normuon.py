@@ -8,7 +8,7 @@ the orthogonalised update and divides each row by its root, then restores the up
 Per hidden matrix G (m x n; a conv kernel viewed as (out, in*kh*kw)), Muon's momentum and NS first:
 
     O = NS(U)                                        Muon's step (`muon.py`): EMA momentum, nesterov
-    v <- beta2 v + (1 - beta2) mean_row(O * O)       v: m x 1, v_0 = 0, no bias correction
+    v <- b2 v + (1 - b2) mean_row(O * O)             v: m x 1, v_0 = 0, no bias correction
     O^ = O / (sqrt(v) + eps)                         each row by its own root second moment
     theta <- theta (1 - lr wd);   theta <- theta - lr * D
     D = O^ ||O||_F / (||O^||_F + eps) * sqrt(max(1, m / n))   ("original": the official code keeps
@@ -16,9 +16,11 @@ Per hidden matrix G (m x n; a conv kernel viewed as (out, in*kh*kw)), Muon's mom
     D = 0.2 sqrt(m n) O^ / (||O^||_F + eps)                   ("match_rms_adamw": the paper's
                                                                 Algorithm 1, update RMS 0.2 lr)
 
-Everything else is Muon's: non-matrix parameters (groups with `muon=False`) get the AdamW fallback,
-`ns_coefficients` picks Muon's triple or Polar Express, and each matrix is updated by one owner rank
-under DDP and FSDP2 (`owners.py`), its second moment kept there with its momentum.
+b2 is `neuron_beta2` (the official code's `beta2`; renamed because `beta2` in a search space means
+the second element of `betas`). Everything else is Muon's: non-matrix parameters (groups with
+`muon=False`) get the AdamW fallback, `ns_coefficients` picks Muon's triple or Polar Express, and
+each matrix is updated by one owner rank under DDP and FSDP2 (`owners.py`), its second moment kept
+there with its momentum.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from trainlab.optim.validation import check_non_negative, check_range
 class NorMuon(Muon):
     """NorMuon for hidden matrices, AdamW for the rest (module docstring: rule, sources, choices).
 
-    Defaults (the official code): lr 0.02, momentum 0.95, beta2 0.95, eps 1e-10, nesterov, 5
+    Defaults (the official code): lr 0.02, momentum 0.95, neuron_beta2 0.95, eps 1e-10, nesterov, 5
     Newton-Schulz steps, weight_decay 0, "original" scaling; the AdamW fallback as Muon's.
     State bytes per m x n NorMuon matrix in fp32: 4 m n (momentum_buffer) + 4 m (second_moment);
     8 * numel per AdamW parameter.
@@ -48,7 +50,7 @@ class NorMuon(Muon):
         params,
         lr: float = 0.02,
         momentum: float = 0.95,
-        beta2: float = 0.95,
+        neuron_beta2: float = 0.95,
         eps: float = 1e-10,
         nesterov: bool = True,
         ns_steps: int = 5,
@@ -66,7 +68,7 @@ class NorMuon(Muon):
         defaults = dict(
             lr=lr,
             momentum=momentum,
-            beta2=beta2,
+            neuron_beta2=neuron_beta2,
             eps=eps,
             nesterov=nesterov,
             ns_steps=ns_steps,
@@ -83,7 +85,7 @@ class NorMuon(Muon):
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         merged = {**self.defaults, **param_group}
-        check_range("beta2", merged["beta2"], 0.0, 1.0, high_open=True)
+        check_range("neuron_beta2", merged["neuron_beta2"], 0.0, 1.0, high_open=True)
         check_non_negative("eps", merged["eps"])
         super().add_param_group(param_group)  # Muon's checks
 
@@ -95,7 +97,7 @@ class NorMuon(Muon):
         if "second_moment" not in state:
             state["second_moment"] = torch.zeros(rows, 1, dtype=o.dtype, device=o.device)
         v, eps = state["second_moment"], group["eps"]
-        v.lerp_((o * o).mean(dim=1, keepdim=True), 1 - group["beta2"])
+        v.lerp_((o * o).mean(dim=1, keepdim=True), 1 - group["neuron_beta2"])
         normalized = o / (v.sqrt() + eps)
         if group["adjust_lr"] == "original":
             scale = torch.linalg.vector_norm(o) / (torch.linalg.vector_norm(normalized) + eps)
@@ -111,11 +113,11 @@ REGISTRATION = Registration(
     "NorMuon: Muon's orthogonalised momentum with each row divided by its own root second moment",
     "Li, Liu, Liang, Chen, Zhao, NorMuon: Making Muon more efficient and scalable, ICLR 2026 (arXiv 2510.05491)",
     # Muon's race defaults (the official NorMuon code keeps Muon's lr 0.02 and momentum 0.95 and adds
-    # beta2 0.95; the "original" scaling keeps Muon's update norm, so Muon's lr carries over)
+    # neuron_beta2 0.95; the "original" scaling keeps Muon's update norm, so Muon's lr carries over)
     race_defaults={"lr": 0.02, "momentum": 0.95, "weight_decay": 0.01, "adamw_lr_ratio": 0.2, "warmup_fraction": 0.05},
     search_space={
         "lr": {"min": 5e-3, "max": 8e-2, "scaling": "log"},
-        "beta2": {"feasible_points": [0.95, 0.99]},
+        "neuron_beta2": {"feasible_points": [0.95, 0.99]},
         "adamw_lr_ratio": {"min": 0.03, "max": 1.0, "scaling": "log"},
         "weight_decay": {"min": 1e-3, "max": 0.1, "scaling": "log"},
         "warmup_fraction": {"feasible_points": [0.02, 0.05, 0.1]},
