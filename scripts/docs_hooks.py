@@ -37,9 +37,10 @@ def _factory_path(reg: Any) -> str:
 
 
 def is_matrix_method(reg: Any) -> bool:
-    """Matrix methods declare the groups of the parameters they leave to AdamW (`fallback_group`,
-    read by trainlab/optim/selection.py's `recipe_groups`)."""
-    return getattr(reg.factory, "fallback_group", None) is not None
+    """Methods with whole-matrix rules subclass `OwnerUpdates` (trainlab/optim/owners.py)."""
+    from trainlab.optim.owners import OwnerUpdates
+
+    return isinstance(reg.factory, type) and issubclass(reg.factory, OwnerUpdates)
 
 
 def distributed_behaviour(reg: Any) -> str:
@@ -48,10 +49,10 @@ def distributed_behaviour(reg: Any) -> str:
         return f"{note} See [Distributed training](../distributed.md)."
     if is_matrix_method(reg):
         return (
-            "A matrix method: under DDP and FSDP2 each matrix it treats is updated whole by one owner rank, "
-            'which keeps its state and sends the result back (`distributed="replicated"`: every rank updates '
-            "every matrix and keeps its state); its AdamW part is sharded with the parameters. "
-            "See [Distributed training](../distributed.md)."
+            "A whole-matrix method: with several ranks (DDP or FSDP2) each matrix it treats is updated by "
+            "one owner rank, which alone holds its state, and the new matrix is broadcast (DDP) or its rows "
+            'scattered back (FSDP2); its elementwise part stays shard-local. `distributed="replicated"` '
+            "gathers every matrix on every rank instead. See [Distributed training](../distributed.md)."
         )
     return (
         "Elementwise: under DDP and FSDP2 each rank updates its own shards with the same kernels as on one "

@@ -147,6 +147,7 @@ def test_recipe_orthogonalises_hidden_matrices_only():
     [
         (dict(adjust_lr="rms"), "adjust_lr must be one of original, match_rms_adamw"),
         (dict(ns_dtype="half"), "ns_dtype must be one of"),
+        (dict(ns_coefficients="cubic"), "ns_coefficients must be one of muon, polar_express"),
         (dict(momentum=1.0), r"momentum must be in \[0.0, 1.0\)"),
         (dict(ns_steps=0), "ns_steps must be an integer >= 1"),
         (dict(lr=-1.0), "lr"),
@@ -155,3 +156,71 @@ def test_recipe_orthogonalises_hidden_matrices_only():
 def test_bad_hyperparameters(bad, message):
     with pytest.raises(ValueError, match=message):
         Muon([torch.zeros(3, 4, requires_grad=True)], **bad)
+
+
+# ---- Polar Express (Amsel, Persson, Musco, Gower 2025, arXiv 2505.16932) ------------------------
+
+# Algorithm 1's `coeffs_list` as printed in the paper (degree 5, l = 1e-3), typed here from it
+PAPER_COEFFS = [
+    (8.28721201814563, -23.595886519098837, 17.300387312530933),
+    (4.107059111542203, -2.9478499167379106, 0.5448431082926601),
+    (3.9486908534822946, -2.908902115962949, 0.5518191394370137),
+    (3.3184196573706015, -2.488488024314874, 0.51004894012372),
+    (2.300652019954817, -1.6689039845747493, 0.4188073119525673),
+    (1.891301407787398, -1.2679958271945868, 0.37680408948524835),
+    (1.8750014808534479, -1.2500016453999487, 0.3750001645474248),
+    (1.875, -1.25, 0.375),
+]
+
+
+def ill_conditioned(m=96, n=40, smallest=1e-3, seed=0):
+    """A tall m x n matrix with singular values log-spaced from 1 down to `smallest`, and its
+    exact polar factor U V^T."""
+    gen = torch.Generator().manual_seed(seed)
+    u, _ = torch.linalg.qr(torch.randn(m, n, generator=gen, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
+    s = torch.logspace(0, math.log10(smallest), n, dtype=torch.float64)
+    return (u * s) @ v.T, u @ v.T
+
+
+def test_polar_express_coefficients_are_the_papers_with_its_safety_factor():
+    from trainlab.optim.orthogonalize import polar_express_coefficients
+
+    got = polar_express_coefficients(10)
+    for k in range(10):
+        a, b, c = PAPER_COEFFS[min(k, 7)]
+        f = 1.0 if k >= 7 else 1.01  # the paper's safety factor spares the last polynomial
+        assert got[k] == pytest.approx((a / f, b / f**3, c / f**5), rel=1e-15), k
+    # what the schedule promises: the composition maps [1e-3, 1] into a band around 1
+    s = torch.logspace(-3, 0, 2001, dtype=torch.float64) / 1.01
+    for a, b, c in got[:8]:
+        s = a * s + b * s**3 + c * s**5
+    assert (s - 1).abs().max() < 1e-4
+
+
+def test_polar_express_is_closer_to_the_polar_factor_than_muons_coefficients():
+    from trainlab.optim.orthogonalize import newton_schulz
+
+    g, polar = ill_conditioned()
+    for steps, factor in ((5, 0.6), (8, 1e-3)):
+        error = {
+            kind: ((newton_schulz(g, steps, torch.float64, kind) - polar).norm() / polar.norm()).item()
+            for kind in ("muon", "polar_express")
+        }
+        assert error["muon"] > 0.15  # Muon's triple parks singular values in about [0.7, 1.2]
+        assert error["polar_express"] < factor * error["muon"], (steps, error)
+
+
+def test_muon_runs_polar_express_when_asked():
+    """One step from zero momentum with nesterov off: theta moves by -lr s PE(G) exactly (tall G:
+    iterated on G^T, s = sqrt(80 / 48))."""
+    g, _ = ill_conditioned(80, 48)
+    p = torch.zeros(80, 48, dtype=torch.float64, requires_grad=True)
+    p.grad = g.clone()
+    Muon([p], lr=0.1, nesterov=False, ns_dtype="float64", ns_coefficients="polar_express").step()
+    x = 0.05 * g.T / (1.01 * 0.05 * g.norm() + 1e-7)  # the EMA momentum (1 - mu) G, wide side
+    for a, b, c in PAPER_COEFFS[:5]:
+        a, b, c = a / 1.01, b / 1.01**3, c / 1.01**5
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    torch.testing.assert_close(p.detach(), -0.1 * math.sqrt(80 / 48) * x.T, rtol=0, atol=1e-12)

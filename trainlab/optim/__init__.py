@@ -12,10 +12,12 @@ from trainlab.optim import (
     apollo,
     diffgrad,
     frugal,
+    kron,
     lion,
     lowrank,
     muon,
     nadamw,
+    normuon,
     prodigy,
     schedule_free,
     sign,
@@ -31,10 +33,12 @@ from trainlab.optim.apollo import APOLLO
 from trainlab.optim.base import ElementwiseOptimizer
 from trainlab.optim.diffgrad import DiffGrad
 from trainlab.optim.frugal import FRUGAL
+from trainlab.optim.kron import Kron
 from trainlab.optim.lion import Lion
 from trainlab.optim.lowrank import FiraAdamW, GaLoreAdamW
 from trainlab.optim.muon import Muon
 from trainlab.optim.nadamw import NAdamW
+from trainlab.optim.normuon import NorMuon
 from trainlab.optim.owners import OwnerUpdates
 from trainlab.optim.prodigy import Prodigy
 from trainlab.optim.projection import SubspaceAdam
@@ -72,6 +76,8 @@ BUILTINS = (
     prodigy.REGISTRATION,
     adam_mini.REGISTRATION,
     apollo.REGISTRATION,
+    normuon.REGISTRATION,
+    kron.REGISTRATION,
 )
 for _registration in BUILTINS:
     register(_registration)
@@ -88,9 +94,11 @@ __all__ = [
     "FRUGAL",
     "FiraAdamW",
     "GaLoreAdamW",
+    "Kron",
     "Lion",
     "Muon",
     "NAdamW",
+    "NorMuon",
     "OwnerUpdates",
     "Prodigy",
     "Projector",
