@@ -170,3 +170,21 @@ def test_a_native_abort_is_named_not_the_launchers_own_traceback():
         "rank 0 failed first (exit code -6): no Python error; last native error line: "
         "terminate called without an active exception"
     ), said
+
+
+def test_a_matrix_method_records_each_ranks_state_and_the_report_shows_it(tmp_path):
+    """Muon under DDP keeps each matrix's state on its owner rank only: the ranks' states differ, the
+    trial records the largest, and the race report lists every rank's."""
+    from trainlab.reports.markdown import write_report
+
+    mlp = create_workload("mnist1d_mlp", step_budget=10, eval_every=10)
+    store = ResultsStore(f"sqlite:///{tmp_path / 'r.db'}")
+    plan = RacePlan([mlp], ["muon"], [0], CPU, options=TrialOptions(nproc=2, strategy="ddp"))
+    race_id, (result,) = run_race(plan, store, progress=False)
+    trial = store.trials(race_id)[0]
+    per_rank = trial["hparams"]["state_bytes_per_rank"]
+    assert len(per_rank) == 2 and per_rank[0] != per_rank[1], per_rank
+    assert trial["state_bytes"] == max(per_rank) == result.state_bytes
+    report = write_report(store, tmp_path / "report", race_id).read_text()
+    assert "## Optimizer state per rank" in report
+    assert "| mnist1d_mlp | muon | 0 | ddp |" in report

@@ -42,8 +42,18 @@ def main(argv: list[str] | None = None) -> int:
         options = TrialOptions.from_dict(job["options"])
         parallel = DataParallel(options.strategy, rank, world, device)
         result = run_trial(workload, AlgorithmSpec(**raw), int(job["seed"]), device, options, distributed=parallel)
+        # each rank's own optimizer state: with owner-rank matrix updates they differ, and the
+        # memory a user must provision is the largest rank's, which the trial then records
+        per_rank: list[Any] = [None] * world
+        torch.distributed.all_gather_object(per_rank, result.state_bytes)
         if rank == 0:
-            result.hparams = {**result.hparams, "nproc": world, "strategy": options.strategy}
+            result.state_bytes = max(per_rank)
+            result.hparams = {
+                **result.hparams,
+                "nproc": world,
+                "strategy": options.strategy,
+                "state_bytes_per_rank": per_rank,
+            }
             Path(job["result"]).write_text(json.dumps(_dump(result), default=str))
     finally:
         torch.distributed.destroy_process_group()

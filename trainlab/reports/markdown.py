@@ -8,7 +8,7 @@ from pathlib import Path
 
 from trainlab.memory.names import saver_labels
 from trainlab.reports import plots
-from trainlab.reports.summary import SummaryRow, format_table, summarize
+from trainlab.reports.summary import SummaryRow, format_bytes, format_table, summarize
 from trainlab.store import ResultsStore
 from trainlab.store.results import FINISHED
 
@@ -53,6 +53,7 @@ def write_report(store: ResultsStore, out_dir: str | Path, race_id: int | None =
             "",
         ]
 
+    lines += _per_rank_section(finished)
     lines += _stability_section(finished, race["config"].get("continual"))
     if race["config"].get("predict"):
         lines += _prediction_section(store, finished)
@@ -114,6 +115,28 @@ def _hyperparameters_section(race: dict) -> list[str]:
         lines.append(
             f"| {algorithm['name']} | {algorithm.get('workload', 'all')} | {hp} | {algorithm.get('source') or '--'} |"
         )
+    return lines + [""]
+
+
+def _per_rank_section(trials: list[dict]) -> list[str]:
+    """Data-parallel trials: each rank's optimizer state (matrix methods keep each matrix's state on
+    its owner rank only, so the ranks differ; the summary's state column is the largest rank's)."""
+    rows = [t for t in trials if t["hparams"].get("state_bytes_per_rank")]
+    if not rows:
+        return []
+    lines = [
+        "## Optimizer state per rank",
+        "",
+        "Data-parallel trials: each rank's optimizer state at the end; the summary's state column is "
+        "the largest rank's.",
+        "",
+        "| workload | algorithm | seed | strategy | state per rank |",
+        "|---|---|---|---|---|",
+    ]
+    for t in rows:
+        per_rank = " / ".join(format_bytes(b) for b in t["hparams"]["state_bytes_per_rank"])
+        strategy = t["hparams"].get("strategy", "?")
+        lines.append(f"| {t['workload']} | {t['algorithm']} | {t['seed']} | {strategy} | {per_rank} |")
     return lines + [""]
 
 

@@ -88,7 +88,8 @@ def summarize(trials: Iterable[dict[str, Any]]) -> list[SummaryRow]:
     return rows
 
 
-def _bytes(n: float) -> str:
+def format_bytes(n: float) -> str:
+    """Bytes in B, KiB, MiB or GiB, one decimal."""
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -111,11 +112,11 @@ def format_table(rows: list[SummaryRow]) -> str:
         final = f"{r.final_metric:.4f}{spread}" if math.isfinite(r.final_metric) else "nan"
         if r.diverged:
             final += f", {r.diverged} diverged"
-        saved = "—" if r.saved_activation_bytes is None else _bytes(r.saved_activation_bytes)
-        peak = _bytes(r.peak_memory_bytes) if r.peak_memory_bytes else "—"
+        saved = "—" if r.saved_activation_bytes is None else format_bytes(r.saved_activation_bytes)
+        peak = format_bytes(r.peak_memory_bytes) if r.peak_memory_bytes else "—"
         lines.append(
             f"| {r.workload} | {r.label} | {r.reached}/{r.seeds} | {ttt} | {stt} | "
             f"{r.metric_name} {final} (target {arrow} {r.target:g}) | "
-            f"{r.train_seconds:.1f} | {_bytes(r.state_bytes)} | {saved} | {peak} |"
+            f"{r.train_seconds:.1f} | {format_bytes(r.state_bytes)} | {saved} | {peak} |"
         )
     return "\n".join(lines)
