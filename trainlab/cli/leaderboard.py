@@ -147,12 +147,9 @@ def _forget_rerun(args: argparse.Namespace, storage, plans, algorithms: list[str
 
 def _run(args: argparse.Namespace, storage, device, plans, algorithms: list[str]) -> None:
     """Run (or resume) each chosen experiment to its end."""
-    from trainlab.tuning.coordinator import run_experiment
     from trainlab.tuning.leaderboard import check_workloads
-    from trainlab.workloads.variants import variants_of
 
     check_workloads(algorithms)
-    bars = parents.progress_bars(args)
     for plan in plans:
         print(
             f"leaderboard: {plan.name}: {len(plan.algorithms)} algorithms, "
@@ -160,19 +157,7 @@ def _run(args: argparse.Namespace, storage, device, plans, algorithms: list[str]
             f"{args.threads} thread(s) each; store {args.store}",
             flush=True,
         )
-        run_experiment(
-            storage,
-            args.store,
-            plan,
-            device,
-            workers=args.workers,
-            threads=args.threads,
-            heartbeat_interval=args.heartbeat_interval,
-            grace_period=args.grace_period,
-            report=lambda line: print(line, flush=True),
-            progress_factory=bars,
-            variants_of=variants_of if plan.variants else None,
-        )
+        parents.run_plan(args, storage, plan, device)
 
 
 def _write_configs(storage, tuned, target: str) -> None:

@@ -239,3 +239,24 @@ def build_workloads(args: argparse.Namespace) -> list:
     classes = [workload_class(spec) for spec in specs]
     options = parse_workload_options(args.workload_option, [cls.name for cls in classes])
     return [cls(**options[cls.name]) for cls in classes]
+
+
+def run_plan(args: argparse.Namespace, storage, plan, device) -> None:
+    """Run (or resume) one tuning experiment to its end with the command line's workers, threads,
+    heartbeat and progress options: what `tune` and `leaderboard` share."""
+    from trainlab.tuning.coordinator import run_experiment
+    from trainlab.workloads.variants import variants_of
+
+    run_experiment(
+        storage,
+        args.store,
+        plan,
+        device,
+        workers=args.workers,
+        threads=args.threads,
+        heartbeat_interval=args.heartbeat_interval,
+        grace_period=args.grace_period,
+        report=lambda line: print(line, flush=True),
+        progress_factory=progress_bars(args),
+        variants_of=variants_of if plan.variants else None,
+    )

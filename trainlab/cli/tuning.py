@@ -212,9 +212,7 @@ def build_tuning_plan(args: argparse.Namespace, device=None):
 
 
 def tune_command(args: argparse.Namespace) -> int:
-    from trainlab.tuning.coordinator import run_experiment
     from trainlab.tuning.outcomes import collect
-    from trainlab.workloads.variants import variants_of
 
     device = parents.setup_runtime(args)
     if args.workers < 1:
@@ -239,19 +237,7 @@ def tune_command(args: argparse.Namespace) -> int:
         f"{plan.options().describe()}; store {args.store}",
         flush=True,
     )
-    run_experiment(
-        storage,
-        args.store,
-        plan,
-        device,
-        workers=args.workers,
-        threads=args.threads,
-        heartbeat_interval=args.heartbeat_interval,
-        grace_period=args.grace_period,
-        report=lambda line: print(line, flush=True),
-        progress_factory=parents.progress_bars(args),
-        variants_of=variants_of if plan.variants else None,
-    )
+    parents.run_plan(args, storage, plan, device)
     return _print_scores(collect(storage, plan), args, None if args.no_report else args.report_dir)
 
 
