@@ -38,6 +38,10 @@ def summarise(storage, plan) -> dict[str, Any]:
     done = [w for w in plan.workloads if not any((a, plan.display(w)) in outcomes.incomplete for a in plan.algorithms)]
     costs = {folders[a]: {w: outcomes.costs["steps"][a][w][0] for w in done} for a in plan.algorithms}
     chosen = {(folders[b["algorithm"]], b["workload"]): b for b in outcomes.best}
+    metrics: dict[tuple[str, str], list[float]] = {}
+    for run in outcomes.runs:  # held-out runs: the best metric each reached (how far a miss fell short)
+        if run["best_metric"] is not None:
+            metrics.setdefault((folders[run["algorithm"]], run["workload"]), []).append(run["best_metric"])
     seconds = [t.duration.total_seconds() for t in experiment_trials(storage, plan) if t.duration is not None]
     return {
         "workloads": done,
@@ -45,6 +49,7 @@ def summarise(storage, plan) -> dict[str, Any]:
         "missing": outcomes.missing,
         "costs": costs,
         "chosen": chosen,
+        "metrics": {key: statistics.median(values) for key, values in metrics.items()},
         "scores": scores_from_costs(costs) if done else {},
         "trials": len(seconds),
         "cpu_hours": math.fsum(seconds) / 3600,
@@ -83,7 +88,7 @@ def write_report(storage, plan, out: str | Path, store: str) -> Path:
     stats = compare(summary)
     (out / "scores.json").write_text(json.dumps(scores_json(summary, stats), indent=2, sort_keys=True) + "\n")
     if summary["scores"]:
-        plot(summary["scores"], out / "ranks.png")
+        plot(summary["scores"], out / "ranks.png", stats)
     path = out / "report.md"
     path.write_text("\n".join(markdown(summary, stats, plan, store)) + "\n")
     return path
@@ -130,7 +135,7 @@ def markdown(summary: dict[str, Any], stats: dict[str, Any] | None, plan, store:
         "(a miss is infinite), then performance ratios and the area under the profile to r_max = 4, "
         "as trainlab's leaderboard scores. Steps, not seconds: the machine is shared. LAWA's inner "
         "loop draws several batches per update; each batch counts as a step.",
-        f"- **Workloads scored**: {', '.join(summary['workloads']) or 'none yet'}"
+        f"- **Workloads scored**: {_workloads(summary['workloads']) or 'none yet'}"
         + (f"; not finished: {', '.join(summary['pending'])}" if summary["pending"] else "")
         + ". text_lm is left out: a trial there costs 20-50x an MNIST-1D trial on this 2-core CPU.",
         f"- **Cost**: {summary['trials']} trials, {summary['cpu_hours']:.2f} CPU-hours (one thread each, "
@@ -148,13 +153,24 @@ def markdown(summary: dict[str, Any], stats: dict[str, Any] | None, plan, store:
     return lines
 
 
+def _workloads(names: list[str]) -> str:
+    from trainlab.workloads import create_workload
+
+    parts = []
+    for name in names:
+        w = create_workload(name)
+        size = sum(p.numel() for p in w.init_model().parameters())
+        parts.append(f"{name} (target {w.target:g}, {w.step_budget} steps, batch {w.batch_size}, {size:,} parameters)")
+    return ", ".join(parts)
+
+
 def _table(summary: dict[str, Any]) -> list[str]:
     scores, workloads = summary["scores"], summary["workloads"]
     ours_rank = _ranks(scores) if scores else {}
     theirs_rank = _ranks({f: PUBLISHED[f][1] for f in scores}) if scores else {}
     head = "| submission | folder | AlgoPerf v0.5 score | AlgoPerf rank | trainlab score | trainlab rank |"
-    head += "".join(f" {w} held-out steps (reached) | {w} chosen point |" for w in workloads)
-    rows = [head, "|---|---|---:|---:|---:|---:|" + "---:|---:|" * len(workloads)]
+    head += "".join(f" {w}: held-out steps (reached) | median best test accuracy | chosen point |" for w in workloads)
+    rows = [head, "|---|---|---:|---:|---:|---:|" + "---:|---:|---:|" * len(workloads)]
     for folder, (name, published) in PUBLISHED.items():
         if folder in NOT_RUNNABLE:
             cells = [
@@ -164,16 +180,17 @@ def _table(summary: dict[str, Any]) -> list[str]:
                 "excluded",
                 f"not runnable on CPU: {NOT_RUNNABLE[folder]}",
             ]
-            rows.append("| " + " | ".join(cells + [""] * (1 + 2 * len(workloads))) + " |")
+            rows.append("| " + " | ".join(cells + [""] * (1 + 3 * len(workloads))) + " |")
             continue
         if folder not in scores:
-            rows.append(f"| {name} | `{folder}` | {published:.4f} | | not finished | |" + " | |" * len(workloads))
+            rows.append(f"| {name} | `{folder}` | {published:.4f} | | not finished | |" + " | | |" * len(workloads))
             continue
         cells = [name, f"`{folder}`", f"{published:.4f}", f"{theirs_rank[folder]:g}"]
         cells += [f"{scores[folder]:.3f}", f"{ours_rank[folder]:g}"]
         for w in workloads:
             best = summary["chosen"].get((folder, w))
-            cells += [_steps(summary["costs"][folder][w]), f"point {best['draw']}" if best else ""]
+            metric = summary["metrics"].get((folder, w))
+            cells += [_steps(summary["costs"][folder][w]), _fmt(metric, 4), f"point {best['draw']}" if best else ""]
         rows.append("| " + " | ".join(cells) + " |")
     return rows
 
@@ -267,12 +284,21 @@ def _disagreements(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def plot(scores: dict[str, float], path: Path) -> None:
+def plot(scores: dict[str, float], path: Path, stats: dict[str, Any] | None = None) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for f, ours in scores.items():
-        theirs = PUBLISHED[f][1]
+    for i, f in enumerate(sorted(scores, key=lambda f: PUBLISHED[f][1])):  # labels staggered: ties overlap
+        theirs, ours = PUBLISHED[f][1], scores[f]
         left.scatter(theirs, ours, color="tab:blue")
-        left.annotate(PUBLISHED[f][0], (theirs, ours), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        offset = (4, 6 + 14 * (i % 3)) if ours < 0.9 else (-4, -14)
+        left.annotate(
+            PUBLISHED[f][0],
+            (theirs, ours),
+            textcoords="offset points",
+            xytext=offset,
+            fontsize=8,
+            rotation=20,
+            ha="left" if ours < 0.9 else "right",
+        )
     for f in NOT_RUNNABLE:
         left.axvline(PUBLISHED[f][1], color="0.8", linestyle=":", linewidth=1)
         left.annotate(
@@ -285,7 +311,10 @@ def plot(scores: dict[str, float], path: Path) -> None:
         )
     left.set(xlabel="AlgoPerf v0.5 score (published)", ylabel="trainlab score (held-out steps)", xlim=(-0.05, 0.9))
     left.set_ylim(-0.05, 1.05)
-    left.set_title("scores")
+    title = "scores"
+    if stats is not None:
+        title += f" (n = {stats['n']}: tau-b {_fmt(stats['kendall_tau'], 2)}, rho {_fmt(stats['spearman_rho'], 2)})"
+    left.set_title(title)
     theirs_rank = _ranks({f: PUBLISHED[f][1] for f in scores})
     ours_rank = _ranks(scores)
     for f in scores:
