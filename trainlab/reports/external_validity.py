@@ -10,13 +10,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from trainlab.scoring.rank_agreement import agreement, bootstrap_agreement, scores_from_costs  # noqa: E402
-from trainlab.tuning.external_validity import (  # noqa: E402
+from trainlab.reports.external_validity_plot import plot, ranks
+from trainlab.scoring.rank_agreement import agreement, bootstrap_agreement, scores_from_costs
+from trainlab.tuning.external_validity import (
     EVAL_SEEDS,
     NOT_RUNNABLE,
     NOT_RUNNABLE_DETAIL,
@@ -42,6 +38,7 @@ def summarise(storage, plan) -> dict[str, Any]:
     for run in outcomes.runs:  # held-out runs: the best metric each reached (how far a miss fell short)
         if run["best_metric"] is not None:
             metrics.setdefault((folders[run["algorithm"]], run["workload"]), []).append(run["best_metric"])
+    tuning = {(folders[r["algorithm"]], r["workload"], r["draw"]): r for r in outcomes.tuning}
     seconds = [t.duration.total_seconds() for t in experiment_trials(storage, plan) if t.duration is not None]
     return {
         "workloads": done,
@@ -49,6 +46,8 @@ def summarise(storage, plan) -> dict[str, Any]:
         "missing": outcomes.missing,
         "costs": costs,
         "chosen": chosen,
+        "tuning": tuning,
+        "spaces": {folders[a]: plan.search_spaces[a] for a in plan.algorithms},
         "metrics": {key: statistics.median(values) for key, values in metrics.items()},
         "scores": scores_from_costs(costs) if done else {},
         "trials": len(seconds),
@@ -78,6 +77,10 @@ def compare(summary: dict[str, Any]) -> dict[str, Any] | None:
     reference = {f: PUBLISHED[f][1] for f in ours}
     stats: dict[str, Any] = dict(agreement(ours, reference))
     stats["bootstrap"] = bootstrap_agreement(summary["costs"], reference, seed=SEED)
+    stats["by_workload"] = {}
+    for w in summary["workloads"]:  # each workload scored alone: which one carries the ranking
+        alone = scores_from_costs({f: {w: c[w]} for f, c in summary["costs"].items()})
+        stats["by_workload"][w] = agreement(alone, reference)
     return stats
 
 
@@ -96,16 +99,6 @@ def write_report(storage, plan, out: str | Path, store: str) -> Path:
 
 def _fmt(x: float | None, digits: int = 3) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
-
-
-def _ranks(scores: dict[str, float]) -> dict[str, float]:
-    """1 = best; tied scores share their average rank."""
-    ordered = sorted(scores, key=lambda f: -scores[f])
-    ranks: dict[str, float] = {}
-    for f in ordered:
-        tied = [g for g in ordered if scores[g] == scores[f]]
-        ranks[f] = statistics.mean(ordered.index(g) + 1 for g in tied)
-    return ranks
 
 
 def _steps(costs: list[float]) -> str:
@@ -148,6 +141,7 @@ def markdown(summary: dict[str, Any], stats: dict[str, Any] | None, plan, store:
     lines += ["", "![trainlab score against AlgoPerf v0.5 score](ranks.png)", ""]
     lines += _agreement_lines(summary, stats)
     lines += _disagreements(summary)
+    lines += _points(summary)
     lines += ["## Not runnable here", ""]
     lines += [f"- **{PUBLISHED[f][0]}** (`{f}`): {NOT_RUNNABLE_DETAIL[f]}" for f in NOT_RUNNABLE]
     return lines
@@ -166,8 +160,8 @@ def _workloads(names: list[str]) -> str:
 
 def _table(summary: dict[str, Any]) -> list[str]:
     scores, workloads = summary["scores"], summary["workloads"]
-    ours_rank = _ranks(scores) if scores else {}
-    theirs_rank = _ranks({f: PUBLISHED[f][1] for f in scores}) if scores else {}
+    ours_rank = ranks(scores) if scores else {}
+    theirs_rank = ranks({f: PUBLISHED[f][1] for f in scores}) if scores else {}
     head = "| submission | folder | AlgoPerf v0.5 score | AlgoPerf rank | trainlab score | trainlab rank |"
     head += "".join(f" {w}: held-out steps (reached) | median best test accuracy | chosen point |" for w in workloads)
     rows = [head, "|---|---|---:|---:|---:|---:|" + "---:|---:|---:|" * len(workloads)]
@@ -211,6 +205,15 @@ def _agreement_lines(summary: dict[str, Any], stats: dict[str, Any] | None) -> l
         f"{_interval(boot['tau'])} |",
         f"| Spearman's rho | {_fmt(stats['spearman_rho'])} | {_fmt(stats['rho_permutation_p'])} | "
         f"{_interval(boot['rho'])} |",
+        "",
+        "Each workload scored alone (its own performance profile, not part of the headline):",
+        "",
+        "| workload | Kendall's tau-b alone | Spearman's rho alone |",
+        "|---|---:|---:|",
+        *(
+            f"| {w} | {_fmt(a['kendall_tau'])} | {_fmt(a['spearman_rho'])} |"
+            for w, a in stats.get("by_workload", {}).items()
+        ),
         "",
         f"The interval resamples the {len(EVAL_SEEDS)} held-out seeds with replacement, paired across "
         f"submissions and workloads ({boot['resamples']} resamples, "
@@ -261,18 +264,19 @@ def _disagreements(summary: dict[str, Any]) -> list[str]:
         + ("; ".join(pairs) if pairs else "none")
         + f" ({len(pairs)} of {len(folders) * (len(folders) - 1) // 2} pairs)."
     )
+    lines += ["", _learning_rates(summary)]
     lines += [
         "",
         "What differs between the two benchmarks, whichever way the pairs fall:",
         "",
         "- **Horizon**: AlgoPerf's step budgets run from about 10^4 to 2x10^5 steps; here 1500 "
-        "(mnist1d_mlp) and 600 (mnist1d_cnn). The published points were tuned for the long runs "
-        "(peak learning rates near 1e-3, warm-up fractions of 2-10 %), and a schedule's shape matters "
-        "more when the whole run is a few hundred steps.",
-        "- **Batch size and model size**: AlgoPerf's batches run from hundreds to hundreds of "
-        "thousands of examples on models up to hundreds of millions of parameters; here batch 128 "
-        "on MNIST-1D models of tens of thousands of parameters (the submissions answer only "
-        "AlgoPerf's workload names in `get_batch_size`, so trainlab's batch is used).",
+        "(mnist1d_mlp) and 600 (mnist1d_cnn). The published points were chosen for those runs; in a "
+        "few hundred steps the peak learning rate and the warm-up fraction decide whether a target is "
+        "reached at all (the learning rates above).",
+        "- **Batch size and model size**: the NAdamW baseline's own `get_batch_size` answers 32 "
+        "(fastmri) to 262,144 (criteo1tb), on models of millions to hundreds of millions of "
+        "parameters; here batch 128 on MNIST-1D models of 14k and 79k parameters (the submissions "
+        "answer only AlgoPerf's workload names, so trainlab's batch is used).",
         "- **Per-step cost**: AlgoPerf scores wall-clock time on 8xV100, so an update's own cost "
         "counts (LAWA's averaging, Shampoo's preconditioner roots); here steps to the target are "
         "scored, which leaves per-step overhead out, and LAWA's extra batches per update are counted.",
@@ -284,47 +288,62 @@ def _disagreements(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def plot(scores: dict[str, float], path: Path, stats: dict[str, Any] | None = None) -> None:
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for i, f in enumerate(sorted(scores, key=lambda f: PUBLISHED[f][1])):  # labels staggered: ties overlap
-        theirs, ours = PUBLISHED[f][1], scores[f]
-        left.scatter(theirs, ours, color="tab:blue")
-        offset = (4, 6 + 14 * (i % 3)) if ours < 0.9 else (-4, -14)
-        left.annotate(
-            PUBLISHED[f][0],
-            (theirs, ours),
-            textcoords="offset points",
-            xytext=offset,
-            fontsize=8,
-            rotation=20,
-            ha="left" if ours < 0.9 else "right",
+def _learning_rates(summary: dict[str, Any]) -> str:
+    """The largest learning rate in each space, and those of the tuning trials that reached a target."""
+    largest = {
+        f: max(p.get("learning_rate", math.nan) for p in space)
+        for f, space in summary["spaces"].items()
+        if isinstance(space, list)
+    }
+    reached = [
+        summary["spaces"][f][draw].get("learning_rate", math.nan)
+        for (f, _, draw), run in summary["tuning"].items()
+        if math.isfinite(run["steps"]) and isinstance(summary["spaces"][f], list)
+    ]
+    text = "Largest learning rate in each published space: " + ", ".join(
+        f"{PUBLISHED[f][0]} {lr:.2e}" for f, lr in largest.items()
+    )
+    if reached:
+        text += (
+            f". Tuning trials that reached a target: {len(reached)}, all at learning rates "
+            f"{min(reached):.2e} to {max(reached):.2e} (the table below has every point)."
         )
-    for f in NOT_RUNNABLE:
-        left.axvline(PUBLISHED[f][1], color="0.8", linestyle=":", linewidth=1)
-        left.annotate(
-            f"{PUBLISHED[f][0]}\n(not runnable on CPU)",
-            (PUBLISHED[f][1], 0.02),
-            fontsize=7,
-            color="0.5",
-            rotation=90,
-            va="bottom",
-        )
-    left.set(xlabel="AlgoPerf v0.5 score (published)", ylabel="trainlab score (held-out steps)", xlim=(-0.05, 0.9))
-    left.set_ylim(-0.05, 1.05)
-    title = "scores"
-    if stats is not None:
-        title += f" (n = {stats['n']}: tau-b {_fmt(stats['kendall_tau'], 2)}, rho {_fmt(stats['spearman_rho'], 2)})"
-    left.set_title(title)
-    theirs_rank = _ranks({f: PUBLISHED[f][1] for f in scores})
-    ours_rank = _ranks(scores)
-    for f in scores:
-        right.plot([0, 1], [theirs_rank[f], ours_rank[f]], marker="o")
-        right.annotate(PUBLISHED[f][0], (0, theirs_rank[f]), xytext=(-6, 0), textcoords="offset points", ha="right")
-        right.annotate(f"{ours_rank[f]:g}", (1, ours_rank[f]), xytext=(6, 0), textcoords="offset points")
-    right.set_xticks([0, 1], ["AlgoPerf v0.5 rank", "trainlab rank"])
-    right.set_xlim(-0.9, 1.3)
-    right.set_ylim(len(scores) + 0.5, 0.5)
-    right.set_title("ranks among the runnable submissions (1 = best)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return text
+
+
+def _points(summary: dict[str, Any]) -> list[str]:
+    """Every point of every space on the tuning seeds: which learning rates reached the target."""
+    workloads = summary["workloads"]
+    lines = [
+        "## Every point of every space (tuning seeds)",
+        "",
+        "Best validation accuracy of each published point's tuning trial, and the step it reached the "
+        "target at (* = the study's chosen point).",
+        "",
+        "| submission | point | learning_rate | warmup_factor | other keys that differ |"
+        + "".join(f" {w} |" for w in workloads),
+        "|---|---:|---:|---:|---|" + "---:|" * len(workloads),
+    ]
+    for folder, space in summary["spaces"].items():
+        if not isinstance(space, list):
+            continue
+        for draw, point in enumerate(space):
+            varying = sorted(k for k in point if k not in ("learning_rate", "warmup_factor") and _varies(space, k))
+            cells = [PUBLISHED[folder][0], str(draw), f"{point.get('learning_rate', math.nan):.2e}"]
+            cells += [f"{point.get('warmup_factor', math.nan):g}", ", ".join(f"{k}={point[k]:g}" for k in varying)]
+            for w in workloads:
+                run = summary["tuning"].get((folder, w, draw))
+                best = summary["chosen"].get((folder, w))
+                mark = "*" if best and best["draw"] == draw else ""
+                if run is None:
+                    cells.append("")
+                    continue
+                reached = f" (step {run['steps']:.0f})" if math.isfinite(run["steps"]) else ""
+                cells.append(f"{_fmt(run['best_metric'], 4)}{reached}{mark}")
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _varies(space: list[dict[str, Any]], key: str) -> bool:
+    values = {json.dumps(p.get(key)) for p in space}
+    return len(values) > 1 and all(isinstance(p.get(key), int | float) for p in space)
