@@ -47,6 +47,16 @@ def test_the_report_states_the_tau_and_rho_of_scores_json_and_the_published_scor
     assert f"n = {len(folders)} submissions" in report
 
 
+def test_the_readme_section_is_drawn_from_scores_json_alone():
+    from trainlab.reports.external_validity_readme import readme_section
+
+    saved = json.loads((DOCS / "scores.json").read_text())
+    text = readme_section(saved)
+    assert (DOCS / "README_section.md").read_text() == text
+    assert len(text.splitlines()) <= 15
+    assert f"Kendall's tau-b = {saved['agreement']['kendall_tau']:.2f}" in text
+
+
 def test_the_published_scores_are_the_shared_readme_s():
     readme = Path("/work/shared/algoperf_v05/README.md")
     for candidate in (ROOT.parent / "shared" / "algoperf_v05" / "README.md", readme):

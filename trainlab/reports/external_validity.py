@@ -17,8 +17,9 @@ from trainlab.tuning.external_validity import (
     NOT_RUNNABLE,
     NOT_RUNNABLE_DETAIL,
     PUBLISHED,
+    TRIALS,
     folder_of,
-)  # noqa: E402
+)
 
 COMMAND = "trainlab external-validity"
 SEED = 0  # the bootstrap's: the report regenerates byte for byte
@@ -66,6 +67,45 @@ def scores_json(summary: dict[str, Any], stats: dict[str, Any] | None) -> dict[s
         "reasons": reasons,
         "published_algoperf_v05": {f: s for f, (_, s) in PUBLISHED.items()},
         "agreement": stats,
+        "held_out": {
+            f: {w: _held_out(c) for w, c in per_workload.items()} for f, per_workload in summary["costs"].items()
+        },
+        "workload_facts": {w: _workload_facts(w) for w in summary["workloads"]},
+        "held_out_seeds": list(EVAL_SEEDS),
+        "trials_per_submission_and_workload": TRIALS,
+        "learning_rates": _lr_facts(summary),
+        "cost": {"trials": summary["trials"], "cpu_hours": round(summary["cpu_hours"], 3)},
+    }
+
+
+def _held_out(costs: list[float]) -> dict[str, Any]:
+    reached = [c for c in costs if math.isfinite(c)]
+    median = statistics.median(costs) if len(reached) > len(costs) / 2 else None
+    return {"runs": len(costs), "reached": len(reached), "median_steps": median}
+
+
+def _workload_facts(name: str) -> dict[str, Any]:
+    from trainlab.workloads import create_workload
+
+    w = create_workload(name)
+    size = sum(p.numel() for p in w.init_model().parameters())
+    return {"step_budget": w.step_budget, "batch_size": w.batch_size, "parameters": size, "target": w.target}
+
+
+def _lr_facts(summary: dict[str, Any]) -> dict[str, Any]:
+    """The largest learning rate of each space, and those of the tuning trials that reached a target."""
+    spaces = {f: s for f, s in summary["spaces"].items() if isinstance(s, list)}
+    reached = [
+        spaces[f][draw].get("learning_rate")
+        for (f, _, draw), run in summary["tuning"].items()
+        if f in spaces and math.isfinite(run["steps"])
+    ]
+    reached = [lr for lr in reached if lr is not None]
+    return {
+        "largest_in_space": {f: max(p.get("learning_rate", math.nan) for p in s) for f, s in spaces.items()},
+        "reached_target": len(reached),
+        "tuning_trials": len(summary["tuning"]),
+        "reached_range": [min(reached), max(reached)] if reached else None,
     }
 
 
@@ -94,6 +134,11 @@ def write_report(storage, plan, out: str | Path, store: str) -> Path:
         plot(summary["scores"], out / "ranks.png", stats)
     path = out / "report.md"
     path.write_text("\n".join(markdown(summary, stats, plan, store)) + "\n")
+    if stats is not None:
+        from trainlab.reports.external_validity_readme import readme_section
+
+        saved = json.loads((out / "scores.json").read_text())
+        (out / "README_section.md").write_text(readme_section(saved))
     return path
 
 
@@ -148,13 +193,13 @@ def markdown(summary: dict[str, Any], stats: dict[str, Any] | None, plan, store:
 
 
 def _workloads(names: list[str]) -> str:
-    from trainlab.workloads import create_workload
-
     parts = []
     for name in names:
-        w = create_workload(name)
-        size = sum(p.numel() for p in w.init_model().parameters())
-        parts.append(f"{name} (target {w.target:g}, {w.step_budget} steps, batch {w.batch_size}, {size:,} parameters)")
+        w = _workload_facts(name)
+        parts.append(
+            f"{name} (target {w['target']:g}, {w['step_budget']} steps, batch {w['batch_size']}, "
+            f"{w['parameters']:,} parameters)"
+        )
     return ", ".join(parts)
 
 
@@ -289,24 +334,15 @@ def _disagreements(summary: dict[str, Any]) -> list[str]:
 
 
 def _learning_rates(summary: dict[str, Any]) -> str:
-    """The largest learning rate in each space, and those of the tuning trials that reached a target."""
-    largest = {
-        f: max(p.get("learning_rate", math.nan) for p in space)
-        for f, space in summary["spaces"].items()
-        if isinstance(space, list)
-    }
-    reached = [
-        summary["spaces"][f][draw].get("learning_rate", math.nan)
-        for (f, _, draw), run in summary["tuning"].items()
-        if math.isfinite(run["steps"]) and isinstance(summary["spaces"][f], list)
-    ]
+    facts = _lr_facts(summary)
     text = "Largest learning rate in each published space: " + ", ".join(
-        f"{PUBLISHED[f][0]} {lr:.2e}" for f, lr in largest.items()
+        f"{PUBLISHED[f][0]} {lr:.2e}" for f, lr in facts["largest_in_space"].items()
     )
-    if reached:
+    if facts["reached_range"]:
+        low, high = facts["reached_range"]
         text += (
-            f". Tuning trials that reached a target: {len(reached)}, all at learning rates "
-            f"{min(reached):.2e} to {max(reached):.2e} (the table below has every point)."
+            f". Tuning trials that reached a target: {facts['reached_target']}, all at learning rates "
+            f"{low:.2e} to {high:.2e} (the table below has every point)."
         )
     return text
 
