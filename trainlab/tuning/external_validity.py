@@ -64,10 +64,13 @@ NOT_RUNNABLE_DETAIL: dict[str, str] = {
     "shampoo_submission": "in one process its DDPDistributor raises 'DDPDistributor needs torch.distributed "
     "to be initialized!' (num_trainers_per_group=8 in submission.py). Under `trainlab race --nproc 8 "
     "--strategy ddp` (torch.distributed.run, gloo) the distributor initialises, and init_optimizer_state "
-    "fails in optimizers/distributed_shampoo/utils/shampoo_ddp_distributor.py:513, "
-    "`_allocate_zeros_distributed_tensor`: `torch.zeros(shape, dtype=dtype, device=torch.device('cuda', "
-    "current_rank))` raises AssertionError: Torch not compiled with CUDA enabled. The device is hard-coded, "
-    "one GPU per rank, so it needs 8 GPUs; trainlab's adapter and launcher are not at fault.",
+    "fails on every rank in Shampoo's own code: a rank that owns parameter blocks in "
+    "optimizers/distributed_shampoo/utils/shampoo_ddp_distributor.py:513, `_allocate_zeros_distributed_tensor`, "
+    "where `torch.zeros(shape, dtype=dtype, device=torch.device('cuda', current_rank))` raises AssertionError: "
+    "Torch not compiled with CUDA enabled; on mnist1d_mlp (6 parameter tensors over 8 ranks) ranks 6 and 7 own "
+    "none and fail in optimizers/distributed_shampoo/distributed_shampoo.py:640, `_instantiate_device`, with "
+    "IndexError: tuple index out of range. The device is hard-coded, one GPU per rank, so it needs 8 GPUs "
+    "(and, as published, at least 8 parameter blocks); trainlab's adapter and launcher are not at fault.",
 }
 
 
