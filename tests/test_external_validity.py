@@ -111,3 +111,15 @@ def test_bad_input_is_one_line(tmp_path):
     assert "no schedule_free_adamw/submission.py" in done.stderr
     done = run_main("external-validity", "--score-only", "--store", str(tmp_path / "none.db"))
     assert done.returncode == 2 and "run `trainlab external-validity` first" in done.stderr
+
+
+def test_a_horizon_check_or_a_workload_subset_is_an_experiment_of_its_own():
+    from trainlab.errors import UsageError
+    from trainlab.tuning.external_validity import NAME, experiment_name
+
+    assert experiment_name(["mnist1d_mlp", "mnist1d_cnn"]) == NAME
+    assert experiment_name(["mnist1d_mlp"], 4) == f"{NAME}-x4-mnist1d_mlp"
+    with pytest.raises(UsageError, match="positive number"):
+        experiment_name(["mnist1d_mlp"], 0)
+    with pytest.raises(UsageError, match="text_lm not among"):
+        experiment_name(["text_lm"])

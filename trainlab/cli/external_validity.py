@@ -38,6 +38,20 @@ def add_parsers(sub) -> None:
         help=f"the published v0.5 folder, read-only (default: {DEFAULT_SUBMISSIONS})",
     )
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"report folder (default: {DEFAULT_OUT})")
+    p.add_argument(
+        "--workloads",
+        default=None,
+        metavar="LIST",
+        help="a subset of mnist1d_mlp,mnist1d_cnn (default: both); a subset is an experiment of its own",
+    )
+    p.add_argument(
+        "--step-budget-factor",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="horizon check: every workload's step budget (and so every schedule's step_hint) times F, "
+        "an experiment of its own beside the headline one in the store (default: 1)",
+    )
     p.add_argument("--score-only", action="store_true", help="run nothing: report what is stored")
     p.add_argument("--workers", type=int, default=1, help="trial processes on this machine (default: 1)")
     p.add_argument("--threads", type=int, default=1, metavar="N", help="CPU threads per trial process (default: 1)")
@@ -49,8 +63,9 @@ def add_parsers(sub) -> None:
 def external_validity(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from trainlab.cli.options import split_list
     from trainlab.tuning.coordinator import run_experiment
-    from trainlab.tuning.external_validity import NAME, experiment_plan
+    from trainlab.tuning.external_validity import WORKLOADS, experiment_name, experiment_plan
     from trainlab.tuning.leaderboard import stored_plan
 
     device = parents.setup_runtime(args)
@@ -60,13 +75,15 @@ def external_validity(args: argparse.Namespace) -> int:
         if args.score_only and not Path(args.store).is_file():
             raise UsageError(f"no store at {args.store}: run `trainlab external-validity` first")
         Path(args.store).parent.mkdir(parents=True, exist_ok=True)
+    workloads = split_list(args.workloads, "workloads") if args.workloads else list(WORKLOADS)
+    name = experiment_name(workloads, args.step_budget_factor)
     storage = parents.tuning_storage(args, create=not args.score_only)
     if args.score_only:
-        plan = stored_plan(storage, NAME)
+        plan = stored_plan(storage, name)
         if plan is None:
-            raise UsageError(f"no {NAME!r} experiment in {args.store}: run `trainlab external-validity` first")
+            raise UsageError(f"no {name!r} experiment in {args.store}: run `trainlab external-validity` first")
     else:
-        plan = experiment_plan(args.submissions, device)
+        plan = experiment_plan(args.submissions, device, workloads, args.step_budget_factor)
     if args.dry_run:
         print(
             f"{plan.name}: {len(plan.algorithms)} submissions ({', '.join(plan.algorithms)}) on "

@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from trainlab.reports.external_validity_plot import plot, ranks
+from trainlab.reports.external_validity_points import learning_rates, lr_facts, points_table
 from trainlab.scoring.rank_agreement import agreement, bootstrap_agreement, scores_from_costs
 from trainlab.tuning.external_validity import (
     EVAL_SEEDS,
+    NAME,
     NOT_RUNNABLE,
     NOT_RUNNABLE_DETAIL,
     PUBLISHED,
@@ -44,6 +46,7 @@ def summarise(storage, plan) -> dict[str, Any]:
     return {
         "workloads": done,
         "pending": [w for w in plan.workloads if w not in done],
+        "options": {w: dict(plan.workload_options.get(w, {})) for w in plan.workloads},
         "missing": outcomes.missing,
         "costs": costs,
         "chosen": chosen,
@@ -70,10 +73,10 @@ def scores_json(summary: dict[str, Any], stats: dict[str, Any] | None) -> dict[s
         "held_out": {
             f: {w: _held_out(c) for w, c in per_workload.items()} for f, per_workload in summary["costs"].items()
         },
-        "workload_facts": {w: _workload_facts(w) for w in summary["workloads"]},
+        "workload_facts": {w: _workload_facts(w, summary["options"][w]) for w in summary["workloads"]},
         "held_out_seeds": list(EVAL_SEEDS),
         "trials_per_submission_and_workload": TRIALS,
-        "learning_rates": _lr_facts(summary),
+        "learning_rates": lr_facts(summary),
         "cost": {"trials": summary["trials"], "cpu_hours": round(summary["cpu_hours"], 3)},
     }
 
@@ -84,29 +87,12 @@ def _held_out(costs: list[float]) -> dict[str, Any]:
     return {"runs": len(costs), "reached": len(reached), "median_steps": median}
 
 
-def _workload_facts(name: str) -> dict[str, Any]:
+def _workload_facts(name: str, options: dict[str, Any]) -> dict[str, Any]:
     from trainlab.workloads import create_workload
 
-    w = create_workload(name)
+    w = create_workload(name, **options)
     size = sum(p.numel() for p in w.init_model().parameters())
     return {"step_budget": w.step_budget, "batch_size": w.batch_size, "parameters": size, "target": w.target}
-
-
-def _lr_facts(summary: dict[str, Any]) -> dict[str, Any]:
-    """The largest learning rate of each space, and those of the tuning trials that reached a target."""
-    spaces = {f: s for f, s in summary["spaces"].items() if isinstance(s, list)}
-    reached = [
-        spaces[f][draw].get("learning_rate")
-        for (f, _, draw), run in summary["tuning"].items()
-        if f in spaces and math.isfinite(run["steps"])
-    ]
-    reached = [lr for lr in reached if lr is not None]
-    return {
-        "largest_in_space": {f: max(p.get("learning_rate", math.nan) for p in s) for f, s in spaces.items()},
-        "reached_target": len(reached),
-        "tuning_trials": len(summary["tuning"]),
-        "reached_range": [min(reached), max(reached)] if reached else None,
-    }
 
 
 def compare(summary: dict[str, Any]) -> dict[str, Any] | None:
@@ -134,7 +120,7 @@ def write_report(storage, plan, out: str | Path, store: str) -> Path:
         plot(summary["scores"], out / "ranks.png", stats)
     path = out / "report.md"
     path.write_text("\n".join(markdown(summary, stats, plan, store)) + "\n")
-    if stats is not None:
+    if stats is not None and plan.name == NAME:  # the README's section is the headline experiment's
         from trainlab.reports.external_validity_readme import readme_section
 
         saved = json.loads((out / "scores.json").read_text())
@@ -173,8 +159,9 @@ def markdown(summary: dict[str, Any], stats: dict[str, Any] | None, plan, store:
         "(a miss is infinite), then performance ratios and the area under the profile to r_max = 4, "
         "as trainlab's leaderboard scores. Steps, not seconds: the machine is shared. LAWA's inner "
         "loop draws several batches per update; each batch counts as a step.",
-        f"- **Workloads scored**: {_workloads(summary['workloads']) or 'none yet'}"
+        f"- **Workloads scored**: {_workloads(summary['workloads'], summary['options']) or 'none yet'}"
         + (f"; not finished: {', '.join(summary['pending'])}" if summary["pending"] else "")
+        + (f" (this experiment's workload options: {json.dumps(summary['options'])})" if _set(summary) else "")
         + ". text_lm is left out: a trial there costs 20-50x an MNIST-1D trial on this 2-core CPU.",
         f"- **Cost**: {summary['trials']} trials, {summary['cpu_hours']:.2f} CPU-hours (one thread each, "
         "summed trial wall-clock).",
@@ -186,16 +173,20 @@ def markdown(summary: dict[str, Any], stats: dict[str, Any] | None, plan, store:
     lines += ["", "![trainlab score against AlgoPerf v0.5 score](ranks.png)", ""]
     lines += _agreement_lines(summary, stats)
     lines += _disagreements(summary)
-    lines += _points(summary)
+    lines += points_table(summary)
     lines += ["## Not runnable here", ""]
     lines += [f"- **{PUBLISHED[f][0]}** (`{f}`): {NOT_RUNNABLE_DETAIL[f]}" for f in NOT_RUNNABLE]
     return lines
 
 
-def _workloads(names: list[str]) -> str:
+def _set(summary: dict[str, Any]) -> bool:
+    return any(summary["options"].values())
+
+
+def _workloads(names: list[str], options: dict[str, dict[str, Any]]) -> str:
     parts = []
     for name in names:
-        w = _workload_facts(name)
+        w = _workload_facts(name, options[name])
         parts.append(
             f"{name} (target {w['target']:g}, {w['step_budget']} steps, batch {w['batch_size']}, "
             f"{w['parameters']:,} parameters)"
@@ -309,13 +300,16 @@ def _disagreements(summary: dict[str, Any]) -> list[str]:
         + ("; ".join(pairs) if pairs else "none")
         + f" ({len(pairs)} of {len(folders) * (len(folders) - 1) // 2} pairs)."
     )
-    lines += ["", _learning_rates(summary)]
+    lines += ["", learning_rates(summary)]
     lines += [
         "",
         "What differs between the two benchmarks, whichever way the pairs fall:",
         "",
-        "- **Horizon**: AlgoPerf's step budgets run from about 10^4 to 2x10^5 steps; here 1500 "
-        "(mnist1d_mlp) and 600 (mnist1d_cnn). The published points were chosen for those runs; in a "
+        "- **Horizon**: AlgoPerf's step budgets run from about 10^4 to 2x10^5 steps; here "
+        + " and ".join(
+            f"{_workload_facts(w, summary['options'][w])['step_budget']} ({w})" for w in summary["workloads"]
+        )
+        + ". The published points were chosen for those runs; in a "
         "few hundred steps the peak learning rate and the warm-up fraction decide whether a target is "
         "reached at all (the learning rates above).",
         "- **Batch size and model size**: the NAdamW baseline's own `get_batch_size` answers 32 "
@@ -331,55 +325,3 @@ def _disagreements(summary: dict[str, Any]) -> list[str]:
         "",
     ]
     return lines
-
-
-def _learning_rates(summary: dict[str, Any]) -> str:
-    facts = _lr_facts(summary)
-    text = "Largest learning rate in each published space: " + ", ".join(
-        f"{PUBLISHED[f][0]} {lr:.2e}" for f, lr in facts["largest_in_space"].items()
-    )
-    if facts["reached_range"]:
-        low, high = facts["reached_range"]
-        text += (
-            f". Tuning trials that reached a target: {facts['reached_target']}, all at learning rates "
-            f"{low:.2e} to {high:.2e} (the table below has every point)."
-        )
-    return text
-
-
-def _points(summary: dict[str, Any]) -> list[str]:
-    """Every point of every space on the tuning seeds: which learning rates reached the target."""
-    workloads = summary["workloads"]
-    lines = [
-        "## Every point of every space (tuning seeds)",
-        "",
-        "Best validation accuracy of each published point's tuning trial, and the step it reached the "
-        "target at (* = the study's chosen point).",
-        "",
-        "| submission | point | learning_rate | warmup_factor | other keys that differ |"
-        + "".join(f" {w} |" for w in workloads),
-        "|---|---:|---:|---:|---|" + "---:|" * len(workloads),
-    ]
-    for folder, space in summary["spaces"].items():
-        if not isinstance(space, list):
-            continue
-        for draw, point in enumerate(space):
-            varying = sorted(k for k in point if k not in ("learning_rate", "warmup_factor") and _varies(space, k))
-            cells = [PUBLISHED[folder][0], str(draw), f"{point.get('learning_rate', math.nan):.2e}"]
-            cells += [f"{point.get('warmup_factor', math.nan):g}", ", ".join(f"{k}={point[k]:g}" for k in varying)]
-            for w in workloads:
-                run = summary["tuning"].get((folder, w, draw))
-                best = summary["chosen"].get((folder, w))
-                mark = "*" if best and best["draw"] == draw else ""
-                if run is None:
-                    cells.append("")
-                    continue
-                reached = f" (step {run['steps']:.0f})" if math.isfinite(run["steps"]) else ""
-                cells.append(f"{_fmt(run['best_metric'], 4)}{reached}{mark}")
-            lines.append("| " + " | ".join(cells) + " |")
-    return lines + [""]
-
-
-def _varies(space: list[dict[str, Any]], key: str) -> bool:
-    values = {json.dumps(p.get(key)) for p in space}
-    return len(values) > 1 and all(isinstance(p.get(key), int | float) for p in space)

@@ -24,6 +24,7 @@ it); the comparison statistics live in `trainlab.scoring.rank_agreement`.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -95,17 +96,38 @@ def runnable(root: str = DEFAULT_SUBMISSIONS) -> list[str]:
     return folders
 
 
-def experiment_plan(root: str = DEFAULT_SUBMISSIONS, device: torch.device | None = None) -> TuningPlan:
+def experiment_name(workloads: list[str], factor: float = 1.0) -> str:
+    """The headline experiment is NAME; a horizon check (step budgets times `factor`) or a subset of
+    the workloads is an experiment of its own beside it in the store."""
+    if factor <= 0 or not math.isfinite(factor):
+        raise UsageError(f"--step-budget-factor must be a positive number, got {factor}")
+    unknown = [w for w in workloads if w not in WORKLOADS]
+    if unknown or not workloads:
+        raise UsageError(f"--workloads: {','.join(unknown) or '(none)'} not among {','.join(WORKLOADS)}")
+    name = NAME if factor == 1 else f"{NAME}-x{factor:g}"
+    return name if list(workloads) == list(WORKLOADS) else f"{name}-{'-'.join(workloads)}"
+
+
+def experiment_plan(
+    root: str = DEFAULT_SUBMISSIONS,
+    device: torch.device | None = None,
+    workloads: list[str] | None = None,
+    factor: float = 1.0,
+) -> TuningPlan:
     """The experiment's plan, checked (search spaces beside each submission, data present)."""
     from trainlab.benchmark.trial_options import TrialOptions
     from trainlab.tuning.build import build_plan
+    from trainlab.workloads import create_workload
 
+    workloads = list(workloads or WORKLOADS)
+    name = experiment_name(workloads, factor)
+    options = {w: {"step_budget": round(create_workload(w).step_budget * factor)} for w in workloads}
     algorithms = [submission_name(f, root) for f in runnable(root)]
     return build_plan(
-        NAME,
+        name,
         algorithms,
-        list(WORKLOADS),
-        {},
+        workloads,
+        options if factor != 1 else {},
         search_space_files={},
         trials=TRIALS,
         studies=STUDIES,
