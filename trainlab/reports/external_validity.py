@@ -59,7 +59,9 @@ def summarise(storage, plan) -> dict[str, Any]:
     }
 
 
-def scores_json(summary: dict[str, Any], stats: dict[str, Any] | None) -> dict[str, Any]:
+def scores_json(
+    summary: dict[str, Any], stats: dict[str, Any] | None, checks: dict[str, Any] | None = None
+) -> dict[str, Any]:
     scores: dict[str, float | None] = {f: summary["scores"].get(f) for f in PUBLISHED}
     reasons = {f: f"not runnable on CPU: {NOT_RUNNABLE_DETAIL[f]}" for f in PUBLISHED if f in NOT_RUNNABLE}
     reasons |= {f: "not finished" for f, s in scores.items() if s is None and f not in reasons}
@@ -78,6 +80,7 @@ def scores_json(summary: dict[str, Any], stats: dict[str, Any] | None) -> dict[s
         "trials_per_submission_and_workload": TRIALS,
         "learning_rates": lr_facts(summary),
         "cost": {"trials": summary["trials"], "cpu_hours": round(summary["cpu_hours"], 3)},
+        "horizon_checks": checks or {},
     }
 
 
@@ -115,17 +118,67 @@ def write_report(storage, plan, out: str | Path, store: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(storage, plan)
     stats = compare(summary)
-    (out / "scores.json").write_text(json.dumps(scores_json(summary, stats), indent=2, sort_keys=True) + "\n")
+    checks = horizon_checks(storage) if plan.name == NAME else {}
+    saved = scores_json(summary, stats, checks)
+    (out / "scores.json").write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
     if summary["scores"]:
         plot(summary["scores"], out / "ranks.png", stats)
     path = out / "report.md"
-    path.write_text("\n".join(markdown(summary, stats, plan, store)) + "\n")
+    path.write_text("\n".join(markdown(summary, stats, plan, store) + _checks_lines(checks, stats)) + "\n")
     if stats is not None and plan.name == NAME:  # the README's section is the headline experiment's
         from trainlab.reports.external_validity_readme import readme_section
 
-        saved = json.loads((out / "scores.json").read_text())
-        (out / "README_section.md").write_text(readme_section(saved))
+        (out / "README_section.md").write_text(readme_section(json.loads(json.dumps(saved))))
     return path
+
+
+def horizon_checks(storage) -> dict[str, Any]:
+    """The finished horizon checks beside the headline experiment (`--step-budget-factor`): per
+    experiment its workload options, trainlab scores, and agreement with the published scores."""
+    from trainlab.tuning.experiment import list_experiments, load_plan
+
+    found: dict[str, Any] = {}
+    for name in list_experiments(storage):
+        if not name.startswith(f"{NAME}-"):
+            continue
+        plan = load_plan(storage, name)
+        summary = summarise(storage, plan)
+        if summary["pending"] or len(summary["scores"]) < 2:
+            continue
+        stats = agreement(summary["scores"], {f: PUBLISHED[f][1] for f in summary["scores"]})
+        found[name] = {
+            "workload_options": summary["options"],
+            "scores": summary["scores"],
+            "held_out": {f: {w: _held_out(c) for w, c in ws.items()} for f, ws in summary["costs"].items()},
+            **stats,
+        }
+    return found
+
+
+def _checks_lines(checks: dict[str, Any], stats: dict[str, Any] | None) -> list[str]:
+    if not checks:
+        return []
+    lines = ["", "## Horizon checks", ""]
+    for name, check in checks.items():
+        options = "; ".join(f"{w} step budget {o.get('step_budget')}" for w, o in check["workload_options"].items())
+        headline = [
+            f"{w} alone at its own budget: tau-b {_fmt(stats['by_workload'][w]['kendall_tau'])}"
+            for w in check["workload_options"]
+            if stats and w in stats.get("by_workload", {})
+        ]
+        reached = ", ".join(
+            f"{PUBLISHED[f][0]} {check['scores'][f]:.3f} ("
+            + ", ".join(f"{h['reached']}/{h['runs']}" for h in check["held_out"][f].values())
+            + " held-out runs reached)"
+            for f in check["scores"]
+        )
+        lines.append(
+            f"- `{name}` ({options}): Kendall's tau-b {_fmt(check['kendall_tau'])} (exact p "
+            f"{_fmt(check['tau_permutation_p'])}), Spearman's rho {_fmt(check['spearman_rho'])}, n = {check['n']}"
+            + (f"; {'; '.join(headline)}" if headline else "")
+            + f". Scores: {reached}."
+        )
+    return lines
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:

@@ -47,9 +47,24 @@ def readme_section(saved: dict[str, Any]) -> str:
         f"data-parallel gloo launch). With n = {stats['n']} only a near-perfect agreement could be told from "
         "chance, and the bootstrap shows trainlab's seeds alone move tau across a wide range.",
         "",
-        _why(saved),
+        _why(saved) + _horizon(saved),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _horizon(saved: dict[str, Any]) -> str:
+    """One sentence per finished horizon check (`--step-budget-factor`)."""
+    text = ""
+    alone = saved["agreement"].get("by_workload", {})
+    for check in saved.get("horizon_checks", {}).values():
+        for w, options in check["workload_options"].items():
+            own = saved["workload_facts"].get(w, {}).get("step_budget")
+            text += (
+                f" Horizon check: on {w} with {options['step_budget']} steps instead of {own}, tau-b = "
+                f"{check['kendall_tau']:.2f} (n = {check['n']}), against {alone[w]['kendall_tau']:.2f} for {w} "
+                "alone at its own budget."
+            )
+    return text
 
 
 def _why(saved: dict[str, Any]) -> str:
