@@ -59,10 +59,13 @@ def _horizon(saved: dict[str, Any]) -> str:
     for check in saved.get("horizon_checks", {}).values():
         for w, options in check["workload_options"].items():
             own = saved["workload_facts"].get(w, {}).get("step_budget")
+            every = sum(h[w]["reached"] == h[w]["runs"] for h in check["held_out"].values())
             text += (
-                f" Horizon check: on {w} with {options['step_budget']} steps instead of {own}, tau-b = "
-                f"{check['kendall_tau']:.2f} (n = {check['n']}), against {alone[w]['kendall_tau']:.2f} for {w} "
-                "alone at its own budget."
+                f" Horizon check: on {w} with {options['step_budget']} steps instead of {own}, {every} of "
+                f"{check['n']} reach the target in every held-out run, and tau-b = {check['kendall_tau']:.2f} "
+                f"(against {alone[w]['kendall_tau']:.2f} for {w} alone at its own budget): the longer horizon "
+                + ("raises" if check["kendall_tau"] > alone[w]["kendall_tau"] else "does not raise")
+                + " the agreement."
             )
     return text
 
