@@ -3,7 +3,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
 
-.PHONY: setup data race test docs docs-serve bench compare leaderboard clean
+.PHONY: setup data race test docs docs-serve bench compare leaderboard external-validity clean
 
 setup: $(VENV)/.installed data
 
@@ -53,6 +53,15 @@ compare: setup
 leaderboard: setup
 	$(BIN)/trainlab leaderboard --workers 2 --threads 1 --no-progress \
 		--write-configs trainlab/algorithms/leaderboard.json $(if $(ALGORITHMS),--algorithms $(ALGORITHMS))
+
+# Does trainlab rank like AlgoPerf? The published AlgoPerf v0.5 PyTorch submissions (read-only, in
+# ../shared/algoperf_v05), each tuned on its own search space; writes docs/external_validity/.
+# Resumable: rerun it. The horizon check (4x the steps on mnist1d_mlp) runs first, so the headline
+# report that follows includes it.
+external-validity: setup
+	$(BIN)/trainlab external-validity --workloads mnist1d_mlp --step-budget-factor 4 --workers 1 --threads 1 \
+		--out docs/external_validity/horizon_x4_mnist1d_mlp --no-progress
+	$(BIN)/trainlab external-validity --workers 1 --threads 1 --no-progress
 
 # The benchmarks (scripts, not tests); the optimizer one times the peer implementations too.
 bench: setup

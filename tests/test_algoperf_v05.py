@@ -236,3 +236,28 @@ def test_the_spec_has_every_name_submissions_read_under_both_package_names(monke
     monkeypatch.setenv("LOCAL_RANK", "1")  # what torch.distributed.run sets for `race --nproc`
     assert pytorch_setup()[:2] == (True, 1)
     assert split(PRNGKey(0), 3).shape == (3, 2) and (split(7) == split(7)).all()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CUDA or not torch.distributed.is_available(), reason="the CPU finding: no CUDA here")
+def test_shampoo_under_eight_gloo_ranks_fails_in_its_own_code(tmp_path):
+    """`race --nproc 8` gets Shampoo's DDPDistributor initialised; it then fails in its own files on
+    every rank: cuda:RANK allocations, or (ranks owning none of mnist1d_mlp's 6 tensors) an empty
+    block list. The stored one-line error names the rank's innermost frames (docs/external_validity)."""
+    if V05 is None:
+        pytest.skip("no algoperf_v05 folder")
+    store, shampoo = tmp_path / "r.db", V05 / "shampoo_submission" / "submission.py"
+    done = run_main(
+        "race", "--workloads", "mnist1d_mlp", "--algorithms", f"algoperf:{shampoo}",
+        "--nproc", "8", "--strategy", "ddp", "--workload-option", "mnist1d_mlp.step_budget=20", "--threads", "1",
+        "--device", "cpu", "--store", str(store), "--no-report", "--no-progress",
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    (trial,) = ResultsStore(str(store)).trials(1)
+    first = trial["error"].splitlines()[0]
+    own = str(V05 / "shampoo_submission" / "optimizers" / "distributed_shampoo")
+    assert (
+        f"{own}/utils/shampoo_ddp_distributor.py:513 in _allocate_zeros_distributed_tensor" in first
+        and first.endswith(" in _lazy_init)")  # torch's CUDA initialisation, called by theirs
+        or first.endswith(f"{own}/distributed_shampoo.py:640 in _instantiate_device)")
+    ), first

@@ -135,6 +135,7 @@ def test_every_option_of_every_command_is_documented():
         "score",
         "leaderboard",
         "batch-sweep",
+        "external-validity",
     }
     for name, command in sub.choices.items():
         assert command.description, name

@@ -188,3 +188,19 @@ def test_a_matrix_method_records_each_ranks_state_and_the_report_shows_it(tmp_pa
     report = write_report(store, tmp_path / "report", race_id).read_text()
     assert "## Optimizer state per rank" in report
     assert "| mnist1d_mlp | muon | 0 | ddp |" in report
+
+
+def test_a_python_error_is_reported_with_the_failing_rank_s_innermost_frames():
+    from trainlab.benchmark.data_parallel import _failure
+
+    output = (
+        '[rank0]:   File "/a/theirs.py", line 9, in other\n[rank0]: ValueError: not this one\n'
+        '[rank1]: Traceback (most recent call last):\n[rank1]:   File "/a/ours.py", line 3, in run\n'
+        '[rank1]:   File "/a/theirs.py", line 40, in step\n[rank1]:   File "/t/cuda.py", line 5, in init\n'
+        "[rank1]: AssertionError: no CUDA\n"
+        "Root Cause (first observed failure):\n[0]:\n  rank      : 1 (local_rank: 1)\n  exitcode  : 1 (pid: 7)\n"
+    )
+    assert _failure(output, 1, 2) == (
+        "2-process trial failed: rank 1 failed first (exit code 1): AssertionError: no CUDA "
+        "(raised at /a/theirs.py:40 in step -> /t/cuda.py:5 in init)"
+    )

@@ -214,7 +214,16 @@ def _failure(output: str, code: int, nproc: int) -> str:
         if native
         else "no Python error (the process was killed or exited)"
     )
-    return f"{nproc}-process trial failed: rank {first} failed first ({how}): {detail}"
+    return f"{nproc}-process trial failed: rank {first} failed first ({how}): {detail}{_frames(output, first)}"
+
+
+def _frames(output: str, rank: str, keep: int = 2) -> str:
+    """Where rank `rank` raised, from its traceback: its innermost frames (outermost first), so the
+    stored one-line error says whose code failed (a submission's own file, torch's, trainlab's)."""
+    frames = re.findall(rf'^\[rank{rank}\]:\s+File "([^"]+)", line (\d+), in (\S+)', output, re.MULTILINE)
+    if not frames:
+        return ""
+    return " (raised at " + " -> ".join(f"{path}:{line} in {func}" for path, line, func in frames[-keep:]) + ")"
 
 
 def _load(data: dict[str, Any]) -> TrialResult:

@@ -26,6 +26,7 @@ EPILOG = """examples:
   trainlab tune --name cmp --algorithms adamw,sgd --trials 5 --studies 3 --workers 2
   trainlab score --name cmp                        # performance profiles and scores
   trainlab leaderboard --score-only                # rescore the committed leaderboard
+  trainlab external-validity --score-only          # AlgoPerf v0.5 submissions: ranked as AlgoPerf?
 """
 
 
@@ -38,7 +39,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from trainlab.cli import catalog, leaderboard, race, sweep, targets, tuning
+    from trainlab.cli import catalog, external_validity, leaderboard, race, sweep, targets, tuning
 
     parser = OneLineParser(
         prog="trainlab",
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     catalog.add_parsers(sub)
     tuning.add_parsers(sub)
     leaderboard.add_parsers(sub)
+    external_validity.add_parsers(sub)
     return parser
 
 
