@@ -55,6 +55,7 @@ def test_the_readme_section_is_drawn_from_scores_json_alone():
     assert (DOCS / "README_section.md").read_text() == text
     assert len(text.splitlines()) <= 15
     assert f"Kendall's tau-b = {saved['agreement']['kendall_tau']:.2f}" in text
+    assert text in (ROOT / "README.md").read_text(), "README's section differs: paste README_section.md into it"
 
 
 def test_the_published_scores_are_the_shared_readme_s():
