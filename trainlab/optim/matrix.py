@@ -15,7 +15,6 @@ import torch
 from trainlab.optim.owners import OwnerUpdates
 from trainlab.optim.projection import adam_direction, adam_moments_
 from trainlab.optim.state import KeepsSavedStateDtypes
-from trainlab.optim.validation import check_dense_real
 
 
 class MatrixOptimizer(OwnerUpdates, KeepsSavedStateDtypes):
@@ -49,22 +48,7 @@ class MatrixOptimizer(OwnerUpdates, KeepsSavedStateDtypes):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        matrices = []
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                check_dense_real(type(self).__name__, p)
-                if self._by_matrix_rule(p, group):  # whole matrices, by their owners (owners.py)
-                    matrices.append((p, lambda matrix, group=group: self._matrix_update(matrix, group)))
-                else:
-                    self._other_update(p, group)
-        self.update_matrices(matrices)
-        return loss
+        return self._step_by_kind(closure, self._matrix_update, self._other_update)
 
     def _adamw_update(
         self, p: torch.Tensor, lr: float, betas: tuple[float, float], eps: float, weight_decay: float

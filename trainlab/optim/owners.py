@@ -38,6 +38,7 @@ bases already do), naming its matrices in `is_matrix`, and passing its whole-mat
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -47,7 +48,7 @@ import torch.distributed as dist
 
 from trainlab.optim.distributed import is_sharded, whole
 from trainlab.optim.projector import matrix_shape
-from trainlab.optim.validation import check_choice
+from trainlab.optim.validation import check_choice, check_dense_real
 
 MODES = ("auto", "owner", "replicated")
 Update = Callable[[torch.Tensor], None]
@@ -146,6 +147,27 @@ class OwnerUpdates(torch.optim.Optimizer):
         self._owner_cache.clear()
 
     # ---- the step ------------------------------------------------------------------------------
+
+    def _step_by_kind(self, closure, matrix_update: Callable, other_update: Callable) -> Any:
+        """The step of a method that updates each matrix (`is_matrix`) whole, by its owner, and
+        every other parameter in place, one by one: Muon, SWAN, NorMuon, SOAP."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        name = type(self).__name__
+        matrices: list[tuple[torch.Tensor, Update]] = []
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                check_dense_real(name, p)
+                if self.is_matrix(p, group):
+                    matrices.append((p, functools.partial(matrix_update, group=group)))
+                else:
+                    other_update(p, group)
+        self.update_matrices(matrices)
+        return loss
 
     def update_matrices(self, updates: list[tuple[torch.Tensor, Update]]) -> None:
         """Apply each `(p, update)` (the update runs on a whole plain matrix with `.grad` and reads

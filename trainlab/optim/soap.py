@@ -30,7 +30,7 @@ import torch
 
 from trainlab.optim.owners import OwnerUpdates
 from trainlab.optim.registration import Registration
-from trainlab.optim.validation import check_betas, check_dense_real, check_non_negative
+from trainlab.optim.validation import check_betas, check_non_negative
 
 
 def _eigenbasis(stat: torch.Tensor) -> torch.Tensor:
@@ -94,22 +94,7 @@ class SOAP(OwnerUpdates):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        matrices = []
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                check_dense_real("SOAP", p)
-                if self.is_matrix(p, group):  # the eigenbases need the whole matrix (owners.py)
-                    matrices.append((p, lambda matrix, group=group: self._matrix_step(matrix, group)))
-                else:
-                    self._adam_step(p, group)
-        self.update_matrices(matrices)
-        return loss
+        return self._step_by_kind(closure, self._matrix_step, self._adam_step)
 
     def is_matrix(self, p: torch.Tensor, group: dict[str, Any]) -> bool:
         return p.ndim >= 2
