@@ -58,7 +58,7 @@ from torch import nn
 
 TENSORS_MOVED = {  # method -> tensors read or written per entry (above)
     **{"adamw": 7, "nadamw": 7, "sfadamw": 7, "lion": 5, "signum": 5},
-    **{"diffgrad": 9, "signsgd": 3, "ademamix": 9},
+    **{"diffgrad": 9, "signsgd": 3, "ademamix": 9, "adopt": 7},
 }
 OURS: dict[str, dict[str, Any]] = {  # method -> trainlab hparams (lr only, as for the peers)
     "adamw": dict(lr=1e-3),
@@ -75,8 +75,14 @@ OURS: dict[str, dict[str, Any]] = {  # method -> trainlab hparams (lr only, as f
     "swan": dict(lr=1e-3),
     "muon": dict(lr=0.02),
     "soap": dict(lr=3e-3),
+    "adopt": dict(lr=1e-3),
+    "prodigy": dict(lr=1.0),
+    "adam_mini": dict(lr=1e-3),
+    "apollo": dict(lr=1e-3, rank=128),
+    "normuon": dict(lr=0.02),
+    "kron": dict(lr=3e-4),
 }
-FOREACH = {"adamw", "nadamw", "lion", "diffgrad", "signsgd", "signum", "sfadamw", "ademamix"}  # fused=False
+FOREACH = {"adamw", "nadamw", "lion", "diffgrad", "signsgd", "signum", "sfadamw", "ademamix", "adopt"}  # fused=False
 
 
 # ---- the model and its fixed gradients ------------------------------------------------------------
@@ -145,6 +151,26 @@ def _torch_muon(model):
     return step
 
 
+def _eager_heavyball(name: str, **kw):
+    """heavyball with its torch.compile switched off (its helpers' compile fails on CPU builds)."""
+
+    def build(model):
+        import heavyball
+        import heavyball.utils as helpers
+
+        helpers.compile_mode = None
+        helpers.compile_mode_recommended_to_none = None
+        return getattr(heavyball, name)(model.parameters(), **kw).step
+
+    return build
+
+
+def _adam_mini(model):
+    import adam_mini
+
+    return adam_mini.Adam_mini(model.named_parameters(), lr=1e-3, verbose=False).step
+
+
 def _class(module: str, name: str, train: bool = False, **kw):
     def build(model):
         cls = getattr(importlib.import_module(module), name)
@@ -187,6 +213,7 @@ PEERS: dict[str, dict[str, tuple[str, Callable]]] = {  # method -> label -> (pac
     "fira": {"pytorch_optimizer": ("pytorch_optimizer", _po("fira", lambda m: peer_groups(m, LOW_RANK, {}), lr=1e-3))},
     "muon": {
         "torch.optim.Muon": ("torch", _torch_muon),
+        "heavyball (eager)": ("heavyball", _eager_heavyball("Muon", lr=0.02)),
         "pytorch_optimizer": (
             "pytorch_optimizer",
             _po("muon", lambda m: peer_groups(m, {"use_muon": True}, {"use_muon": False}), lr=0.02),
@@ -194,8 +221,13 @@ PEERS: dict[str, dict[str, tuple[str, Callable]]] = {  # method -> label -> (pac
     },
     "soap": {
         "heavyball": ("heavyball", _class("heavyball", "SOAP", lr=3e-3)),
+        "heavyball (eager)": ("heavyball", _eager_heavyball("SOAP", lr=3e-3)),
         "pytorch_optimizer": ("pytorch_optimizer", _po("soap", lr=3e-3)),
     },
+    "adopt": {"pytorch_optimizer": ("pytorch_optimizer", _po("adopt", lr=1e-3))},
+    "prodigy": {"prodigyopt": ("prodigyopt", _class("prodigyopt", "Prodigy", lr=1.0))},
+    "adam_mini": {"adam-mini": ("adam_mini", _adam_mini)},
+    "kron": {"heavyball PSGDKron (eager)": ("heavyball", _eager_heavyball("PSGDKron", lr=3e-4))},
 }
 
 
