@@ -413,7 +413,7 @@ def test_bad_hyperparameters(cls):
 
 def test_bad_input_through_registry():
     p = [torch.zeros(3, requires_grad=True)]
-    valid = "betas, cautious, cautious_wd, lr, mars, mars_gamma, weight_decay"
+    valid = "betas, cautious, cautious_wd, lr, mars, mars_gamma, state_dtype, weight_decay, weight_update"
     with pytest.raises(ValueError, match=rf"no hyperparameter 'lrr'; valid: {valid}"):
         create("lion", p, lrr=1)
     with pytest.raises(ValueError, match="warmup_steps"):
