@@ -29,6 +29,7 @@ the one place state storage is touched. With the defaults it is not entered at a
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -80,38 +81,49 @@ def _ratio(signed: bool) -> float:
     return span ** (-1.0 / (levels - 1))  # level 1 is absmax * span, level `levels` is absmax
 
 
-def quantize(x: torch.Tensor, signed: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """float `x` -> (codes of x.numel() bytes, int8 or uint8; float32 absmax per block)."""
-    flat = x.detach().reshape(-1).float()
-    n = flat.numel()
-    blocks = torch.nn.functional.pad(flat, (0, -n % BLOCK)).view(-1, BLOCK)
-    absmax = blocks.abs().amax(dim=1)
+@functools.cache
+def _table(signed: bool, device: torch.device) -> torch.Tensor:
+    """Code -> value for absmax 1: index code + 128 (int8) or code (uint8)."""
     levels = SIGNED_LEVELS if signed else UNSIGNED_LEVELS
-    log_ratio = math.log(_ratio(signed))
-    scaled = blocks.abs() / torch.where(absmax > 0, absmax, 1.0)[:, None]
-    # the two levels around |x| (below: floor of the log position), then the nearer in value
-    below = torch.floor(levels + torch.log(scaled) / log_ratio).clamp(0, levels)
-    low = torch.where(below > 0, torch.exp((below - levels) * log_ratio), 0.0)
-    high = torch.exp((torch.clamp_max(below + 1, levels) - levels) * log_ratio)
-    level = torch.where(scaled - low <= high - scaled, below, torch.clamp_max(below + 1, levels))
+    codes = torch.arange(-128, 128) if signed else torch.arange(256)
+    magnitude = codes.abs().clamp_max(levels).double()
+    value = torch.where(magnitude > 0, _ratio(signed) ** (magnitude - levels), 0.0) * torch.sign(codes)
+    return value.float().to(device)
+
+
+def _blocks(flat: torch.Tensor) -> torch.Tensor:
+    """`flat` as rows of BLOCK entries (zero-padded: a copy only when numel is not a multiple)."""
+    pad = -flat.numel() % BLOCK
+    return (torch.nn.functional.pad(flat, (0, pad)) if pad else flat).view(-1, BLOCK)
+
+
+def quantize(x: torch.Tensor, signed: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """float `x` -> (codes of x.numel() bytes, int8 or uint8; float32 absmax per block).
+
+    With y = levels + log(|x| / absmax) / log(ratio) the position on the level scale (levels at
+    absmax), the nearest level in value is floor(y + 1 - c), c = log((1 + ratio) / 2) / log(ratio)
+    (the value midpoint of two neighbouring levels sits c above the lower one)."""
+    n = x.numel()
+    magnitude = _blocks(x.detach().reshape(-1).float().abs())
+    absmax = magnitude.amax(dim=1)
+    levels = SIGNED_LEVELS if signed else UNSIGNED_LEVELS
+    ratio = _ratio(signed)
+    position = torch.log(magnitude / torch.where(absmax > 0, absmax, 1.0)[:, None])
+    position.mul_(1 / math.log(ratio)).add_(levels + 1 - math.log((1 + ratio) / 2) / math.log(ratio))
+    level = position.floor_().clamp_(0, levels)
     if signed:
-        codes = (level * torch.sign(blocks)).to(torch.int8)
-    else:
-        codes = level.to(torch.uint8)
-    return codes.reshape(-1)[:n].clone(), absmax
+        level.mul_(_blocks(x.detach().reshape(-1).float()).sign())
+    codes = level.reshape(-1)[:n].to(torch.int8 if signed else torch.uint8)
+    return codes, absmax
 
 
 def dequantize(codes: torch.Tensor, absmax: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     """The float32 tensor of `shape` that `quantize` encoded (signedness from the codes' dtype)."""
     signed = codes.dtype == torch.int8
-    levels = SIGNED_LEVELS if signed else UNSIGNED_LEVELS
+    index = codes.int() + 128 if signed else codes.int()
+    value = _table(signed, codes.device)[index]
     n = codes.numel()
-    level = torch.nn.functional.pad(codes.float(), (0, -n % BLOCK)).view(-1, BLOCK)
-    magnitude = level.abs()
-    value = torch.exp((magnitude - levels) * math.log(_ratio(signed))) * absmax[:, None]
-    value = torch.where(magnitude > 0, value, 0.0)
-    value = value * torch.sign(level) if signed else value
-    return value.reshape(-1)[:n].reshape(shape)
+    return (_blocks(value) * absmax[:, None]).reshape(-1)[:n].reshape(shape)
 
 
 # ---- bf16 weight updates ---------------------------------------------------------------------------
