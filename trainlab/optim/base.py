@@ -25,6 +25,8 @@ a few lines of arithmetic; what they share is this class's `step()`:
      the rule written with multi-tensor `torch._foreach_*` ops (one pass over memory per op);
    - `foreach=False` (and fused not True): `_rule` applied eagerly per tensor (`_update_single`),
      the plain reference.
+   With `state_dtype` or `weight_update` set (`trainlab.optim.lowprec`), each path runs on float32
+   working tensors (dequantised state, upcast bf16 weights) that are stored back after the bucket.
 
 The arithmetic lives in one place per optimizer: the pure per-tensor `_rule(group)(p, g, states,
 s)`, which returns the new parameter and the new values of the state tensors named by
@@ -217,7 +219,8 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
                         "gradient's norm), and int8 blocks span it; on FSDP2 shards: use DDP"
                     )
                 ps, gs, ss = local(bucket, [cast(torch.Tensor, p.grad) for p in bucket], states)
-                work = lowprec.Working(group, ps, gs, ss, self._kinds(), self._generators) if low else None
+                generators = self.__dict__.setdefault("_generators", {})  # absent in an optimizer unpickled from before
+                work = lowprec.Working(group, ps, gs, ss, self._kinds(), generators) if low else None
                 if work is not None:  # float32 tensors for the rule; stored back by work.finish()
                     ps, gs, ss = work.work_params, work.work_grads, work.work_states
                 if fused:
