@@ -7,7 +7,7 @@ float32), the training loss (mean of the last 10 steps) and the median step time
 foreach path. (Parameter drift from the float32 run is not shown: on this model a rounding-level
 difference, torch's AdamW against trainlab's float32 rule, already drifts 1 % in 20 steps.)
 
-    python benchmarks/lowprec_state.py --width 512 --steps 200   # the docs' table (docs/optimizers.md)
+    python benchmarks/lowprec_state.py --width 512 --steps 100   # the docs' table (docs/optimizers.md)
     python benchmarks/lowprec_state.py --width 128 --steps 20 --only adamw
 """
 
