@@ -87,7 +87,6 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
         super().__init__(params, defaults)
-        lowprec.check_params(self.param_groups)
         self._generators: dict[torch.device, torch.Generator] = {}  # stochastic rounding's, per device
 
     # ---- hooks for subclasses ----------------------------------------------------------------

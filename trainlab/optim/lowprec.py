@@ -19,8 +19,9 @@ Two constructor options of each `ElementwiseOptimizer` (`options` checks them):
   dtype), "stochastic" (the rule runs in float32 and the new value is rounded to bf16 at random,
   up or down with probabilities that make the rounding unbiased) or "kahan" (the rule runs in
   float32; a bf16 compensation buffer, `state["kahan_comp"]`, 2 B/param, carries what bf16 could
-  not absorb into the next step). Parameters of other dtypes in the optimizer are updated
-  exactly; an optimizer with no bf16 parameter at all refuses the option (ValueError).
+  not absorb into the next step). For parameters of other dtypes the option is a no-op (documented
+  rather than refused: a race builds and steps its optimizer on float32 stand-ins before casting
+  the model to bf16, and mixed models keep float32 norms beside bf16 matrices).
 
 Every path (per-tensor, foreach, fused) runs the unchanged rule on float32 working tensors:
 `Working` dequantises (or upcasts) before the bucket's update and stores the results after it,
@@ -51,17 +52,6 @@ def options(state_dtype: str, weight_update: str) -> dict[str, Any]:
     if weight_update not in WEIGHT_UPDATES:
         raise ValueError(f"weight_update must be one of {', '.join(WEIGHT_UPDATES)}, got {weight_update!r}")
     return dict(state_dtype=state_dtype, weight_update=weight_update)
-
-
-def check_params(param_groups: list[dict[str, Any]]) -> None:
-    """`weight_update` other than "exact" needs bf16 parameters somewhere: refuse it otherwise."""
-    for group in param_groups:
-        mode = group.get("weight_update", "exact")
-        if mode != "exact" and not any(p.dtype == torch.bfloat16 for g in param_groups for p in g["params"]):
-            raise ValueError(
-                f"weight_update={mode!r} rounds bfloat16 parameters and this optimizer has none: "
-                "cast the model with model.to(torch.bfloat16), or use weight_update='exact'"
-            )
 
 
 def quantized(state_dict: dict[str, Any]) -> bool:
