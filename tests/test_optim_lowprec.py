@@ -176,6 +176,22 @@ def test_int8_state_loads_into_another_state_dtype(one_thread):
     assert torch.equal(again.state[p]["exp_avg" + lowprec.CODES], codes)
 
 
+def test_loaded_state_goes_to_the_parameters_device():
+    """A state dict saved on the CPU, loaded into an optimizer whose parameters live elsewhere (the
+    meta device stands in for a GPU here), lands on the parameters' device with its saved dtypes."""
+    model = mlp()
+    opt = create("adamw", model.parameters(), lr=1e-3, state_dtype="int8")
+    train(model, opt, 2)
+    elsewhere = [torch.empty_like(p, device="meta").requires_grad_() for p in model.parameters()]
+    loaded = create("adamw", elsewhere, lr=1e-3, state_dtype="int8")
+    loaded.load_state_dict(through_bytes(opt.state_dict(), map_location="cpu"))
+    for p, q in zip(model.parameters(), elsewhere):
+        assert opt.state[p].keys() == loaded.state[q].keys()
+        for key, value in opt.state[p].items():
+            if torch.is_tensor(value):
+                assert loaded.state[q][key].device == q.device and loaded.state[q][key].dtype == value.dtype
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_int8_state_saved_on_cpu_loads_onto_the_parameters_device():
     model = mlp()
