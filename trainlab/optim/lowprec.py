@@ -13,7 +13,7 @@ Two constructor options of each `ElementwiseOptimizer` (`options` checks them):
   uint8 over `UNSIGNED_RANGE` (1e-12: sqrt(v) keeps a 1e-6 range, at 2.8 % worst error). The
   design follows the blockwise dynamic quantisation of bitsandbytes' and torchao's 8-bit
   optimizers (absmax per block, a non-linear code, separate signed and unsigned maps); the code
-  here is a plain log map, decoded with one exp. Weight-like states (`_full_precision_states`:
+  here is a plain log map, decoded by a 256-entry table. Weight-like states (`_full_precision_states`:
   Schedule-Free's z) keep the parameter's dtype.
 - `weight_update`, for bfloat16 parameters: "exact" (today's: the rule runs in the parameter's
   dtype), "stochastic" (the rule runs in float32 and the new value is rounded to bf16 at random,
