@@ -413,7 +413,7 @@ def test_bad_hyperparameters(cls):
 
 def test_bad_input_through_registry():
     p = [torch.zeros(3, requires_grad=True)]
-    valid = "betas, cautious, cautious_wd, lr, mars, mars_gamma, weight_decay"
+    valid = "betas, cautious, cautious_wd, lr, mars, mars_gamma, state_dtype, weight_decay, weight_update"
     with pytest.raises(ValueError, match=rf"no hyperparameter 'lrr'; valid: {valid}"):
         create("lion", p, lrr=1)
     with pytest.raises(ValueError, match="warmup_steps"):
@@ -507,3 +507,33 @@ def test_a_rule_with_an_op_that_has_no_multi_tensor_form_fails_loudly():
 
     with pytest.raises(TypeError, match="tanh has no multi-tensor form"):
         apply(rule, [torch.ones(3)], [torch.ones(3)], [()], ())
+
+
+def test_foreach_plan_writes_in_place_and_keeps_returns_apart():
+    """The foreach path's plan (`tensorlist._plan`): Lion's rule allocates one temporary (the
+    interpolation, while m is still needed) and copies nothing back; a rule whose values change
+    slots (p's in-place product returned as a state, a state returned twice) gives the eager
+    per-tensor results on the planned second call too."""
+    from trainlab.optim import tensorlist
+    from trainlab.optim.lion import lion_rule
+
+    params = [torch.randn(5, 3), torch.randn(4)]
+    grads = [torch.randn_like(p) for p in params]
+    moms = [torch.randn_like(p) for p in params]
+    scalars = (0.99, -1e-3, 0.1, 0.01)
+    tensorlist.apply(lion_rule, params, grads, [(m,) for m in moms], scalars)
+    plan = next(v for k, v in tensorlist._PLANS.items() if k[0] is lion_rule)
+    assert sum(pos is None for pos in plan.inplace) == 1 and not any(plan.copy)
+
+    def swapping(p, g, states, s):
+        a, b = states
+        doubled = p * s[0]  # p is dead after this op: planned in place, in p's own tensor
+        return a + g, doubled, a * s[0]
+
+    for _ in range(2):  # the first call records the plan, the second follows it
+        ps, gs = [t.clone() for t in params], grads
+        cols = [(t.clone(), t.clone() + 1) for t in moms]
+        want = [swapping(p, g, c, (2.0,)) for p, g, c in zip(ps, gs, cols)]
+        tensorlist.apply(swapping, ps, gs, cols, (2.0,))
+        for p, (a, b), (w0, w1, w2) in zip(ps, cols, want):
+            assert torch.equal(p, w0) and torch.equal(a, w1) and torch.equal(b, w2)

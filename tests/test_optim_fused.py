@@ -73,6 +73,9 @@ CASES.update(
     }
 )
 
+# int8 state (trainlab.optim.lowprec): the same kernels run on the dequantised float32 state
+CASES.update({f"{name}[int8]": {**CASES[name], "state_dtype": "int8"} for name in ("lion", "nadamw")})
+
 
 def base_name(case):
     return case.partition("[")[0]

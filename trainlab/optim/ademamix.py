@@ -21,6 +21,7 @@ import math
 
 import torch
 
+from trainlab.optim import lowprec
 from trainlab.optim.base import ElementwiseOptimizer
 from trainlab.optim.registration import Registration
 from trainlab.optim.validation import check_non_negative, check_range
@@ -67,6 +68,8 @@ class AdEMAMix(ElementwiseOptimizer):
         beta3_warmup: int | None = None,
         eps: float = 1e-8,
         weight_decay: float = 0.0,
+        state_dtype: str = "param",
+        weight_update: str = "exact",
         foreach: bool = True,
         fused: bool | None = None,
     ) -> None:
@@ -83,6 +86,7 @@ class AdEMAMix(ElementwiseOptimizer):
                 raise ValueError(f"{name} must be None or an integer >= 1 (steps), got {value!r}")
         check_non_negative("eps", eps)
         check_non_negative("weight_decay", weight_decay)
+        lowprec_options = lowprec.options(state_dtype, weight_update)
         defaults = dict(
             lr=lr,
             betas=tuple(betas),
@@ -94,7 +98,7 @@ class AdEMAMix(ElementwiseOptimizer):
             foreach=foreach,
             fused=fused,
         )
-        super().__init__(params, defaults)
+        super().__init__(params, {**defaults, **lowprec_options})
 
     def _init_state(self, group, p, state) -> None:
         for key in self._state_keys:

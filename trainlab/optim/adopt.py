@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import torch
 
+from trainlab.optim import lowprec
 from trainlab.optim.base import ElementwiseOptimizer
 from trainlab.optim.modifiers import MARS_GAMMA, compose, options
 from trainlab.optim.registration import Registration
@@ -65,10 +66,13 @@ class ADOPT(ElementwiseOptimizer):
         mars: bool = False,
         mars_gamma: float = MARS_GAMMA,
         cautious_wd: bool = False,
+        state_dtype: str = "param",
+        weight_update: str = "exact",
         foreach: bool = True,
         fused: bool | None = None,
     ) -> None:
         check_adam_hparams(lr, betas, eps, weight_decay)
+        lowprec_options = lowprec.options(state_dtype, weight_update)
         defaults = dict(
             lr=lr,
             betas=tuple(betas),
@@ -78,7 +82,7 @@ class ADOPT(ElementwiseOptimizer):
             foreach=foreach,
             fused=fused,
         )
-        super().__init__(params, {**defaults, **options(cautious, mars, mars_gamma, cautious_wd)})
+        super().__init__(params, {**defaults, **options(cautious, mars, mars_gamma, cautious_wd), **lowprec_options})
 
     def _init_state(self, group, p, state) -> None:
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)

@@ -25,6 +25,8 @@ a few lines of arithmetic; what they share is this class's `step()`:
      the rule written with multi-tensor `torch._foreach_*` ops (one pass over memory per op);
    - `foreach=False` (and fused not True): `_rule` applied eagerly per tensor (`_update_single`),
      the plain reference.
+   With `state_dtype` or `weight_update` set (`trainlab.optim.lowprec`), each path runs on float32
+   working tensors (dequantised state, upcast bf16 weights) that are stored back after the bucket.
 
 The arithmetic lives in one place per optimizer: the pure per-tensor `_rule(group)(p, g, states,
 s)`, which returns the new parameter and the new values of the state tensors named by
@@ -56,11 +58,14 @@ from typing import Any, cast
 import torch
 
 from trainlab.optim import fused as fused_path
-from trainlab.optim import modifiers, tensorlist
+from trainlab.optim import lowprec, modifiers, tensorlist
 from trainlab.optim.distributed import is_sharded, keep_new_state, local
+from trainlab.optim.state import restore_saved_dtypes
 from trainlab.optim.validation import check_dense_real
 
-_SWITCHES = ("foreach", "fused")  # implementation choices: kept from the loader on load_state_dict
+# implementation and storage choices: kept from the loader on load_state_dict (a state saved with
+# int8 moments loads into a float32-state optimizer dequantised, and the other way round)
+_SWITCHES = ("foreach", "fused", "state_dtype", "weight_update")
 _WARNED: set[str] = set()
 
 
@@ -75,6 +80,14 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
 
     # State tensors the per-tensor rule reads and returns new values for, in this order.
     _state_keys: tuple[str, ...] = ()
+    # For `state_dtype` (trainlab.optim.lowprec): states that are never negative (an unsigned
+    # int8 code), and states that are weights, not statistics (kept in the parameter's dtype).
+    _nonnegative_states: tuple[str, ...] = ("exp_avg_sq",)
+    _full_precision_states: tuple[str, ...] = ()
+
+    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
+        super().__init__(params, defaults)
+        self._generators: dict[torch.device, torch.Generator] = {}  # stochastic rounding's, per device
 
     # ---- hooks for subclasses ----------------------------------------------------------------
 
@@ -179,11 +192,15 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
             buckets: dict[tuple[int, torch.device, torch.dtype], list[torch.Tensor]] = {}
             for p in params:
                 state = self.state[p]
-                if "step" not in state:
+                fresh = "step" not in state
+                if fresh:
                     state["step"] = 0
                     self._init_state(group, p, state)
-                if group.get("mars") and "prev_grad" not in state:  # MARS's g_{t-1}: zero at first
+                if group.get("mars") and "prev_grad" not in lowprec.stored_keys(state):  # MARS's g_{t-1}
                     state["prev_grad"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    fresh = True
+                if fresh and lowprec.active(group):
+                    lowprec.convert(group, p, state, self._kinds())
                 state["step"] += 1
                 buckets.setdefault((state["step"], p.device, p.dtype), []).append(p)
             self._begin_group(group)
@@ -194,12 +211,17 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
                 fused = fused_path.default_on(device) if can_fuse else bool(group.get("fused"))
                 # FSDP2's DTensors: an elementwise rule runs on each rank's shards (optim/distributed.py)
                 states = [self.state[p] for p in bucket]
-                if (group.get("cautious") or group.get("mars")) and any(is_sharded(p) for p in bucket):
+                low = lowprec.active(group)
+                if (group.get("cautious") or group.get("mars") or low) and any(is_sharded(p) for p in bucket):
                     raise NotImplementedError(
                         f"{name}: cautious and mars reduce over each whole tensor (the mask's mean, the "
-                        "gradient's norm); on FSDP2 shards they would reduce per shard: use DDP"
+                        "gradient's norm), and int8 blocks span it; on FSDP2 shards: use DDP"
                     )
                 ps, gs, ss = local(bucket, [cast(torch.Tensor, p.grad) for p in bucket], states)
+                generators = self.__dict__.setdefault("_generators", {})  # absent in an optimizer unpickled from before
+                work = lowprec.Working(group, ps, gs, ss, self._kinds(), generators) if low else None
+                if work is not None:  # float32 tensors for the rule; stored back by work.finish()
+                    ps, gs, ss = work.work_params, work.work_grads, work.work_states
                 if fused:
                     try:
                         self._update_fused(group, ps, gs, ss, step)
@@ -213,14 +235,29 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
                 else:
                     for p, g, s in zip(ps, gs, ss):
                         self._update_single(group, p, g, s, step)
+                if work is not None:
+                    work.finish()
+                    ss = work.states
                 keep_new_state(bucket, states, ss)
         return loss
 
+    def _kinds(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return self._nonnegative_states, self._full_precision_states
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load as torch.optim does, but keep this optimizer's `foreach`/`fused` switches."""
+        """Load as torch.optim does, but keep this optimizer's `_SWITCHES`, every
+        state tensor's saved dtype (torch's loader would cast int8 codes to the parameter's dtype)
+        on its parameter's device, then the loading optimizer's `state_dtype` storage (where either
+        side uses `trainlab.optim.lowprec`)."""
         switches = [{k: group[k] for k in _SWITCHES if k in group} for group in self.param_groups]
         super().load_state_dict(state_dict)
+        low = any(lowprec.active(g) for g in self.param_groups) or lowprec.quantized(state_dict)
+        if low:
+            restore_saved_dtypes(self, state_dict)
         for group, kept in zip(self.param_groups, switches):
             for key in _SWITCHES:
                 group.pop(key, None)
             group.update(kept)
+            for p in group["params"] if low else ():
+                if self.state.get(p):
+                    lowprec.convert(group, p, self.state[p], self._kinds())

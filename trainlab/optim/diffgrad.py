@@ -32,6 +32,7 @@ import math
 
 import torch
 
+from trainlab.optim import lowprec
 from trainlab.optim.base import ElementwiseOptimizer
 from trainlab.optim.registration import Registration
 from trainlab.optim.validation import check_adam_hparams
@@ -74,12 +75,15 @@ class DiffGrad(ElementwiseOptimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.0,
+        state_dtype: str = "param",
+        weight_update: str = "exact",
         foreach: bool = True,
         fused: bool | None = None,
     ) -> None:
         check_adam_hparams(lr, betas, eps, weight_decay)
+        lowprec_options = lowprec.options(state_dtype, weight_update)
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, foreach=foreach, fused=fused)
-        super().__init__(params, defaults)
+        super().__init__(params, {**defaults, **lowprec_options})
 
     def _init_state(self, group, p, state) -> None:
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from trainlab.optim import lowprec
 from trainlab.optim.base import ElementwiseOptimizer
 from trainlab.optim.modifiers import MARS_GAMMA, compose, options
 from trainlab.optim.registration import Registration
@@ -65,14 +66,17 @@ class Lion(ElementwiseOptimizer):
         mars: bool = False,
         mars_gamma: float = MARS_GAMMA,
         cautious_wd: bool = False,
+        state_dtype: str = "param",
+        weight_update: str = "exact",
         foreach: bool = True,
         fused: bool | None = None,
     ) -> None:
         check_non_negative("lr", lr)
         check_betas(betas)
         check_non_negative("weight_decay", weight_decay)
+        lowprec_options = lowprec.options(state_dtype, weight_update)
         defaults = dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay, foreach=foreach, fused=fused)
-        super().__init__(params, {**defaults, **options(cautious, mars, mars_gamma, cautious_wd)})
+        super().__init__(params, {**defaults, **options(cautious, mars, mars_gamma, cautious_wd), **lowprec_options})
 
     def _init_state(self, group, p, state) -> None:
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)

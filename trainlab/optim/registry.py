@@ -91,14 +91,15 @@ def build_kernels(name: str, hparams: dict[str, Any], params: Iterable[torch.Ten
     from trainlab.optim.base import ElementwiseOptimizer
 
     factory = entry(name).factory
-    if not (isinstance(factory, type) and issubclass(factory, ElementwiseOptimizer)):
+    if isinstance(factory, type) and not issubclass(factory, ElementwiseOptimizer):
         return
     kinds = {(p.dtype, p.device) for p in params if p.requires_grad}
     tiny = [torch.zeros(2, dtype=dtype, device=device, requires_grad=True) for dtype, device in kinds]
     for t in tiny:
         t.grad = torch.ones_like(t)
-    if tiny:
-        factory([{"params": [t]} for t in tiny], **hparams).step()
+    throwaway = factory([{"params": [t]} for t in tiny], **hparams) if tiny else None
+    if isinstance(throwaway, ElementwiseOptimizer):  # a factory function may build one (adamw[cautious=true])
+        throwaway.step()
 
 
 def _check_type(optimizer: str, key: str, value: Any, default: Any) -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import torch
 
+from trainlab.optim import lowprec
 from trainlab.optim.base import ElementwiseOptimizer
 from trainlab.optim.registration import Registration
 from trainlab.optim.validation import check_betas, check_non_negative
@@ -90,6 +91,7 @@ class ScheduleFreeAdamW(ElementwiseOptimizer):
     """
 
     _state_keys = ("z", "exp_avg_sq")
+    _full_precision_states = ("z",)  # an iterate, not a statistic: `state_dtype` leaves it alone
 
     # constructor argument -> the race hyperparameter giving it as a fraction of the step budget
     budget_steps = {"warmup_steps": "warmup_fraction"}
@@ -104,6 +106,8 @@ class ScheduleFreeAdamW(ElementwiseOptimizer):
         warmup_steps: int = 0,
         r: float = 0.0,
         weight_lr_power: float = 2.0,
+        state_dtype: str = "param",
+        weight_update: str = "exact",
         foreach: bool = True,
         fused: bool | None = None,
     ) -> None:
@@ -120,6 +124,7 @@ class ScheduleFreeAdamW(ElementwiseOptimizer):
             raise ValueError(f"warmup_steps must be an integer >= 0, got {warmup_steps!r}")
         check_non_negative("r", r)
         check_non_negative("weight_lr_power", weight_lr_power)
+        lowprec_options = lowprec.options(state_dtype, weight_update)
         defaults = dict(
             lr=lr,
             betas=tuple(betas),
@@ -136,7 +141,7 @@ class ScheduleFreeAdamW(ElementwiseOptimizer):
             train_mode=True,
             scheduled_lr=0.0,
         )
-        super().__init__(params, defaults)
+        super().__init__(params, {**defaults, **lowprec_options})
         self._group_scalars: tuple[float, float, float] = (0.0, 0.0, 0.0)  # set by _begin_group
 
     # ---- train / eval swaps --------------------------------------------------------------------

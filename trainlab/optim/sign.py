@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from trainlab.optim import lowprec
 from trainlab.optim.base import ElementwiseOptimizer
 from trainlab.optim.registration import Registration
 from trainlab.optim.validation import check_non_negative, check_range
@@ -57,14 +58,17 @@ class SignSGD(ElementwiseOptimizer):
         lr: float = 1e-4,
         momentum: float = 0.0,
         weight_decay: float = 0.0,
+        state_dtype: str = "param",
+        weight_update: str = "exact",
         foreach: bool = True,
         fused: bool | None = None,
     ) -> None:
         check_non_negative("lr", lr)
         check_range("momentum", momentum, 0.0, 1.0, high_open=True)
         check_non_negative("weight_decay", weight_decay)
+        lowprec_options = lowprec.options(state_dtype, weight_update)
         defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=foreach, fused=fused)
-        super().__init__(params, defaults)
+        super().__init__(params, {**defaults, **lowprec_options})
 
     @staticmethod
     def _buffer(p, state):
@@ -99,10 +103,21 @@ class Signum(SignSGD):
         lr: float = 1e-4,
         momentum: float = 0.9,
         weight_decay: float = 0.0,
+        state_dtype: str = "param",
+        weight_update: str = "exact",
         foreach: bool = True,
         fused: bool | None = None,
     ) -> None:
-        super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=foreach, fused=fused)
+        super().__init__(
+            params,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            state_dtype=state_dtype,
+            weight_update=weight_update,
+            foreach=foreach,
+            fused=fused,
+        )
 
 
 # The paper tunes lr per task; every coordinate moves by lr, as with Lion, so Lion's lr and range.

@@ -1,8 +1,9 @@
 """AdamW and SGD+Nesterov from torch.optim, with trainlab's checks and their registrations.
 
 trainlab uses torch's own implementations for these two baselines (foreach and fused kernels,
-exactly what users compare against); `adamw(cautious=True)` or `mars=True` builds trainlab's AdamW
-rule with those modifiers instead (`trainlab.optim.adamw`); the thin factories check values first, so a bad one is a
+exactly what users compare against); `adamw(cautious=True)`, `mars=True` or a low-precision option
+(`state_dtype`, `weight_update`: `trainlab.optim.lowprec`) builds trainlab's AdamW rule instead
+(`trainlab.optim.adamw`); the thin factories check values first, so a bad one is a
 one-line error before any training, and register the facts trainlab keeps about them. AdamW's
 default is torch's fused kernel where it runs (`TRAINLAB_FUSED=0`: torch's default, foreach).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from trainlab.optim import lowprec
 from trainlab.optim.fused import switched_on
 from trainlab.optim.modifiers import MARS_GAMMA, options
 from trainlab.optim.registration import Registration
@@ -27,6 +29,8 @@ def adamw(
     mars: bool = False,
     mars_gamma: float = MARS_GAMMA,
     cautious_wd: bool = False,
+    state_dtype: str = "param",
+    weight_update: str = "exact",
     foreach: bool | None = None,
     fused: bool | None = None,
 ):
@@ -35,7 +39,8 @@ def adamw(
     check_non_negative("eps", eps)
     check_non_negative("weight_decay", weight_decay)
     options(cautious, mars, mars_gamma, cautious_wd)
-    if cautious or mars or cautious_wd:  # a modifier: trainlab's AdamW rule (the plain one is torch's arithmetic)
+    low = lowprec.active(lowprec.options(state_dtype, weight_update))
+    if cautious or mars or cautious_wd or low:  # trainlab's AdamW rule (the plain one is torch's arithmetic)
         from trainlab.optim.adamw import AdamW
 
         return AdamW(
@@ -48,6 +53,8 @@ def adamw(
             mars=mars,
             mars_gamma=mars_gamma,
             cautious_wd=cautious_wd,
+            state_dtype=state_dtype,
+            weight_update=weight_update,
             foreach=foreach is not False,
             fused=fused,
         )
