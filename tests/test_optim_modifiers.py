@@ -375,3 +375,28 @@ def test_a_race_names_the_modifiers(tmp_path):
     assert {t["status"] for t in trials} == {"completed"}
     by_name = {t["algorithm"]: t["state_bytes"] for t in trials}
     assert by_name[names[0]] == by_name[names[1]] > 0  # AdamW's two moments; Lion's momentum + MARS's g_{t-1}
+
+
+def test_a_bracketed_name_tunes_with_its_options_on_every_trial(tmp_path):
+    """`tune` and `leaderboard` take `lion[cautious=true]` as races do: the base's search space,
+    the option fixed on every tuning and evaluation trial (so the leaderboard can pair a modifier
+    with its base)."""
+    import optuna
+
+    from conftest import run_main
+
+    store = f"sqlite:///{tmp_path / 't.db'}"
+    done = run_main(
+        "tune", "--name", "t", "--workloads", "mnist1d_mlp", "--workload-option", "mnist1d_mlp.step_budget=20",
+        "--workload-option", "mnist1d_mlp.eval_every=10", "--algorithms", "lion[cautious=true]", "--trials", "1",
+        "--studies", "1", "--eval-seeds", "0", "--workers", "1", "--threads", "1", "--store", store,
+        "--report-dir", str(tmp_path / "rep"), "--no-progress",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    runs = [
+        t.user_attrs["result"]["hparams"]
+        for s in optuna.get_all_study_summaries(store)
+        for t in optuna.load_study(study_name=s.study_name, storage=store).trials
+        if "result" in t.user_attrs
+    ]
+    assert len(runs) == 2 and all(h["cautious"] is True for h in runs), runs

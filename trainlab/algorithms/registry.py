@@ -110,7 +110,8 @@ def parse_name(name: str) -> tuple[str, str]:
         )
     if sso.is_sso(name):
         raise UsageError(f"{name!r}: SSO races (trainlab race); tuning and target setting do not run it yet")
-    optimizer_name, _, schedule = name.strip().partition("+")
+    plain, _ = split_options(name)  # `lion[cautious=true]`: make_algorithm applies the options
+    optimizer_name, _, schedule = plain.strip().partition("+")
     if optimizer_name not in optim.available() and is_external(optimizer_name):
         ensure_registered(optimizer_name)  # path/to/file.py:Class or package.module:Class
     if optimizer_name not in optim.available():
