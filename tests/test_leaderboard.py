@@ -134,7 +134,10 @@ def test_leaderboard_dry_run_plans_every_algorithm(tmp_path):
     assert done.returncode == 0, done.stderr
     # protocol v2: n algorithms x (2 MNIST-1D workloads x 3 studies x 5 draws + text_lm 3 x 3), before
     # the bracketing search; self-tuning: n x (5 + 5 + 3) runs
-    n = len(optim.available())
+    from trainlab.tuning.leaderboard import VARIANTS
+
+    n = len(optim.available()) + len(VARIANTS)  # with the bracketed variants the ablation pairs
+    assert all(v in done.stdout for v in VARIANTS)
     assert f"leaderboard: {n} algorithms" in done.stdout and f"{n * 39} trials" in done.stdout
     assert f"{n * 13} trials" in done.stdout
 

@@ -37,7 +37,8 @@ def add_parsers(sub) -> None:
         "--algorithms",
         default=None,
         metavar="LIST",
-        help="algorithms to add or run (default: every registered optimizer)",
+        help="algorithms to add or run, bracketed variants included, e.g. lion[cautious=true] (default: every "
+        "registered optimizer and the variants in trainlab.tuning.leaderboard.VARIANTS)",
     )
     p.add_argument(
         "--rerun",
@@ -116,11 +117,11 @@ def _kind(plan, tuned) -> str:
 
 
 def _algorithms(args: argparse.Namespace) -> list[str]:
-    """--algorithms, each name checked, else every registered optimizer."""
+    """--algorithms, each name checked, else every registered optimizer and the board's variants."""
     if not args.algorithms:
-        from trainlab import optim
+        from trainlab.tuning.leaderboard import default_algorithms
 
-        return optim.available()
+        return default_algorithms()
     from trainlab.algorithms.registry import parse_name
     from trainlab.cli.options import split_list
 

@@ -42,6 +42,18 @@ CLAIMS = (
     Claim("Muon: about 2x AdamW's compute efficiency (Liu et al. 2025)", "muon", "adamw", 2.0),
     Claim("SOAP: over 40 % fewer iterations than AdamW (Vyas et al. 2024)", "soap", "adamw", 1 / 0.6),
     Claim("AdEMAMix: AdamW's loss with about half the tokens (Pagliardini et al. 2024)", "ademamix", "adamw", 2.0),
+    # the 2024-25 methods and modifiers (issue 28): each row appears once both sides are on the board
+    Claim("Adam-mini: AdamW's results with 45-50 % less state (no more steps)", "adam_mini", "adamw", 1.0, match=True),
+    Claim("Cautious updates: a free speedup for AdamW (fewer steps)", "adamw[cautious=true]", "adamw", 1.0),
+    Claim("Cautious updates: a free speedup for Lion (fewer steps)", "lion[cautious=true]", "lion", 1.0),
+    Claim("MARS: variance reduction speeds up AdamW (fewer steps)", "adamw[mars=true]", "adamw", 1.0),
+    Claim(
+        "8-bit optimizer states: AdamW's results at a quarter of the state (no more steps)",
+        "adamw[state_dtype=int8]",
+        "adamw",
+        1.0,
+        match=True,
+    ),
 )
 
 

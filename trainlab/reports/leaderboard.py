@@ -15,6 +15,7 @@ from pathlib import Path
 
 from trainlab.errors import UsageError
 from trainlab.reports import verdicts_text
+from trainlab.reports.ablation import ablation_section
 from trainlab.reports.claims import claim_rows
 from trainlab.reports.leaderboard_plot import pareto_plot
 from trainlab.reports.scoring_tables import MISS, scoring_table_latex
@@ -224,6 +225,7 @@ def write_leaderboard(
         + claim_rows(verdicts, t_mem, t_out.best)
         + [""]
     )
+    lines += ablation_section(verdicts, t_mem)
     lines += verdict_section(verdicts, t_out, t_scores, s_scores, t_mem, workloads, out_dir)
     lines += ["## Self-tuning (workload-agnostic defaults, no tuning)", ""]
     if s_scores is None:

@@ -47,6 +47,19 @@ WORKLOAD_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
+# Beside every registered optimizer, the board runs these variants so the report can pair each
+# with its base (`trainlab.reports.ablation`, and the claims rows of cautious updates, MARS and
+# 8-bit states): the options are fixed on every trial, the base's search space is tuned.
+VARIANTS = ("adamw[cautious=true]", "lion[cautious=true]", "adamw[mars=true]", "adamw[state_dtype=int8]")
+
+
+def default_algorithms() -> list[str]:
+    """What `trainlab leaderboard` runs without --algorithms: every registered optimizer and VARIANTS."""
+    from trainlab import optim
+
+    return optim.available() + list(VARIANTS)
+
+
 def tuned_plan(algorithms: list[str], spaces: dict[str, Any]) -> TuningPlan:
     return TuningPlan(
         name=TUNED_NAME,
