@@ -64,7 +64,6 @@ def external_validity(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from trainlab.cli.options import split_list
-    from trainlab.tuning.coordinator import run_experiment
     from trainlab.tuning.external_validity import WORKLOADS, experiment_name, experiment_plan
     from trainlab.tuning.leaderboard import stored_plan
 
@@ -98,18 +97,7 @@ def external_validity(args: argparse.Namespace) -> int:
             f"{args.workers} worker(s), {args.threads} thread(s) each; store {args.store}",
             flush=True,
         )
-        run_experiment(
-            storage,
-            args.store,
-            plan,
-            device,
-            workers=args.workers,
-            threads=args.threads,
-            heartbeat_interval=args.heartbeat_interval,
-            grace_period=args.grace_period,
-            report=lambda line: print(line, flush=True),
-            progress_factory=parents.progress_bars(args),
-        )
+        parents.run_plan(args, storage, plan, device)
     from trainlab.reports.external_validity import write_report
 
     path = write_report(storage, plan, args.out, store=args.store)
