@@ -288,3 +288,34 @@ def test_claims_are_tested_at_the_size_the_paper_claims():
     muon = next(r for r in rows if r.startswith("| Muon"))
     assert "w: 350 vs 700 (9-0)" in soap and "holds at 1.7x on 1/1" in soap
     assert "w: 450 vs 700 (0-9)" in muon and "fails at 2x on 1/1" in muon
+
+
+def test_an_algoperf_submission_joins_the_board_on_its_own_points(tmp_path):
+    """`leaderboard --algorithms algoperf:FILE`: the tuned board draws only its published points (no
+    bracketing search moves its learning rate off them), the untuned board runs its first point,
+    races keep their own configurations, and its rows are marked as a submission."""
+    from pathlib import Path
+
+    from optuna.trial import TrialState, create_trial
+
+    from trainlab.reports.leaderboard import shown
+    from trainlab.tuning.experiment import study_search
+    from trainlab.tuning.leaderboard import leaderboard_plans
+
+    folder = Path(__file__).resolve().parent.parent / "examples" / "algoperf_adamw"
+    sub = f"algoperf:{folder / 'submission.py'}"
+    points = json.loads((folder / "tuning_search_space.json").read_text())
+    storage = open_storage(f"sqlite:///{tmp_path / 'lb.db'}", 30, 60)
+    tuned, self_ = leaderboard_plans(storage, ["adamw", sub])
+    assert tuned.search_spaces[sub] == points and self_.search_spaces[sub] == [points[0]]
+    assert tuned.origins[sub]["submission"] and tuned.search  # adamw's cells are still searched
+    done = [
+        create_trial(state=TrialState.COMPLETE, value=1.0, user_attrs={"kind": "tune", "draw": d})
+        for d in range(tuned.trials_for("mnist1d_mlp"))
+    ]
+    assert study_search(tuned, done, "mnist1d_mlp", sub) == []
+    assert shown(sub) == "algoperf_adamw (AlgoPerf submission)" and shown("adamw") == "adamw"
+    listed = run_cli(
+        "leaderboard", "--algorithms", f"adamw,{sub}", "--dry-run", "--store", str(tmp_path / "d.db"), cwd=tmp_path
+    )
+    assert listed.returncode == 0 and "leaderboard: 2 algorithms" in listed.stdout, listed.stderr

@@ -123,11 +123,15 @@ def _algorithms(args: argparse.Namespace) -> list[str]:
 
         return default_algorithms()
     from trainlab.algorithms.registry import parse_name
+    from trainlab.algorithms.submission import is_submission, load_submission
     from trainlab.cli.options import split_list
 
     algorithms = split_list(args.algorithms, "algorithms")
-    for a in algorithms:
-        parse_name(a)
+    for a in algorithms:  # each name checked now, in one line
+        if is_submission(a):
+            load_submission(a)
+        else:
+            parse_name(a)
     return algorithms
 
 
@@ -170,7 +174,9 @@ def _write_configs(storage, tuned, target: str) -> None:
 
     configs = race_configs(storage, tuned)
     count = sum(len(v) for v in configs["configs"].values())
-    wanted = len(tuned.algorithms) * len(tuned.workloads)
+    from trainlab.algorithms.submission import is_submission
+
+    wanted = sum(not is_submission(a) for a in tuned.algorithms) * len(tuned.workloads)
     if count < wanted:
         print(f"race configurations not written: {count} of {wanted} algorithm-workload pairs are finished")
     else:

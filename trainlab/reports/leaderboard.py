@@ -13,6 +13,7 @@ import math
 import statistics
 from pathlib import Path
 
+from trainlab.algorithms.submission import is_submission
 from trainlab.errors import UsageError
 from trainlab.reports import verdicts_text
 from trainlab.reports.ablation import ablation_section
@@ -79,6 +80,13 @@ def state_ratio(mem: dict, a: str, workloads: list[str]) -> float | None:
     return math.exp(statistics.fmean(math.log(r) for r in ratios))
 
 
+def shown(a: str) -> str:
+    """A row's name: an AlgoPerf submission by its folder, marked as one (its own points tuned)."""
+    if is_submission(a):
+        return f"{Path(a.split(':', 1)[1]).parent.name} (AlgoPerf submission)"
+    return a
+
+
 def summary_table(
     scores: dict, mem: dict, variants: dict[str, tuple[int, int]] | None, workloads: list[str]
 ) -> list[str]:
@@ -99,7 +107,7 @@ def summary_table(
         known = any((a, w) in mem for w in workloads)
         cover = f"{100 * min(covs):.0f}-{100 * max(covs):.0f} %" if covs else "all (elementwise)" if known else "n/a"
         row = (
-            f"| {a} | {time.scores[a]:.3f} | {steps.scores.get(a, math.nan):.3f} | "
+            f"| {shown(a)} | {time.scores[a]:.3f} | {steps.scores.get(a, math.nan):.3f} | "
             f"{_speedup(time.speedups.get(a))} | {state} | {cover} |"
         )
         if variants is not None:
@@ -147,7 +155,7 @@ def compact_table(
         got = variants.get(a)
         untuned = self_scores["steps"].scores.get(a) if self_scores else None
         lines.append(
-            f"| {a} | " + " | ".join(cells) + f" | {steps.scores[a]:.3f} | "
+            f"| {shown(a)} | " + " | ".join(cells) + f" | {steps.scores[a]:.3f} | "
             f"{time.scores.get(a, math.nan):.3f} | {_speedup(steps.speedups.get(a))} | "
             + (f"{ratio:.2f}x" if ratio is not None else "n/a")
             + " | "
@@ -175,12 +183,12 @@ def workload_table(
             cov = m.get("coverage")
             if (a, w) in pending:
                 lines.append(
-                    f"| {w} | {a} | {PENDING} | {PENDING} | {_kib(m.get('state'))} | "
+                    f"| {w} | {shown(a)} | {PENDING} | {PENDING} | {_kib(m.get('state'))} | "
                     f"{_kib(m.get('peak'))} | {'--' if cov is None else f'{100 * cov:.0f} %'} |"
                 )
                 continue
             lines.append(
-                f"| {w} | {a} | {_cost(time.costs[a][w], time.intervals[a][w], 's')} | "
+                f"| {w} | {shown(a)} | {_cost(time.costs[a][w], time.intervals[a][w], 's')} | "
                 f"{_cost(steps.costs[a][w], steps.intervals[a][w], 'steps')} | "
                 f"{_kib(m.get('state'))} | {_kib(m.get('peak'))} | "
                 f"{'--' if cov is None else f'{100 * cov:.0f} %'} |"

@@ -259,22 +259,31 @@ def search_points(trials: list[FrozenTrial]) -> list[search.Point]:
     return points
 
 
-def study_search(plan: TuningPlan, trials: list[FrozenTrial], workload: str) -> list[tuple[str, dict[str, Any]]] | None:
+def study_search(
+    plan: TuningPlan, trials: list[FrozenTrial], workload: str, algorithm: str
+) -> list[tuple[str, dict[str, Any]]] | None:
     """The bracketing trials a study needs next; None while its queued trials are still running or
-    its draws are not all queued, [] once it is settled (or the plan searches no further)."""
+    its draws are not all queued, [] once it is settled (or the plan searches no further). An
+    AlgoPerf submission is never searched: its published points are its whole space (AlgoPerf's
+    external-tuning rule), so moving its learning rate off them would not be the submission."""
     if any(t.state in UNFINISHED for t in trials):
         return None
     draws = {t.user_attrs.get("draw") for t in trials if "kind" in t.user_attrs}
     if len(draws) < plan.trials_for(workload):
         return None
     rule = search.SearchRule.from_dict(plan.search)
-    return search.next_trials(search_points(trials), rule) if rule is not None else []
+    if rule is None or is_submission(algorithm):
+        return []
+    return search.next_trials(search_points(trials), rule)
 
 
 def tuning_finished(storage, plan: TuningPlan, algorithm: str, workload: str) -> bool:
     for k in range(plan.studies_for(workload)):
         study = load(storage, plan.tune_study_name(algorithm, workload, k))
-        if study_search(plan, within_budget(study.get_trials(deepcopy=False), plan, workload), workload) != []:
+        if (
+            study_search(plan, within_budget(study.get_trials(deepcopy=False), plan, workload), workload, algorithm)
+            != []
+        ):
             return False
     return True
 
@@ -295,7 +304,7 @@ def enqueue_search(storage, plan: TuningPlan, settled: set[tuple[str, str, int]]
                     continue
                 study = load(storage, plan.tune_study_name(algorithm, workload, k))
                 trials = within_budget(study.get_trials(deepcopy=False), plan, workload)
-                proposals = study_search(plan, trials, workload)
+                proposals = study_search(plan, trials, workload, algorithm)
                 if proposals is None:
                     continue
                 if not proposals:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from trainlab.algorithms.submission import is_submission, submission_origin
 from trainlab.errors import UsageError
 from trainlab.tuning.plan import TuningPlan
 
@@ -81,8 +82,12 @@ def tuned_plan(algorithms: list[str], spaces: dict[str, Any]) -> TuningPlan:
 
 
 def self_tuning_plan(algorithms: list[str], defaults: dict[str, dict[str, Any]]) -> TuningPlan:
-    """`defaults`: algorithm -> its race defaults (the learning rate pins the one-point space)."""
-    spaces = {a: {"lr": {"feasible_points": [float(defaults[a]["lr"])]}} for a in algorithms}
+    """`defaults`: algorithm -> its race defaults (the learning rate pins the one-point space); an
+    AlgoPerf submission's is the first point of its published space, run as it stands."""
+    spaces: dict[str, Any] = {
+        a: [dict(defaults[a])] if is_submission(a) else {"lr": {"feasible_points": [float(defaults[a]["lr"])]}}
+        for a in algorithms
+    }
     return TuningPlan(
         name=SELF_TUNING_NAME,
         algorithms=list(algorithms),
@@ -126,6 +131,8 @@ def race_configs(storage, plan: TuningPlan) -> dict[str, Any]:
     outcomes = collect(storage, plan)
     configs: dict[str, dict[str, Any]] = {}
     for algorithm in plan.algorithms:
+        if is_submission(algorithm):  # a race runs a submission from its own published space
+            continue
         for workload in plan.workloads:
             name = plan.display(workload)
             if (algorithm, name) in outcomes.incomplete:
@@ -166,11 +173,23 @@ def leaderboard_plans(storage, algorithms: list[str]) -> tuple[TuningPlan, Tunin
     from trainlab.algorithms.registry import check_search_space, parse_name, valid_hparams
     from trainlab.algorithms.search_space import load_search_space
 
-    spaces = {a: check_search_space(load_search_space, a, parse_name(a)[0]).to_json() for a in algorithms}
-    defaults = {a: valid_hparams(*parse_name(a)) for a in algorithms}
+    spaces: dict[str, Any] = {}
+    defaults: dict[str, dict[str, Any]] = {}
+    origins: dict[str, dict[str, Any]] = {}
+    for a in algorithms:
+        if is_submission(a):  # its own published points: the tuned board's trials, the first untuned
+            origins[a], path = submission_origin(a, None)
+            spaces[a] = check_search_space(load_search_space, a, path).to_json()
+            if not isinstance(spaces[a], list):
+                raise UsageError(f"{a}: the leaderboard runs a submission's published points; its space is ranges")
+            defaults[a] = spaces[a][0]
+        else:
+            spaces[a] = check_search_space(load_search_space, a, parse_name(a)[0]).to_json()
+            defaults[a] = valid_hparams(*parse_name(a))
     tuned = grown(tuned_plan(algorithms, spaces), stored_plan(storage, TUNED_NAME))
     self_ = grown(self_tuning_plan(algorithms, defaults), stored_plan(storage, SELF_TUNING_NAME))
     for plan in (tuned, self_):
+        plan.origins = {**plan.origins, **origins}
         plan.check()
     return tuned, self_
 
