@@ -40,6 +40,7 @@ from typing import Any, cast
 
 import torch
 
+from trainlab.optim.closure import closure_loss
 from trainlab.optim.distributed import is_sharded, local
 from trainlab.optim.registration import Registration
 from trainlab.optim.validation import check_adam_hparams, check_choice, check_dense_real, check_int
@@ -105,10 +106,7 @@ class AdamMini(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             for p in params:

@@ -59,6 +59,7 @@ import torch
 
 from trainlab.optim import fused as fused_path
 from trainlab.optim import lowprec, modifiers, tensorlist
+from trainlab.optim.closure import closure_loss
 from trainlab.optim.distributed import is_sharded, keep_new_state, local
 from trainlab.optim.state import restore_saved_dtypes
 from trainlab.optim.validation import check_dense_real
@@ -175,10 +176,7 @@ class ElementwiseOptimizer(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         self._check_can_step()
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         name = type(self).__name__
         for group in self.param_groups:
             params = []

@@ -46,6 +46,7 @@ from typing import Any
 
 import torch
 
+from trainlab.optim.closure import closure_loss
 from trainlab.optim.owners import OwnerUpdates
 from trainlab.optim.registration import Registration
 from trainlab.optim.validation import check_dense_real, check_int, check_non_negative, check_range
@@ -209,10 +210,7 @@ class Kron(OwnerUpdates):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         updates = []
         position = 0
         for group in self.param_groups:

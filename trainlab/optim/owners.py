@@ -46,6 +46,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from trainlab.optim.closure import closure_loss
 from trainlab.optim.distributed import is_sharded, whole
 from trainlab.optim.projector import matrix_shape
 from trainlab.optim.validation import check_choice, check_dense_real
@@ -151,10 +152,7 @@ class OwnerUpdates(torch.optim.Optimizer):
     def _step_by_kind(self, closure, matrix_update: Callable, other_update: Callable) -> Any:
         """The step of a method that updates each matrix (`is_matrix`) whole, by its owner, and
         every other parameter in place, one by one: Muon, SWAN, NorMuon, SOAP."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         name = type(self).__name__
         matrices: list[tuple[torch.Tensor, Update]] = []
         for group in self.param_groups:

@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from trainlab.optim.closure import closure_loss
 from trainlab.optim.distributed import is_sharded, local
 from trainlab.optim.registration import Registration
 from trainlab.optim.validation import check_betas, check_dense_real, check_non_negative, check_range
@@ -110,10 +111,7 @@ class Prodigy(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         first = self.param_groups[0]
         beta1, beta2 = first["betas"]
         beta3 = math.sqrt(beta2) if first["beta3"] is None else first["beta3"]

@@ -58,6 +58,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import torch
 
+from trainlab.optim.closure import closure_loss
 from trainlab.optim.distributed import local
 from trainlab.optim.owners import OwnerUpdates
 from trainlab.optim.projector import FULL, RIGHT, Projector, matrix_shape
@@ -262,10 +263,7 @@ class SubspaceAdam(OwnerUpdates, KeepsSavedStateDtypes):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         name = type(self).__name__
         index = -1
         matrices = []
